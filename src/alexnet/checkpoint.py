@@ -1,0 +1,77 @@
+"""Checkpoints: written atomically, read without executing code from the file.
+
+A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so
+``torch.load(path, weights_only=True)`` reads it. Keys:
+``model`` (state dict), ``model_name``, ``model_options``, ``num_classes``, ``classes``,
+``eval_transform`` (dict, see ``data.transforms.EvalTransform``), ``config`` (the resolved run
+config), ``epoch``, ``metrics`` (the last epoch's), ``format`` (version), and in ``last.pt`` also
+``optimizer`` and ``train_state`` for resuming.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import UserError
+
+FORMAT_VERSION = 1
+
+
+def save_checkpoint(obj: dict[str, Any], path: str | os.PathLike[str]) -> None:
+    """Write ``obj`` to ``path`` atomically: a temp file in the same folder, fsync, rename, fsync dir.
+
+    A crash or Ctrl-C at any moment leaves either the old file or the new one, never half of one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save({**obj, "format": FORMAT_VERSION}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    dfd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
+    """A run folder means its ``best.pt`` (else ``last.pt``); a file means itself."""
+    p = Path(path)
+    if p.is_dir():
+        for name in ("best.pt", "last.pt"):
+            if (p / name).is_file():
+                return p / name
+        raise UserError(f"{path}: a folder without best.pt or last.pt (not a run folder?)")
+    if not p.is_file():
+        raise UserError(f"{path}: no such checkpoint file or run folder")
+    return p
+
+
+def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint (or a run folder's best one) safely; ``UserError`` if it is not one of ours."""
+    p = resolve_checkpoint(path)
+    try:
+        ckpt = torch.load(p, map_location=map_location, weights_only=True)
+    except Exception as e:  # corrupt, truncated, or holding objects weights_only refuses
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"{p}: not a readable checkpoint ({first[:200]})") from None
+    if not isinstance(ckpt, dict) or "model" not in ckpt or "model_name" not in ckpt:
+        raise UserError(f"{p}: not an alexnet checkpoint (no 'model' / 'model_name' keys)")
+    if ckpt.get("format", 0) > FORMAT_VERSION:
+        raise UserError(f"{p}: checkpoint format {ckpt['format']} is newer than this version reads ({FORMAT_VERSION})")
+    return ckpt

@@ -1,0 +1,187 @@
+"""The training configuration: one typed dataclass, filled from defaults, then a recipe file
+(TOML), then command-line flags. Unknown keys and wrong types are errors that name the key."""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import UserError
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs. Each field is a recipe key and a ``--flag`` of ``alexnet train``."""
+
+    # what to train, on what, where
+    model: str = "cifar_18pct"  # a name from `alexnet models`
+    model_options: dict[str, Any] = field(default_factory=dict)  # builder options (activation, lrn, ...)
+    data: str = ""  # mnist[:ROOT], cifar10[:ROOT] or an image-folder path (train/ and val/ or test/)
+    out: str = ""  # the run folder
+    resume: bool = False  # continue the run in `out` from its last.pt
+    # optimisation
+    epochs: int = 10
+    batch_size: int = 128
+    optimizer: str = "sgd"  # sgd | adamw
+    lr: float = 0.01
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 5e-4  # on weights (tensors of 2+ dims); biases and scalars are not decayed
+    label_smoothing: float = 0.0
+    schedule: str = "plateau"  # plateau | step | cosine | linear | constant
+    warmup_epochs: float = 0.0  # linear warm-up from lr/10, for cosine/linear/step/constant
+    step_size: int = 30  # step: epochs between divisions
+    gamma: float = 0.1  # step and plateau: the factor
+    plateau_patience: int = 2  # plateau: epochs without improvement before the rate is divided
+    plateau_threshold: float = 0.002  # plateau: smallest drop of val top-1 error that counts as improvement
+    max_reductions: int = 3  # plateau: the paper reduced the rate three times
+    # data and augmentation
+    image_size: int | None = None  # stored side (shorter side resized + centre square); default: the model's
+    crop_size: int | None = None  # network input side before padding; default: the model's input size
+    pad: int = 0  # zero pixels added on each side after cropping (LeNet-5: 28 -> 32)
+    random_crop: bool = True  # train on random crop_size patches (the paper's 224 of 256)
+    translate: int = 0  # zero-pad by this much before the random crop (CIFAR-style shifts)
+    flip: bool = True  # random horizontal reflections
+    normalize: str = "meanstd"  # meanstd | mean (the paper: subtract the mean only) | imagenet | none
+    max_train_images: int | None = None  # train on a random subset of this size
+    max_val_images: int | None = None  # evaluate on a random subset of this size
+    workers: int = 2  # loader processes for folders decoded on the fly
+    cache_limit_gb: float = 4.0  # folders smaller than this (decoded) are kept in memory
+    # machinery
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast)
+    channels_last: bool = True  # NHWC activations: faster convolutions on CPUs and tensor cores
+    eval_every: int = 1  # evaluate every N epochs (and always after the last)
+
+    def validate(self) -> "TrainConfig":
+        def bad(key: str, why: str) -> UserError:
+            return UserError(f"{key.replace('_', '-')}: {why}")
+
+        choices = {
+            "optimizer": ("sgd", "adamw"),
+            "schedule": ("plateau", "step", "cosine", "linear", "constant"),
+            "normalize": ("meanstd", "mean", "imagenet", "none"),
+            "precision": ("fp32", "bf16", "fp16"),
+        }
+        for key, allowed in choices.items():
+            if getattr(self, key) not in allowed:
+                raise bad(key, f"must be one of {', '.join(allowed)}, not {getattr(self, key)!r}")
+        for key in ("epochs", "batch_size", "eval_every", "step_size"):
+            if getattr(self, key) < 1:
+                raise bad(key, f"must be at least 1, not {getattr(self, key)}")
+        for key in ("lr", "cache_limit_gb"):
+            if not getattr(self, key) > 0:
+                raise bad(key, f"must be positive, not {getattr(self, key)}")
+        for key in ("weight_decay", "momentum", "warmup_epochs", "pad", "translate", "workers", "label_smoothing"):
+            if getattr(self, key) < 0:
+                raise bad(key, f"must not be negative, not {getattr(self, key)}")
+        for key in ("image_size", "crop_size", "max_train_images", "max_val_images"):
+            v = getattr(self, key)
+            if v is not None and v < 1:
+                raise bad(key, f"must be at least 1, not {v}")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], *, source: str = "config") -> "TrainConfig":
+        return cls().update(values, source=source)
+
+    def update(self, values: dict[str, Any], *, source: str = "config") -> "TrainConfig":
+        """A copy with ``values`` applied; keys and types are checked against the fields."""
+        hints = typing.get_type_hints(TrainConfig)
+        names = {f.name for f in dataclasses.fields(self)}
+        new = dataclasses.replace(self, model_options=dict(self.model_options))
+        for key, value in values.items():
+            k = key.replace("-", "_")
+            if k not in names:
+                raise UserError(f"{source}: unknown key {key!r} (see `alexnet train --help` for the keys)")
+            setattr(new, k, _coerce(value, hints[k], f"{source}: {key}"))
+        return new
+
+    @classmethod
+    def from_recipe(cls, path: str | Path, **overrides: Any) -> "TrainConfig":
+        """Defaults, then the TOML recipe at ``path``, then ``overrides``."""
+        return cls().update(load_recipe(path), source=str(path)).update(overrides, source="overrides")
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    """Check (and, for ints given where floats are expected, convert) a value against a type hint."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(hint)
+        if value is None and type(None) in args:
+            return None
+        hint = next(a for a in args if a is not type(None))
+        origin = typing.get_origin(hint)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise UserError(f"{where}: expected a table of options, got {value!r}")
+        return dict(value)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise UserError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise UserError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise UserError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if hint is str:
+        if not isinstance(value, str):
+            raise UserError(f"{where}: expected a string, got {value!r}")
+        return value
+    return value
+
+
+def load_recipe(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        shipped = Path(__file__).resolve().parents[2] / "recipes" / p.name
+        if not p.suffix and shipped.with_suffix(".toml").is_file():
+            p = shipped.with_suffix(".toml")
+        elif shipped.is_file():
+            p = shipped
+        else:
+            raise UserError(f"--recipe {path}: no such file")
+    try:
+        return tomllib.loads(p.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"--recipe {p}: not valid TOML ({e})") from None
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise TypeError(f"cannot write {v!r} as TOML")
+
+
+def dump_toml(values: dict[str, Any]) -> str:
+    """Write a flat dict (plus tables of scalars) as TOML; None values are written as comments."""
+    lines, tables = [], []
+    for k, v in values.items():
+        if isinstance(v, dict):
+            tables.append((k, v))
+        elif v is None:
+            lines.append(f"# {k} = (unset)")
+        else:
+            lines.append(f"{k} = {_toml_value(v)}")
+    for name, table in tables:
+        lines += ["", f"[{name}]"] + [f"{k} = {_toml_value(v)}" for k, v in table.items() if v is not None]
+    return "\n".join(lines) + "\n"

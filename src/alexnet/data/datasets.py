@@ -1,0 +1,315 @@
+"""Datasets named by a SPEC string: ``mnist[:ROOT]``, ``cifar10[:ROOT]`` or an image-folder path.
+
+Every dataset yields ``(image, label)`` with ``image`` a (C, H, W) uint8 tensor at a fixed size
+(the "stored" image: for folders, shorter side resized to ``image_size`` and centre-cropped, the
+paper's §2; MNIST and CIFAR-10 at their native 28 and 32). Crops, flips and normalisation happen
+later on whole batches (``transforms.py``), so the same code runs on the CPU and on a GPU.
+
+Small datasets (MNIST, CIFAR-10, small folders) are decoded once and kept in memory as one uint8
+tensor; folders too large for ``cache_limit_bytes`` are decoded on the fly by loader workers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import sys
+import tarfile
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from ..errors import UserError
+from .images import ImageError, image_to_array, is_image_file, load_image, resize_center_square
+
+VAL_DIR_NAMES = ("val", "test", "validation")
+ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.xz", ".zip")
+
+
+def default_root() -> str:
+    """Where ``mnist`` / ``cifar10`` without ``:ROOT`` look: $ALEXNET_DATA_ROOT, else ./data."""
+    return os.environ.get("ALEXNET_DATA_ROOT", "data")
+
+
+def cache_dir() -> Path:
+    """Where archives are extracted: $ALEXNET_CACHE, else ~/.cache/alexnet."""
+    return Path(os.environ.get("ALEXNET_CACHE", Path.home() / ".cache" / "alexnet"))
+
+
+@dataclass
+class DataSpec:
+    kind: str  # "mnist", "cifar10" or "folder"
+    root: str  # dataset root (mnist/cifar10) or the folder/archive path
+
+    @classmethod
+    def parse(cls, spec: str) -> "DataSpec":
+        """``mnist``, ``mnist:ROOT``, ``cifar10``, ``cifar10:ROOT`` or a folder (or archive) path."""
+        name, sep, root = spec.partition(":")
+        if name.lower() in ("mnist", "cifar10", "cifar-10"):
+            kind = "cifar10" if name.lower().startswith("cifar") else "mnist"
+            return cls(kind, root if sep and root else default_root())
+        if not spec:
+            raise UserError("--data is empty; give mnist[:ROOT], cifar10[:ROOT] or an image-folder path")
+        return cls("folder", spec)
+
+
+class InMemoryDataset(Dataset):
+    """Images held as one (N, C, H, W) uint8 tensor."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, classes: list[str]) -> None:
+        assert images.dtype == torch.uint8 and images.ndim == 4 and len(images) == len(labels)
+        self.images, self.labels, self.classes = images, labels.long(), classes
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return self.images[i], int(self.labels[i])
+
+
+@dataclass
+class FolderDataset(Dataset):
+    """An image folder decoded on the fly; an unusable file yields ``None`` (dropped by ``collate``)."""
+
+    samples: list[tuple[str, int]]
+    classes: list[str]
+    image_size: int
+    channels: int = 3
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    @property
+    def labels(self) -> torch.Tensor:
+        return torch.tensor([label for _, label in self.samples], dtype=torch.long)
+
+    def load(self, i: int) -> torch.Tensor:
+        path, _ = self.samples[i]
+        img = resize_center_square(load_image(path, self.channels, min_side=self.image_size), self.image_size)
+        return torch.from_numpy(image_to_array(img))
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int] | tuple[None, tuple[str, str]]:
+        try:
+            return self.load(i), self.samples[i][1]
+        except ImageError as e:
+            return None, (self.samples[i][0], str(e))
+
+
+def collate(batch: list) -> tuple[torch.Tensor, torch.Tensor, list[tuple[str, str]]]:
+    """Stack uint8 images; unusable ones are dropped and their (path, reason) returned third."""
+    good = [(x, y) for x, y in batch if x is not None]
+    errors = [y for x, y in batch if x is None]
+    if not good:
+        return torch.empty(0, dtype=torch.uint8), torch.empty(0, dtype=torch.long), errors
+    return torch.stack([x for x, _ in good]), torch.tensor([y for _, y in good]), errors
+
+
+# --------------------------------------------------------------------------------------------- folders
+
+
+def _extract(archive: Path) -> Path:
+    """Extract an archive once into the cache (atomically) and return the folder."""
+    st = archive.stat()
+    key = hashlib.sha1(f"{archive.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:12]
+    stem = archive.name.split(".")[0]
+    dest = cache_dir() / "extracted" / f"{stem}-{key}"
+    if dest.is_dir():
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{stem}-"))
+    print(f"extracting {archive} to {dest} ...", file=sys.stderr)
+    try:
+        if archive.name.endswith(".zip"):
+            with zipfile.ZipFile(archive) as z:
+                z.extractall(tmp)
+        else:
+            with tarfile.open(archive) as t:
+                t.extractall(tmp, filter="data")
+        os.replace(tmp, dest)
+    except (OSError, tarfile.TarError, zipfile.BadZipFile) as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise UserError(f"{archive}: cannot extract ({e})") from None
+    return dest
+
+
+def _find_split_root(path: Path) -> Path:
+    """The folder holding ``train/``: ``path`` itself or its single subfolder (archives often nest)."""
+    if (path / "train").is_dir():
+        return path
+    subs = [p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    if len(subs) == 1 and (subs[0] / "train").is_dir():
+        return subs[0]
+    return path
+
+
+def resolve_folder(path: str | os.PathLike[str]) -> Path:
+    """An image-folder root: a folder with ``train/`` and ``val/`` (or ``test/``), or an archive of one."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise UserError(f"--data {path}: no such file or folder")
+    if p.is_file():
+        if not p.name.lower().endswith(ARCHIVE_SUFFIXES):
+            raise UserError(f"--data {path}: a file, but not an archive ({', '.join(ARCHIVE_SUFFIXES)})")
+        p = _extract(p)
+    p = _find_split_root(p)
+    if not (p / "train").is_dir():
+        raise UserError(f"--data {path}: expected a train/ folder with one subfolder per class")
+    return p
+
+
+def _split_dir(root: Path, split: str) -> Path:
+    if split == "train":
+        return root / "train"
+    for name in VAL_DIR_NAMES:
+        if (root / name).is_dir():
+            return root / name
+    raise UserError(f"--data {root}: no {'/, '.join(VAL_DIR_NAMES)}/ folder to evaluate on")
+
+
+def list_folder(root: Path, split: str, classes: list[str] | None = None) -> tuple[list[tuple[str, int]], list[str]]:
+    """(path, label) pairs of one split, found recursively in each class folder, sorted.
+
+    ``classes`` (from the training split) fixes the label order; a split whose class folders differ
+    is an error, as is a class folder without a single image file.
+    """
+    d = _split_dir(root, split)
+    found = sorted(e.name for e in os.scandir(d) if e.is_dir() and not e.name.startswith("."))
+    if not found:
+        raise UserError(f"{d}: no class folders (expected {d}/<class>/<image>)")
+    if classes is not None and found != classes:
+        missing, extra = sorted(set(classes) - set(found)), sorted(set(found) - set(classes))
+        raise UserError(
+            f"{d}: class folders differ from train/'s (missing: {missing[:5] or 'none'}, extra: {extra[:5] or 'none'})"
+        )
+    samples: list[tuple[str, int]] = []
+    for label, name in enumerate(found):
+        files = []
+        for dirpath, dirnames, filenames in os.walk(d / name, followlinks=True):
+            dirnames[:] = sorted(x for x in dirnames if not x.startswith("."))
+            files += [os.path.join(dirpath, f) for f in sorted(filenames) if is_image_file(f)]
+        if not files:
+            raise UserError(f"{d / name}: class folder without any image file")
+        samples += [(f, label) for f in files]
+    return samples, found
+
+
+def _preload(ds: FolderDataset, workers: int, desc: str) -> InMemoryDataset:
+    """Decode every image of a folder once, in parallel, into one uint8 tensor."""
+    from tqdm import tqdm
+
+    n = len(ds)
+    images = torch.empty(n, ds.channels, ds.image_size, ds.image_size, dtype=torch.uint8)
+    labels = torch.empty(n, dtype=torch.long)
+    loader = DataLoader(ds, batch_size=256, num_workers=workers, collate_fn=list)
+    k = 0
+    with tqdm(total=n, desc=desc, unit="img", leave=False, disable=None) as bar:
+        for batch in loader:
+            for x, y in batch:
+                if x is None:
+                    ds.skipped.append(y)
+                    continue
+                images[k], labels[k] = x, y
+                k += 1
+            bar.update(len(batch))
+    for path, why in ds.skipped:
+        print(f"warning: skipped {path}: {why}", file=sys.stderr)
+    return InMemoryDataset(images[:k].clone(), labels[:k], ds.classes)
+
+
+# --------------------------------------------------------------------------------------------- named sets
+
+
+def _mnist(root: str, train: bool) -> InMemoryDataset:
+    from torchvision.datasets import MNIST
+
+    try:
+        ds = MNIST(root, train=train, download=False)
+    except RuntimeError:
+        try:
+            ds = MNIST(root, train=train, download=True)
+        except Exception as e:  # offline, or a server error
+            raise UserError(
+                f"mnist: no copy under {root}/MNIST/raw and the download failed ({type(e).__name__}); "
+                f"use mnist:ROOT with ROOT holding MNIST/raw/*-ubyte"
+            ) from None
+    return InMemoryDataset(ds.data.unsqueeze(1).contiguous(), ds.targets, [str(i) for i in range(10)])
+
+
+def _cifar10_source(root: str) -> tuple[str, Path]:
+    """Find CIFAR-10 under ROOT: torchvision's python batches, an image-folder tree, or its archive."""
+    r = Path(root).expanduser()
+    for base in (r, r / "cifar10", r / "cifar-10"):
+        if (base / "cifar-10-batches-py").is_dir():
+            return "torchvision", base
+        if (base / "train").is_dir():
+            return "folder", base
+        for name in ("cifar10-jpeg.tar.gz", "cifar10.tar.gz", "cifar-10.tar.gz"):
+            if (base / name).is_file():
+                return "folder", resolve_folder(base / name)
+    return "download", r
+
+
+def _cifar10(root: str, train: bool, workers: int) -> InMemoryDataset:
+    from torchvision.datasets import CIFAR10
+
+    kind, base = _cifar10_source(root)
+    if kind == "folder":
+        split = "train" if train else "val"
+        classes = None if train else list_folder(base, "train")[1]
+        samples, classes = list_folder(base, split, classes)
+        ds = FolderDataset(samples, classes, image_size=32)
+        return _preload(ds, workers, f"decoding CIFAR-10 {split}")
+    try:
+        ds = CIFAR10(str(base), train=train, download=kind == "download")
+    except Exception as e:
+        raise UserError(
+            f"cifar10: no copy under {root} (cifar-10-batches-py/, a train/ test/ tree, or cifar10-jpeg.tar.gz) "
+            f"and the download failed ({type(e).__name__})"
+        ) from None
+    images = torch.from_numpy(np.ascontiguousarray(ds.data.transpose(0, 3, 1, 2)))
+    return InMemoryDataset(images, torch.tensor(ds.targets), list(ds.classes))
+
+
+def load_dataset(
+    spec: str | DataSpec,
+    split: str = "train",
+    *,
+    image_size: int = 256,
+    channels: int = 3,
+    workers: int = 2,
+    cache_limit_bytes: int = 4 << 30,
+    classes: list[str] | None = None,
+) -> Dataset:
+    """The ``train`` or ``val`` split of a dataset SPEC.
+
+    Usage: ``load_dataset("cifar10:../shared/data", "val")``. Folders are decoded at
+    ``image_size`` with ``channels`` (MNIST and CIFAR-10 keep their native size and channels) and
+    kept in memory when they fit in ``cache_limit_bytes``; ``classes`` checks a val split against
+    the training classes.
+    """
+    if split not in ("train", "val"):
+        raise ValueError(f"split must be 'train' or 'val', not {split!r}")
+    s = spec if isinstance(spec, DataSpec) else DataSpec.parse(spec)
+    if s.kind == "mnist":
+        return _mnist(s.root, split == "train")
+    if s.kind == "cifar10":
+        return _cifar10(s.root, split == "train", workers)
+    root = resolve_folder(s.root)
+    if split == "val" and classes is None:
+        _, classes = list_folder(root, "train")
+    samples, found = list_folder(root, split, classes)
+    ds = FolderDataset(samples, found, image_size=image_size, channels=channels)
+    if len(samples) * channels * image_size * image_size <= cache_limit_bytes:
+        return _preload(ds, workers, f"decoding {split}")
+    return ds
+
+
+def dataset_classes(ds: Dataset) -> list[str]:
+    return list(ds.classes)  # type: ignore[attr-defined]

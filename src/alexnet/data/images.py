@@ -1,0 +1,124 @@
+"""Reading any image Pillow can read, safely, into an RGB (or grey) uint8 array.
+
+Handles what real photo folders contain: grayscale, RGBA/LA and palette images with transparency
+(composited on white), CMYK, 16-bit and 32-bit integer images (scaled to 8 bits, not clipped),
+float images, EXIF orientation, files whose extension lies about their format, and very large
+JPEGs (decoded at a reduced scale with ``draft`` when the target is small). Truncated files,
+non-images and decompression bombs raise ``ImageError`` with a one-line reason.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+IMAGE_EXTENSIONS = frozenset(
+    ".jpg .jpeg .png .bmp .gif .tif .tiff .webp .ppm .pgm .pbm .pnm .jfif .jpe .ico .tga .sgi".split()
+)
+
+# Pillow refuses images over 2x this many pixels (DecompressionBombError) and warns between 1x
+# and 2x. We keep its limit (about 179 megapixels: larger than any camera photo) and make the
+# warning silent, so only real bombs are refused.
+MAX_PIXELS = 2 * Image.MAX_IMAGE_PIXELS if Image.MAX_IMAGE_PIXELS else None
+
+
+class ImageError(Exception):
+    """An image file that cannot be used; the message is one line naming the reason."""
+
+
+def is_image_file(path: str | os.PathLike[str]) -> bool:
+    """True for a visible file whose extension is an image format's (.DS_Store, notes.txt: False)."""
+    name = os.path.basename(path)
+    return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+def _to_8bit(img: Image.Image) -> Image.Image:
+    """Integer and float modes ('I;16', 'I', 'F', ...) scaled into 0-255 ('L')."""
+    a = np.asarray(img)
+    if a.dtype.kind == "f":
+        lo, hi = float(np.nanmin(a)), float(np.nanmax(a))
+        a = (a - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(a)
+    else:
+        # 16-bit data (the common case, including 'I' images that hold 16-bit PNGs) scale by
+        # 65535/255 = 257; anything wider is scaled by its own maximum.
+        top = int(a.max()) if a.size else 0
+        div = 1 if top <= 255 else 257 if top <= 65535 else top / 255.0
+        a = a / div
+    return Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8), "L")
+
+
+def to_mode(img: Image.Image, channels: int = 3) -> Image.Image:
+    """Convert any Pillow image to 'RGB' (channels=3) or 'L' (channels=1) correctly."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        img = _to_8bit(img)
+    if img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, rgba)
+    want = "RGB" if channels == 3 else "L"
+    return img if img.mode == want else img.convert(want)
+
+
+def load_image(path: str | os.PathLike[str], channels: int = 3, min_side: int | None = None) -> Image.Image:
+    """Open, fully decode, apply EXIF orientation and convert to RGB/L.
+
+    ``min_side``: the caller will shrink the image so its shorter side is this; large JPEGs are
+    then decoded at the smallest scale (1/2, 1/4, 1/8) that stays at least this big.
+    Raises ``ImageError`` with a one-line reason for anything unusable.
+    """
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                if MAX_PIXELS and img.width * img.height > MAX_PIXELS:
+                    raise ImageError(
+                        f"{img.width}x{img.height} pixels is over the {MAX_PIXELS:,}-pixel limit (decompression bomb?)"
+                    )
+                if min_side and img.format == "JPEG":
+                    # draft keeps the scale factor that leaves the image at least the requested
+                    # size; the EXIF rotation below does not change the shorter side.
+                    s = min(img.width, img.height)
+                    if s > 2 * min_side:
+                        img.draft(img.mode, (img.width * min_side // s, img.height * min_side // s))
+                img.load()
+                img = ImageOps.exif_transpose(img) or img
+                return to_mode(img, channels)
+    except ImageError:
+        raise
+    except FileNotFoundError:
+        raise ImageError("no such file") from None
+    except IsADirectoryError:
+        raise ImageError("is a directory") from None
+    except UnidentifiedImageError:
+        raise ImageError("not an image (Pillow cannot identify it)") from None
+    except Image.DecompressionBombError as e:
+        raise ImageError(f"refused as a decompression bomb ({e})") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:  # truncated or corrupt data
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ImageError(f"unreadable image ({msg})") from None
+
+
+def resize_center_square(img: Image.Image, size: int) -> Image.Image:
+    """The paper's §2 preprocessing: shorter side to ``size`` (antialiased bilinear), central square."""
+    w, h = img.size
+    if (w, h) != (size, size):
+        scale = size / min(w, h)
+        nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+        if (nw, nh) != (w, h):
+            img = img.resize((nw, nh), Image.BILINEAR, reducing_gap=3.0 if max(w, h) > 4 * size else None)
+        left, top = (nw - size) // 2, (nh - size) // 2
+        img = img.crop((left, top, left + size, top + size))
+    return img
+
+
+def image_to_array(img: Image.Image) -> np.ndarray:
+    """A Pillow 'RGB' or 'L' image as a (C, H, W) uint8 array."""
+    a = np.array(img, dtype=np.uint8)  # a writable copy: torch.from_numpy warns on read-only arrays
+    return a[None] if a.ndim == 2 else np.ascontiguousarray(a.transpose(2, 0, 1))

@@ -1,0 +1,81 @@
+"""Batches of uint8 images and labels, in a reproducible order.
+
+In-memory datasets are indexed directly (no worker processes, no per-image Python work); folder
+datasets go through a ``DataLoader`` with workers that decode JPEGs. Either way the order of an
+epoch depends only on (seed, epoch), so a run resumed at an epoch boundary sees the same batches.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Iterator
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from .datasets import FolderDataset, InMemoryDataset, collate
+
+
+class BatchLoader:
+    """Iterate ``(images uint8 (N, C, H, W), labels (N,))`` batches of a dataset.
+
+    Usage: ``loader = BatchLoader(ds, 128, shuffle=True, seed=0); loader.set_epoch(e); for x, y in loader: ...``
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        batch_size: int,
+        *,
+        shuffle: bool = False,
+        seed: int = 0,
+        workers: int = 2,
+        drop_last: bool = False,
+    ) -> None:
+        self.dataset, self.batch_size, self.shuffle = dataset, batch_size, shuffle
+        self.seed, self.workers, self.drop_last = seed, workers, drop_last
+        self.epoch = 0
+        self.skipped: list[tuple[str, str]] = []
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        n = len(self.dataset)  # type: ignore[arg-type]
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    @property
+    def num_images(self) -> int:
+        n = len(self.dataset)  # type: ignore[arg-type]
+        return (n // self.batch_size) * self.batch_size if self.drop_last else n
+
+    def order(self) -> torch.Tensor:
+        n = len(self.dataset)  # type: ignore[arg-type]
+        if not self.shuffle:
+            return torch.arange(n)
+        g = torch.Generator().manual_seed(self.seed * 100003 + self.epoch)
+        return torch.randperm(n, generator=g)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        idx = self.order()
+        if isinstance(self.dataset, InMemoryDataset):
+            for b in range(len(self)):
+                i = idx[b * self.batch_size : (b + 1) * self.batch_size]
+                yield self.dataset.images[i], self.dataset.labels[i]
+            return
+        batches = [idx[b * self.batch_size : (b + 1) * self.batch_size].tolist() for b in range(len(self))]
+        dl = DataLoader(
+            self.dataset,
+            batch_sampler=batches,
+            num_workers=self.workers,
+            collate_fn=collate,
+            persistent_workers=False,
+            prefetch_factor=4 if self.workers else None,
+        )
+        for x, y, errors in dl:
+            for path, why in errors:
+                if isinstance(self.dataset, FolderDataset) and (path, why) not in self.skipped:
+                    self.skipped.append((path, why))
+                    print(f"warning: skipped {path}: {why}", file=sys.stderr)
+            if len(y):
+                yield x, y

@@ -1,0 +1,154 @@
+"""Batch-level image transforms on uint8 tensors: the paper's crops and flips, centre crops,
+padding, channel conversion and normalisation.
+
+Whole (N, C, H, W) uint8 batches are transformed at once, on whatever device they are on (after
+the transfer to a GPU, in the training loop), which is how airbench/hlb-CIFAR10 keep augmentation
+off the critical path. ``EvalTransform`` is also stored in every checkpoint so that ``predict``
+prepares a photo exactly as evaluation prepared the validation images.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+
+# ITU-R BT.601 luma, as Pillow's convert("L").
+_LUMA = (0.299, 0.587, 0.114)
+
+
+@dataclass
+class EvalTransform:
+    """How an image becomes a network input at test time.
+
+    Shorter side resized to ``image_size`` and the central square kept (done when the image is
+    decoded), then the central ``crop_size`` square, then ``pad`` pixels of zeros on every side
+    (LeNet-5's 28 -> 32), then ``channels`` (1 or 3), then ``(x - mean) / std`` with mean and std
+    in 0-255 units per channel.
+    """
+
+    image_size: int
+    crop_size: int
+    pad: int = 0
+    channels: int = 3
+    mean: tuple[float, ...] = (0.0, 0.0, 0.0)
+    std: tuple[float, ...] = (1.0, 1.0, 1.0)
+
+    def to_dict(self) -> dict[str, object]:
+        d = asdict(self)
+        d["mean"], d["std"] = list(self.mean), list(self.std)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, object]) -> "EvalTransform":
+        return cls(**{**d, "mean": tuple(d["mean"]), "std": tuple(d["std"])})  # type: ignore[arg-type]
+
+    @property
+    def input_size(self) -> int:
+        return self.crop_size + 2 * self.pad
+
+
+def match_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
+    """Grey to RGB by repetition, RGB to grey by BT.601 luma (uint8 or float)."""
+    c = x.shape[1]
+    if c == channels:
+        return x
+    if c == 1 and channels == 3:
+        return x.expand(-1, 3, -1, -1)
+    if c == 3 and channels == 1:
+        w = torch.tensor(_LUMA, device=x.device).view(1, 3, 1, 1)
+        y = (x.float() * w).sum(1, keepdim=True)
+        return y.round().clamp(0, 255).to(torch.uint8) if x.dtype == torch.uint8 else y
+    raise ValueError(f"cannot convert {c}-channel images to {channels} channels")
+
+
+def resize_batch(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Resize a square uint8 batch to size x size (antialiased bilinear); a no-op at that size."""
+    if x.shape[-1] == size and x.shape[-2] == size:
+        return x
+    y = F.interpolate(x.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return y.round().clamp(0, 255).to(torch.uint8)
+
+
+def center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
+    h, w = x.shape[-2:]
+    if size > min(h, w):
+        raise ValueError(f"crop {size} is larger than the {h}x{w} images")
+    top, left = (h - size) // 2, (w - size) // 2
+    return x[..., top : top + size, left : left + size]
+
+
+def random_crop(x: torch.Tensor, size: int, translate: int = 0, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One random size x size crop per image (N, C, H, W), vectorised.
+
+    ``translate`` zero-pads every side first (the CIFAR-style "pad and crop" shift); with
+    translate=0 and 256 -> 224 this is the paper's random 224x224 patches (§4.1).
+    """
+    if translate:
+        x = F.pad(x, (translate,) * 4)
+    n, c, h, w = x.shape
+    if size > min(h, w):
+        raise ValueError(f"crop {size} is larger than the {h}x{w} images")
+    gen_device = generator.device if generator is not None else x.device
+    oy = torch.randint(0, h - size + 1, (n,), generator=generator, device=gen_device).to(x.device)
+    ox = torch.randint(0, w - size + 1, (n,), generator=generator, device=gen_device).to(x.device)
+    ar = torch.arange(size, device=x.device)
+    rows = (oy[:, None] + ar)[:, :, None]  # N, size, 1
+    cols = (ox[:, None] + ar)[:, None, :]  # N, 1, size
+    n_idx = torch.arange(n, device=x.device)[:, None, None]
+    out = x.permute(0, 2, 3, 1)[n_idx, rows, cols]  # N, size, size, C
+    return out.permute(0, 3, 1, 2).contiguous()
+
+
+def random_flip(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Mirror each image left-right with probability 1/2."""
+    gen_device = generator.device if generator is not None else x.device
+    flip = torch.rand(x.shape[0], generator=generator, device=gen_device).to(x.device) < 0.5
+    return torch.where(flip[:, None, None, None], x.flip(-1), x)
+
+
+def normalize(x: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...], channels_last: bool = False) -> torch.Tensor:
+    """uint8 (N, C, H, W) to float32 (x - mean) / std, mean and std in 0-255 units."""
+    m = torch.tensor(mean, device=x.device, dtype=torch.float32).view(1, -1, 1, 1)
+    s = torch.tensor(std, device=x.device, dtype=torch.float32).view(1, -1, 1, 1)
+    y = (x.float() - m) / s
+    return y.contiguous(memory_format=torch.channels_last) if channels_last else y
+
+
+def eval_batch(x: torch.Tensor, t: EvalTransform, channels_last: bool = False) -> torch.Tensor:
+    """Stored uint8 images to network inputs, the test-time way (centre crop)."""
+    x = center_crop(resize_batch(x, t.image_size), t.crop_size)
+    if t.pad:
+        x = F.pad(x, (t.pad,) * 4)
+    return normalize(match_channels(x, t.channels), t.mean, t.std, channels_last)
+
+
+@dataclass
+class TrainAugment:
+    """Training-time augmentation: random crop (optionally after a zero-pad shift) and flips."""
+
+    random_crop: bool = True
+    translate: int = 0
+    flip: bool = True
+
+    def __call__(self, x: torch.Tensor, t: EvalTransform, generator: torch.Generator | None = None,
+                 channels_last: bool = False) -> torch.Tensor:
+        x = resize_batch(x, t.image_size)
+        if self.random_crop and (t.crop_size < t.image_size or self.translate):
+            x = random_crop(x, t.crop_size, self.translate, generator)
+        else:
+            x = center_crop(x, t.crop_size)
+        if self.flip:
+            x = random_flip(x, generator)
+        if t.pad:
+            x = F.pad(x, (t.pad,) * 4)
+        return normalize(match_channels(x, t.channels), t.mean, t.std, channels_last)
+
+
+def channel_stats(images: torch.Tensor, max_images: int = 10000) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std (0-255 units) of a uint8 (N, C, H, W) tensor, from up to max_images."""
+    step = max(1, len(images) // max_images)
+    x = images[::step].float()
+    dims = (0, 2, 3)
+    return tuple(x.mean(dims).tolist()), tuple(x.std(dims).clamp_min(1e-3).tolist())

@@ -1,0 +1,134 @@
+"""Top-1 / top-5 error, per-class accuracy and the confusion matrix of a model on a dataset."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data.loader import BatchLoader
+from .data.transforms import EvalTransform, eval_batch
+
+
+@dataclass
+class EvalResult:
+    n: int
+    loss: float
+    top1_error: float
+    top5_error: float
+    k: int  # the "5" of top-5 (fewer when there are fewer than 5 classes)
+    confusion: torch.Tensor  # (classes, classes) counts, rows = true class, columns = predicted
+    classes: list[str]
+
+    @property
+    def per_class_accuracy(self) -> list[float]:
+        totals = self.confusion.sum(1).clamp_min(1)
+        return (self.confusion.diag() / totals).tolist()
+
+    def to_dict(self, *, full: bool = True) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "n": self.n,
+            "top1_error": self.top1_error,
+            "top5_error": self.top5_error,
+            "top1_accuracy": 1.0 - self.top1_error,
+            "top5_accuracy": 1.0 - self.top5_error,
+            "top_k": self.k,
+            "loss": self.loss,
+        }
+        if full:
+            d["per_class_accuracy"] = dict(zip(self.classes, self.per_class_accuracy))
+            d["confusion_matrix"] = self.confusion.tolist()
+            d["classes"] = self.classes
+        return d
+
+
+def topk_correct(logits: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Tensor:
+    """Boolean (N,) whether the label is among the k highest scores of each row."""
+    k = min(k, logits.shape[1])
+    return (logits.topk(k, dim=1).indices == labels[:, None]).any(dim=1)
+
+
+def autocast_context(device: torch.device, precision: str) -> Any:
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+
+
+@torch.no_grad()
+def evaluate_model(
+    model: nn.Module,
+    loader: BatchLoader,
+    transform: EvalTransform,
+    classes: list[str],
+    *,
+    device: torch.device | str = "cpu",
+    precision: str = "fp32",
+    channels_last: bool = False,
+    progress: bool = False,
+) -> EvalResult:
+    """Centre-crop evaluation of ``model`` over every batch of ``loader``."""
+    from tqdm import tqdm
+
+    device = torch.device(device)
+    was_training = model.training
+    model.eval()
+    nc = len(classes)
+    k = min(5, nc)
+    confusion = torch.zeros(nc, nc, dtype=torch.long)
+    loss_sum, n, c1, ck = 0.0, 0, 0, 0
+    try:
+        with tqdm(total=loader.num_images, desc="evaluate", unit="img", leave=False, disable=not progress or None) as bar:
+            for x, y in loader:
+                x = eval_batch(x.to(device, non_blocking=True), transform, channels_last)
+                y = y.to(device)
+                with autocast_context(device, precision):
+                    logits = model(x)
+                logits = logits.float()
+                loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
+                pred = logits.argmax(1)
+                c1 += int((pred == y).sum())
+                ck += int(topk_correct(logits, y, k).sum())
+                n += len(y)
+                confusion += torch.bincount((y * nc + pred).cpu(), minlength=nc * nc).view(nc, nc)
+                bar.update(len(y))
+    finally:
+        model.train(was_training)
+    if n == 0:
+        return EvalResult(0, math.nan, math.nan, math.nan, k, confusion, classes)
+    return EvalResult(n, loss_sum / n, 1 - c1 / n, 1 - ck / n, k, confusion, classes)
+
+
+def plot_confusion(result: EvalResult, path: str | Path, title: str = "") -> None:
+    """A PNG of the row-normalised confusion matrix (class names on the axes up to 40 classes)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cm = result.confusion.float()
+    cm = cm / cm.sum(1, keepdim=True).clamp_min(1)
+    nc = len(result.classes)
+    size = min(14, 4 + nc * 0.4)
+    fig, ax = plt.subplots(figsize=(size, size * 0.9))
+    im = ax.imshow(cm.numpy(), cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true class")
+    if nc <= 40:
+        ax.set_xticks(range(nc), result.classes, rotation=90 if nc > 10 else 45, ha="right" if nc <= 10 else "center")
+        ax.set_yticks(range(nc), result.classes)
+        if nc <= 12:
+            for i in range(nc):
+                for j in range(nc):
+                    v = cm[i, j].item()
+                    if v >= 0.005:
+                        ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=8,
+                                color="white" if v > 0.5 else "black")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title or f"top-1 error {result.top1_error:.2%}, top-{result.k} error {result.top5_error:.2%} (n={result.n})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,115 @@
+"""The command line: models, train, evaluate --json, predict on every odd image kind, errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from alexnet.cli import main
+
+from .test_images import bad_images, odd_images
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_models_lists_every_network(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "models")
+    assert code == 0
+    assert "60,965,224" in out and "61,100,840" in out and "60,000" in out and "3x224x224" in out
+
+
+def test_models_name_prints_the_layer_table(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "models", "lenet5")
+    assert code == 0 and "16x10x10" in out and "1,516" in out
+    code, out, _ = run(capsys, "models", "alexnet", "--model-opt", "columns=1")
+    assert "96x55x55" in out and "conv2" in out
+
+
+def test_user_mistakes_are_one_line_errors(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    for argv, needle in [
+        (["models", "alexnte"], "unknown model"),
+        (["train", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "r")], "no such file"),
+        (["train", "--recipe", str(tmp_path / "nope.toml")], "--recipe"),
+        (["train", "--data", "x", "--out", "y", "--precision", "fp8"], "precision"),
+        (["evaluate", str(tmp_path), "--data", "mnist"], "not a run folder"),
+        (["predict", str(tmp_path / "missing.pt"), "x.jpg"], "no such checkpoint"),
+    ]:
+        code, _, err = run(capsys, *argv)
+        assert code == 2, argv
+        assert needle in err and err.count("\n") == 1 and "Traceback" not in err, (argv, err)
+
+
+def test_train_cli_end_to_end(capsys: pytest.CaptureFixture[str], tiny_folder: Path, tmp_path: Path) -> None:
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('model = "cifar_18pct"\nepochs = 5\nbatch_size = 16\nlr = 0.02\nschedule = "constant"\n'
+                      '[model_options]\ninit = "torch"\n')
+    code, out, err = run(capsys, "train", "--recipe", str(recipe), "--data", str(tiny_folder), "--out",
+                         str(tmp_path / "run"), "--epochs", "2", "--workers", "0", "--model-opt", "lrn=\"none\"",
+                         "--no-flip")
+    assert code == 0, err
+    assert "best val top-1 error" in out and "alexnet predict" in out
+    cfg = (tmp_path / "run" / "config.toml").read_text()
+    assert "epochs = 2" in cfg and "flip = false" in cfg and 'lrn = "none"' in cfg and "lr = 0.02" in cfg
+
+
+def test_evaluate_json(capsys: pytest.CaptureFixture[str], trained_run: Path, tiny_folder: Path) -> None:
+    code, out, _ = run(capsys, "evaluate", str(trained_run), "--data", str(tiny_folder), "--json")
+    assert code == 0
+    d = json.loads(out)
+    assert d["n"] == 60 and 0 <= d["top1_error"] <= 1 and 0 <= d["top5_error"] <= d["top1_error"]
+    assert d["top_k"] == 3 and d["top5_error"] == 0.0  # three classes: the "top-5" holds all of them
+    assert Path(d["confusion_png"]).is_file()
+    code, out, _ = run(capsys, "evaluate", str(trained_run / "last.pt"), "--data", str(tiny_folder))
+    assert code == 0 and "top-1 error" in out and "per-class accuracy" in out and "blue" in out
+
+
+def test_predict_every_odd_image_kind(capsys: pytest.CaptureFixture[str], trained_run: Path, tmp_path: Path) -> None:
+    odd = odd_images(tmp_path / "odd")
+    code, out, err = run(capsys, "predict", str(trained_run), str(tmp_path / "odd"), "--top-k", "2", "--json")
+    assert code == 0, err
+    d = json.loads(out)
+    assert {Path(p["path"]).name for p in d["predictions"]} == {p.name for p in odd.values()}
+    for p in d["predictions"]:
+        assert len(p["top"]) == 2 and p["top"][0]["prob"] >= p["top"][1]["prob"]
+        assert p["top"][0]["label"] in ("blue", "green", "red")
+    assert d["errors"] == []
+
+
+def test_predict_reports_bad_files_and_classifies_the_rest(capsys: pytest.CaptureFixture[str], trained_run: Path,
+                                                           tmp_path: Path) -> None:
+    bad = bad_images(tmp_path / "bad")
+    good = odd_images(tmp_path / "good")["rgb_jpeg"]
+    code, out, err = run(capsys, "predict", str(trained_run), str(bad["text"]), str(good), str(bad["truncated"]),
+                         str(bad["bomb"]), str(bad["empty"]))
+    assert code == 1
+    assert good.name in out and "1." in out
+    lines = err.strip().splitlines()
+    assert len(lines) == 4 and all(line.startswith("alexnet: error: ") for line in lines)
+    assert "notes_named.jpg: not an image" in err and "decompression bomb" in err and "Traceback" not in err
+
+
+def test_predict_red_image_says_red(trained_run: Path, tmp_path: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    import alexnet
+
+    a = np.zeros((50, 80, 3), np.uint8)
+    a[..., 0] = 200
+    Image.fromarray(a).save(tmp_path / "red.png")
+    clf = alexnet.load(trained_run)
+    (p,) = clf.predict([tmp_path / "red.png"], top_k=3)
+    assert p.labels[0] == "red" and abs(sum(p.probs) - 1) < 1e-4
+
+
+def test_console_script_runs_as_a_module() -> None:
+    r = subprocess.run([sys.executable, "-m", "alexnet", "--version"], capture_output=True, text=True)
+    assert r.returncode == 0 and "alexnet" in r.stdout

@@ -1,0 +1,128 @@
+"""Datasets from SPEC strings, image folders, batch transforms and the loader."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from alexnet import UserError
+from alexnet.data.datasets import DataSpec, FolderDataset, InMemoryDataset, load_dataset
+from alexnet.data.loader import BatchLoader
+from alexnet.data.transforms import EvalTransform, TrainAugment, center_crop, eval_batch, match_channels, random_crop
+
+from .conftest import CLASSES, make_folder
+
+
+def test_spec_parsing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ALEXNET_DATA_ROOT", "/data")
+    assert DataSpec.parse("mnist") == DataSpec("mnist", "/data")
+    assert DataSpec.parse("mnist:../shared/data") == DataSpec("mnist", "../shared/data")
+    assert DataSpec.parse("cifar10:/x") == DataSpec("cifar10", "/x")
+    assert DataSpec.parse("/some/folder") == DataSpec("folder", "/some/folder")
+
+
+def test_folder_loads_in_memory(tiny_folder: Path) -> None:
+    ds = load_dataset(str(tiny_folder), "train", image_size=32, workers=0)
+    assert isinstance(ds, InMemoryDataset)
+    assert ds.classes == CLASSES and len(ds) == 180
+    assert ds.images.shape == (180, 3, 32, 32) and ds.images.dtype == torch.uint8
+    assert torch.bincount(ds.labels).tolist() == [60, 60, 60]
+    val = load_dataset(str(tiny_folder), "val", image_size=32, workers=0)
+    assert len(val) == 60
+
+
+def test_folder_streams_when_over_the_cache_limit(tiny_folder: Path) -> None:
+    ds = load_dataset(str(tiny_folder), "train", image_size=24, workers=0, cache_limit_bytes=1000)
+    assert isinstance(ds, FolderDataset)
+    x, y = ds[0]
+    assert x.shape == (3, 24, 24) and y == 0
+    batches = list(BatchLoader(ds, 50, workers=0))
+    assert sum(len(b[1]) for b in batches) == 180
+
+
+def test_folder_errors(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="no such file"):
+        load_dataset(str(tmp_path / "missing"))
+    make_folder(tmp_path / "a", {"train": 2, "val": 2})
+    (tmp_path / "a" / "val" / "red").rename(tmp_path / "a" / "val" / "rouge")
+    with pytest.raises(UserError, match="class folders differ"):
+        load_dataset(str(tmp_path / "a"), "val")
+    make_folder(tmp_path / "b", {"train": 2})
+    (tmp_path / "b" / "train" / "empty").mkdir()
+    (tmp_path / "b" / "train" / "empty" / ".DS_Store").write_text("x")
+    with pytest.raises(UserError, match="without any image"):
+        load_dataset(str(tmp_path / "b"))
+
+
+def test_folder_skips_unreadable_files_and_stray_files(tmp_path: Path) -> None:
+    root = make_folder(tmp_path, {"train": 5, "val": 2})
+    (root / "train" / "red" / "broken.jpg").write_text("not a jpeg")
+    (root / "train" / "red" / ".DS_Store").write_text("x")
+    (root / "train" / "red" / "notes.txt").write_text("x")
+    nested = root / "train" / "blue" / "sub dir ü"
+    nested.mkdir()
+    (root / "train" / "blue" / "0000.png").rename(nested / "moved 'quoted'.png")
+    ds = load_dataset(str(root), "train", image_size=32, workers=0)
+    assert len(ds) == 15  # the broken file is skipped, the nested one found
+
+
+def test_archive_is_extracted_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tarfile
+
+    monkeypatch.setenv("ALEXNET_CACHE", str(tmp_path / "cache"))
+    root = make_folder(tmp_path / "src" / "tree", {"train": 2, "test": 2})
+    with tarfile.open(tmp_path / "tree.tar.gz", "w:gz") as t:
+        t.add(root, arcname="tree")
+    ds = load_dataset(str(tmp_path / "tree.tar.gz"), "val", image_size=32, workers=0)
+    assert len(ds) == 6
+    assert len(list((tmp_path / "cache" / "extracted").iterdir())) == 1
+
+
+def test_random_crop_and_flip_statistics() -> None:
+    # each image holds its column index, so a crop's first column is its x offset
+    n, size, crop = 4000, 12, 8
+    cols = torch.arange(size, dtype=torch.uint8).expand(n, 1, size, size).clone()
+    g = torch.Generator().manual_seed(0)
+    out = random_crop(cols, crop, generator=g)
+    assert out.shape == (n, 1, crop, crop)
+    offsets = out[:, 0, 0, 0].long()
+    counts = torch.bincount(offsets, minlength=size - crop + 1)
+    assert counts.numel() == size - crop + 1 and counts.min() > 0.8 * n / 5  # all 5 offsets, ~uniform
+    assert torch.all(out[:, 0, 0, :] == offsets[:, None] + torch.arange(crop))  # contiguous windows
+    aug = TrainAugment(random_crop=True, flip=True)
+    t = EvalTransform(size, crop, 0, 1, (0.0,), (1.0,))
+    y = aug(cols, t, torch.Generator().manual_seed(1))
+    flipped = (y[:, 0, 0, 0] > y[:, 0, 0, -1]).float().mean().item()
+    assert 0.45 < flipped < 0.55
+
+
+def test_translate_pads_with_zeros() -> None:
+    x = torch.full((500, 3, 8, 8), 200, dtype=torch.uint8)
+    out = random_crop(x, 8, translate=2, generator=torch.Generator().manual_seed(0))
+    assert out.shape == x.shape and (out == 0).any() and (out == 200).any()
+
+
+def test_eval_transform_centre_crop_pad_channels_and_normalise() -> None:
+    x = torch.arange(36, dtype=torch.uint8).view(1, 1, 6, 6)
+    assert center_crop(x, 2).flatten().tolist() == [14, 15, 20, 21]
+    t = EvalTransform(image_size=6, crop_size=4, pad=2, channels=3, mean=(10.0, 10.0, 10.0), std=(2.0, 2.0, 2.0))
+    y = eval_batch(x, t)
+    assert y.shape == (1, 3, 8, 8)
+    assert y[0, 0, 0, 0].item() == -5.0  # padded zero, normalised
+    assert y[0, 1, 2, 2].item() == (7 - 10) / 2
+    rgb = torch.tensor([[[[255]], [[0]], [[0]]]], dtype=torch.uint8)
+    assert match_channels(rgb, 1).item() == 76  # BT.601 luma of pure red
+
+
+def test_loader_order_depends_on_seed_and_epoch_only() -> None:
+    ds = InMemoryDataset(torch.zeros(10, 1, 2, 2, dtype=torch.uint8), torch.arange(10), ["a"])
+    a = BatchLoader(ds, 4, shuffle=True, seed=3)
+    b = BatchLoader(ds, 4, shuffle=True, seed=3)
+    a.set_epoch(2), b.set_epoch(2)
+    assert [y.tolist() for _, y in a] == [y.tolist() for _, y in b]
+    b.set_epoch(3)
+    assert [y.tolist() for _, y in a] != [y.tolist() for _, y in b]
+    assert sorted(sum((y.tolist() for _, y in a), [])) == list(range(10))
+    assert len(a) == 3

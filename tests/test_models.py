@@ -1,0 +1,244 @@
+"""The networks: parameter counts, every layer's output shape, initialisation, ablation options,
+the LRN formula and torchvision equivalence. Parametrised over the registry, so a newly
+registered model is tested automatically."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from alexnet import UserError, create_model, list_models, model_info
+from alexnet.models._layers import CrossMapLRN, SpatialResponseNorm
+from alexnet.models.lenet import C3_TABLE, digit_codes
+from alexnet.models.summary import count_params, layer_table
+
+PARAMS = {
+    "alexnet": 60_965_224,
+    "alexnet_tv": 61_100_840,
+    "lenet5": 60_000,
+    "cifar_18pct": 89_578,
+    "cifar_80sec": 145_578,
+}
+
+
+def test_registry_lists_every_model() -> None:
+    assert set(PARAMS) <= set(list_models())
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_model_runs_and_has_its_parameter_count(name: str) -> None:
+    info = model_info(name)
+    m = create_model(name)
+    assert count_params(m) == PARAMS[name]
+    x = torch.randn(2, info.in_chans, info.input_size, info.input_size)
+    assert m(x).shape == (2, info.num_classes)
+    m2 = create_model(name, num_classes=7)
+    assert m2(x).shape == (2, 7)
+
+
+def test_alexnet_layer_shapes_are_the_papers() -> None:
+    rows = {r.name.split(".")[-1]: r for r in layer_table(create_model("alexnet"), (3, 224, 224))}
+    expect = {
+        "conv1": (96, 55, 55), "pool1": (96, 27, 27), "conv2": (256, 27, 27), "pool2": (256, 13, 13),
+        "conv3": (384, 13, 13), "conv4": (384, 13, 13), "conv5": (256, 13, 13), "pool5": (256, 6, 6),
+        "fc6": (4096,), "fc7": (4096,), "fc8": (1000,),
+    }
+    for name, shape in expect.items():
+        assert rows[name].output_shape == shape, name
+    params = {n: rows[n].params for n in ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8")}
+    assert params == {
+        "conv1": 34_944, "conv2": 307_456, "conv3": 885_120, "conv4": 663_936, "conv5": 442_624,
+        "fc6": 37_752_832, "fc7": 16_781_312, "fc8": 4_097_000,
+    }
+
+
+@pytest.mark.parametrize("side", [224, 227])
+def test_alexnet_accepts_224_and_227(side: int) -> None:
+    m = create_model("alexnet").eval()
+    feats = m.features[:2](torch.zeros(1, 3, side, side))  # pad1 + conv1
+    assert feats.shape == (1, 96, 55, 55)
+
+
+def test_alexnet_224_is_227_with_zero_padding_right_and_bottom() -> None:
+    m = create_model("alexnet").eval()
+    x = torch.randn(1, 3, 224, 224)
+    padded = torch.nn.functional.pad(x, (0, 3, 0, 3))
+    with torch.no_grad():
+        assert torch.equal(m(x), m(padded))
+
+
+def test_lenet5_layer_shapes_and_counts() -> None:
+    m = create_model("lenet5")
+    rows = {r.name.split(".")[-1]: r for r in layer_table(m, (1, 32, 32))}
+    assert rows["c1"].output_shape == (6, 28, 28) and rows["c1"].params == 156
+    assert rows["s2"].output_shape == (6, 14, 14) and rows["s2"].params == 12
+    assert rows["c3"].output_shape == (16, 10, 10) and rows["c3"].params == 1516
+    assert rows["s4"].output_shape == (16, 5, 5) and rows["s4"].params == 32
+    assert rows["c5"].output_shape == (120, 1, 1) and rows["c5"].params == 48120
+    assert rows["f6"].output_shape == (84,) and rows["f6"].params == 10164
+    assert rows["output"].params == 0  # fixed RBF codes
+
+
+def test_lenet5_c3_connection_table() -> None:
+    assert [len(t) for t in C3_TABLE] == [3] * 6 + [4] * 6 + [4] * 3 + [6]
+    assert C3_TABLE[4] == (4, 5, 0) and C3_TABLE[12] == (0, 1, 3, 4) and C3_TABLE[14] == (0, 2, 3, 5)
+    c3 = create_model("lenet5").features.c3
+    w = c3.dense_weight()
+    for o, ins in enumerate(C3_TABLE):
+        connected = w[o].abs().sum((1, 2)) > 0
+        assert connected.nonzero().flatten().tolist() == sorted(ins)
+    # a disconnected input map has no influence on the output map
+    x = torch.randn(1, 6, 14, 14)
+    y0 = c3(x)
+    x[:, 3] += 5.0  # map 3 feeds C3 maps 1, 2, 3, 6, 7, 8, 9, 11, 12, 14, 15 only
+    changed = (c3(x) - y0).abs().sum((0, 2, 3)) > 1e-6
+    assert changed.nonzero().flatten().tolist() == [o for o, ins in enumerate(C3_TABLE) if 3 in ins]
+
+
+def test_lenet5_rbf_codes_are_plus_minus_one_digits() -> None:
+    codes = digit_codes()
+    assert codes.shape == (10, 84) and set(codes.unique().tolist()) == {-1.0, 1.0}
+    assert len({tuple(c.tolist()) for c in codes}) == 10
+    m = create_model("lenet5")
+    f6 = torch.randn(3, 84)
+    expect = -((f6[:, None, :] - codes[None]) ** 2).sum(-1)
+    assert torch.allclose(m.classifier.output(f6), expect, atol=1e-4)
+
+
+def test_lenet5_modern_simplification() -> None:
+    m = create_model("lenet5", variant="modern")
+    assert count_params(m) == 61_706
+    assert any(isinstance(x, nn.MaxPool2d) for x in m.modules())
+    assert any(isinstance(x, nn.ReLU) for x in m.modules())
+    assert isinstance(m.classifier.output, nn.Linear)
+    assert count_params(create_model("lenet5", output="linear")) == 60_000 + 850
+
+
+def test_alexnet_paper_initialisation() -> None:
+    torch.manual_seed(0)
+    m = create_model("alexnet")
+    layers = {**dict(m.features.named_children()), **dict(m.classifier.named_children())}
+    for name in ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8"):
+        w = layers[name].weight
+        assert abs(w.mean().item()) < 1e-3 and abs(w.std().item() - 0.01) < 5e-4, name
+        bias = 1.0 if name in ("conv2", "conv4", "conv5", "fc6", "fc7") else 0.0
+        assert torch.all(layers[name].bias == bias), name
+    caffe = create_model("alexnet", init="caffe")
+    assert torch.all(caffe.features.conv2.bias == 0.1)
+
+
+def test_lenet5_lecun_initialisation() -> None:
+    m = create_model("lenet5")
+    for layer, fan_in in ((m.features.c1, 25), (m.features.c5, 400), (m.classifier.f6, 120)):
+        assert layer.weight.abs().max() <= 2.4 / fan_in + 1e-7
+        assert layer.weight.abs().max() > 0.5 * 2.4 / fan_in
+    c3 = m.features.c3
+    assert torch.all(c3.weight.abs() <= 2.4 / c3.fan_in + 1e-7)
+
+
+def test_cifar_init_follows_the_cuda_convnet_configs() -> None:
+    torch.manual_seed(0)
+    m = create_model("cifar_18pct")
+    assert abs(m.features.conv1.weight.std().item() - 1e-4) < 1e-5
+    assert abs(m.features.conv2.weight.std().item() - 1e-2) < 1e-3
+    assert abs(m.classifier.fc10.weight.std().item() - 1e-2) < 1e-3
+
+
+def test_ablation_options_change_what_they_should() -> None:
+    base = create_model("alexnet")
+    tanh = create_model("alexnet", activation="tanh")
+    assert sum(isinstance(x, nn.Tanh) for x in tanh.modules()) == 7
+    assert not any(isinstance(x, nn.ReLU) for x in tanh.modules())
+    nolrn = create_model("alexnet", lrn=False)
+    assert sum(isinstance(x, CrossMapLRN) for x in base.modules()) == 2
+    assert not any(isinstance(x, CrossMapLRN) for x in nolrn.modules())
+    assert count_params(nolrn) == count_params(base)
+    nonoverlap = create_model("alexnet", pool="nonoverlap")
+    pools = [x for x in nonoverlap.modules() if isinstance(x, nn.MaxPool2d)]
+    assert [(p.kernel_size, p.stride) for p in pools] == [(2, 2)] * 3
+    assert [(p.kernel_size, p.stride) for p in base.modules() if isinstance(p, nn.MaxPool2d)] == [(3, 2)] * 3
+    x = torch.randn(1, 3, 224, 224)
+    assert nonoverlap.features(x).shape == base.features(x).shape == (1, 256, 6, 6)
+    one = create_model("alexnet", columns=1)
+    assert all(c.groups == 1 for c in one.modules() if isinstance(c, nn.Conv2d))
+    assert [c.groups for c in base.modules() if isinstance(c, nn.Conv2d)] == [1, 2, 1, 2, 2]
+    assert count_params(one) > count_params(base)  # one column of the same width sees all maps
+    half = create_model("alexnet", columns=1, width=0.5)
+    assert half.features.conv1.out_channels == 48 and half.classifier.fc6.out_features == 2048
+    nodrop = create_model("alexnet", dropout=0.0)
+    assert all(d.p == 0.0 for d in nodrop.modules() if isinstance(d, nn.Dropout))
+    assert [d.p for d in base.modules() if isinstance(d, nn.Dropout)] == [0.5, 0.5]
+    # dropout is active in training mode only
+    base.train()
+    assert not torch.equal(base(x), base(x))
+    base.eval()
+    assert torch.equal(base(x), base(x))
+
+
+def test_grouped_conv_keeps_the_columns_apart() -> None:
+    conv2 = create_model("alexnet").features.conv2
+    x = torch.randn(1, 96, 27, 27)
+    y0 = conv2(x)
+    x[:, :48] += 1.0  # change only the first column's input maps
+    diff = (conv2(x) - y0).abs().sum((0, 2, 3))
+    assert torch.all(diff[:128] > 0) and torch.all(diff[128:] == 0)
+
+
+def test_cifar_options() -> None:
+    assert sum(isinstance(x, SpatialResponseNorm) for x in create_model("cifar_18pct").modules()) == 2
+    assert sum(isinstance(x, CrossMapLRN) for x in create_model("cifar_18pct", lrn="cross").modules()) == 2
+    plain = create_model("cifar_18pct", lrn="none")
+    assert not any(isinstance(x, (SpatialResponseNorm, CrossMapLRN)) for x in plain.modules())
+    assert any(isinstance(x, nn.Tanh) for x in create_model("cifar_80sec", activation="tanh").modules())
+    assert not any(isinstance(x, SpatialResponseNorm) for x in create_model("cifar_80sec").modules())
+
+
+def test_unknown_option_names_it() -> None:
+    with pytest.raises(UserError, match="no option 'lrm'.*lrn="):
+        create_model("alexnet", lrm=False)
+    with pytest.raises(UserError, match="activation"):
+        create_model("alexnet", activation="gelu")
+    with pytest.raises(UserError, match="unknown model 'alexnte'"):
+        create_model("alexnte")
+
+
+def test_cross_map_lrn_is_the_papers_formula() -> None:
+    torch.manual_seed(0)
+    a = torch.randn(2, 7, 3, 3) * 20
+    lrn = CrossMapLRN(5, alpha=1e-4, beta=0.75, k=2.0)
+    # b_i = a_i / (k + alpha * sum_{j=max(0,i-2)}^{min(N-1,i+2)} a_j^2)^beta, written out
+    expect = torch.empty_like(a)
+    for i in range(7):
+        s = (a[:, max(0, i - 2) : min(7, i + 3)] ** 2).sum(1)
+        expect[:, i] = a[:, i] / (2.0 + 1e-4 * s) ** 0.75
+    assert torch.allclose(lrn(a), expect, rtol=1e-5, atol=1e-6)
+    torch_lrn = nn.LocalResponseNorm(5, alpha=5e-4, beta=0.75, k=2.0)
+    assert torch.allclose(lrn(a), torch_lrn(a), rtol=1e-5, atol=1e-6)
+    caffe = CrossMapLRN(5, alpha=1e-4, beta=0.75, k=2.0, alpha_over_n=True)
+    assert torch.allclose(caffe(a), nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0)(a), rtol=1e-5, atol=1e-6)
+
+
+def test_spatial_response_norm_is_cuda_convnets() -> None:
+    torch.manual_seed(0)
+    a = torch.randn(1, 2, 5, 5) * 50
+    out = SpatialResponseNorm(3, 5e-5, 0.75)(a)
+    i, j = 0, 2  # a border pixel: the window is clipped (zero-padded)
+    window = a[0, 1, max(0, i - 1) : i + 2, j - 1 : j + 2]
+    expect = a[0, 1, i, j] / (1 + 5e-5 / 9 * (window**2).sum()) ** 0.75
+    assert torch.allclose(out[0, 1, i, j], expect, rtol=1e-5)
+
+
+def test_torchvision_weights_load_and_give_the_same_outputs() -> None:
+    from torchvision.models import alexnet as tv_alexnet
+
+    torch.manual_seed(0)
+    ref = tv_alexnet(weights=None).eval()
+    ours = create_model("alexnet_tv").eval()
+    sd = ref.state_dict()
+    assert list(ours.state_dict().keys()) == list(sd.keys())
+    assert all(ours.state_dict()[k].shape == v.shape for k, v in sd.items())
+    ours.load_state_dict(sd, strict=True)
+    x = torch.randn(3, 3, 224, 224)
+    with torch.no_grad():
+        assert torch.allclose(ours(x), ref(x), atol=1e-5, rtol=1e-4)

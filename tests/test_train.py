@@ -1,0 +1,158 @@
+"""Training on generated data: the loss falls, accuracy beats chance, the run folder is complete,
+checkpoints load with weights_only=True, evaluation's top-k is right, resume continues."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from alexnet import TrainConfig, UserError
+from alexnet.checkpoint import load_checkpoint, save_checkpoint
+from alexnet.data.datasets import InMemoryDataset
+from alexnet.data.loader import BatchLoader
+from alexnet.data.transforms import EvalTransform
+from alexnet.evaluate import evaluate_model, topk_correct
+from alexnet.train import LRSchedule, train
+
+
+def test_short_training_run_learns(trained_run: Path) -> None:
+    rows = list(csv.DictReader(open(trained_run / "metrics.csv")))
+    assert len(rows) == 3
+    losses = [float(r["train_loss"]) for r in rows]
+    assert losses[-1] < losses[0] * 0.7
+    assert float(rows[-1]["val_top1_error"]) < 0.4  # chance is 2/3 with three classes
+    for name in ("config.toml", "metrics.csv", "curves.png", "confusion.png", "last.pt", "best.pt"):
+        assert (trained_run / name).is_file(), name
+    assert not list(trained_run.glob(".*tmp"))  # no temp files left by the atomic writes
+
+
+def test_checkpoints_load_with_weights_only(trained_run: Path) -> None:
+    for name in ("best.pt", "last.pt"):
+        ck = torch.load(trained_run / name, weights_only=True)
+        assert ck["model_name"] == "cifar_80sec" and ck["classes"] == ["blue", "green", "red"]
+        assert set(ck["eval_transform"]) >= {"image_size", "crop_size", "mean", "std", "channels"}
+        assert isinstance(ck["model"]["classifier.fc10.weight"], torch.Tensor)
+        assert ck["config"]["model"] == "cifar_80sec"
+    assert "optimizer" in torch.load(trained_run / "last.pt", weights_only=True)
+
+
+def test_config_toml_reproduces_the_run(trained_run: Path) -> None:
+    cfg = TrainConfig.from_recipe(trained_run / "config.toml")
+    assert cfg.model == "cifar_80sec" and cfg.epochs == 3 and cfg.model_options == {"init": "torch"}
+
+
+def test_existing_run_is_not_overwritten_and_resume_continues(tiny_folder: Path, tmp_path: Path) -> None:
+    cfg = TrainConfig(model="lenet5", data=str(tiny_folder), out=str(tmp_path / "r"), epochs=1, batch_size=32,
+                      lr=0.01, schedule="constant", workers=0, max_train_images=60)
+    train(cfg, progress=False, log=lambda s: None)
+    with pytest.raises(UserError, match="already holds a run"):
+        train(cfg, progress=False, log=lambda s: None)
+    cfg.epochs, cfg.resume = 2, True
+    result = train(cfg, progress=False, log=lambda s: None)
+    assert [m["epoch"] for m in result.metrics] == [1, 2]
+
+
+def test_resume_at_an_epoch_boundary_is_bitwise_identical(tiny_folder: Path, tmp_path: Path) -> None:
+    common = dict(model="cifar_18pct", data=str(tiny_folder), batch_size=32, lr=0.01, workers=0, max_train_images=90,
+                  schedule="step", step_size=1, gamma=0.5, translate=2)  # lr depends on the step only
+    train(TrainConfig(out=str(tmp_path / "a"), epochs=2, **common), progress=False, log=lambda s: None)
+    train(TrainConfig(out=str(tmp_path / "b"), epochs=1, **common), progress=False, log=lambda s: None)
+    train(TrainConfig(out=str(tmp_path / "b"), epochs=2, resume=True, **common), progress=False, log=lambda s: None)
+    a = torch.load(tmp_path / "a" / "last.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "b" / "last.pt", weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+class _Lookup(nn.Module):
+    """Returns fixed logits per image; the image's first pixel holds its index."""
+
+    def __init__(self, logits: torch.Tensor) -> None:
+        super().__init__()
+        self.logits = logits
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.logits[x[:, 0, 0, 0].round().long()]
+
+
+def test_evaluate_topk_against_a_hand_computed_example() -> None:
+    logits = torch.tensor(
+        [  # 6 classes; label -> rank of the label in the row
+            [9.0, 1, 2, 3, 4, 5],  # label 0: rank 1
+            [2.0, 1, 9, 3, 4, 5],  # label 1: rank 6 (lowest)
+            [5.0, 4, 3, 9, 1, 0],  # label 2: rank 4
+            [0.0, 1, 2, 3, 4, 5],  # label 3: rank 3
+            [5.0, 4, 3, 2, 1, 0],  # label 5: rank 6
+        ]
+    )
+    labels = torch.tensor([0, 1, 2, 3, 5])
+    # top-1: only row 0 -> error 4/5; top-5: rows 0, 2, 3 -> error 2/5
+    assert topk_correct(logits, labels, 1).tolist() == [True, False, False, False, False]
+    assert topk_correct(logits, labels, 5).tolist() == [True, False, True, True, False]
+    images = torch.arange(5, dtype=torch.uint8).view(5, 1, 1, 1).expand(5, 1, 2, 2).contiguous()
+    ds = InMemoryDataset(images, labels, [f"c{i}" for i in range(6)])
+    t = EvalTransform(2, 2, 0, 1, (0.0,), (1.0,))
+    res = evaluate_model(_Lookup(logits), BatchLoader(ds, 2), t, ds.classes)
+    assert res.n == 5 and math.isclose(res.top1_error, 0.8) and math.isclose(res.top5_error, 0.4)
+    expect_loss = nn.functional.cross_entropy(logits, labels).item()
+    assert math.isclose(res.loss, expect_loss, rel_tol=1e-5)
+    assert res.confusion[1, 2] == 1 and res.confusion.sum() == 5
+    assert res.per_class_accuracy[0] == 1.0 and res.per_class_accuracy[1] == 0.0
+
+
+def test_plateau_schedule_divides_by_ten_at_most_three_times() -> None:
+    cfg = TrainConfig(lr=0.01, schedule="plateau", plateau_patience=2, plateau_threshold=0.001, max_reductions=3)
+    s = LRSchedule(cfg, steps_per_epoch=10)
+    errors = [0.5, 0.4, 0.4, 0.4, 0.3, 0.3, 0.3] + [0.3] * 10
+    reduced = [s.observe(e) for e in errors]
+    assert reduced[:7] == [False, False, False, True, False, False, True]
+    assert sum(reduced) == 3
+    assert math.isclose(s(0), 0.01 * 0.1**3)
+
+
+def test_cosine_and_warmup() -> None:
+    cfg = TrainConfig(lr=0.1, schedule="cosine", warmup_epochs=1, epochs=11)
+    s = LRSchedule(cfg, steps_per_epoch=10)
+    assert math.isclose(s(0), 0.01) and math.isclose(s(10), 0.1) and s(110) < 1e-9
+
+
+def test_atomic_save_keeps_the_old_file_on_failure(tmp_path: Path) -> None:
+    path = tmp_path / "x.pt"
+    save_checkpoint({"model": {}, "model_name": "lenet5"}, path)
+
+    class Boom:
+        def __reduce__(self):  # noqa: ANN204
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        save_checkpoint({"model": {}, "model_name": "x", "bad": Boom()}, path)
+    assert load_checkpoint(path)["model_name"] == "lenet5"
+    assert [p.name for p in tmp_path.iterdir()] == ["x.pt"]
+
+
+def test_corrupt_or_foreign_checkpoints_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "corrupt.pt").write_bytes(b"\x80\x02garbage")
+    with pytest.raises(UserError, match="not a readable checkpoint"):
+        load_checkpoint(tmp_path / "corrupt.pt")
+    torch.save({"weights": 1}, tmp_path / "foreign.pt")
+    with pytest.raises(UserError, match="not an alexnet checkpoint"):
+        load_checkpoint(tmp_path / "foreign.pt")
+
+    class Evil:
+        def __reduce__(self):  # noqa: ANN204
+            return (print, ("code ran",))
+
+    torch.save({"model": {}, "model_name": "x", "e": Evil()}, tmp_path / "evil.pt")
+    with pytest.raises(UserError, match="not a readable checkpoint"):
+        load_checkpoint(tmp_path / "evil.pt")
+
+
+def test_divergence_stops_with_a_message(tiny_folder: Path, tmp_path: Path) -> None:
+    cfg = TrainConfig(model="cifar_80sec", data=str(tiny_folder), out=str(tmp_path / "d"), epochs=1,
+                      lr=1e30, schedule="constant", workers=0, batch_size=16, model_options={"activation": "tanh"})
+    with pytest.raises(UserError, match="training diverged"):
+        train(cfg, progress=False, log=lambda s: None)
