@@ -34,6 +34,12 @@ def make_folder(root: Path, per_class: dict[str, int], size: int = 32, seed: int
     return root
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Archives and decoded folders go to a temporary cache, not the user's ~/.cache/alexnet."""
+    os.environ["ALEXNET_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+
+
 @pytest.fixture(scope="session")
 def tiny_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """train/ (60 per class) and val/ (20 per class), three colour classes, 32x32 PNGs."""

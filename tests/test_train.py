@@ -156,3 +156,15 @@ def test_divergence_stops_with_a_message(tiny_folder: Path, tmp_path: Path) -> N
                       lr=1e30, schedule="constant", workers=0, batch_size=16, model_options={"activation": "tanh"})
     with pytest.raises(UserError, match="training diverged"):
         train(cfg, progress=False, log=lambda s: None)
+
+
+def test_paper_alexnet_trains_on_a_folder_at_256_224_in_bf16(tmp_path: Path) -> None:
+    from .conftest import make_folder
+
+    root = make_folder(tmp_path / "big", {"train": 4, "val": 2}, size=300)
+    cfg = TrainConfig.from_recipe("alexnet_imagenet", data=str(root), out=str(tmp_path / "r"), epochs=1,
+                                  batch_size=6, workers=0, precision="bf16")
+    result = train(cfg, progress=False, log=lambda s: None)
+    ck = torch.load(tmp_path / "r" / "last.pt", weights_only=True)
+    assert ck["eval_transform"]["image_size"] == 256 and ck["eval_transform"]["crop_size"] == 224
+    assert result.final is not None and result.final.n == 6 and math.isfinite(result.metrics[0]["train_loss"])

@@ -23,7 +23,12 @@ FORMAT_VERSION = 1
 
 
 def save_checkpoint(obj: dict[str, Any], path: str | os.PathLike[str]) -> None:
-    """Write ``obj`` to ``path`` atomically: a temp file in the same folder, fsync, rename, fsync dir.
+    """Write a checkpoint atomically (see ``atomic_torch_save``), stamped with the format version."""
+    atomic_torch_save({**obj, "format": FORMAT_VERSION}, path)
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
+    """``torch.save`` to a temp file in the same folder, fsync, rename over ``path``, fsync the folder.
 
     A crash or Ctrl-C at any moment leaves either the old file or the new one, never half of one.
     """
@@ -32,7 +37,7 @@ def save_checkpoint(obj: dict[str, Any], path: str | os.PathLike[str]) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save({**obj, "format": FORMAT_VERSION}, f)
+            torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

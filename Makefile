@@ -1,0 +1,30 @@
+# The commands the README shows. Everything runs in .venv, created on first use.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+DATA   ?= ../shared/data
+
+.PHONY: install test test-realdata test-all demo bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --disable-pip-version-check -q -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install the package with its test tools
+
+test: $(STAMP)  ## the fast test suite (generated data, no network, CPU only)
+	$(BIN)/python -m pytest -q
+
+test-realdata: $(STAMP)  ## tests on the real MNIST and CIFAR-10 copies in $(DATA)
+	ALEXNET_DATA_ROOT=$(DATA) $(BIN)/python -m pytest -q -m realdata
+
+demo: $(STAMP)  ## train on the bundled CIFAR-10 sample, evaluate, classify a few images
+	$(BIN)/alexnet demo
+
+bench: $(STAMP)  ## time-to-accuracy of the shipped recipes on the real data (about 30 min)
+	$(BIN)/python benchmarks/time_to_accuracy.py --data-root $(DATA)
+
+clean:
+	rm -rf $(VENV) .pytest_cache build src/*.egg-info
