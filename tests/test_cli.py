@@ -113,3 +113,10 @@ def test_predict_red_image_says_red(trained_run: Path, tmp_path: Path) -> None:
 def test_console_script_runs_as_a_module() -> None:
     r = subprocess.run([sys.executable, "-m", "alexnet", "--version"], capture_output=True, text=True)
     assert r.returncode == 0 and "alexnet" in r.stdout
+
+
+def test_demo_runs_end_to_end(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, out, err = run(capsys, "demo", "--out", str(tmp_path / "demo"), "--epochs", "1")
+    assert code == 0, err
+    assert "top-1 error" in out and "top-5 error" in out and "airplane/" in out and "next:" in out
+    assert (tmp_path / "demo" / "best.pt").is_file() and (tmp_path / "demo" / "curves.png").is_file()

@@ -79,9 +79,23 @@ def _parse_options(items: Sequence[str]) -> dict[str, Any]:
     return out
 
 
+def _field_comments() -> dict[str, str]:
+    """The comment after each TrainConfig field in its source: the flags' help texts."""
+    import inspect
+    import re
+
+    out = {}
+    for line in inspect.getsource(TrainConfig).splitlines():
+        m = re.match(r"\s+(\w+): [^=]+=.*?#\s*(.+)$", line)
+        if m:
+            out[m.group(1)] = m.group(2).strip()
+    return out
+
+
 def _add_config_flags(p: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig field, all defaulting to 'not given' so the recipe's value stays."""
     hints = typing.get_type_hints(TrainConfig)
+    comments = _field_comments()
     for f in dataclasses.fields(TrainConfig):
         if f.name == "model_options":
             continue
@@ -90,7 +104,7 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
         args = typing.get_args(hint)
         base = next((a for a in args if a is not type(None)), hint) if args else hint
         default = f.default if f.default is not dataclasses.MISSING else None
-        helptext = f"(default: {default})"
+        helptext = f"{comments.get(f.name, '')} (default: {default})".strip().replace("%", "%%")
         if base is bool:
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=helptext)
         else:

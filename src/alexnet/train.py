@@ -225,6 +225,7 @@ def plot_curves(path: Path, rows: list[dict[str, float]], title: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     ep = [r["epoch"] for r in rows]
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
@@ -235,6 +236,8 @@ def plot_curves(path: Path, rows: list[dict[str, float]], title: str) -> None:
     b.plot(ep, [100 * r["val_top1_error"] for r in rows], "s-", label="validation top-1")
     b.plot(ep, [100 * r["val_top5_error"] for r in rows], "^--", label="validation top-5")
     b.set_xlabel("epoch"), b.set_ylabel("error (%)"), b.legend(), b.grid(alpha=0.3)
+    for ax in (a, b):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

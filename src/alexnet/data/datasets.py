@@ -209,7 +209,7 @@ def _cache_key(ds: FolderDataset) -> str:
     return h.hexdigest()[:16]
 
 
-def _preload(ds: FolderDataset, workers: int, desc: str, use_cache: bool = True) -> InMemoryDataset:
+def _preload(ds: FolderDataset, workers: int, desc: str) -> InMemoryDataset:
     """Decode every image of a folder once, in parallel, into one uint8 tensor.
 
     The decoded tensor is kept in the cache folder (keyed by every file's path, size and mtime),
@@ -218,8 +218,8 @@ def _preload(ds: FolderDataset, workers: int, desc: str, use_cache: bool = True)
     """
     from tqdm import tqdm
 
-    cached = cache_dir() / "decoded" / f"{_cache_key(ds)}.pt" if use_cache else None
-    if cached is not None and cached.is_file():
+    cached = cache_dir() / "decoded" / f"{_cache_key(ds)}.pt"
+    if cached.is_file():
         try:
             d = torch.load(cached, weights_only=True)
             for path, why in d["skipped"]:
@@ -246,14 +246,13 @@ def _preload(ds: FolderDataset, workers: int, desc: str, use_cache: bool = True)
     for path, why in ds.skipped:
         print(f"warning: skipped {path}: {why}", file=sys.stderr)
     result = InMemoryDataset(images[:k].clone(), labels[:k], ds.classes)
-    if cached is not None:
-        from ..checkpoint import atomic_torch_save
+    from ..checkpoint import atomic_torch_save
 
-        try:
-            atomic_torch_save({"images": result.images, "labels": result.labels,
-                               "skipped": [list(x) for x in ds.skipped]}, cached)
-        except OSError as e:  # a read-only cache is not worth failing a run over
-            print(f"warning: could not cache decoded images in {cached.parent}: {e}", file=sys.stderr)
+    try:
+        atomic_torch_save({"images": result.images, "labels": result.labels,
+                           "skipped": [list(x) for x in ds.skipped]}, cached)
+    except OSError as e:  # a read-only cache is not worth failing a run over
+        print(f"warning: could not cache decoded images in {cached.parent}: {e}", file=sys.stderr)
     return result
 
 
