@@ -126,3 +126,44 @@ def test_loader_order_depends_on_seed_and_epoch_only() -> None:
     assert [y.tolist() for _, y in a] != [y.tolist() for _, y in b]
     assert sorted(sum((y.tolist() for _, y in a), [])) == list(range(10))
     assert len(a) == 3
+
+
+def test_pca_lighting_covariance_matches_the_eigen_decomposition() -> None:
+    from alexnet.data.transforms import pca_lighting, rgb_pca
+
+    g = torch.Generator().manual_seed(0)
+    images = (torch.rand(200, 3, 8, 8, generator=g) * 255).to(torch.uint8)
+    images[:, 1] = images[:, 0] // 2 + images[:, 1] // 2  # correlated channels
+    eigval, eigvec = rgb_pca(images)
+    x = torch.zeros(40000, 3, 1, 1)
+    shift = pca_lighting(x, eigval, eigvec, std=0.1, generator=torch.Generator().manual_seed(1))[:, :, 0, 0] / 255.0
+    expect = eigvec @ torch.diag((0.1 * eigval) ** 2) @ eigvec.T
+    measured = torch.cov(shift.T.double(), correction=0).float()
+    assert torch.allclose(measured, expect, rtol=0.05, atol=0.02 * expect.abs().max().item())
+    # one shift per image: every pixel of an image moves by the same colour
+    y = pca_lighting(torch.zeros(4, 3, 5, 5), eigval, eigvec, generator=torch.Generator().manual_seed(2))
+    assert torch.all(y == y[:, :, :1, :1])
+
+
+def test_ten_crop_geometry() -> None:
+    from alexnet.data.transforms import ten_crop
+
+    x = torch.arange(2 * 3 * 6 * 6).view(2, 3, 6, 6)
+    out = ten_crop(x, 4)
+    assert out.shape == (2, 10, 3, 4, 4)
+    assert torch.equal(out[:, 0], x[..., :4, :4]) and torch.equal(out[:, 1], x[..., :4, 2:])
+    assert torch.equal(out[:, 2], x[..., 2:, :4]) and torch.equal(out[:, 3], x[..., 2:, 2:])
+    assert torch.equal(out[:, 4], x[..., 1:5, 1:5])
+    for i in range(5):
+        assert torch.equal(out[:, 5 + i], out[:, i].flip(-1))
+    t = EvalTransform(6, 4, 0, 3, (0.0,) * 3, (1.0,) * 3)
+    assert eval_batch(x.to(torch.uint8), t, ten=True).shape == (20, 3, 4, 4)
+
+
+def test_ten_crop_evaluation_averages_softmax(trained_run: Path, tiny_folder: Path) -> None:
+    import alexnet
+
+    clf = alexnet.load(trained_run)
+    centre = clf.evaluate(str(tiny_folder), progress=False)
+    ten = clf.evaluate(str(tiny_folder), progress=False, ten_crop=True)
+    assert ten.n == centre.n == 60 and 0 <= ten.top1_error <= 1 and ten.loss != centre.loss

@@ -4,6 +4,7 @@
     alexnet train --model NAME --data SPEC --out RUN [--recipe FILE] [--epochs N ...]
     alexnet evaluate RUN_OR_CKPT --data SPEC [--json]
     alexnet predict RUN_OR_CKPT IMAGE_OR_DIR... [--top-k 5] [--json]
+    alexnet prepare SRC DST [--size 256] [--workers N]
     alexnet demo
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import tomllib
 import typing
@@ -148,19 +150,20 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     clf = load(args.checkpoint, args.device)
     res = clf.evaluate(args.data, split=args.split, batch_size=args.batch_size, workers=args.workers,
-                       max_images=args.max_images, progress=not args.json)
+                       max_images=args.max_images, progress=not args.json, ten_crop=args.ten_crop)
     ck = resolve_checkpoint(args.checkpoint)
     out = Path(args.out) if args.out else ck.parent / "evaluate"
     out.mkdir(parents=True, exist_ok=True)
     plot_confusion(res, out / "confusion.png", f"{clf.name} ({ck.name}) on {args.data} [{args.split}]: "
                    f"top-1 {res.top1_error:.2%}, top-{res.k} {res.top5_error:.2%}")
-    d = res.to_dict() | {"checkpoint": str(ck), "data": args.data, "split": args.split,
+    d = res.to_dict() | {"checkpoint": str(ck), "data": args.data, "split": args.split, "ten_crop": args.ten_crop,
                          "confusion_png": str(out / "confusion.png")}
     (out / "result.json").write_text(json.dumps(d, indent=2) + "\n")
     if args.json:
         print(json.dumps(d))
         return 0
-    print(f"{clf.name} ({ck}) on {args.data} [{args.split}], {res.n:,} images")
+    how = "ten-patch average" if args.ten_crop else "centre crop"
+    print(f"{clf.name} ({ck}) on {args.data} [{args.split}], {res.n:,} images, {how}")
     print(f"  top-1 error {res.top1_error:7.2%}   (accuracy {1 - res.top1_error:.2%})")
     print(f"  top-{res.k} error {res.top5_error:7.2%}   (accuracy {1 - res.top5_error:.2%})")
     print(f"  loss        {res.loss:.4f}")
@@ -203,6 +206,39 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 1 if errors else 0
 
 
+# ------------------------------------------------------------------------------------------ prepare
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from .prepare import prepare
+
+    summary = prepare(args.src, args.dst, size=args.size, workers=args.workers)
+    print("\n".join(summary.lines()))
+    print(f"next: alexnet train --data {summary.dst} --model alexnet --out RUN")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------ bench
+
+
+def cmd_bench_loader(args: argparse.Namespace) -> int:
+    from .bench import bench_loader
+
+    r = bench_loader(args.data, packed=args.packed, batch_size=args.batch_size, workers=args.workers,
+                     batches=args.batches, repeats=args.repeats)
+    if args.json:
+        print(json.dumps(r))
+        return 0
+    print(f"training batches of augmented 224x224 crops, batch {r['batch_size']}, {r['workers']} workers, "
+          f"{r['train_images']:,} images, median of {len(r['runs_packed'])} runs of {r['batches_per_run']} batches:")
+    print(f"  torchvision ImageFolder + RandomResizedCrop: {r['torchvision_images_per_sec']:8.0f} img/s  "
+          f"({r['jpeg_bytes'] / 1e6:.1f} MB of JPEGs)")
+    print(f"  packed (alexnet prepare) + batch crops:     {r['images_per_sec']:8.0f} img/s  "
+          f"({r['packed_bytes'] / 1e6:.1f} MB on disk)")
+    print(f"  speed-up: {r['speedup']:.1f}x")
+    return 0
+
+
 # ------------------------------------------------------------------------------------------ main
 
 
@@ -231,6 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--data", required=True, metavar="SPEC", help="mnist[:ROOT], cifar10[:ROOT] or an image folder")
     e.add_argument("--split", default="val", choices=["val", "train"], help="val means val/ or test/ (default)")
     e.add_argument("--json", action="store_true", help="print one JSON object")
+    e.add_argument("--ten-crop", action="store_true",
+                   help="average the softmax over the four corner and centre crops and their mirror images")
     e.add_argument("--out", metavar="DIR", help="where confusion.png and result.json go (default: beside the checkpoint)")
     e.add_argument("--batch-size", type=int, default=256)
     e.add_argument("--workers", type=int, default=2)
@@ -245,6 +283,27 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--json", action="store_true", help="print one JSON object")
     r.add_argument("--device", default="auto")
     r.set_defaults(func=cmd_predict)
+
+    pp = sub.add_parser("prepare", help="pack an image folder into the fast memory-mapped format",
+                        description="Resize every image (shorter side SIZE, central square), store them in one "
+                        "memory-mapped file per split with the class list and the training-set statistics. "
+                        "Interrupt and rerun to finish.")
+    pp.add_argument("src", metavar="SRC", help="an image folder with train/ and val/ (or test/), or an archive of one")
+    pp.add_argument("dst", metavar="DST", help="the packed dataset folder to write")
+    pp.add_argument("--size", type=int, default=256, help="side of the stored images (default: 256, the paper's)")
+    pp.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2)), help="decoding processes")
+    pp.set_defaults(func=cmd_prepare)
+
+    b = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="what", required=True, metavar="WHAT")
+    bl = b.add_parser("loader", help="packed format against torchvision's ImageFolder pipeline, images/s")
+    bl.add_argument("--data", required=True, metavar="DIR", help="an image folder (train/ with class folders)")
+    bl.add_argument("--packed", metavar="DST", help="where to pack it (default: a temporary folder)")
+    bl.add_argument("--batch-size", type=int, default=128)
+    bl.add_argument("--workers", type=int, default=2)
+    bl.add_argument("--batches", type=int, default=20, help="batches timed per run")
+    bl.add_argument("--repeats", type=int, default=3, help="runs of each side, alternating; medians reported")
+    bl.add_argument("--json", action="store_true", help="print one JSON object")
+    bl.set_defaults(func=cmd_bench_loader)
 
     d = sub.add_parser("demo", help="train on the bundled CIFAR-10 sample, evaluate, and classify a few images")
     d.add_argument("--out", default="runs/demo", help="the run folder (default: runs/demo)")

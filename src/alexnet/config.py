@@ -47,6 +47,7 @@ class TrainConfig:
     random_crop: bool = True  # train on random crop_size patches (the paper's 224 of 256)
     translate: int = 0  # zero-pad by this much before the random crop (CIFAR-style shifts)
     flip: bool = True  # random horizontal reflections
+    pca_lighting: float = 0.0  # std of the PCA colour noise's alphas (the paper's: 0.1); 0 turns it off
     normalize: str = "meanstd"  # meanstd | mean (the paper: subtract the mean only) | imagenet | none
     max_train_images: int | None = None  # train on a random subset of this size
     max_val_images: int | None = None  # evaluate on a random subset of this size
@@ -78,7 +79,8 @@ class TrainConfig:
         for key in ("lr", "cache_limit_gb"):
             if not getattr(self, key) > 0:
                 raise bad(key, f"must be positive, not {getattr(self, key)}")
-        for key in ("weight_decay", "momentum", "warmup_epochs", "pad", "translate", "workers", "label_smoothing"):
+        for key in ("weight_decay", "momentum", "warmup_epochs", "pad", "translate", "workers", "label_smoothing",
+                    "pca_lighting"):
             if getattr(self, key) < 0:
                 raise bad(key, f"must not be negative, not {getattr(self, key)}")
         for key in ("image_size", "crop_size", "max_train_images", "max_val_images"):

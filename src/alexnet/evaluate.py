@@ -69,8 +69,10 @@ def evaluate_model(
     precision: str = "fp32",
     channels_last: bool = False,
     progress: bool = False,
+    ten_crop: bool = False,
 ) -> EvalResult:
-    """Centre-crop evaluation of ``model`` over every batch of ``loader``."""
+    """Evaluation of ``model`` over every batch of ``loader``: on the centre crop, or with
+    ``ten_crop=True`` on the average of the softmax outputs over the paper's ten patches (§4.1)."""
     from tqdm import tqdm
 
     device = torch.device(device)
@@ -83,11 +85,14 @@ def evaluate_model(
     try:
         with tqdm(total=loader.num_images, desc="evaluate", unit="img", leave=False, disable=not progress or None) as bar:
             for x, y in loader:
-                x = eval_batch(x.to(device, non_blocking=True), transform, channels_last)
+                x = eval_batch(x.to(device, non_blocking=True), transform, channels_last, ten=ten_crop)
                 y = y.to(device)
                 with autocast_context(device, precision):
                     logits = model(x)
                 logits = logits.float()
+                if ten_crop:  # log of the mean softmax over the ten patches of each image
+                    probs = torch.softmax(logits, 1).view(len(y), 10, -1).mean(1)
+                    logits = probs.clamp_min(1e-12).log()
                 loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
                 pred = logits.argmax(1)
                 c1 += int((pred == y).sum())

@@ -112,8 +112,9 @@ class Classifier:
         return out
 
     def evaluate(self, data: str, *, split: str = "val", batch_size: int = 256, workers: int = 2,
-                 max_images: int | None = None, progress: bool = True) -> EvalResult:
-        """Top-1/top-5 error on a dataset SPEC's split, with this checkpoint's classes and transform."""
+                 max_images: int | None = None, progress: bool = True, ten_crop: bool = False) -> EvalResult:
+        """Top-1/top-5 error on a dataset SPEC's split, with this checkpoint's classes and transform
+        (``ten_crop``: averaged over the paper's ten patches instead of the centre crop)."""
         from .data.datasets import load_dataset
         from .data.loader import BatchLoader
         from .train import _subset
@@ -125,7 +126,8 @@ class Classifier:
                             f"checkpoint's ({', '.join(self.classes[:5])}, ...)")
         ds = _subset(ds, max_images, 1)
         loader = BatchLoader(ds, batch_size, workers=workers)
-        return evaluate_model(self.model, loader, t, self.classes, device=self.device, progress=progress)
+        return evaluate_model(self.model, loader, t, self.classes, device=self.device, progress=progress,
+                              ten_crop=ten_crop)
 
 
 def load(path: str | os.PathLike[str], device: str = "auto") -> Classifier:

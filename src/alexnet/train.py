@@ -129,6 +129,22 @@ def _normalisation(cfg: TrainConfig, train_ds: Any, channels: int) -> tuple[tupl
     return (mean, std) if cfg.normalize == "meanstd" else (mean, (1.0,) * channels)
 
 
+def _rgb_eigen(train_ds: Any, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The training set's RGB eigen-decomposition for the PCA colour noise: the one ``prepare``
+    stored for a packed dataset, else measured on (a sample of) the training images."""
+    from .data.transforms import rgb_pca
+
+    if channels != 3:
+        raise UserError("pca-lighting: needs 3-channel (RGB) input")
+    meta = getattr(train_ds, "meta", None)
+    if meta and "stats" in meta:
+        return torch.tensor(meta["stats"]["eigval"]), torch.tensor(meta["stats"]["eigvec"])
+    if isinstance(train_ds, InMemoryDataset) and train_ds.images.shape[1] == 3:
+        return rgb_pca(train_ds.images)
+    step = max(1, len(train_ds) // 1000)
+    return rgb_pca(torch.stack([train_ds.load(i) for i in range(0, len(train_ds), step)]))
+
+
 def build_data(cfg: TrainConfig) -> tuple[Any, Any, list[str], EvalTransform]:
     """The training and validation sets and the evaluation transform of a config."""
     info = model_info(cfg.model)
@@ -262,6 +278,45 @@ def environment() -> dict[str, str]:
     }
 
 
+def _train_epoch(model: nn.Module, loader: BatchLoader, augment: Callable[[torch.Tensor], torch.Tensor],
+                 optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, schedule: LRSchedule,
+                 step: int, cfg: TrainConfig, device: torch.device, desc: str,
+                 progress: bool) -> tuple[float, int, int, int]:
+    """One pass over ``loader``; returns (summed loss, correct, images seen, next global step)."""
+    from tqdm import tqdm
+
+    model.train()
+    loss_sum, correct, seen = 0.0, 0, 0
+    with tqdm(total=loader.num_images, desc=desc, unit="img", disable=not progress or None, leave=False,
+              dynamic_ncols=True) as bar:
+        for x, y in loader:
+            lr = schedule(step)
+            for g in optimizer.param_groups:
+                g["lr"] = lr
+            x = augment(x.to(device, non_blocking=True))
+            y = y.to(device, non_blocking=True)
+            with autocast_context(device, cfg.precision):
+                logits = model(x)
+                loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+            if not torch.isfinite(loss):
+                raise UserError(
+                    f"loss is {loss.item()} at {desc}, step {step}: training diverged (lower --lr?); "
+                    f"the last completed epoch's checkpoint, if any, is kept in {cfg.out}"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            step += 1
+            b = len(y)
+            loss_sum += loss.item() * b
+            correct += int((logits.argmax(1) == y).sum())
+            seen += b
+            bar.update(b)
+            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}", lr=f"{lr:.2g}")
+    return loss_sum, correct, seen, step
+
+
 def train(cfg: TrainConfig, *, progress: bool = True, log: Callable[[str], None] | None = None) -> TrainResult:
     """Train ``cfg.model`` on ``cfg.data`` into the run folder ``cfg.out``; returns the metrics.
 
@@ -284,7 +339,6 @@ def train(cfg: TrainConfig, *, progress: bool = True, log: Callable[[str], None]
     t_start = time.perf_counter()
 
     train_ds, val_ds, classes, transform = build_data(cfg)
-    info = model_info(cfg.model)
     model_options = {"in_chans": transform.channels, **cfg.model_options}
     model = create_model(cfg.model, num_classes=len(classes), **model_options)
     model.to(device)
@@ -300,7 +354,9 @@ def train(cfg: TrainConfig, *, progress: bool = True, log: Callable[[str], None]
     if len(train_loader) == 0:
         raise UserError(f"--data {cfg.data}: no training images")
     schedule = LRSchedule(cfg, len(train_loader))
-    augment = TrainAugment(cfg.random_crop, cfg.translate, cfg.flip)
+    augment = TrainAugment(cfg.random_crop, cfg.translate, cfg.flip, cfg.pca_lighting)
+    if cfg.pca_lighting > 0:
+        augment.eigval, augment.eigvec = _rgb_eigen(train_ds, transform.channels)
 
     rows: list[dict[str, float]] = []
     best_err, best_epoch, start_epoch, elapsed_before = math.inf, 0, 0, 0.0
@@ -324,7 +380,7 @@ def train(cfg: TrainConfig, *, progress: bool = True, log: Callable[[str], None]
     out.mkdir(parents=True, exist_ok=True)
     resolved = cfg.to_dict()
     (out / "config.toml").write_text(
-        f"# resolved config of this run; rerun with: alexnet train --recipe {out / 'config.toml'}\n" + dump_toml(resolved)
+        f"# resolved config of this run; rerun with: alexnet train --recipe {out / 'config.toml'} --out NEW_RUN\n" + dump_toml(resolved)
     )
     env = environment() | {"device": str(device)}
     n_params = count_params(model)
@@ -363,39 +419,11 @@ def train(cfg: TrainConfig, *, progress: bool = True, log: Callable[[str], None]
             torch.manual_seed(cfg.seed * 1_000_003 + epoch)
             gen = torch.Generator(device=device).manual_seed(cfg.seed * 7919 + epoch)
             train_loader.set_epoch(epoch)
-            model.train()
             t0 = time.perf_counter()
-            loss_sum, correct, seen = 0.0, 0, 0
-            from tqdm import tqdm
-
-            bar = tqdm(total=train_loader.num_images, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="img",
-                       disable=not progress or None, leave=False, dynamic_ncols=True)
-            for x, y in train_loader:
-                lr = schedule(global_step)
-                for g in optimizer.param_groups:
-                    g["lr"] = lr
-                x = augment(x.to(device, non_blocking=True), transform, gen, channels_last)
-                y = y.to(device, non_blocking=True)
-                with autocast_context(device, cfg.precision):
-                    logits = model(x)
-                    loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
-                if not torch.isfinite(loss):
-                    raise UserError(
-                        f"loss is {loss.item()} at epoch {epoch + 1}, step {global_step}: training diverged "
-                        f"(lower --lr?); {out}/last.pt still holds the last good epoch"
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                global_step += 1
-                b = len(y)
-                loss_sum += loss.item() * b
-                correct += int((logits.argmax(1) == y).sum())
-                seen += b
-                bar.update(b)
-                bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}", lr=f"{lr:.2g}")
-            bar.close()
+            desc = f"epoch {epoch + 1}/{cfg.epochs}"
+            loss_sum, correct, seen, global_step = _train_epoch(
+                model, train_loader, lambda x: augment(x, transform, gen, channels_last), optimizer, scaler,
+                schedule, global_step, cfg, device, desc, progress)
             train_time = time.perf_counter() - t0
             last = epoch + 1 == cfg.epochs
             if (epoch + 1) % cfg.eval_every == 0 or last:

@@ -1,4 +1,5 @@
-"""Datasets named by a SPEC string: ``mnist[:ROOT]``, ``cifar10[:ROOT]`` or an image-folder path.
+"""Datasets named by a SPEC string: ``mnist[:ROOT]``, ``cifar10[:ROOT]``, an image-folder path,
+or a packed dataset made by ``alexnet prepare`` (``packed.py``).
 
 Every dataset yields ``(image, label)`` with ``image`` a (C, H, W) uint8 tensor at a fixed size
 (the "stored" image: for folders, shorter side resized to ``image_size`` and centre-cropped, the
@@ -334,6 +335,13 @@ def load_dataset(
         return _mnist(s.root, split == "train")
     if s.kind == "cifar10":
         return _cifar10(s.root, split == "train", workers)
+    from .packed import is_packed, load_packed
+
+    if is_packed(s.root):
+        ds = load_packed(s.root, split)
+        if classes is not None and list(ds.classes) != list(classes):
+            raise UserError(f"--data {s.root}: the {split} split's classes differ from the training split's")
+        return ds
     root = resolve_folder(s.root)
     if split == "val" and classes is None:
         _, classes = list_folder(root, "train")

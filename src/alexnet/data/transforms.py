@@ -116,21 +116,71 @@ def normalize(x: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...], 
     return y.contiguous(memory_format=torch.channels_last) if channels_last else y
 
 
-def eval_batch(x: torch.Tensor, t: EvalTransform, channels_last: bool = False) -> torch.Tensor:
-    """Stored uint8 images to network inputs, the test-time way (centre crop)."""
-    x = center_crop(resize_batch(x, t.image_size), t.crop_size)
+def eval_batch(x: torch.Tensor, t: EvalTransform, channels_last: bool = False, ten: bool = False) -> torch.Tensor:
+    """Stored uint8 images to network inputs, the test-time way: the centre crop, or with
+    ``ten=True`` the ten patches of ``ten_crop`` ((N, C, S, S) -> (N * 10, C, crop, crop), image-major)."""
+    x = resize_batch(x, t.image_size)
+    if ten:
+        x = ten_crop(x, t.crop_size).flatten(0, 1)
+    else:
+        x = center_crop(x, t.crop_size)
     if t.pad:
         x = F.pad(x, (t.pad,) * 4)
     return normalize(match_channels(x, t.channels), t.mean, t.std, channels_last)
 
 
+def pca_lighting(x: torch.Tensor, eigval: torch.Tensor, eigvec: torch.Tensor, std: float = 0.1,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+    """The paper's PCA colour augmentation (§4.1) on a float (N, 3, H, W) batch in 0-255 units.
+
+    To every pixel of image n add ``[p1, p2, p3] @ [a1 l1, a2 l2, a3 l3]``, where p_i and l_i are the
+    eigenvectors (columns of ``eigvec``) and eigenvalues of the 3x3 covariance of the training
+    set's RGB values, and a_i ~ N(0, std) is drawn once per image per use. The eigenvalues are of
+    pixel values scaled to [0, 1] (the convention of cuda-convnet's successors and of
+    fb.resnet.torch; the formula is not scale-free), so the shift is multiplied by 255 here.
+    """
+    gen_device = generator.device if generator is not None else x.device
+    alpha = torch.randn(x.shape[0], 3, generator=generator, device=gen_device).to(x.device) * std
+    shift = (alpha * eigval.to(x.device)) @ eigvec.to(x.device).T  # N, 3: row n is sum_i a_i l_i p_i
+    return x + 255.0 * shift[:, :, None, None]
+
+
+def rgb_pca(images: torch.Tensor, max_images: int = 10000) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eigenvalues (descending) and eigenvectors (columns) of the RGB covariance of a uint8
+    (N, 3, H, W) tensor, pixel values scaled to [0, 1], from up to max_images images."""
+    step = max(1, len(images) // max_images)
+    x = images[::step].permute(1, 0, 2, 3).reshape(3, -1).double() / 255.0
+    cov = torch.cov(x, correction=0)
+    val, vec = torch.linalg.eigh(cov)
+    order = val.argsort(descending=True)
+    return val[order].clamp_min(0).float(), vec[:, order].float()
+
+
+def ten_crop(x: torch.Tensor, size: int) -> torch.Tensor:
+    """The paper's test-time patches (§4.1): four corners and centre, then their mirror images.
+
+    (N, C, S, S) -> (N, 10, C, size, size), in the order TL, TR, BL, BR, centre, then the same flipped.
+    """
+    h, w = x.shape[-2:]
+    if size > min(h, w):
+        raise ValueError(f"crop {size} is larger than the {h}x{w} images")
+    crops = [x[..., :size, :size], x[..., :size, w - size :], x[..., h - size :, :size],
+             x[..., h - size :, w - size :], center_crop(x, size)]
+    five = torch.stack(crops, 1)
+    return torch.cat([five, five.flip(-1)], 1)
+
+
 @dataclass
 class TrainAugment:
-    """Training-time augmentation: random crop (optionally after a zero-pad shift) and flips."""
+    """Training-time augmentation: random crop (optionally after a zero-pad shift), flips and the
+    PCA colour noise (``lighting`` = the std of its alphas; 0 turns it off)."""
 
     random_crop: bool = True
     translate: int = 0
     flip: bool = True
+    lighting: float = 0.0
+    eigval: torch.Tensor | None = None
+    eigvec: torch.Tensor | None = None
 
     def __call__(self, x: torch.Tensor, t: EvalTransform, generator: torch.Generator | None = None,
                  channels_last: bool = False) -> torch.Tensor:
@@ -143,7 +193,12 @@ class TrainAugment:
             x = random_flip(x, generator)
         if t.pad:
             x = F.pad(x, (t.pad,) * 4)
-        return normalize(match_channels(x, t.channels), t.mean, t.std, channels_last)
+        x = match_channels(x, t.channels)
+        if self.lighting > 0:
+            if self.eigval is None or self.eigvec is None or x.shape[1] != 3:
+                raise ValueError("PCA lighting needs 3-channel images and the training set's eigen-decomposition")
+            x = pca_lighting(x.float(), self.eigval, self.eigvec, self.lighting, generator)
+        return normalize(x, t.mean, t.std, channels_last)
 
 
 def channel_stats(images: torch.Tensor, max_images: int = 10000) -> tuple[tuple[float, ...], tuple[float, ...]]:

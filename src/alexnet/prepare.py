@@ -1,0 +1,263 @@
+"""``alexnet prepare SRC DST``: an image-folder tree into a packed dataset (``data/packed.py``).
+
+Every image is read robustly (``data/images.py``), its shorter side resized to ``size`` and the
+central square kept (the paper's §2), and written into the split's memory-mapped file by the
+main process while worker processes decode. Unusable files are skipped and listed. The run can
+be interrupted at any point and rerun to finish. At the end it stores the training set's
+per-pixel mean image, per-channel mean and standard deviation, and the eigen-decomposition of
+the RGB covariance that the paper's PCA colour augmentation needs.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from .data.datasets import list_folder, resolve_folder
+from .data.images import ImageError, image_to_array, load_image, resize_center_square
+from .data.packed import FORMAT, PENDING, SKIPPED, VERSION, WRITTEN, SplitFiles, read_meta
+from .errors import UserError
+
+CHUNK = 32  # images per task handed to a worker
+FLUSH_EVERY = 2048  # images between flushes of the status file (what a rerun can trust)
+
+
+@dataclass
+class PrepareSummary:
+    dst: Path
+    written: dict[str, int] = field(default_factory=dict)
+    skipped: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    bytes_on_disk: int = 0
+    seconds: float = 0.0
+    already_complete: bool = False
+
+    def lines(self) -> list[str]:
+        out = [f"packed dataset {self.dst}" + (" (already complete)" if self.already_complete else "")]
+        for split, n in self.written.items():
+            out.append(f"  {split}: {n:,} images, {len(self.skipped.get(split, [])):,} skipped")
+        for split, items in self.skipped.items():
+            for path, why in items[:20]:
+                out.append(f"  skipped [{split}] {path}: {why}")
+            if len(items) > 20:
+                out.append(f"  ... and {len(items) - 20} more (all listed in {self.dst}/dataset.json)")
+        out.append(f"  {self.bytes_on_disk / 1e9:.2f} GB on disk, {self.seconds:.1f} s")
+        return out
+
+
+def _decode(task: tuple[list[int], list[str], int]) -> list[tuple[int, np.ndarray | None, str]]:
+    """Worker: decode a chunk of files to S x S x 3 uint8 arrays (or None and the reason)."""
+    indices, paths, size = task
+    out = []
+    for i, path in zip(indices, paths):
+        try:
+            img = resize_center_square(load_image(path, 3, min_side=size), size)
+            out.append((i, image_to_array(img).transpose(1, 2, 0), ""))
+        except ImageError as e:
+            out.append((i, None, str(e)))
+    return out
+
+
+def _wnid_names(classes: list[str]) -> list[str]:
+    """Human-readable names for the 1000 ILSVRC WNIDs (torchvision's category list is in WNID order);
+    any other class list keeps its folder names."""
+    import re
+
+    if len(classes) == 1000 and all(re.fullmatch(r"n\d{8}", c) for c in classes):
+        try:
+            from torchvision.models import AlexNet_Weights
+
+            return list(AlexNet_Weights.IMAGENET1K_V1.meta["categories"])
+        except (ImportError, AttributeError, KeyError):
+            pass
+    return list(classes)
+
+
+def _initialise(src: Path, dst: Path, size: int) -> dict[str, Any]:
+    """Create the files of a new packed dataset (full-size sparse maps) and its unfinished dataset.json."""
+    train, classes = list_folder(src, "train")
+    splits: dict[str, list[tuple[str, int]]] = {"train": train}
+    try:
+        splits["val"], _ = list_folder(src, "val", classes)
+    except UserError as e:
+        if "folder to evaluate on" not in str(e):
+            raise
+    dst.mkdir(parents=True, exist_ok=True)
+    meta: dict[str, Any] = {
+        "format": FORMAT, "version": VERSION, "complete": False, "source": str(src), "image_size": size,
+        "channels": 3, "layout": "NHWC", "dtype": "uint8", "classes": classes, "class_names": _wnid_names(classes),
+        "splits": {},
+    }
+    for split, samples in splits.items():
+        (dst / f"{split}_files.json").write_text(json.dumps([[os.path.relpath(p, src), y] for p, y in samples]))
+        files = SplitFiles.open(dst, split, len(samples), size, 3, "w+")
+        files.labels[:] = [y for _, y in samples]
+        files.flush()
+        meta["splits"][split] = {"count": len(samples), "skipped": []}
+    _write_meta(dst, meta)
+    return meta
+
+
+def _write_meta(dst: Path, meta: dict[str, Any]) -> None:
+    tmp = dst / ".dataset.json.tmp"
+    tmp.write_text(json.dumps(meta, indent=1))
+    os.replace(tmp, dst / "dataset.json")
+
+
+def _fill(dst: Path, meta: dict[str, Any], split: str, workers: int, bar_factory: Callable[..., Any]) -> None:
+    """Decode and write every pending image of a split."""
+    src = Path(meta["source"])
+    info = meta["splits"][split]
+    size = meta["image_size"]
+    files = SplitFiles.open(dst, split, info["count"], size, 3, "r+")
+    names = json.loads((dst / f"{split}_files.json").read_text())
+    pending = np.flatnonzero(np.asarray(files.status) == PENDING).tolist()
+    if not pending:
+        return
+    tasks = [
+        (chunk, [str(src / names[i][0]) for i in chunk], size)
+        for chunk in (pending[k : k + CHUNK] for k in range(0, len(pending), CHUNK))
+    ]
+    since_flush = 0
+    with bar_factory(total=len(pending), desc=f"prepare {split}", unit="img") as bar:
+        results: Iterator[list[tuple[int, np.ndarray | None, str]]]
+        pool = mp.get_context("fork").Pool(workers) if workers > 0 else None
+        try:
+            results = pool.imap(_decode, tasks) if pool else map(_decode, tasks)
+            for chunk in results:
+                for i, arr, why in chunk:
+                    if arr is None:
+                        files.status[i] = SKIPPED
+                        info["skipped"].append([names[i][0], why])
+                    else:
+                        files.images[i] = arr
+                        files.status[i] = WRITTEN
+                since_flush += len(chunk)
+                bar.update(len(chunk))
+                if since_flush >= FLUSH_EVERY:
+                    files.flush()
+                    _write_meta(dst, meta)
+                    since_flush = 0
+        finally:
+            files.flush()
+            _write_meta(dst, meta)
+            if pool:
+                pool.terminate()
+
+
+def _compact(dst: Path, meta: dict[str, Any], split: str) -> None:
+    """Fill the slots of skipped files with the split's last images and truncate the files."""
+    info = meta["splits"][split]
+    n, size = info["count"], meta["image_size"]
+    files = SplitFiles.open(dst, split, n, size, 3, "r+")
+    status = np.asarray(files.status)
+    good = int((status == WRITTEN).sum())
+    if good == n:
+        return
+    names = json.loads((dst / f"{split}_files.json").read_text())
+    holes = np.flatnonzero(status[:good] != WRITTEN)
+    movers = np.flatnonzero(status[good:] == WRITTEN) + good
+    for h, m in zip(holes.tolist(), movers.tolist()):  # as many holes before `good` as images after it
+        files.images[h] = files.images[m]
+        files.labels[h] = files.labels[m]
+        files.status[h] = WRITTEN
+        names[h] = names[m]
+    files.flush()
+    del files
+    image_bytes = size * size * 3
+    os.truncate(dst / f"{split}_images.u8", good * image_bytes)
+    os.truncate(dst / f"{split}_labels.i32", good * 4)
+    os.truncate(dst / f"{split}_status.u8", good)
+    (dst / f"{split}_files.json").write_text(json.dumps(names[:good]))
+    info["count"] = good
+    _write_meta(dst, meta)
+
+
+def _statistics(dst: Path, meta: dict[str, Any], bar_factory: Callable[..., Any]) -> dict[str, Any]:
+    """Per-pixel mean image, per-channel mean/std (0-255) and the PCA of RGB values (0-1 scale)."""
+    n, size = meta["splits"]["train"]["count"], meta["image_size"]
+    images = SplitFiles.open(dst, "train", n, size, 3, "r").images
+    pixel_sum = np.zeros((size, size, 3), np.float64)
+    moment = np.zeros((3, 3), np.float64)  # sum of x x^T over pixels, x in 0-1
+    step = 256
+    with bar_factory(total=n, desc="statistics", unit="img") as bar:
+        for k in range(0, n, step):
+            block = np.asarray(images[k : k + step], dtype=np.float64)
+            pixel_sum += block.sum(0)
+            flat = block.reshape(-1, 3) / 255.0
+            moment += flat.T @ flat
+            bar.update(len(block))
+    count = n * size * size
+    mean_image = (pixel_sum / max(n, 1)).astype("<f4")
+    mean_image.tofile(dst / "mean_image.f32")
+    mean01 = pixel_sum.sum((0, 1)) / max(count, 1) / 255.0
+    cov = moment / max(count, 1) - np.outer(mean01, mean01)
+    eigval, eigvec = np.linalg.eigh(cov)  # ascending
+    order = np.argsort(eigval)[::-1]
+    return {
+        "channel_mean": (mean01 * 255).tolist(),
+        "channel_std": (np.sqrt(np.clip(np.diag(cov), 0, None)) * 255).tolist(),
+        "rgb_covariance_01": cov.tolist(),
+        "eigval": eigval[order].tolist(),  # of the RGB covariance, pixel values scaled to 0-1
+        "eigvec": eigvec[:, order].tolist(),  # columns are the eigenvectors p1, p2, p3
+        "mean_image": "mean_image.f32",
+    }
+
+
+def prepare(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, size: int = 256, workers: int = 2,
+            progress: bool = True) -> PrepareSummary:
+    """Pack the image folder ``src`` (train/ and val/ or test/) into ``dst``; resumable.
+
+    Usage: ``prepare("~/data/imagenet", "~/data/imagenet-256")``.
+    """
+    from tqdm import tqdm
+
+    def bar(**kw: Any) -> Any:
+        return tqdm(disable=not progress or None, dynamic_ncols=True, **kw)
+
+    t0 = time.perf_counter()
+    dst = Path(dst).expanduser()
+    if size < 8:
+        raise UserError(f"--size must be at least 8, not {size}")
+    if (dst / "dataset.json").is_file():
+        meta = read_meta(dst)
+        if meta["image_size"] != size:
+            raise UserError(f"{dst}: holds images of size {meta['image_size']}, not --size {size}; "
+                            "choose another DST")
+        if meta.get("complete"):
+            return _summary(dst, meta, time.perf_counter() - t0, already=True)
+        print(f"resuming the unfinished packed dataset in {dst}", file=sys.stderr)
+    else:
+        if dst.exists() and any(dst.iterdir()):
+            raise UserError(f"{dst}: exists and is not a packed dataset; choose an empty or new folder")
+        meta = _initialise(resolve_folder(src), dst, size)
+    for split in meta["splits"]:
+        _fill(dst, meta, split, workers, bar)
+    for split in meta["splits"]:
+        _compact(dst, meta, split)
+    if meta["splits"]["train"]["count"] == 0:
+        raise UserError(f"{src}: no usable training image")
+    meta["stats"] = _statistics(dst, meta, bar)
+    meta["complete"] = True
+    meta["seconds"] = meta.get("seconds", 0.0) + time.perf_counter() - t0
+    _write_meta(dst, meta)
+    return _summary(dst, meta, time.perf_counter() - t0)
+
+
+def _summary(dst: Path, meta: dict[str, Any], seconds: float, already: bool = False) -> PrepareSummary:
+    total = sum(f.stat().st_size for f in dst.iterdir() if f.is_file())
+    return PrepareSummary(
+        dst=dst,
+        written={s: i["count"] for s, i in meta["splits"].items()},
+        skipped={s: [tuple(x) for x in i["skipped"]] for s, i in meta["splits"].items()},  # type: ignore[misc]
+        bytes_on_disk=total,
+        seconds=seconds,
+        already_complete=already,
+    )

@@ -1,0 +1,139 @@
+"""``alexnet prepare``: exact pixels after a round trip, bad files skipped and listed, resume after
+an interruption, the stored statistics, and training straight from the packed folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from alexnet import TrainConfig, UserError
+from alexnet.data.datasets import load_dataset
+from alexnet.data.packed import load_packed, packed_stats
+from alexnet.prepare import prepare
+
+from .conftest import CLASSES, make_folder
+from .test_images import bad_images, odd_images
+
+
+def folder_pixels(root: Path, split: str) -> dict[str, np.ndarray]:
+    return {str(p.relative_to(root)): np.array(Image.open(p).convert("RGB"))
+            for p in sorted((root / split).rglob("*.png"))}
+
+
+def test_round_trip_keeps_exact_pixels_and_labels(tmp_path: Path) -> None:
+    src = make_folder(tmp_path / "src", {"train": 5, "val": 3}, size=16)
+    summary = prepare(src, tmp_path / "dst", size=16, workers=0, progress=False)
+    assert summary.written == {"train": 15, "val": 9} and summary.skipped == {"train": [], "val": []}
+    for split in ("train", "val"):
+        ds = load_packed(tmp_path / "dst", split)
+        names = json.loads((tmp_path / "dst" / f"{split}_files.json").read_text())
+        expect = folder_pixels(src, split)
+        assert ds.images.shape == (len(expect), 3, 16, 16) and ds.classes == CLASSES
+        for i, (name, label) in enumerate(names):
+            assert torch.equal(ds.images[i], torch.from_numpy(expect[name]).permute(2, 0, 1)), name
+            assert ds.labels[i] == CLASSES.index(name.split("/")[1]) == label
+
+
+def test_statistics_match_numpy(tmp_path: Path) -> None:
+    src = make_folder(tmp_path / "src", {"train": 4}, size=12)
+    prepare(src, tmp_path / "dst", size=12, workers=0, progress=False)
+    stats = packed_stats(tmp_path / "dst")
+    x = np.stack(list(folder_pixels(src, "train").values())).astype(np.float64)  # N, 12, 12, 3
+    assert np.allclose(stats["mean_image"], x.mean(0), atol=1e-3)
+    assert np.allclose(stats["channel_mean"], x.mean((0, 1, 2)), atol=1e-6)
+    assert np.allclose(stats["channel_std"], x.std((0, 1, 2)), atol=1e-6)
+    cov = np.cov((x / 255).reshape(-1, 3).T, bias=True)
+    vec, val = np.array(stats["eigvec"]), np.array(stats["eigval"])
+    assert np.allclose(vec @ np.diag(val) @ vec.T, cov, atol=1e-9)
+    assert val[0] >= val[1] >= val[2] >= 0
+
+
+def test_bad_files_are_skipped_and_listed_and_the_rest_trains(tmp_path: Path) -> None:
+    src = make_folder(tmp_path / "src", {"train": 4, "val": 2}, size=40)
+    red = src / "train" / "red"
+    for kind, path in bad_images(tmp_path / "bad").items():
+        if kind != "bomb":  # the bomb is covered by test_images; keep this test fast
+            path.rename(red / path.name)
+    (red / "empty.JPEG").write_bytes(b"")
+    (red / "text.jpg").write_text("hello")
+    (red / ".DS_Store").write_bytes(b"\0\1")
+    (red / "notes.txt").write_text("notes")
+    for kind, path in odd_images(tmp_path / "odd").items():
+        if kind != "large":
+            path.rename(src / "train" / "green" / f"odd {kind} 'q' ü{path.suffix}")
+    png = src / "train" / "blue" / "0000.png"
+    png.rename(src / "train" / "blue" / "png_named.JPEG")
+    summary = prepare(src, tmp_path / "dst", size=32, workers=2, progress=False)
+    skipped = dict(summary.skipped["train"])
+    assert summary.written["train"] == 12 + 8 and summary.written["val"] == 6
+    assert set(skipped) == {"train/red/notes_named.jpg", "train/red/truncated.jpg", "train/red/empty.png",
+                            "train/red/empty.JPEG", "train/red/text.jpg"}
+    assert "not an image" in skipped["train/red/text.jpg"] and "unreadable" in skipped["train/red/truncated.jpg"]
+    assert "skipped [train] train/red/text.jpg" in "\n".join(summary.lines())
+    ds = load_packed(tmp_path / "dst", "train")
+    assert len(ds) == 20 and torch.bincount(ds.labels).tolist() == [4, 12, 4]
+    cfg = TrainConfig(model="cifar_80sec", data=str(tmp_path / "dst"), out=str(tmp_path / "run"), epochs=1,
+                      batch_size=8, workers=0, schedule="constant")
+    from alexnet.train import train
+
+    result = train(cfg, progress=False, log=lambda s: None)
+    assert result.final is not None and result.final.n == 6
+
+
+def test_errors_before_any_work(tmp_path: Path) -> None:
+    src = make_folder(tmp_path / "src", {"train": 2, "val": 2})
+    (src / "val" / "red").rename(src / "val" / "rot")
+    with pytest.raises(UserError, match="class folders differ"):
+        prepare(src, tmp_path / "dst", workers=0, progress=False)
+    assert not (tmp_path / "dst" / "dataset.json").exists()
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("x")
+    with pytest.raises(UserError, match="not a packed dataset"):
+        prepare(make_folder(tmp_path / "ok", {"train": 1}), tmp_path / "full", workers=0, progress=False)
+
+
+def test_interrupted_prepare_resumes_and_matches_a_clean_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import alexnet.prepare as prep
+
+    src = make_folder(tmp_path / "src", {"train": 30, "val": 5}, size=16)
+    prepare(src, tmp_path / "clean", size=16, workers=0, progress=False)
+    calls = {"n": 0}
+    real = prep._decode
+
+    def flaky(task):  # noqa: ANN001, ANN202
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(task)
+
+    monkeypatch.setattr(prep, "CHUNK", 10)
+    monkeypatch.setattr(prep, "FLUSH_EVERY", 10)
+    monkeypatch.setattr(prep, "_decode", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        prepare(src, tmp_path / "dst", size=16, workers=0, progress=False)
+    meta = json.loads((tmp_path / "dst" / "dataset.json").read_text())
+    status = np.fromfile(tmp_path / "dst" / "train_status.u8", np.uint8)
+    assert not meta["complete"] and (status == 1).sum() == 20 and (status == 0).sum() == 70
+    with pytest.raises(UserError, match="incomplete"):
+        load_packed(tmp_path / "dst")
+    monkeypatch.setattr(prep, "_decode", real)
+    decoded = []
+    monkeypatch.setattr(prep, "_decode", lambda task: decoded.append(len(task[0])) or real(task))
+    prepare(src, tmp_path / "dst", size=16, workers=0, progress=False)
+    assert sum(decoded) == 70 + 15  # only what was missing
+    for split in ("train", "val"):
+        a, b = load_packed(tmp_path / "clean", split), load_packed(tmp_path / "dst", split)
+        assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels)
+    again = prepare(src, tmp_path / "dst", size=16, workers=0, progress=False)
+    assert again.already_complete
+
+
+def test_packed_folder_is_a_data_spec(tmp_path: Path) -> None:
+    src = make_folder(tmp_path / "src", {"train": 2, "test": 1}, size=16)
+    prepare(src, tmp_path / "dst", size=16, workers=0, progress=False)
+    assert len(load_dataset(str(tmp_path / "dst"), "val")) == 3
