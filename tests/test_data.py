@@ -167,3 +167,14 @@ def test_ten_crop_evaluation_averages_softmax(trained_run: Path, tiny_folder: Pa
     centre = clf.evaluate(str(tiny_folder), progress=False)
     ten = clf.evaluate(str(tiny_folder), progress=False, ten_crop=True)
     assert ten.n == centre.n == 60 and 0 <= ten.top1_error <= 1 and ten.loss != centre.loss
+
+
+def test_cpu_and_accelerator_crop_paths_agree() -> None:
+    from alexnet.data.transforms import _crop_gather, _crop_loop, _draw
+
+    x = torch.randint(0, 255, (16, 3, 20, 20), dtype=torch.uint8)
+    oy, ox, fl = _draw(16, 20 - 12 + 1, 20 - 12 + 1, torch.Generator().manual_seed(0), x.device, True)
+    a, b = _crop_loop(x, 12, oy, ox, fl), _crop_gather(x, 12, oy, ox, fl)
+    assert torch.equal(a, b)
+    i = int(fl.nonzero()[0])
+    assert torch.equal(a[i], x[i, :, oy[i] : oy[i] + 12, ox[i] : ox[i] + 12].flip(-1))

@@ -79,26 +79,60 @@ def center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
     return x[..., top : top + size, left : left + size]
 
 
-def random_crop(x: torch.Tensor, size: int, translate: int = 0, generator: torch.Generator | None = None) -> torch.Tensor:
-    """One random size x size crop per image (N, C, H, W), vectorised.
+def _draw(n: int, high_y: int, high_x: int, generator: torch.Generator | None, device: torch.device,
+          flip: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Crop offsets and flip decisions for n images, drawn in a fixed order so that the CPU and GPU
+    paths (and a resumed run) see the same numbers."""
+    gen_device = generator.device if generator is not None else device
+    oy = torch.randint(0, high_y, (n,), generator=generator, device=gen_device).to(device)
+    ox = torch.randint(0, high_x, (n,), generator=generator, device=gen_device).to(device)
+    fl = (torch.rand(n, generator=generator, device=gen_device) < 0.5).to(device) if flip else None
+    return oy, ox, fl
+
+
+def random_crop(x: torch.Tensor, size: int, translate: int = 0, generator: torch.Generator | None = None,
+                flip: bool = False) -> torch.Tensor:
+    """One random size x size crop per image of an (N, C, H, W) batch, mirrored left-right with
+    probability 1/2 when ``flip``.
 
     ``translate`` zero-pads every side first (the CIFAR-style "pad and crop" shift); with
-    translate=0 and 256 -> 224 this is the paper's random 224x224 patches (§4.1).
+    translate=0 and 256 -> 224 this is the paper's random 224x224 patches (§4.1). The result is
+    channels-last in memory (an NHWC buffer seen as NCHW), the layout the convolutions want.
     """
     if translate:
         x = F.pad(x, (translate,) * 4)
     n, c, h, w = x.shape
     if size > min(h, w):
         raise ValueError(f"crop {size} is larger than the {h}x{w} images")
-    gen_device = generator.device if generator is not None else x.device
-    oy = torch.randint(0, h - size + 1, (n,), generator=generator, device=gen_device).to(x.device)
-    ox = torch.randint(0, w - size + 1, (n,), generator=generator, device=gen_device).to(x.device)
+    oy, ox, fl = _draw(n, h - size + 1, w - size + 1, generator, x.device, flip)
+    return (_crop_loop if x.device.type == "cpu" else _crop_gather)(x, size, oy, ox, fl)
+
+
+def _crop_loop(x: torch.Tensor, size: int, oy: torch.Tensor, ox: torch.Tensor, fl: torch.Tensor | None) -> torch.Tensor:
+    """CPU: a slice-and-copy per image, 15x faster here than one advanced-indexing gather over the
+    batch (5 ms vs 85 ms for 128 crops of 224 from 256, measured on the 2-core dev machine)."""
+    n, c = x.shape[:2]
+    src = x.permute(0, 2, 3, 1)  # N, H, W, C view
+    out = torch.empty(n, size, size, c, dtype=x.dtype)
+    oys, oxs = oy.tolist(), ox.tolist()
+    fls = fl.tolist() if fl is not None else [False] * n
+    for i in range(n):
+        v = src[i, oys[i] : oys[i] + size, oxs[i] : oxs[i] + size]
+        out[i] = v.flip(1) if fls[i] else v
+    return out.permute(0, 3, 1, 2)
+
+
+def _crop_gather(x: torch.Tensor, size: int, oy: torch.Tensor, ox: torch.Tensor, fl: torch.Tensor | None) -> torch.Tensor:
+    """Accelerators: one gather for the whole batch (no per-image launches)."""
+    n = x.shape[0]
+    src = x.permute(0, 2, 3, 1)  # N, H, W, C view
     ar = torch.arange(size, device=x.device)
     rows = (oy[:, None] + ar)[:, :, None]  # N, size, 1
     cols = (ox[:, None] + ar)[:, None, :]  # N, 1, size
-    n_idx = torch.arange(n, device=x.device)[:, None, None]
-    out = x.permute(0, 2, 3, 1)[n_idx, rows, cols]  # N, size, size, C
-    return out.permute(0, 3, 1, 2).contiguous()
+    if fl is not None:  # mirrored crops read their columns right to left
+        cols = torch.where(fl[:, None, None], cols.flip(-1), cols)
+    out = src[torch.arange(n, device=x.device)[:, None, None], rows, cols]  # N, size, size, C
+    return out.permute(0, 3, 1, 2)
 
 
 def random_flip(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -112,8 +146,10 @@ def normalize(x: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...], 
     """uint8 (N, C, H, W) to float32 (x - mean) / std, mean and std in 0-255 units."""
     m = torch.tensor(mean, device=x.device, dtype=torch.float32).view(1, -1, 1, 1)
     s = torch.tensor(std, device=x.device, dtype=torch.float32).view(1, -1, 1, 1)
-    y = (x.float() - m) / s
-    return y.contiguous(memory_format=torch.channels_last) if channels_last else y
+    y = x.float()  # keeps x's memory layout
+    y = (y.sub_(m) if y is not x else y - m).div_(s)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    return y.contiguous(memory_format=fmt)
 
 
 def eval_batch(x: torch.Tensor, t: EvalTransform, channels_last: bool = False, ten: bool = False) -> torch.Tensor:
@@ -186,11 +222,11 @@ class TrainAugment:
                  channels_last: bool = False) -> torch.Tensor:
         x = resize_batch(x, t.image_size)
         if self.random_crop and (t.crop_size < t.image_size or self.translate):
-            x = random_crop(x, t.crop_size, self.translate, generator)
+            x = random_crop(x, t.crop_size, self.translate, generator, flip=self.flip)
         else:
             x = center_crop(x, t.crop_size)
-        if self.flip:
-            x = random_flip(x, generator)
+            if self.flip:
+                x = random_flip(x, generator)
         if t.pad:
             x = F.pad(x, (t.pad,) * 4)
         x = match_channels(x, t.channels)
