@@ -178,3 +178,22 @@ def test_cpu_and_accelerator_crop_paths_agree() -> None:
     assert torch.equal(a, b)
     i = int(fl.nonzero()[0])
     assert torch.equal(a[i], x[i, :, oy[i] : oy[i] + 12, ox[i] : ox[i] + 12].flip(-1))
+
+
+def test_loader_shards_an_epoch_between_processes() -> None:
+    ds = InMemoryDataset(torch.zeros(11, 1, 2, 2, dtype=torch.uint8), torch.arange(11), ["a"])
+    shards = []
+    for rank in range(3):
+        ld = BatchLoader(ds, 2, shuffle=True, seed=5, rank=rank, world_size=3)
+        ld.set_epoch(4)
+        shards.append(sum((y.tolist() for _, y in ld), []))
+        assert len(shards[-1]) == ld.num_images == 4 and len(ld) == 2
+    flat = sum(shards, [])
+    assert sorted(set(flat)) == list(range(11)) and len(flat) == 12  # one index repeated as padding
+    single = BatchLoader(ds, 11, shuffle=True, seed=5)
+    single.set_epoch(4)
+    order = single.order().tolist()
+    assert shards[0] == order[0::3] and shards[1] == order[1::3]
+    again = BatchLoader(ds, 2, shuffle=True, seed=5, rank=1, world_size=3)
+    again.set_epoch(5)
+    assert sum((y.tolist() for _, y in again), []) != shards[1]  # reshuffled per epoch

@@ -137,3 +137,21 @@ def test_packed_folder_is_a_data_spec(tmp_path: Path) -> None:
     src = make_folder(tmp_path / "src", {"train": 2, "test": 1}, size=16)
     prepare(src, tmp_path / "dst", size=16, workers=0, progress=False)
     assert len(load_dataset(str(tmp_path / "dst"), "val")) == 3
+
+
+def test_ilsvrc_wnids_get_human_readable_names() -> None:
+    from alexnet.prepare import _wnid_names
+
+    wnids = [f"n{i:08d}" for i in range(1000)]
+    names = _wnid_names(wnids)
+    assert names[0] == "tench" and names[999] == "toilet tissue" and len(names) == 1000
+    assert _wnid_names(["n01440764", "n01443537"]) == ["n01440764", "n01443537"]  # a subset keeps its WNIDs
+    assert _wnid_names(["cat", "dog"]) == ["cat", "dog"]
+
+
+def test_a_class_with_no_usable_image_is_an_error(tmp_path: Path) -> None:
+    src = make_folder(tmp_path / "src", {"train": 2}, size=16)
+    for f in (src / "train" / "red").iterdir():
+        f.write_text("broken")
+    with pytest.raises(UserError, match="no usable training image in class folder.*red"):
+        prepare(src, tmp_path / "dst", size=16, workers=0, progress=False)

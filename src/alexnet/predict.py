@@ -44,6 +44,8 @@ class Classifier:
                  device: torch.device, name: str = "", checkpoint: dict | None = None) -> None:
         self.model, self.classes, self.transform, self.device, self.name = model.eval(), classes, transform, device, name
         self.checkpoint = checkpoint or {}
+        # what predictions print: human-readable names where the data had them (ImageNet WNIDs)
+        self.labels = list(self.checkpoint.get("class_names") or classes)
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike[str], device: str = "auto") -> "Classifier":
@@ -79,7 +81,7 @@ class Classifier:
         k = min(top_k, len(self.classes))
         p, i = probs.topk(k, dim=1)
         names = names or [""] * len(images)
-        return [Prediction(n, [self.classes[j] for j in ii.tolist()], pp.tolist(), ii.tolist())
+        return [Prediction(n, [self.labels[j] for j in ii.tolist()], pp.tolist(), ii.tolist())
                 for n, pp, ii in zip(names, p, i)]
 
     def predict_paths(self, paths: Iterable[str | os.PathLike[str]], top_k: int = 5,

@@ -242,8 +242,12 @@ def prepare(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, size: i
         _fill(dst, meta, split, workers, bar)
     for split in meta["splits"]:
         _compact(dst, meta, split)
-    if meta["splits"]["train"]["count"] == 0:
-        raise UserError(f"{src}: no usable training image")
+    counts = np.bincount(SplitFiles.open(dst, "train", meta["splits"]["train"]["count"], size, 3, "r").labels,
+                         minlength=len(meta["classes"]))
+    empty = [c for c, n in zip(meta["classes"], counts.tolist()) if n == 0]
+    if empty:
+        raise UserError(f"{meta['source']}: no usable training image in class folder(s) {', '.join(empty[:10])} "
+                        f"(every file was skipped; see {dst}/dataset.json)")
     meta["stats"] = _statistics(dst, meta, bar)
     meta["complete"] = True
     meta["seconds"] = meta.get("seconds", 0.0) + time.perf_counter() - t0

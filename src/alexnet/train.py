@@ -397,6 +397,7 @@ def train(cfg: TrainConfig, *, progress: bool = True, log: Callable[[str], None]
             "model_options": model_options,
             "num_classes": len(classes),
             "classes": classes,
+            "class_names": list(getattr(train_ds, "meta", {}).get("class_names", classes)),
             "eval_transform": transform.to_dict(),
             "config": resolved,
             "environment": env,

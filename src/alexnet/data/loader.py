@@ -31,30 +31,51 @@ class BatchLoader:
         seed: int = 0,
         workers: int = 2,
         drop_last: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is not in [0, {world_size})")
         self.dataset, self.batch_size, self.shuffle = dataset, batch_size, shuffle
         self.seed, self.workers, self.drop_last = seed, workers, drop_last
+        self.rank, self.world_size = rank, world_size
         self.epoch = 0
         self.skipped: list[tuple[str, str]] = []
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def __len__(self) -> int:
+    def _shard_size(self) -> int:
         n = len(self.dataset)  # type: ignore[arg-type]
+        return -(-n // self.world_size)
+
+    def __len__(self) -> int:
+        n = self._shard_size()
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     @property
     def num_images(self) -> int:
-        n = len(self.dataset)  # type: ignore[arg-type]
+        n = self._shard_size()
         return (n // self.batch_size) * self.batch_size if self.drop_last else n
 
     def order(self) -> torch.Tensor:
+        """This process's indices for the current epoch.
+
+        One permutation per (seed, epoch), shared by every process, padded by wrapping around to a
+        multiple of ``world_size`` and dealt out as ``DistributedSampler`` does: process r takes
+        positions r, r + world_size, ...
+        """
         n = len(self.dataset)  # type: ignore[arg-type]
-        if not self.shuffle:
-            return torch.arange(n)
-        g = torch.Generator().manual_seed(self.seed * 100003 + self.epoch)
-        return torch.randperm(n, generator=g)
+        if self.shuffle:
+            idx = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed * 100003 + self.epoch))
+        else:
+            idx = torch.arange(n)
+        if self.world_size > 1:
+            total = self._shard_size() * self.world_size
+            if total > n:
+                idx = torch.cat([idx, idx[: total - n]])
+            idx = idx[self.rank :: self.world_size]
+        return idx
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         idx = self.order()
