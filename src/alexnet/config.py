@@ -48,7 +48,7 @@ class TrainConfig:
     translate: int = 0  # zero-pad by this much before the random crop (CIFAR-style shifts)
     flip: bool = True  # random horizontal reflections
     pca_lighting: float = 0.0  # std of the PCA colour noise's alphas (the paper's: 0.1); 0 turns it off
-    normalize: str = "meanstd"  # meanstd | mean (the paper: subtract the mean only) | imagenet | none
+    normalize: str = "meanstd"  # meanstd | mean | mean_image (the paper's per-pixel mean) | imagenet | none
     max_train_images: int | None = None  # train on a random subset of this size
     max_val_images: int | None = None  # evaluate on a random subset of this size
     workers: int = 2  # loader processes for folders decoded on the fly
@@ -67,7 +67,7 @@ class TrainConfig:
         choices = {
             "optimizer": ("sgd", "adamw"),
             "schedule": ("plateau", "step", "cosine", "linear", "constant"),
-            "normalize": ("meanstd", "mean", "imagenet", "none"),
+            "normalize": ("meanstd", "mean", "mean_image", "imagenet", "none"),
             "precision": ("fp32", "bf16", "fp16"),
         }
         for key, allowed in choices.items():

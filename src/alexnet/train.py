@@ -110,23 +110,41 @@ def _subset(ds: Any, n: int | None, seed: int) -> Any:
     return sub
 
 
-def _normalisation(cfg: TrainConfig, train_ds: Any, channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Mean and std (0-255 units, per channel) for ``cfg.normalize``, measured on the training set."""
+def _sample_images(train_ds: Any, n: int = 1000) -> torch.Tensor:
+    """The training images (in memory), or an evenly spaced sample of n of them (decoded on the fly)."""
+    if isinstance(train_ds, InMemoryDataset):
+        return train_ds.images
+    step = max(1, len(train_ds) // n)
+    return torch.stack([train_ds.load(i) for i in range(0, len(train_ds), step)])
+
+
+def _normalisation(cfg: TrainConfig, train_ds: Any, channels: int, image_size: int
+                   ) -> tuple[tuple[float, ...], tuple[float, ...], torch.Tensor | None]:
+    """Mean and std (0-255 units, per channel) and the per-pixel mean image for ``cfg.normalize``,
+    measured on the training set (or, for a packed dataset, read from what ``prepare`` stored)."""
+    from .data.transforms import match_channels, mean_image
+
+    ones = (1.0,) * channels
     if cfg.normalize == "none":
-        return (0.0,) * channels, (1.0,) * channels
+        return (0.0,) * channels, ones, None
     if cfg.normalize == "imagenet":
         if channels != 3:
             raise UserError("normalize: 'imagenet' needs 3-channel input")
-        return IMAGENET_MEAN, IMAGENET_STD
-    if isinstance(train_ds, InMemoryDataset):
-        images = train_ds.images
-    else:  # a folder decoded on the fly: a sample of 1000 images is plenty for per-channel statistics
-        step = max(1, len(train_ds) // 1000)
-        images = torch.stack([train_ds.load(i) for i in range(0, len(train_ds), step)])
-    from .data.transforms import match_channels
+        return IMAGENET_MEAN, IMAGENET_STD, None
+    meta = getattr(train_ds, "meta", None)
+    if cfg.normalize == "mean_image":
+        if meta and meta.get("image_size") == image_size:
+            from .data.packed import packed_stats
 
-    mean, std = channel_stats(match_channels(images, channels))
-    return (mean, std) if cfg.normalize == "meanstd" else (mean, (1.0,) * channels)
+            m = torch.from_numpy(packed_stats(meta["root"])["mean_image"]).permute(2, 0, 1).contiguous()
+        else:
+            m = mean_image(_sample_images(train_ds), image_size)
+        return (0.0,) * m.shape[0], ones, m
+    if meta and "stats" in meta and channels == 3:
+        mean, std = tuple(meta["stats"]["channel_mean"]), tuple(meta["stats"]["channel_std"])
+    else:
+        mean, std = channel_stats(match_channels(_sample_images(train_ds), channels))
+    return (mean, std, None) if cfg.normalize == "meanstd" else (mean, ones, None)
 
 
 def _rgb_eigen(train_ds: Any, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -139,10 +157,10 @@ def _rgb_eigen(train_ds: Any, channels: int) -> tuple[torch.Tensor, torch.Tensor
     meta = getattr(train_ds, "meta", None)
     if meta and "stats" in meta:
         return torch.tensor(meta["stats"]["eigval"]), torch.tensor(meta["stats"]["eigvec"])
-    if isinstance(train_ds, InMemoryDataset) and train_ds.images.shape[1] == 3:
-        return rgb_pca(train_ds.images)
-    step = max(1, len(train_ds) // 1000)
-    return rgb_pca(torch.stack([train_ds.load(i) for i in range(0, len(train_ds), step)]))
+    images = _sample_images(train_ds)
+    if images.shape[1] != 3:
+        raise UserError("pca-lighting: the training images are not RGB")
+    return rgb_pca(images)
 
 
 def build_data(cfg: TrainConfig) -> tuple[Any, Any, list[str], EvalTransform]:
@@ -161,8 +179,10 @@ def build_data(cfg: TrainConfig) -> tuple[Any, Any, list[str], EvalTransform]:
     val_ds = load_dataset(cfg.data, "val", classes=list(train_ds.classes), **kw)
     train_ds = _subset(train_ds, cfg.max_train_images, cfg.seed)
     val_ds = _subset(val_ds, cfg.max_val_images, cfg.seed + 1)
-    mean, std = _normalisation(cfg, train_ds, channels)
-    t = EvalTransform(image_size, crop_size, cfg.pad, channels, tuple(mean), tuple(std))
+    mean, std, mimage = _normalisation(cfg, train_ds, channels, image_size)
+    if mimage is not None and mimage.shape[0] != channels:
+        raise UserError(f"normalize: the per-pixel mean has {mimage.shape[0]} channels, the model takes {channels}")
+    t = EvalTransform(image_size, crop_size, cfg.pad, channels, tuple(mean), tuple(std), mimage)
     return train_ds, val_ds, list(train_ds.classes), t
 
 

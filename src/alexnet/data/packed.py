@@ -100,7 +100,7 @@ def load_packed(root: str | os.PathLike[str], split: str = "train") -> InMemoryD
     images = torch.from_numpy(files.images).permute(0, 3, 1, 2)
     labels = torch.from_numpy(np.asarray(files.labels, dtype=np.int64))
     ds = InMemoryDataset(images, labels, list(meta["classes"]))
-    ds.meta = meta  # type: ignore[attr-defined]
+    ds.meta = {**meta, "root": str(root)}  # type: ignore[attr-defined]
     return ds
 
 

@@ -23,9 +23,9 @@ class EvalTransform:
     """How an image becomes a network input at test time.
 
     Shorter side resized to ``image_size`` and the central square kept (done when the image is
-    decoded), then the central ``crop_size`` square, then ``pad`` pixels of zeros on every side
-    (LeNet-5's 28 -> 32), then ``channels`` (1 or 3), then ``(x - mean) / std`` with mean and std
-    in 0-255 units per channel.
+    decoded), minus ``mean_image`` if there is one (the paper's per-pixel mean, §2), then the
+    central ``crop_size`` square, then ``pad`` pixels of zeros on every side (LeNet-5's 28 -> 32),
+    then ``channels`` (1 or 3), then ``(x - mean) / std`` with mean and std in 0-255 units per channel.
     """
 
     image_size: int
@@ -34,11 +34,18 @@ class EvalTransform:
     channels: int = 3
     mean: tuple[float, ...] = (0.0, 0.0, 0.0)
     std: tuple[float, ...] = (1.0, 1.0, 1.0)
+    mean_image: torch.Tensor | None = None  # (C, image_size, image_size) float32, 0-255
 
     def to_dict(self) -> dict[str, object]:
-        d = asdict(self)
+        d = asdict(self)  # the mean image stays a tensor: checkpoints store it as one
         d["mean"], d["std"] = list(self.mean), list(self.std)
         return d
+
+    def subtract_mean_image(self, x: torch.Tensor) -> torch.Tensor:
+        """Stored images (N, C, image_size, image_size) minus the per-pixel mean, as float; unchanged without one."""
+        if self.mean_image is None:
+            return x
+        return x.float() - self.mean_image.to(x.device)
 
     @classmethod
     def from_dict(cls, d: dict[str, object]) -> "EvalTransform":
@@ -155,7 +162,7 @@ def normalize(x: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...], 
 def eval_batch(x: torch.Tensor, t: EvalTransform, channels_last: bool = False, ten: bool = False) -> torch.Tensor:
     """Stored uint8 images to network inputs, the test-time way: the centre crop, or with
     ``ten=True`` the ten patches of ``ten_crop`` ((N, C, S, S) -> (N * 10, C, crop, crop), image-major)."""
-    x = resize_batch(x, t.image_size)
+    x = t.subtract_mean_image(resize_batch(x, t.image_size))
     if ten:
         x = ten_crop(x, t.crop_size).flatten(0, 1)
     else:
@@ -220,7 +227,7 @@ class TrainAugment:
 
     def __call__(self, x: torch.Tensor, t: EvalTransform, generator: torch.Generator | None = None,
                  channels_last: bool = False) -> torch.Tensor:
-        x = resize_batch(x, t.image_size)
+        x = t.subtract_mean_image(resize_batch(x, t.image_size))
         if self.random_crop and (t.crop_size < t.image_size or self.translate):
             x = random_crop(x, t.crop_size, self.translate, generator, flip=self.flip)
         else:
@@ -235,6 +242,15 @@ class TrainAugment:
                 raise ValueError("PCA lighting needs 3-channel images and the training set's eigen-decomposition")
             x = pca_lighting(x.float(), self.eigval, self.eigvec, self.lighting, generator)
         return normalize(x, t.mean, t.std, channels_last)
+
+
+def mean_image(images: torch.Tensor, size: int, max_images: int = 10000) -> torch.Tensor:
+    """The per-pixel mean (C, size, size), 0-255, of a uint8 (N, C, H, W) tensor (up to max_images)."""
+    step = max(1, len(images) // max_images)
+    m = images[::step].double().mean(0, keepdim=True)
+    if m.shape[-1] != size or m.shape[-2] != size:
+        m = F.interpolate(m, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return m[0].float()
 
 
 def channel_stats(images: torch.Tensor, max_images: int = 10000) -> tuple[tuple[float, ...], tuple[float, ...]]:
