@@ -155,3 +155,56 @@ def test_a_class_with_no_usable_image_is_an_error(tmp_path: Path) -> None:
         f.write_text("broken")
     with pytest.raises(UserError, match="no usable training image in class folder.*red"):
         prepare(src, tmp_path / "dst", size=16, workers=0, progress=False)
+
+
+def test_official_ilsvrc2012_archives(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A miniature of the official archive layout, read through torchvision's ImageNet."""
+    import io
+    import tarfile
+
+    sio = pytest.importorskip("scipy.io")
+    import torchvision.datasets.imagenet as tv_imagenet
+
+    monkeypatch.setattr(tv_imagenet, "_verify_archive", lambda *a: None)  # our miniature has other MD5s
+    root = tmp_path / "ilsvrc"
+    root.mkdir()
+    wnids = ["n01440764", "n01443537"]
+    dt = [("ILSVRC2012_ID", "O"), ("WNID", "O"), ("words", "O"), ("gloss", "O"), ("num_children", "O")]
+    synsets = np.zeros((3, 1), dtype=dt)
+    for i, row in enumerate([(1, wnids[0], "tench, Tinca tinca", "", 0), (2, wnids[1], "goldfish, Carassius auratus", "", 0),
+                             (3, "n00000001", "fish", "", 2)]):
+        synsets[i, 0] = row
+    rng = np.random.default_rng(0)
+
+    def jpeg() -> bytes:
+        b = io.BytesIO()
+        Image.fromarray(rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(b, "JPEG")
+        return b.getvalue()
+
+    def add(t: tarfile.TarFile, name: str, data: bytes) -> None:
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        t.addfile(info, io.BytesIO(data))
+
+    mat = io.BytesIO()
+    sio.savemat(mat, {"synsets": synsets})
+    val_labels = [1, 2, 2]  # ILSVRC IDs of val images 1..3
+    with tarfile.open(root / "ILSVRC2012_devkit_t12.tar.gz", "w:gz") as t:
+        add(t, "ILSVRC2012_devkit_t12/data/meta.mat", mat.getvalue())
+        add(t, "ILSVRC2012_devkit_t12/data/ILSVRC2012_validation_ground_truth.txt",
+            "".join(f"{v}\n" for v in val_labels).encode())
+    with tarfile.open(root / "ILSVRC2012_img_train.tar", "w") as t:
+        for w in wnids:
+            inner = io.BytesIO()
+            with tarfile.open(fileobj=inner, mode="w") as it:
+                for k in range(3):
+                    add(it, f"{w}_{k}.JPEG", jpeg())
+            add(t, f"{w}.tar", inner.getvalue())
+    with tarfile.open(root / "ILSVRC2012_img_val.tar", "w") as t:
+        for k in range(3):
+            add(t, f"ILSVRC2012_val_{k + 1:08d}.JPEG", jpeg())
+    summary = prepare(root, tmp_path / "dst", size=32, workers=0, progress=False)
+    assert summary.written == {"train": 6, "val": 3}
+    meta = json.loads((tmp_path / "dst" / "dataset.json").read_text())
+    assert meta["classes"] == wnids and meta["class_names"] == ["tench", "goldfish"]
+    assert load_packed(tmp_path / "dst", "val").labels.tolist() == [0, 1, 1]

@@ -80,7 +80,30 @@ def _wnid_names(classes: list[str]) -> list[str]:
     return list(classes)
 
 
-def _initialise(src: Path, dst: Path, size: int) -> dict[str, Any]:
+ILSVRC_DEVKIT = "ILSVRC2012_devkit_t12.tar.gz"
+
+
+def _ilsvrc_names(src: Path) -> dict[str, str] | None:
+    """For a folder holding the official ILSVRC2012 archives (``ILSVRC2012_devkit_t12.tar.gz``,
+    ``ILSVRC2012_img_train.tar``, ``ILSVRC2012_img_val.tar``): let torchvision's ``ImageNet``
+    unpack them, once, into ``src/train`` and ``src/val`` (one folder per WNID; it also checks
+    the archives' MD5 sums), and return each WNID's first human-readable name."""
+    if not ((src / ILSVRC_DEVKIT).is_file() or (src / "meta.bin").is_file()):
+        return None
+    from torchvision.datasets import ImageNet
+
+    names: dict[str, str] = {}
+    try:
+        for split in ("train", "val"):
+            print(f"reading the ILSVRC2012 {split} archive in {src} (unpacked on first use) ...", file=sys.stderr)
+            ds = ImageNet(str(src), split=split)
+            names.update({w: c[0] for w, c in zip(ds.wnids, ds.classes)})
+    except (RuntimeError, ImportError, OSError) as e:
+        raise UserError(f"{src}: cannot read the ILSVRC2012 archives ({str(e).splitlines()[0]})") from None
+    return names
+
+
+def _initialise(src: Path, dst: Path, size: int, names: dict[str, str] | None = None) -> dict[str, Any]:
     """Create the files of a new packed dataset (full-size sparse maps) and its unfinished dataset.json."""
     train, classes = list_folder(src, "train")
     splits: dict[str, list[tuple[str, int]]] = {"train": train}
@@ -92,7 +115,8 @@ def _initialise(src: Path, dst: Path, size: int) -> dict[str, Any]:
     dst.mkdir(parents=True, exist_ok=True)
     meta: dict[str, Any] = {
         "format": FORMAT, "version": VERSION, "complete": False, "source": str(src), "image_size": size,
-        "channels": 3, "layout": "NHWC", "dtype": "uint8", "classes": classes, "class_names": _wnid_names(classes),
+        "channels": 3, "layout": "NHWC", "dtype": "uint8", "classes": classes,
+        "class_names": [names.get(c, c) for c in classes] if names else _wnid_names(classes),
         "splits": {},
     }
     for split, samples in splits.items():
@@ -213,7 +237,8 @@ def _statistics(dst: Path, meta: dict[str, Any], bar_factory: Callable[..., Any]
 
 def prepare(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, size: int = 256, workers: int = 2,
             progress: bool = True) -> PrepareSummary:
-    """Pack the image folder ``src`` (train/ and val/ or test/) into ``dst``; resumable.
+    """Pack the image folder ``src`` (train/ and val/ or test/, or the ILSVRC2012 archives) into
+    ``dst``; resumable.
 
     Usage: ``prepare("~/data/imagenet", "~/data/imagenet-256")``.
     """
@@ -237,7 +262,8 @@ def prepare(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, size: i
     else:
         if dst.exists() and any(dst.iterdir()):
             raise UserError(f"{dst}: exists and is not a packed dataset; choose an empty or new folder")
-        meta = _initialise(resolve_folder(src), dst, size)
+        names = _ilsvrc_names(Path(src).expanduser())
+        meta = _initialise(resolve_folder(src), dst, size, names)
     for split in meta["splits"]:
         _fill(dst, meta, split, workers, bar)
     for split in meta["splits"]:
