@@ -27,9 +27,8 @@ from .data.loader import BatchLoader
 from .data.packed import is_packed, load_packed
 from .data.transforms import EvalTransform, normalize, random_crop
 from .errors import UserError
-
-MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
-STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
+from .train import IMAGENET_MEAN as MEAN
+from .train import IMAGENET_STD as STD
 
 
 def _rate(batches: Iterable[Any], n_batches: int, warmup: int = 2) -> float:

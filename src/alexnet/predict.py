@@ -117,16 +117,15 @@ class Classifier:
                  max_images: int | None = None, progress: bool = True, ten_crop: bool = False) -> EvalResult:
         """Top-1/top-5 error on a dataset SPEC's split, with this checkpoint's classes and transform
         (``ten_crop``: averaged over the paper's ten patches instead of the centre crop)."""
-        from .data.datasets import load_dataset
+        from .data.datasets import load_dataset, subset
         from .data.loader import BatchLoader
-        from .train import _subset
 
         t = self.transform
         ds = load_dataset(data, split, image_size=t.image_size, channels=t.channels, workers=workers)
         if list(ds.classes) != self.classes:
             raise UserError(f"--data {data}: its classes ({', '.join(list(ds.classes)[:5])}, ...) are not the "
                             f"checkpoint's ({', '.join(self.classes[:5])}, ...)")
-        ds = _subset(ds, max_images, 1)
+        ds = subset(ds, max_images, 1)
         loader = BatchLoader(ds, batch_size, workers=workers)
         return evaluate_model(self.model, loader, t, self.classes, device=self.device, progress=progress,
                               ten_crop=ten_crop)

@@ -29,7 +29,7 @@ from torch import nn
 from . import __version__
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig, dump_toml
-from .data.datasets import InMemoryDataset, load_dataset
+from .data.datasets import InMemoryDataset, load_dataset, subset
 from .data.loader import BatchLoader
 from .data.transforms import EvalTransform, TrainAugment, channel_stats
 from .errors import UserError
@@ -94,20 +94,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (1 << 32))
     torch.manual_seed(seed)
-
-
-def _subset(ds: Any, n: int | None, seed: int) -> Any:
-    """A seeded random subset of an in-memory dataset (or the first n samples of a folder's)."""
-    if n is None or n >= len(ds):
-        return ds
-    idx = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))[:n].sort().values
-    if isinstance(ds, InMemoryDataset):
-        return InMemoryDataset(ds.images[idx].clone(), ds.labels[idx], ds.classes)
-    import copy
-
-    sub = copy.copy(ds)
-    sub.samples = [ds.samples[i] for i in idx.tolist()]
-    return sub
 
 
 def _sample_images(train_ds: Any, n: int = 1000) -> torch.Tensor:
@@ -177,8 +163,8 @@ def build_data(cfg: TrainConfig) -> tuple[Any, Any, list[str], EvalTransform]:
     kw = dict(image_size=image_size, channels=channels, workers=cfg.workers, cache_limit_bytes=limit)
     train_ds = load_dataset(cfg.data, "train", **kw)
     val_ds = load_dataset(cfg.data, "val", classes=list(train_ds.classes), **kw)
-    train_ds = _subset(train_ds, cfg.max_train_images, cfg.seed)
-    val_ds = _subset(val_ds, cfg.max_val_images, cfg.seed + 1)
+    train_ds = subset(train_ds, cfg.max_train_images, cfg.seed)
+    val_ds = subset(val_ds, cfg.max_val_images, cfg.seed + 1)
     mean, std, mimage = _normalisation(cfg, train_ds, channels, image_size)
     if mimage is not None and mimage.shape[0] != channels:
         raise UserError(f"normalize: the per-pixel mean has {mimage.shape[0]} channels, the model takes {channels}")

@@ -12,6 +12,7 @@ tensor; folders too large for ``cache_limit_bytes`` are decoded on the fly by lo
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 import shutil
@@ -21,6 +22,7 @@ import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -86,10 +88,6 @@ class FolderDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.samples)
-
-    @property
-    def labels(self) -> torch.Tensor:
-        return torch.tensor([label for _, label in self.samples], dtype=torch.long)
 
     def load(self, i: int) -> torch.Tensor:
         path, _ = self.samples[i]
@@ -352,5 +350,16 @@ def load_dataset(
     return ds
 
 
-def dataset_classes(ds: Dataset) -> list[str]:
-    return list(ds.classes)  # type: ignore[attr-defined]
+def subset(ds: Any, n: int | None, seed: int) -> Any:
+    """A seeded random subset of n images (in-memory datasets are copied, folders re-listed)."""
+    if n is None or n >= len(ds):
+        return ds
+    idx = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))[:n].sort().values
+    if isinstance(ds, InMemoryDataset):
+        sub = InMemoryDataset(ds.images[idx].clone(), ds.labels[idx], ds.classes)
+        if hasattr(ds, "meta"):  # a packed dataset's statistics still describe its training set
+            sub.meta = ds.meta  # type: ignore[attr-defined]
+        return sub
+    sub = copy.copy(ds)
+    sub.samples = [ds.samples[i] for i in idx.tolist()]
+    return sub
