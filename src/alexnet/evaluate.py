@@ -102,6 +102,14 @@ def evaluate_model(
                 bar.update(len(y))
     finally:
         model.train(was_training)
+    from .distributed import all_reduce_sum
+
+    # Under torchrun each process saw its own share of the images: add up the counts.
+    totals, confusion = all_reduce_sum(torch.tensor([loss_sum, n, c1, ck], dtype=torch.float64, device=device),
+                                       confusion.to(device))
+    loss_sum, n, c1, ck = totals.tolist()
+    n, c1, ck = int(n), int(c1), int(ck)
+    confusion = confusion.cpu()
     if n == 0:
         return EvalResult(0, math.nan, math.nan, math.nan, k, confusion, classes)
     return EvalResult(n, loss_sum / n, 1 - c1 / n, 1 - ck / n, k, confusion, classes)

@@ -29,6 +29,7 @@ from torch import nn
 from . import __version__
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig, dump_toml
+from .distributed import all_reduce_sum, any_true
 from .data.datasets import InMemoryDataset, load_dataset, subset
 from .data.loader import BatchLoader
 from .data.transforms import EvalTransform, TrainAugment, channel_stats
@@ -42,7 +43,7 @@ IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
 
 METRIC_FIELDS = [
     "epoch", "lr", "train_loss", "train_top1_error", "val_loss", "val_top1_error", "val_top5_error",
-    "epoch_seconds", "elapsed_seconds", "images_per_sec",
+    "val_images", "epoch_seconds", "elapsed_seconds", "images_per_sec",
 ]
 
 
@@ -57,7 +58,11 @@ class TrainResult:
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
-def pick_device(name: str) -> torch.device:
+def pick_device(name: str, local_rank: int = 0) -> torch.device:
+    """``auto``: under torchrun each process takes the GPU of its local rank."""
+    if name == "auto" or (name == "cuda" and local_rank):
+        if torch.cuda.is_available():
+            return torch.device("cuda", local_rank)
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -304,9 +309,9 @@ def _train_epoch(model: nn.Module, loader: BatchLoader, augment: Callable[[torch
             with autocast_context(device, cfg.precision):
                 logits = model(x)
                 loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
-            if not torch.isfinite(loss):
+            if any_true(not bool(torch.isfinite(loss)), device):  # every process stops at the same step
                 raise UserError(
-                    f"loss is {loss.item()} at {desc}, step {step}: training diverged (lower --lr?); "
+                    f"loss is not finite at {desc}, step {step}: training diverged (lower --lr?); "
                     f"the last completed epoch's checkpoint, if any, is kept in {cfg.out}"
                 )
             optimizer.zero_grad(set_to_none=True)
@@ -320,7 +325,9 @@ def _train_epoch(model: nn.Module, loader: BatchLoader, augment: Callable[[torch
             seen += b
             bar.update(b)
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}", lr=f"{lr:.2g}")
-    return loss_sum, correct, seen, step
+    (totals,) = all_reduce_sum(torch.tensor([loss_sum, correct, seen], dtype=torch.float64, device=device))
+    loss_sum, correct, seen = totals.tolist()
+    return loss_sum, int(correct), int(seen), step
 
 
 def train(cfg: TrainConfig, *, progress: bool = True, log: Callable[[str], None] | None = None) -> TrainResult:
@@ -330,8 +337,24 @@ def train(cfg: TrainConfig, *, progress: bool = True, log: Callable[[str], None]
     optimizer state) and ``best.pt`` (lowest val top-1 error), each checkpoint atomically.
     Ctrl-C keeps the last completed epoch's ``last.pt``; ``resume=True`` continues from it.
     """
-    say = log or (lambda s: print(s, file=sys.stderr))
+    from . import distributed
+
+    dinfo = distributed.setup()
+    try:
+        return _train(cfg, dinfo, progress=progress and dinfo.is_main, log=log)
+    finally:
+        distributed.cleanup(dinfo)
+
+
+def _train(cfg: TrainConfig, dinfo: Any, *, progress: bool, log: Callable[[str], None] | None) -> TrainResult:
+    from torch.nn.parallel import DistributedDataParallel
+
+    main = dinfo.is_main
+    say = (log or (lambda s: print(s, file=sys.stderr))) if main else (lambda s: None)
     cfg.validate()
+    if cfg.batch_size % dinfo.world_size:
+        raise UserError(f"--batch-size {cfg.batch_size} (the total over all processes) is not divisible by the "
+                        f"{dinfo.world_size} processes")
     if not cfg.out:
         raise UserError("--out is required: the run folder to write")
     out = Path(cfg.out)
@@ -340,11 +363,13 @@ def train(cfg: TrainConfig, *, progress: bool = True, log: Callable[[str], None]
     if cfg.resume and not (out / "last.pt").exists():
         raise UserError(f"--resume: {out}/last.pt does not exist")
     tune_cpu_allocator()
-    device = pick_device(cfg.device)
-    seed_everything(cfg.seed)
+    device = pick_device(cfg.device, dinfo.local_rank)
     t_start = time.perf_counter()
 
     train_ds, val_ds, classes, transform = build_data(cfg)
+    # Seeded after the data is built: decoding a folder for the first time draws from the global
+    # generator (DataLoader), reading it from the cache does not, and the weights must not care.
+    seed_everything(cfg.seed)
     model_options = {"in_chans": transform.channels, **cfg.model_options}
     model = create_model(cfg.model, num_classes=len(classes), **model_options)
     model.to(device)
@@ -352,11 +377,16 @@ def train(cfg: TrainConfig, *, progress: bool = True, log: Callable[[str], None]
     if channels_last:
         model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(cfg, model)
+    net: nn.Module = model
+    if dinfo.enabled:  # gradients averaged over the processes during backward
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     use_scaler = cfg.precision == "fp16" and device.type == "cuda"
     scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
 
-    train_loader = BatchLoader(train_ds, cfg.batch_size, shuffle=True, seed=cfg.seed, workers=cfg.workers)
-    val_loader = BatchLoader(val_ds, max(cfg.batch_size, 256), workers=cfg.workers)
+    shard = dict(rank=dinfo.rank, world_size=dinfo.world_size)
+    train_loader = BatchLoader(train_ds, cfg.batch_size // dinfo.world_size, shuffle=True, seed=cfg.seed,
+                               workers=cfg.workers, **shard)
+    val_loader = BatchLoader(val_ds, max(cfg.batch_size, 256), workers=cfg.workers, pad_shards=False, **shard)
     if len(train_loader) == 0:
         raise UserError(f"--data {cfg.data}: no training images")
     schedule = LRSchedule(cfg, len(train_loader))
@@ -383,12 +413,14 @@ def train(cfg: TrainConfig, *, progress: bool = True, log: Callable[[str], None]
         transform = EvalTransform.from_dict(ck["eval_transform"])
         say(f"resuming {out} after epoch {start_epoch}")
 
-    out.mkdir(parents=True, exist_ok=True)
     resolved = cfg.to_dict()
-    (out / "config.toml").write_text(
-        f"# resolved config of this run; rerun with: alexnet train --recipe {out / 'config.toml'} --out NEW_RUN\n" + dump_toml(resolved)
-    )
-    env = environment() | {"device": str(device)}
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.toml").write_text(
+            f"# resolved config of this run; rerun with: alexnet train --recipe {out / 'config.toml'} --out NEW_RUN\n"
+            + dump_toml(resolved)
+        )
+    env = environment() | {"device": str(device), "processes": str(dinfo.world_size)}
     n_params = count_params(model)
     say(
         f"{cfg.model}: {n_params:,} parameters | {len(train_ds):,} train / {len(val_ds):,} val images, "
@@ -423,13 +455,14 @@ def train(cfg: TrainConfig, *, progress: bool = True, log: Callable[[str], None]
     try:
         for epoch in range(start_epoch, cfg.epochs):
             # Every random draw of an epoch depends on (seed, epoch) only, so a resumed run repeats it.
-            torch.manual_seed(cfg.seed * 1_000_003 + epoch)
-            gen = torch.Generator(device=device).manual_seed(cfg.seed * 7919 + epoch)
+            # (Each process of a torchrun job draws its own dropout masks and crops.)
+            torch.manual_seed(cfg.seed * 1_000_003 + epoch + 100_000_007 * dinfo.rank)
+            gen = torch.Generator(device=device).manual_seed(cfg.seed * 7919 + epoch + 100_000_007 * dinfo.rank)
             train_loader.set_epoch(epoch)
             t0 = time.perf_counter()
             desc = f"epoch {epoch + 1}/{cfg.epochs}"
             loss_sum, correct, seen, global_step = _train_epoch(
-                model, train_loader, lambda x: augment(x, transform, gen, channels_last), optimizer, scaler,
+                net, train_loader, lambda x: augment(x, transform, gen, channels_last), optimizer, scaler,
                 schedule, global_step, cfg, device, desc, progress)
             train_time = time.perf_counter() - t0
             last = epoch + 1 == cfg.epochs
@@ -446,6 +479,7 @@ def train(cfg: TrainConfig, *, progress: bool = True, log: Callable[[str], None]
                 "val_loss": final.loss if final else math.nan,
                 "val_top1_error": final.top1_error if final else math.nan,
                 "val_top5_error": final.top5_error if final else math.nan,
+                "val_images": final.n if final else 0,
                 "epoch_seconds": time.perf_counter() - t0,
                 "elapsed_seconds": elapsed_before + time.perf_counter() - t_start,
                 "images_per_sec": seen / train_time,
@@ -461,16 +495,17 @@ def train(cfg: TrainConfig, *, progress: bool = True, log: Callable[[str], None]
                 f"top-{final.k if final else 5} {row['val_top5_error']:.2%} | {row['images_per_sec']:.0f} img/s "
                 f"| {row['elapsed_seconds']:.0f}s" + (" | lr / 10" if reduced else "")
             )
-            save_checkpoint(checkpoint(epoch + 1, row, full=True), out / "last.pt")
-            if improved:
-                save_checkpoint(checkpoint(epoch + 1, row, full=False), out / "best.pt")
-            write_metrics(out / "metrics.csv", rows)
-            plot_curves(out / "curves.png", rows, f"{cfg.model} on {cfg.data}")
+            if main:  # one process writes; the others hold the same weights
+                save_checkpoint(checkpoint(epoch + 1, row, full=True), out / "last.pt")
+                if improved:
+                    save_checkpoint(checkpoint(epoch + 1, row, full=False), out / "best.pt")
+                write_metrics(out / "metrics.csv", rows)
+                plot_curves(out / "curves.png", rows, f"{cfg.model} on {cfg.data}")
     except KeyboardInterrupt:
         done = rows[-1]["epoch"] if rows else 0
         say(f"\ninterrupted: {out}/last.pt holds epoch {int(done)}; continue with --resume")
         raise
-    if final is not None:
+    if final is not None and main:
         plot_confusion(final, out / "confusion.png", f"{cfg.model}, epoch {cfg.epochs}: " +
                        f"top-1 error {final.top1_error:.2%}, top-{final.k} error {final.top5_error:.2%}")
     skipped = list(getattr(train_ds, "skipped", [])) + list(getattr(val_ds, "skipped", [])) + train_loader.skipped

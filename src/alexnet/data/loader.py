@@ -33,12 +33,15 @@ class BatchLoader:
         drop_last: bool = False,
         rank: int = 0,
         world_size: int = 1,
+        pad_shards: bool = True,
     ) -> None:
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is not in [0, {world_size})")
         self.dataset, self.batch_size, self.shuffle = dataset, batch_size, shuffle
         self.seed, self.workers, self.drop_last = seed, workers, drop_last
-        self.rank, self.world_size = rank, world_size
+        # Training pads the shards to equal length (every process takes the same number of steps);
+        # evaluation does not, so that every image is counted exactly once.
+        self.rank, self.world_size, self.pad_shards = rank, world_size, pad_shards
         self.epoch = 0
         self.skipped: list[tuple[str, str]] = []
 
@@ -47,7 +50,7 @@ class BatchLoader:
 
     def _shard_size(self) -> int:
         n = len(self.dataset)  # type: ignore[arg-type]
-        return -(-n // self.world_size)
+        return -(-n // self.world_size) if self.pad_shards else len(range(self.rank, n, self.world_size))
 
     def __len__(self) -> int:
         n = self._shard_size()
@@ -71,8 +74,8 @@ class BatchLoader:
         else:
             idx = torch.arange(n)
         if self.world_size > 1:
-            total = self._shard_size() * self.world_size
-            if total > n:
+            total = -(-n // self.world_size) * self.world_size
+            if self.pad_shards and total > n:
                 idx = torch.cat([idx, idx[: total - n]])
             idx = idx[self.rank :: self.world_size]
         return idx

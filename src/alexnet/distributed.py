@@ -1,0 +1,75 @@
+"""One code path for one process and N: torchrun's environment turns on DistributedDataParallel.
+
+``torchrun --nproc_per_node=N -m alexnet train ...`` sets RANK, WORLD_SIZE and LOCAL_RANK; we
+then join the process group (NCCL on GPUs, gloo on CPUs), give each process its GPU, deal each
+process its share of every epoch, average gradients through DDP, and let rank 0 alone log and
+write files. Without those variables everything below is a no-op.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    owned: bool = False  # this module created the process group (and so destroys it)
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def setup() -> DistInfo:
+    """Join torchrun's process group if this process was started by torchrun (else a single process)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if dist.is_initialized():
+        return DistInfo(rank, world, local_rank)
+    use_cuda = torch.cuda.is_available()
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+    dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    return DistInfo(rank, world, local_rank, owned=True)
+
+
+def cleanup(info: DistInfo) -> None:
+    if info.owned and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def active() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def all_reduce_sum(*values: torch.Tensor) -> list[torch.Tensor]:
+    """Sum tensors over the processes (returned as new tensors; unchanged in a single process)."""
+    if not active():
+        return list(values)
+    out = []
+    for v in values:
+        v = v.clone()
+        dist.all_reduce(v, op=dist.ReduceOp.SUM)
+        out.append(v)
+    return out
+
+
+def any_true(flag: bool, device: torch.device) -> bool:
+    """True on every process if it is true on any (so that all of them stop together)."""
+    if not active():
+        return flag
+    (t,) = all_reduce_sum(torch.tensor([1.0 if flag else 0.0], device=device))
+    return bool(t.item() > 0)
