@@ -59,6 +59,7 @@ class TrainConfig:
     precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast)
     channels_last: bool = True  # NHWC activations: faster convolutions on CPUs and tensor cores
     eval_every: int = 1  # evaluate every N epochs (and always after the last)
+    checkpoint_every: int = 0  # also write last.pt every N steps, mid-epoch (0: at the end of each epoch only)
 
     def validate(self) -> "TrainConfig":
         def bad(key: str, why: str) -> UserError:
@@ -80,7 +81,7 @@ class TrainConfig:
             if not getattr(self, key) > 0:
                 raise bad(key, f"must be positive, not {getattr(self, key)}")
         for key in ("weight_decay", "momentum", "warmup_epochs", "pad", "translate", "workers", "label_smoothing",
-                    "pca_lighting"):
+                    "pca_lighting", "checkpoint_every"):
             if getattr(self, key) < 0:
                 raise bad(key, f"must not be negative, not {getattr(self, key)}")
         for key in ("image_size", "crop_size", "max_train_images", "max_val_images"):

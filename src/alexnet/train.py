@@ -289,17 +289,30 @@ def environment() -> dict[str, str]:
     }
 
 
+@dataclass
+class EpochState:
+    """Where an epoch stands: what a mid-epoch checkpoint must hold to continue it exactly."""
+
+    batches_done: int = 0
+    loss_sum: float = 0.0
+    correct: int = 0
+    seen: int = 0
+
+
 def _train_epoch(model: nn.Module, loader: BatchLoader, augment: Callable[[torch.Tensor], torch.Tensor],
                  optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, schedule: LRSchedule,
-                 step: int, cfg: TrainConfig, device: torch.device, desc: str,
-                 progress: bool) -> tuple[float, int, int, int]:
-    """One pass over ``loader``; returns (summed loss, correct, images seen, next global step)."""
+                 step: int, cfg: TrainConfig, device: torch.device, desc: str, progress: bool,
+                 state: EpochState, after_step: Callable[[int, EpochState], bool]) -> tuple[EpochState, int, bool]:
+    """One pass over ``loader`` (from ``state.batches_done`` on). ``after_step(step, state)`` runs
+    after every step and returns True to stop early. Returns (state summed over the processes,
+    next global step, whether it stopped early)."""
     from tqdm import tqdm
 
     model.train()
-    loss_sum, correct, seen = 0.0, 0, 0
-    with tqdm(total=loader.num_images, desc=desc, unit="img", disable=not progress or None, leave=False,
-              dynamic_ncols=True) as bar:
+    done_images = min(loader.num_images, state.batches_done * loader.batch_size)
+    stopped = False
+    with tqdm(total=loader.num_images, initial=done_images, desc=desc, unit="img",
+              disable=not progress or None, leave=False, dynamic_ncols=True) as bar:
         for x, y in loader:
             lr = schedule(step)
             for g in optimizer.param_groups:
@@ -312,7 +325,7 @@ def _train_epoch(model: nn.Module, loader: BatchLoader, augment: Callable[[torch
             if any_true(not bool(torch.isfinite(loss)), device):  # every process stops at the same step
                 raise UserError(
                     f"loss is not finite at {desc}, step {step}: training diverged (lower --lr?); "
-                    f"the last completed epoch's checkpoint, if any, is kept in {cfg.out}"
+                    f"the last checkpoint written before it, if any, is kept in {cfg.out}"
                 )
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
@@ -320,14 +333,20 @@ def _train_epoch(model: nn.Module, loader: BatchLoader, augment: Callable[[torch
             scaler.update()
             step += 1
             b = len(y)
-            loss_sum += loss.item() * b
-            correct += int((logits.argmax(1) == y).sum())
-            seen += b
+            state.batches_done += 1
+            state.loss_sum += loss.item() * b
+            state.correct += int((logits.argmax(1) == y).sum())
+            state.seen += b
             bar.update(b)
-            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}", lr=f"{lr:.2g}")
-    (totals,) = all_reduce_sum(torch.tensor([loss_sum, correct, seen], dtype=torch.float64, device=device))
+            bar.set_postfix(loss=f"{state.loss_sum / state.seen:.3f}", acc=f"{state.correct / state.seen:.3f}",
+                            lr=f"{lr:.2g}")
+            if after_step(step, state):
+                stopped = True
+                break
+    (totals,) = all_reduce_sum(torch.tensor([state.loss_sum, state.correct, state.seen], dtype=torch.float64,
+                                            device=device))
     loss_sum, correct, seen = totals.tolist()
-    return loss_sum, int(correct), int(seen), step
+    return EpochState(state.batches_done, loss_sum, int(correct), int(seen)), step, stopped
 
 
 def train(cfg: TrainConfig, *, progress: bool = True, log: Callable[[str], None] | None = None) -> TrainResult:
@@ -396,6 +415,7 @@ def _train(cfg: TrainConfig, dinfo: Any, *, progress: bool, log: Callable[[str],
 
     rows: list[dict[str, float]] = []
     best_err, best_epoch, start_epoch, elapsed_before = math.inf, 0, 0, 0.0
+    partial: dict[str, Any] | None = None  # a mid-epoch checkpoint's position and random states
     if cfg.resume:
         ck = load_checkpoint(out / "last.pt")
         if ck["model_name"] != cfg.model or ck["num_classes"] != len(classes):
@@ -411,7 +431,13 @@ def _train(cfg: TrainConfig, dinfo: Any, *, progress: bool, log: Callable[[str],
         rows, best_err, best_epoch = list(st["metrics"]), float(st["best_err"]), int(st["best_epoch"])
         start_epoch, elapsed_before = int(ck["epoch"]), float(st["elapsed"])
         transform = EvalTransform.from_dict(ck["eval_transform"])
-        say(f"resuming {out} after epoch {start_epoch}")
+        if scaler.is_enabled() and "scaler" in st:
+            scaler.load_state_dict(st["scaler"])
+        if st.get("batches_done", 0) > 0:
+            partial = st
+            say(f"resuming {out} in epoch {start_epoch + 1}, after step {st['batches_done']} of {len(train_loader)}")
+        else:
+            say(f"resuming {out} after epoch {start_epoch}")
 
     resolved = cfg.to_dict()
     if main:
@@ -428,7 +454,9 @@ def _train(cfg: TrainConfig, dinfo: Any, *, progress: bool, log: Callable[[str],
         f"{device}, {cfg.precision}"
     )
 
-    def checkpoint(epoch: int, metrics: dict[str, float], full: bool) -> dict[str, Any]:
+    def checkpoint(epoch: int, metrics: dict[str, float], full: bool,
+                   position: dict[str, Any] | None = None) -> dict[str, Any]:
+        """``epoch`` completed epochs; ``position``: where a checkpoint written mid-epoch stands."""
         d: dict[str, Any] = {
             "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
             "model_name": cfg.model,
@@ -447,10 +475,28 @@ def _train(cfg: TrainConfig, dinfo: Any, *, progress: bool, log: Callable[[str],
             d["train_state"] = {
                 "schedule": schedule.state_dict(), "metrics": rows, "best_err": best_err,
                 "best_epoch": best_epoch, "elapsed": elapsed_before + time.perf_counter() - t_start,
+                "scaler": scaler.state_dict(), "batches_done": 0, **(position or {}),
             }
         return d
 
-    global_step = start_epoch * len(train_loader)
+    # SIGINT (Ctrl-C) and SIGTERM (a scheduler's pre-emption) finish the current step, write a
+    # checkpoint where the run stands and stop; a second Ctrl-C stops at once.
+    stop_signal: list[int] = []
+
+    def on_signal(signum: int, frame: Any) -> None:
+        if stop_signal:
+            raise KeyboardInterrupt
+        stop_signal.append(signum)
+
+    import signal
+    import threading
+
+    handlers = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            handlers[sig] = signal.signal(sig, on_signal)
+
+    global_step = int(partial["global_step"]) if partial else start_epoch * len(train_loader)
     final: EvalResult | None = None
     try:
         for epoch in range(start_epoch, cfg.epochs):
@@ -458,12 +504,40 @@ def _train(cfg: TrainConfig, dinfo: Any, *, progress: bool, log: Callable[[str],
             # (Each process of a torchrun job draws its own dropout masks and crops.)
             torch.manual_seed(cfg.seed * 1_000_003 + epoch + 100_000_007 * dinfo.rank)
             gen = torch.Generator(device=device).manual_seed(cfg.seed * 7919 + epoch + 100_000_007 * dinfo.rank)
-            train_loader.set_epoch(epoch)
+            state = EpochState()
+            if partial is not None:  # continue mid-epoch exactly: position, running sums, random states
+                state = EpochState(int(partial["batches_done"]), *partial["accum"])
+                torch.set_rng_state(partial["rng"])
+                gen.set_state(partial["gen"])
+                if device.type == "cuda" and "cuda_rng" in partial:
+                    torch.cuda.set_rng_state(partial["cuda_rng"], device)
+                partial = None
+            train_loader.set_epoch(epoch, state.batches_done)
+            seen_before = state.seen * dinfo.world_size
             t0 = time.perf_counter()
             desc = f"epoch {epoch + 1}/{cfg.epochs}"
-            loss_sum, correct, seen, global_step = _train_epoch(
+
+            def after_step(step: int, st: EpochState, epoch: int = epoch, gen: torch.Generator = gen) -> bool:
+                # a stop on the epoch's last step lets the epoch end and write its usual checkpoint
+                stop = any_true(bool(stop_signal), device) and st.batches_done < len(train_loader)
+                if (stop or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0)) and main \
+                        and st.batches_done < len(train_loader):
+                    position = {
+                        "batches_done": st.batches_done, "global_step": step,
+                        "accum": [st.loss_sum, st.correct, st.seen],
+                        "rng": torch.get_rng_state(), "gen": gen.get_state(),
+                    }
+                    if device.type == "cuda":
+                        position["cuda_rng"] = torch.cuda.get_rng_state(device)
+                    save_checkpoint(checkpoint(epoch, rows[-1] if rows else {}, True, position), out / "last.pt")
+                return stop
+
+            state, global_step, stopped = _train_epoch(
                 net, train_loader, lambda x: augment(x, transform, gen, channels_last), optimizer, scaler,
-                schedule, global_step, cfg, device, desc, progress)
+                schedule, global_step, cfg, device, desc, progress, state, after_step)
+            if stopped:
+                raise KeyboardInterrupt
+            loss_sum, correct, seen = state.loss_sum, state.correct, state.seen
             train_time = time.perf_counter() - t0
             last = epoch + 1 == cfg.epochs
             if (epoch + 1) % cfg.eval_every == 0 or last:
@@ -482,7 +556,7 @@ def _train(cfg: TrainConfig, dinfo: Any, *, progress: bool, log: Callable[[str],
                 "val_images": final.n if final else 0,
                 "epoch_seconds": time.perf_counter() - t0,
                 "elapsed_seconds": elapsed_before + time.perf_counter() - t_start,
-                "images_per_sec": seen / train_time,
+                "images_per_sec": (seen - seen_before) / train_time,
             }
             rows.append(row)
             reduced = schedule.observe(row["val_top1_error"])
@@ -501,10 +575,14 @@ def _train(cfg: TrainConfig, dinfo: Any, *, progress: bool, log: Callable[[str],
                     save_checkpoint(checkpoint(epoch + 1, row, full=False), out / "best.pt")
                 write_metrics(out / "metrics.csv", rows)
                 plot_curves(out / "curves.png", rows, f"{cfg.model} on {cfg.data}")
+            if any_true(bool(stop_signal), device):
+                raise KeyboardInterrupt
     except KeyboardInterrupt:
-        done = rows[-1]["epoch"] if rows else 0
-        say(f"\ninterrupted: {out}/last.pt holds epoch {int(done)}; continue with --resume")
+        say(f"\ninterrupted: {out}/last.pt holds the run as far as it got; continue with --resume")
         raise
+    finally:
+        for sig, old in handlers.items():
+            signal.signal(sig, old)
     if final is not None and main:
         plot_confusion(final, out / "confusion.png", f"{cfg.model}, epoch {cfg.epochs}: " +
                        f"top-1 error {final.top1_error:.2%}, top-{final.k} error {final.top5_error:.2%}")

@@ -43,10 +43,12 @@ class BatchLoader:
         # evaluation does not, so that every image is counted exactly once.
         self.rank, self.world_size, self.pad_shards = rank, world_size, pad_shards
         self.epoch = 0
+        self.start_batch = 0  # batches of this epoch already done (a run resumed mid-epoch)
         self.skipped: list[tuple[str, str]] = []
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        """Select the epoch's order; ``start_batch`` skips the batches a resumed run already did."""
+        self.epoch, self.start_batch = epoch, start_batch
 
     def _shard_size(self) -> int:
         n = len(self.dataset)  # type: ignore[arg-type]
@@ -83,11 +85,12 @@ class BatchLoader:
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         idx = self.order()
         if isinstance(self.dataset, InMemoryDataset):
-            for b in range(len(self)):
+            for b in range(self.start_batch, len(self)):
                 i = idx[b * self.batch_size : (b + 1) * self.batch_size]
                 yield self.dataset.images[i], self.dataset.labels[i]
             return
-        batches = [idx[b * self.batch_size : (b + 1) * self.batch_size].tolist() for b in range(len(self))]
+        batches = [idx[b * self.batch_size : (b + 1) * self.batch_size].tolist()
+                   for b in range(self.start_batch, len(self))]
         dl = DataLoader(
             self.dataset,
             batch_sampler=batches,

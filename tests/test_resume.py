@@ -1,0 +1,83 @@
+"""Exact resume: a CPU run killed with SIGKILL mid-epoch, or stopped with SIGTERM, and resumed
+ends with weights bitwise identical to an uninterrupted run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from .conftest import make_folder
+
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="POSIX signals")
+
+
+def _cmd(data: Path, out: Path, *extra: str) -> list[str]:
+    # the paper network at quarter width on 112-pixel crops: slow enough steps to be caught mid-epoch;
+    # dropout, random crops and flips all draw random numbers that the resume must restore
+    return [sys.executable, "-m", "alexnet", "train", "--model", "alexnet", "--data", str(data), "--out", str(out),
+            "--epochs", "3", "--batch-size", "12", "--lr", "0.01", "--schedule", "cosine", "--image-size", "128",
+            "--crop-size", "112", "--workers", "0", "--checkpoint-every", "2", "--model-opt", "width=0.25",
+            "--model-opt", 'init="caffe"', *extra]
+
+
+def _position(path: Path) -> tuple[int, int]:
+    """(completed epochs, batches done in the epoch in progress) of a last.pt; (-1, -1) if unreadable yet."""
+    try:
+        ck = torch.load(path, weights_only=True)
+    except Exception:  # not written yet
+        return -1, -1
+    return int(ck["epoch"]), int(ck["train_state"]["batches_done"])
+
+
+def _wait_for_mid_epoch(proc: subprocess.Popen, path: Path, timeout: float = 240) -> tuple[int, int]:
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        assert proc.poll() is None, "the run finished before it could be interrupted"
+        epoch, batches = _position(path) if path.exists() else (-1, -1)
+        if epoch >= 1 and batches > 0:
+            return epoch, batches
+        time.sleep(0.05)
+    raise AssertionError("no mid-epoch checkpoint appeared")
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict[str, torch.Tensor]]:
+    root = tmp_path_factory.mktemp("resume")
+    data = make_folder(root / "data", {"train": 30, "val": 4}, size=128)
+    env = {**os.environ}
+    r = subprocess.run(_cmd(data, root / "straight"), capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return root, data, torch.load(root / "straight" / "last.pt", weights_only=True)["model"]
+
+
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM"])
+def test_interrupted_and_resumed_run_is_bitwise_identical(setup: tuple, how: str) -> None:
+    root, data, expect = setup
+    out = root / how
+    proc = subprocess.Popen(_cmd(data, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        epoch, batches = _wait_for_mid_epoch(proc, out / "last.pt")
+        proc.send_signal(getattr(signal, how))
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    if how == "SIGKILL":
+        assert proc.returncode == -signal.SIGKILL
+    else:
+        assert proc.returncode == 130 and "interrupted" in err
+        assert _position(out / "last.pt") >= (epoch, batches)
+    assert _position(out / "last.pt")[0] < 3  # it was stopped before the end
+    r = subprocess.run(_cmd(data, out, "--resume"), capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "resuming" in r.stderr
+    got = torch.load(out / "last.pt", weights_only=True)["model"]
+    assert got.keys() == expect.keys()
+    for k in expect:
+        assert torch.equal(got[k], expect[k]), k
