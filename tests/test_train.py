@@ -26,8 +26,14 @@ def test_short_training_run_learns(trained_run: Path) -> None:
     losses = [float(r["train_loss"]) for r in rows]
     assert losses[-1] < losses[0] * 0.7
     assert float(rows[-1]["val_top1_error"]) < 0.4  # chance is 2/3 with three classes
-    for name in ("config.toml", "metrics.csv", "curves.png", "confusion.png", "last.pt", "best.pt"):
+    for name in ("config.toml", "metrics.csv", "curves.png", "confusion.png", "last.pt", "best.pt", "environment.json"):
         assert (trained_run / name).is_file(), name
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(trained_run / "tensorboard"))
+    events.Reload()
+    assert {"train/loss", "val/top1_error", "val/top5_error", "lr", "images_per_sec"} <= set(events.Tags()["scalars"])
+    assert [e.step for e in events.Scalars("val/top1_error")] == [1, 2, 3]
     assert not list(trained_run.glob(".*tmp"))  # no temp files left by the atomic writes
 
 

@@ -126,6 +126,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.model_opt:
         cfg.model_options.update(_parse_options(args.model_opt))
     result = train(cfg)
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 reports
+        return 0
     f = result.final
     print()
     print(f"done in {result.seconds / 60:.1f} min: best val top-1 error {result.best_top1_error:.2%} (epoch {result.best_epoch})"

@@ -59,6 +59,7 @@ class TrainConfig:
     precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast)
     channels_last: bool = True  # NHWC activations: faster convolutions on CPUs and tensor cores
     eval_every: int = 1  # evaluate every N epochs (and always after the last)
+    ten_crop_eval: bool = False  # the last evaluation averages the ten patches (the paper's test, §4.1)
     checkpoint_every: int = 0  # also write last.pt every N steps, mid-epoch (0: at the end of each epoch only)
 
     def validate(self) -> "TrainConfig":

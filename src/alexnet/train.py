@@ -447,6 +447,14 @@ def _train(cfg: TrainConfig, dinfo: Any, *, progress: bool, log: Callable[[str],
             + dump_toml(resolved)
         )
     env = environment() | {"device": str(device), "processes": str(dinfo.world_size)}
+    writer = None
+    if main:
+        import json
+
+        from torch.utils.tensorboard import SummaryWriter
+
+        (out / "environment.json").write_text(json.dumps(env, indent=1) + "\n")
+        writer = SummaryWriter(str(out / "tensorboard"))
     n_params = count_params(model)
     say(
         f"{cfg.model}: {n_params:,} parameters | {len(train_ds):,} train / {len(val_ds):,} val images, "
@@ -542,7 +550,8 @@ def _train(cfg: TrainConfig, dinfo: Any, *, progress: bool, log: Callable[[str],
             last = epoch + 1 == cfg.epochs
             if (epoch + 1) % cfg.eval_every == 0 or last:
                 final = evaluate_model(model, val_loader, transform, classes, device=device,
-                                       precision=cfg.precision, channels_last=channels_last, progress=progress)
+                                       precision=cfg.precision, channels_last=channels_last, progress=progress,
+                                       ten_crop=cfg.ten_crop_eval and last)
             else:
                 final = None
             row = {
@@ -559,6 +568,13 @@ def _train(cfg: TrainConfig, dinfo: Any, *, progress: bool, log: Callable[[str],
                 "images_per_sec": (seen - seen_before) / train_time,
             }
             rows.append(row)
+            if writer is not None:
+                for key in ("train_loss", "train_top1_error", "val_loss", "val_top1_error", "val_top5_error",
+                            "lr", "images_per_sec"):
+                    if not math.isnan(row[key]):
+                        writer.add_scalar(key.replace("_", "/", 1) if key.startswith(("train", "val")) else key,
+                                          row[key], epoch + 1)
+                writer.flush()
             reduced = schedule.observe(row["val_top1_error"])
             improved = final is not None and final.top1_error < best_err
             if improved:
@@ -583,6 +599,8 @@ def _train(cfg: TrainConfig, dinfo: Any, *, progress: bool, log: Callable[[str],
     finally:
         for sig, old in handlers.items():
             signal.signal(sig, old)
+        if writer is not None:
+            writer.close()
     if final is not None and main:
         plot_confusion(final, out / "confusion.png", f"{cfg.model}, epoch {cfg.epochs}: " +
                        f"top-1 error {final.top1_error:.2%}, top-{final.k} error {final.top5_error:.2%}")
