@@ -202,3 +202,25 @@ def test_per_pixel_mean_image_normalisation(tmp_path: Path) -> None:
     a = torch.load(tmp_path / "run-src" / "best.pt", weights_only=True)["eval_transform"]["mean_image"]
     b = torch.load(tmp_path / "run-packed" / "best.pt", weights_only=True)["eval_transform"]["mean_image"]
     assert torch.allclose(a, b, atol=1e-3)  # measured on the folder = stored by prepare
+
+
+def test_gradient_accumulation_matches_one_large_batch(tiny_folder: Path, tmp_path: Path) -> None:
+    common = dict(model="cifar_80sec", data=str(tiny_folder), batch_size=36, lr=0.05, workers=0, epochs=1,
+                  schedule="constant", random_crop=False, flip=False, model_options={"init": "torch"})
+    train(TrainConfig(out=str(tmp_path / "a"), **common), progress=False, log=lambda s: None)
+    train(TrainConfig(out=str(tmp_path / "b"), accumulate=3, **common), progress=False, log=lambda s: None)
+    a = torch.load(tmp_path / "a" / "last.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "b" / "last.pt", weights_only=True)["model"]
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-5, rtol=1e-4), k
+    with pytest.raises(UserError, match="not divisible"):
+        train(TrainConfig(out=str(tmp_path / "c"), accumulate=5, **common), progress=False, log=lambda s: None)
+
+
+@pytest.mark.slow
+def test_compile_trains(tiny_folder: Path, tmp_path: Path) -> None:
+    cfg = TrainConfig(model="lenet5", data=str(tiny_folder), out=str(tmp_path / "r"), epochs=1, batch_size=30,
+                      workers=0, compile=True, max_train_images=60)
+    result = train(cfg, progress=False, log=lambda s: None)
+    assert result.final is not None and math.isfinite(result.metrics[0]["train_loss"])
+    torch.load(tmp_path / "r" / "best.pt", weights_only=True)  # the unwrapped model's keys

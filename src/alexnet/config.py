@@ -58,6 +58,8 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast)
     channels_last: bool = True  # NHWC activations: faster convolutions on CPUs and tensor cores
+    compile: bool = False  # torch.compile the network (a minute or more of compiling first)
+    accumulate: int = 1  # split each batch into this many sequential micro-batches (same gradients, less memory)
     eval_every: int = 1  # evaluate every N epochs (and always after the last)
     ten_crop_eval: bool = False  # the last evaluation averages the ten patches (the paper's test, §4.1)
     checkpoint_every: int = 0  # also write last.pt every N steps, mid-epoch (0: at the end of each epoch only)
@@ -75,7 +77,7 @@ class TrainConfig:
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 raise bad(key, f"must be one of {', '.join(allowed)}, not {getattr(self, key)!r}")
-        for key in ("epochs", "batch_size", "eval_every", "step_size"):
+        for key in ("epochs", "batch_size", "eval_every", "step_size", "accumulate"):
             if getattr(self, key) < 1:
                 raise bad(key, f"must be at least 1, not {getattr(self, key)}")
         for key in ("lr", "cache_limit_gb"):

@@ -308,36 +308,49 @@ def _train_epoch(model: nn.Module, loader: BatchLoader, augment: Callable[[torch
     next global step, whether it stopped early)."""
     from tqdm import tqdm
 
+    import contextlib
+
     model.train()
     done_images = min(loader.num_images, state.batches_done * loader.batch_size)
     stopped = False
+    acc, n_batches = cfg.accumulate, len(loader)
     with tqdm(total=loader.num_images, initial=done_images, desc=desc, unit="img",
               disable=not progress or None, leave=False, dynamic_ncols=True) as bar:
         for x, y in loader:
-            lr = schedule(step)
-            for g in optimizer.param_groups:
-                g["lr"] = lr
+            # micro-batch k of an optimizer step's group (all groups full but maybe the epoch's last)
+            k = state.batches_done % acc
+            group = min(acc, n_batches - (state.batches_done - k))
+            if k == 0:
+                lr = schedule(step)
+                for g in optimizer.param_groups:
+                    g["lr"] = lr
+                optimizer.zero_grad(set_to_none=True)
             x = augment(x.to(device, non_blocking=True))
             y = y.to(device, non_blocking=True)
-            with autocast_context(device, cfg.precision):
-                logits = model(x)
-                loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
-            if any_true(not bool(torch.isfinite(loss)), device):  # every process stops at the same step
-                raise UserError(
-                    f"loss is not finite at {desc}, step {step}: training diverged (lower --lr?); "
-                    f"the last checkpoint written before it, if any, is kept in {cfg.out}"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            step += 1
+            last_of_group = k == group - 1
+            # DDP averages gradients once per optimizer step, on the group's last micro-batch
+            sync = contextlib.nullcontext() if last_of_group or not hasattr(model, "no_sync") else model.no_sync()
+            with sync:
+                with autocast_context(device, cfg.precision):
+                    logits = model(x)
+                    loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+                if any_true(not bool(torch.isfinite(loss)), device):  # every process stops at the same step
+                    raise UserError(
+                        f"loss is not finite at {desc}, step {step}: training diverged (lower --lr?); "
+                        f"the last checkpoint written before it, if any, is kept in {cfg.out}"
+                    )
+                scaler.scale(loss / group).backward()
             b = len(y)
             state.batches_done += 1
             state.loss_sum += loss.item() * b
             state.correct += int((logits.argmax(1) == y).sum())
             state.seen += b
             bar.update(b)
+            if not last_of_group:
+                continue
+            scaler.step(optimizer)
+            scaler.update()
+            step += 1
             bar.set_postfix(loss=f"{state.loss_sum / state.seen:.3f}", acc=f"{state.correct / state.seen:.3f}",
                             lr=f"{lr:.2g}")
             if after_step(step, state):
@@ -371,9 +384,9 @@ def _train(cfg: TrainConfig, dinfo: Any, *, progress: bool, log: Callable[[str],
     main = dinfo.is_main
     say = (log or (lambda s: print(s, file=sys.stderr))) if main else (lambda s: None)
     cfg.validate()
-    if cfg.batch_size % dinfo.world_size:
+    if cfg.batch_size % (dinfo.world_size * cfg.accumulate):
         raise UserError(f"--batch-size {cfg.batch_size} (the total over all processes) is not divisible by the "
-                        f"{dinfo.world_size} processes")
+                        f"{dinfo.world_size} processes x {cfg.accumulate} accumulation steps")
     if not cfg.out:
         raise UserError("--out is required: the run folder to write")
     out = Path(cfg.out)
@@ -399,16 +412,19 @@ def _train(cfg: TrainConfig, dinfo: Any, *, progress: bool, log: Callable[[str],
     net: nn.Module = model
     if dinfo.enabled:  # gradients averaged over the processes during backward
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if cfg.compile:
+        net = torch.compile(net)  # type: ignore[assignment]
     use_scaler = cfg.precision == "fp16" and device.type == "cuda"
     scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
 
     shard = dict(rank=dinfo.rank, world_size=dinfo.world_size)
-    train_loader = BatchLoader(train_ds, cfg.batch_size // dinfo.world_size, shuffle=True, seed=cfg.seed,
-                               workers=cfg.workers, **shard)
+    train_loader = BatchLoader(train_ds, cfg.batch_size // (dinfo.world_size * cfg.accumulate), shuffle=True,
+                               seed=cfg.seed, workers=cfg.workers, **shard)
     val_loader = BatchLoader(val_ds, max(cfg.batch_size, 256), workers=cfg.workers, pad_shards=False, **shard)
     if len(train_loader) == 0:
         raise UserError(f"--data {cfg.data}: no training images")
-    schedule = LRSchedule(cfg, len(train_loader))
+    steps_per_epoch = -(-len(train_loader) // cfg.accumulate)  # optimizer steps
+    schedule = LRSchedule(cfg, steps_per_epoch)
     augment = TrainAugment(cfg.random_crop, cfg.translate, cfg.flip, cfg.pca_lighting)
     if cfg.pca_lighting > 0:
         augment.eigval, augment.eigvec = _rgb_eigen(train_ds, transform.channels)
@@ -504,7 +520,7 @@ def _train(cfg: TrainConfig, dinfo: Any, *, progress: bool, log: Callable[[str],
         for sig in (signal.SIGINT, signal.SIGTERM):
             handlers[sig] = signal.signal(sig, on_signal)
 
-    global_step = int(partial["global_step"]) if partial else start_epoch * len(train_loader)
+    global_step = int(partial["global_step"]) if partial else start_epoch * steps_per_epoch
     final: EvalResult | None = None
     try:
         for epoch in range(start_epoch, cfg.epochs):
