@@ -45,3 +45,64 @@ def test_two_processes_match_one_process(tiny_folder: Path, tmp_path: Path) -> N
     ref = list(csv.DictReader(open(tmp_path / "one" / "metrics.csv")))
     assert abs(float(rows[-1]["val_top1_error"]) - float(ref[-1]["val_top1_error"])) < 1e-6
     assert abs(float(rows[-1]["train_loss"]) - float(ref[-1]["train_loss"])) < 1e-4
+
+
+def _torchrun() -> str:
+    return shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
+
+
+@pytest.mark.slow
+def test_two_process_run_stopped_mid_epoch_resumes_exactly(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    from .conftest import make_folder
+    from .test_resume import _cmd, _position
+
+    data = make_folder(tmp_path / "data", {"train": 30, "val": 4}, size=128)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    def cmd(out: Path, *extra: str) -> list[str]:
+        return [_torchrun(), "--standalone", "--nproc_per_node=2", *_cmd(data, out, *extra)[1:]]
+
+    r = subprocess.run(cmd(tmp_path / "straight"), capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    proc = subprocess.Popen(cmd(tmp_path / "cut"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        t0 = time.time()
+        while _position(tmp_path / "cut" / "last.pt")[1] <= 0 or _position(tmp_path / "cut" / "last.pt")[0] < 1:
+            assert proc.poll() is None and time.time() - t0 < 300
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)  # torchrun passes it on to both processes
+        proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert _position(tmp_path / "cut" / "last.pt")[0] < 3
+    r = subprocess.run(cmd(tmp_path / "cut", "--resume"), capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    a = torch.load(tmp_path / "straight" / "last.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.slow
+def test_paper_recipe_under_torchrun_leaves_a_complete_run(tmp_path: Path) -> None:
+    from alexnet.prepare import prepare
+
+    from .conftest import make_folder
+
+    prepare(make_folder(tmp_path / "tree", {"train": 16, "val": 4}, size=300), tmp_path / "packed",
+            workers=0, progress=False)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([_torchrun(), "--standalone", "--nproc_per_node=2", "-m", "alexnet", "train", "--recipe",
+                        "alexnet_imagenet", "--data", str(tmp_path / "packed"), "--out", str(tmp_path / "run"),
+                        "--epochs", "2", "--batch-size", "24"], capture_output=True, text=True, env=env, timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.count("done in") == 1  # rank 0 reports
+    for name in ("config.toml", "environment.json", "metrics.csv", "curves.png", "confusion.png", "best.pt",
+                 "last.pt", "tensorboard"):
+        assert (tmp_path / "run" / name).exists(), name
+    rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
+    assert len(rows) == 2 and int(rows[-1]["val_images"]) == 12
+    ck = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert ck["config"]["ten_crop_eval"] and ck["config"]["pca_lighting"] == 0.1

@@ -73,3 +73,12 @@ def any_true(flag: bool, device: torch.device) -> bool:
         return flag
     (t,) = all_reduce_sum(torch.tensor([1.0 if flag else 0.0], device=device))
     return bool(t.item() > 0)
+
+
+def gather_objects(obj: object) -> list[object]:
+    """Every process's ``obj``, in rank order (``[obj]`` in a single process)."""
+    if not active():
+        return [obj]
+    out: list[object] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out

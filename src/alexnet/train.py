@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import __version__
+from . import __version__, distributed
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig, dump_toml
 from .distributed import all_reduce_sum, any_true
@@ -369,8 +369,6 @@ def train(cfg: TrainConfig, *, progress: bool = True, log: Callable[[str], None]
     optimizer state) and ``best.pt`` (lowest val top-1 error), each checkpoint atomically.
     Ctrl-C keeps the last completed epoch's ``last.pt``; ``resume=True`` continues from it.
     """
-    from . import distributed
-
     dinfo = distributed.setup()
     try:
         return _train(cfg, dinfo, progress=progress and dinfo.is_main, log=log)
@@ -530,30 +528,40 @@ def _train(cfg: TrainConfig, dinfo: Any, *, progress: bool, log: Callable[[str],
             gen = torch.Generator(device=device).manual_seed(cfg.seed * 7919 + epoch + 100_000_007 * dinfo.rank)
             state = EpochState()
             if partial is not None:  # continue mid-epoch exactly: position, running sums, random states
-                state = EpochState(int(partial["batches_done"]), *partial["accum"])
-                torch.set_rng_state(partial["rng"])
-                gen.set_state(partial["gen"])
-                if device.type == "cuda" and "cuda_rng" in partial:
-                    torch.cuda.set_rng_state(partial["cuda_rng"], device)
+                rngs = partial["rng_per_rank"]
+                if len(rngs) != dinfo.world_size:
+                    raise UserError(f"--resume: {out}/last.pt was written mid-epoch by {len(rngs)} processes; "
+                                    f"resume it with as many (this job has {dinfo.world_size})")
+                accum = partial["accum"] if main else [0.0, 0, 0]  # the sums of all processes, counted once
+                state = EpochState(int(partial["batches_done"]), float(accum[0]), int(accum[1]), int(accum[2]))
+                mine = rngs[dinfo.rank]
+                torch.set_rng_state(mine["rng"])
+                gen.set_state(mine["gen"].to(gen.get_state().device))
+                if device.type == "cuda" and "cuda_rng" in mine:
+                    torch.cuda.set_rng_state(mine["cuda_rng"], device)
                 partial = None
             train_loader.set_epoch(epoch, state.batches_done)
-            seen_before = state.seen * dinfo.world_size
+            seen_before = state.seen
             t0 = time.perf_counter()
             desc = f"epoch {epoch + 1}/{cfg.epochs}"
 
             def after_step(step: int, st: EpochState, epoch: int = epoch, gen: torch.Generator = gen) -> bool:
                 # a stop on the epoch's last step lets the epoch end and write its usual checkpoint
                 stop = any_true(bool(stop_signal), device) and st.batches_done < len(train_loader)
-                if (stop or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0)) and main \
+                if (stop or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0)) \
                         and st.batches_done < len(train_loader):
-                    position = {
-                        "batches_done": st.batches_done, "global_step": step,
-                        "accum": [st.loss_sum, st.correct, st.seen],
-                        "rng": torch.get_rng_state(), "gen": gen.get_state(),
-                    }
+                    # Every process takes part (the decision is the same on all of them): the running
+                    # sums are added up and each process's random states kept, indexed by rank.
+                    (accum,) = all_reduce_sum(torch.tensor([st.loss_sum, st.correct, st.seen], dtype=torch.float64,
+                                                           device=device))
+                    rng = {"rng": torch.get_rng_state(), "gen": gen.get_state().cpu()}
                     if device.type == "cuda":
-                        position["cuda_rng"] = torch.cuda.get_rng_state(device)
-                    save_checkpoint(checkpoint(epoch, rows[-1] if rows else {}, True, position), out / "last.pt")
+                        rng["cuda_rng"] = torch.cuda.get_rng_state(device)
+                    rngs = distributed.gather_objects(rng)
+                    if main:
+                        position = {"batches_done": st.batches_done, "global_step": step,
+                                    "accum": accum.tolist(), "rng_per_rank": rngs}
+                        save_checkpoint(checkpoint(epoch, rows[-1] if rows else {}, True, position), out / "last.pt")
                 return stop
 
             state, global_step, stopped = _train_epoch(
