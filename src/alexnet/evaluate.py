@@ -30,7 +30,7 @@ class EvalResult:
         totals = self.confusion.sum(1).clamp_min(1)
         return (self.confusion.diag() / totals).tolist()
 
-    def to_dict(self, *, full: bool = True) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
             "n": self.n,
             "top1_error": self.top1_error,
@@ -40,10 +40,9 @@ class EvalResult:
             "top_k": self.k,
             "loss": self.loss,
         }
-        if full:
-            d["per_class_accuracy"] = dict(zip(self.classes, self.per_class_accuracy))
-            d["confusion_matrix"] = self.confusion.tolist()
-            d["classes"] = self.classes
+        d["per_class_accuracy"] = dict(zip(self.classes, self.per_class_accuracy))
+        d["confusion_matrix"] = self.confusion.tolist()
+        d["classes"] = self.classes
         return d
 
 

@@ -9,13 +9,17 @@ Usage::
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import ctypes
+import json
 import math
 import os
 import platform
 import random
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -308,8 +312,6 @@ def _train_epoch(model: nn.Module, loader: BatchLoader, augment: Callable[[torch
     next global step, whether it stopped early)."""
     from tqdm import tqdm
 
-    import contextlib
-
     model.train()
     done_images = min(loader.num_images, state.batches_done * loader.batch_size)
     stopped = False
@@ -463,8 +465,6 @@ def _train(cfg: TrainConfig, dinfo: Any, *, progress: bool, log: Callable[[str],
     env = environment() | {"device": str(device), "processes": str(dinfo.world_size)}
     writer = None
     if main:
-        import json
-
         from torch.utils.tensorboard import SummaryWriter
 
         (out / "environment.json").write_text(json.dumps(env, indent=1) + "\n")
@@ -509,9 +509,6 @@ def _train(cfg: TrainConfig, dinfo: Any, *, progress: bool, log: Callable[[str],
         if stop_signal:
             raise KeyboardInterrupt
         stop_signal.append(signum)
-
-    import signal
-    import threading
 
     handlers = {}
     if threading.current_thread() is threading.main_thread():
