@@ -194,6 +194,31 @@ def test_cifar_options() -> None:
     assert not any(isinstance(x, SpatialResponseNorm) for x in create_model("cifar_80sec").modules())
 
 
+def test_cifar_ablation_options_for_the_experiments() -> None:
+    x = torch.randn(2, 3, 32, 32)
+    # non-overlapping 2x2 pools give the same sizes as the 3x3 stride-2 ones rounded up
+    adj = create_model("cifar_18pct", pool="non-overlap")
+    pools = [m for m in adj.features if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d))]
+    assert all(p.kernel_size == 2 and p.stride == 2 for p in pools)
+    assert adj(x).shape == (2, 10)
+    # two columns: twice the conv1/conv2 kernels, conv2 grouped, the columns meet at conv3
+    two = create_model("cifar_18pct", columns=2)
+    assert two.features.conv1.out_channels == 64 and two.features.conv2.groups == 2
+    assert two.features.conv3.groups == 1 and two.features.conv3.out_channels == 64
+    assert two(x).shape == (2, 10)
+    # dropout on the input of each fully-connected layer; forward_features skips it
+    d = create_model("cifar_80sec", dropout=0.5, hidden=256)
+    assert [type(m).__name__ for m in d.classifier] == ["Flatten", "Dropout", "Linear", "ReLU", "Dropout", "Linear"]
+    assert d.forward_features(x).shape == (2, 256)
+    # 24x24 patches: the classifier's input follows
+    assert create_model("cifar_18pct", input_size=24).classifier.fc10.in_features == 64 * 3 * 3
+    # lrn_scale: N_alpha(s a) == s N_(alpha s^2)(a), exact with cuda-convnet's k = 1
+    a = torch.rand(2, 32, 8, 8)
+    scaled = create_model("cifar_18pct", lrn="cross", lrn_scale=8.0).features.norm1
+    plain = create_model("cifar_18pct", lrn="cross").features.norm1
+    torch.testing.assert_close(scaled(a), plain(8.0 * a) / 8.0)
+
+
 def test_unknown_option_names_it() -> None:
     with pytest.raises(UserError, match="no option 'lrm'.*lrn="):
         create_model("alexnet", lrm=False)

@@ -15,6 +15,15 @@ power 0.75: the kind the AlexNet paper describes, as in layers-conv-local-11pct.
 activations at cuda-convnet's scale, so feed these nets mean-subtracted 0-255 pixels (the shipped
 recipes do) for the normalisation to do what it did there.
 
+Ablation options (the paper's experiments, ``alexnet experiment``): ``activation`` (relu | tanh),
+``lrn``, ``pool`` ("overlap": 3x3 stride 2 as in the configs; "non-overlap": 2x2 stride 2, §3.4),
+``dropout`` (probability, applied to the input of every fully-connected layer),
+``columns`` (2: conv1 and conv2 doubled into two grouped columns that meet at conv3, as the two GPUs
+of §3.2 do; 1: the configs' single column, i.e. "half the kernels"), ``hidden`` (width of
+80sec's hidden fc layer), ``input_size`` (32, or 24 for the paper-style random crops) and
+``lrn_scale`` (the normalisation acts as on activations this many times larger: with standardised
+inputs, ``lrn_scale=64`` puts cuda-convnet's constants back at the scale of its raw 0-255 pixels).
+
 Initialisation ("cuda-convnet"): weights from N(0, initW) with the configs' initW (conv1 1e-4,
 the other conv layers 1e-2, fc64 and fc10 1e-1 for 80sec, fc10 1e-2 for 18pct); biases 0.
 "torch" keeps PyTorch's defaults.
@@ -40,40 +49,68 @@ class CudaConvnetCifar(nn.Module):
         activation: str = "relu",
         lrn: str = "none",
         fc64: bool = False,
+        hidden: int = 64,
+        pool: str = "overlap",
+        dropout: float = 0.0,
+        columns: int = 1,
+        input_size: int = 32,
+        lrn_scale: float = 1.0,
         init: str = "cuda-convnet",
     ) -> None:
         super().__init__()
         if lrn not in ("none", "spatial", "cross"):
             raise ValueError(f"lrn must be 'none', 'spatial' or 'cross', not {lrn!r}")
+        if pool not in ("overlap", "non-overlap"):
+            raise ValueError(f"pool must be 'overlap' or 'non-overlap', not {pool!r}")
+        if columns not in (1, 2):
+            raise ValueError(f"columns must be 1 or 2, not {columns!r}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), not {dropout!r}")
+        if input_size < 8:
+            raise ValueError(f"input_size must be at least 8, not {input_size!r}")
+
+        # lrn_scale: the normalisation acts as it would on activations lrn_scale times larger, by the
+        # identity N_alpha(s * a) = s * N_(alpha * s^2)(a), exact for the k = 1 of both cuda-convnet norms
+        s2 = float(lrn_scale) ** 2
 
         def norm(channels: int) -> nn.Module:
             if lrn == "spatial":
-                return SpatialResponseNorm(3, 5e-5, 0.75)
+                return SpatialResponseNorm(3, 5e-5 * s2, 0.75)
             if lrn == "cross":
-                return CrossMapLRN(9, 1e-3, 0.75, k=1.0, alpha_over_n=True)
+                return CrossMapLRN(9, 1e-3 * s2, 0.75, k=1.0, alpha_over_n=True)
             return nn.Identity()
 
+        # 3x3 stride 2 rounded up (32 -> 16 -> 8 -> 4) or 2x2 stride 2 (the same sizes)
+        k, ceil = (3, True) if pool == "overlap" else (2, False)
+        c = 32 * columns
         self.features = nn.Sequential(
             OrderedDict(
                 [
-                    ("conv1", nn.Conv2d(in_chans, 32, 5, padding=2)),
+                    ("conv1", nn.Conv2d(in_chans, c, 5, padding=2)),
                     ("act1", make_activation(activation)),
-                    ("pool1", nn.MaxPool2d(3, 2, ceil_mode=True)),
-                    ("norm1", norm(32)),
-                    ("conv2", nn.Conv2d(32, 32, 5, padding=2)),
+                    ("pool1", nn.MaxPool2d(k, 2, ceil_mode=ceil)),
+                    ("norm1", norm(c)),
+                    ("conv2", nn.Conv2d(c, c, 5, padding=2, groups=columns)),
                     ("act2", make_activation(activation)),
-                    ("pool2", nn.AvgPool2d(3, 2, ceil_mode=True)),
-                    ("norm2", norm(32)),
-                    ("conv3", nn.Conv2d(32, 64, 5, padding=2)),
+                    ("pool2", nn.AvgPool2d(k, 2, ceil_mode=ceil)),
+                    ("norm2", norm(c)),
+                    ("conv3", nn.Conv2d(c, 64, 5, padding=2)),  # the columns meet here
                     ("act3", make_activation(activation)),
-                    ("pool3", nn.AvgPool2d(3, 2, ceil_mode=True)),
+                    ("pool3", nn.AvgPool2d(k, 2, ceil_mode=ceil)),
                 ]
             )
         )
+        with torch.no_grad():
+            flat = self.features(torch.zeros(1, in_chans, input_size, input_size)).numel()
+
+        def drop() -> list[tuple[str, nn.Module]]:
+            return [("drop", nn.Dropout(dropout))] if dropout > 0 else []
+
         head: list[tuple[str, nn.Module]] = [("flatten", nn.Flatten())]
         if fc64:
-            head += [("fc64", nn.Linear(64 * 4 * 4, 64)), ("act4", make_activation(activation))]
-        head += [("fc10", nn.Linear(64 if fc64 else 64 * 4 * 4, num_classes))]
+            head += [*drop(), ("fc64", nn.Linear(flat, hidden)), ("act4", make_activation(activation))]
+        head += [(n + "2" if n == "drop" and fc64 else n, m) for n, m in drop()]
+        head += [("fc10", nn.Linear(hidden if fc64 else flat, num_classes))]
         self.classifier = nn.Sequential(OrderedDict(head))
         self.init_weights(init, fc_std=0.1 if fc64 else 0.01)
 
@@ -90,6 +127,8 @@ class CudaConvnetCifar(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The input of the output layer (flattened pool3, or fc64 after its ReLU)."""
+        if isinstance(self.classifier[-2], nn.Dropout):
+            return self.classifier[:-2](self.features(x))
         return self.classifier[:-1](self.features(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -98,15 +137,21 @@ class CudaConvnetCifar(nn.Module):
 
 @register_model("cifar_80sec", input_size=32, num_classes=10, description="cuda-convnet layers-80sec CIFAR-10 net (26% in 80 s)")
 def cifar_80sec(
-    *, num_classes: int = 10, in_chans: int = 3, activation: str = "relu", lrn: str = "none", init: str = "cuda-convnet"
+    *, num_classes: int = 10, in_chans: int = 3, activation: str = "relu", lrn: str = "none", pool: str = "overlap",
+    dropout: float = 0.0, columns: int = 1, hidden: int = 64, input_size: int = 32, lrn_scale: float = 1.0,
+    init: str = "cuda-convnet",
 ) -> CudaConvnetCifar:
     """cuda-convnet's layers-80sec: conv32-maxpool-conv32-avgpool-conv64-avgpool-fc64-fc10."""
-    return CudaConvnetCifar(num_classes, in_chans=in_chans, activation=activation, lrn=lrn, fc64=True, init=init)
+    return CudaConvnetCifar(num_classes, in_chans=in_chans, activation=activation, lrn=lrn, fc64=True, hidden=hidden,
+                            pool=pool, dropout=dropout, columns=columns, input_size=input_size, lrn_scale=lrn_scale,
+                            init=init)
 
 
 @register_model("cifar_18pct", input_size=32, num_classes=10, description="cuda-convnet layers-18pct CIFAR-10 net (18% in 20 min)")
 def cifar_18pct(
-    *, num_classes: int = 10, in_chans: int = 3, activation: str = "relu", lrn: str = "spatial", init: str = "cuda-convnet"
+    *, num_classes: int = 10, in_chans: int = 3, activation: str = "relu", lrn: str = "spatial", pool: str = "overlap",
+    dropout: float = 0.0, columns: int = 1, input_size: int = 32, lrn_scale: float = 1.0, init: str = "cuda-convnet",
 ) -> CudaConvnetCifar:
     """cuda-convnet's layers-18pct: conv32-maxpool-rnorm-conv32-avgpool-rnorm-conv64-avgpool-fc10."""
-    return CudaConvnetCifar(num_classes, in_chans=in_chans, activation=activation, lrn=lrn, fc64=False, init=init)
+    return CudaConvnetCifar(num_classes, in_chans=in_chans, activation=activation, lrn=lrn, fc64=False, pool=pool,
+                            dropout=dropout, columns=columns, input_size=input_size, lrn_scale=lrn_scale, init=init)
