@@ -61,6 +61,7 @@ class TrainConfig:
     compile: bool = False  # torch.compile the network (a minute or more of compiling first)
     accumulate: int = 1  # split each batch into this many sequential micro-batches (same gradients, less memory)
     eval_every: int = 1  # evaluate every N epochs (and always after the last)
+    target_train_error: float = 0.0  # end the run after the first epoch whose training error is at most this (0: off)
     ten_crop_eval: bool = False  # the last evaluation averages the ten patches (the paper's test, §4.1)
     checkpoint_every: int = 0  # also write last.pt every N steps, mid-epoch (0: at the end of each epoch only)
 
@@ -84,7 +85,7 @@ class TrainConfig:
             if not getattr(self, key) > 0:
                 raise bad(key, f"must be positive, not {getattr(self, key)}")
         for key in ("weight_decay", "momentum", "warmup_epochs", "pad", "translate", "workers", "label_smoothing",
-                    "pca_lighting", "checkpoint_every"):
+                    "pca_lighting", "checkpoint_every", "target_train_error"):
             if getattr(self, key) < 0:
                 raise bad(key, f"must not be negative, not {getattr(self, key)}")
         for key in ("image_size", "crop_size", "max_train_images", "max_val_images"):

@@ -47,7 +47,7 @@ IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
 
 METRIC_FIELDS = [
     "epoch", "lr", "train_loss", "train_top1_error", "val_loss", "val_top1_error", "val_top5_error",
-    "val_images", "epoch_seconds", "elapsed_seconds", "images_per_sec",
+    "val_images", "train_seconds", "epoch_seconds", "elapsed_seconds", "images_per_sec",
 ]
 
 
@@ -449,6 +449,8 @@ def _train(cfg: TrainConfig, dinfo: Any, *, progress: bool, log: Callable[[str],
         transform = EvalTransform.from_dict(ck["eval_transform"])
         if scaler.is_enabled() and "scaler" in st:
             scaler.load_state_dict(st["scaler"])
+        if cfg.target_train_error and rows and rows[-1]["train_top1_error"] <= cfg.target_train_error:
+            start_epoch = cfg.epochs  # it had ended at its target: nothing left to train
         if st.get("batches_done", 0) > 0:
             partial = st
             say(f"resuming {out} in epoch {start_epoch + 1}, after step {st['batches_done']} of {len(train_loader)}")
@@ -568,7 +570,8 @@ def _train(cfg: TrainConfig, dinfo: Any, *, progress: bool, log: Callable[[str],
                 raise KeyboardInterrupt
             loss_sum, correct, seen = state.loss_sum, state.correct, state.seen
             train_time = time.perf_counter() - t0
-            last = epoch + 1 == cfg.epochs
+            reached = 0 < cfg.target_train_error and 1 - correct / max(seen, 1) <= cfg.target_train_error
+            last = epoch + 1 == cfg.epochs or reached
             if (epoch + 1) % cfg.eval_every == 0 or last:
                 final = evaluate_model(model, val_loader, transform, classes, device=device,
                                        precision=cfg.precision, channels_last=channels_last, progress=progress,
@@ -584,6 +587,7 @@ def _train(cfg: TrainConfig, dinfo: Any, *, progress: bool, log: Callable[[str],
                 "val_top1_error": final.top1_error if final else math.nan,
                 "val_top5_error": final.top5_error if final else math.nan,
                 "val_images": final.n if final else 0,
+                "train_seconds": train_time,
                 "epoch_seconds": time.perf_counter() - t0,
                 "elapsed_seconds": elapsed_before + time.perf_counter() - t_start,
                 "images_per_sec": (seen - seen_before) / train_time,
@@ -614,6 +618,10 @@ def _train(cfg: TrainConfig, dinfo: Any, *, progress: bool, log: Callable[[str],
                 plot_curves(out / "curves.png", rows, f"{cfg.model} on {cfg.data}")
             if any_true(bool(stop_signal), device):
                 raise KeyboardInterrupt
+            if reached:
+                say(f"training error {row['train_top1_error']:.2%} reached the target "
+                    f"{cfg.target_train_error:.2%}: the run ends at epoch {epoch + 1}")
+                break
     except KeyboardInterrupt:
         say(f"\ninterrupted: {out}/last.pt holds the run as far as it got; continue with --resume")
         raise
@@ -623,7 +631,7 @@ def _train(cfg: TrainConfig, dinfo: Any, *, progress: bool, log: Callable[[str],
         if writer is not None:
             writer.close()
     if final is not None and main:
-        plot_confusion(final, out / "confusion.png", f"{cfg.model}, epoch {cfg.epochs}: " +
+        plot_confusion(final, out / "confusion.png", f"{cfg.model}, epoch {rows[-1]['epoch']}: " +
                        f"top-1 error {final.top1_error:.2%}, top-{final.k} error {final.top5_error:.2%}")
     skipped = list(getattr(train_ds, "skipped", [])) + list(getattr(val_ds, "skipped", [])) + train_loader.skipped
     return TrainResult(out, rows, best_err, best_epoch, final, elapsed_before + time.perf_counter() - t_start, skipped)
