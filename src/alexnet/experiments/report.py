@@ -1,0 +1,123 @@
+"""``alexnet report DIR...``: experiment folders gathered into one Markdown page and one
+self-contained HTML page (plots embedded), with a summary table of the verdicts first."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..errors import UserError
+from .base import report_markdown
+
+VERDICT_COLOURS = {"reproduced": "#1a7f37", "partly": "#9a6700", "not reproduced": "#cf222e"}
+
+
+def load_results(dirs: Sequence[str | os.PathLike[str]]) -> list[tuple[Path, dict[str, Any]]]:
+    out = []
+    for d in dirs:
+        p = Path(d)
+        f = p / "result.json" if p.is_dir() else p
+        if not f.is_file():
+            raise UserError(f"{d}: no result.json (run `alexnet experiment NAME --out {d}` first)")
+        try:
+            out.append((f.parent, json.loads(f.read_text())))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise UserError(f"{f}: not a result file ({e})") from None
+        for key in ("experiment", "title", "table", "verdict", "plots", "settings", "machine", "versions"):
+            if key not in out[-1][1]:
+                raise UserError(f"{f}: not an experiment result (no {key!r})")
+    if not out:
+        raise UserError("report: give at least one experiment folder")
+    return out
+
+
+def _headline(result: dict[str, Any]) -> str:
+    """The row of the table whose paper column names the claimed figure, for the summary."""
+    rows = [r for r in result["table"] if r["paper"] not in ("—", "")]
+    return rows[-1]["ours"] if rows else (result["table"][0]["ours"] if result["table"] else "")
+
+
+def write_report(dirs: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """Write ``out`` (.md) and the same name with .html; returns both paths."""
+    results = load_results(dirs)
+    md_path = Path(out)
+    if md_path.suffix != ".md":
+        md_path = md_path.with_suffix(".md")
+    md_path.parent.mkdir(parents=True, exist_ok=True)
+    html_path = md_path.with_suffix(".html")
+    base = md_path.parent.resolve()
+
+    lines = ["# AlexNet (2012): the paper's claims, measured", "",
+             "| experiment | paper's claim | ours | verdict |", "| --- | --- | --- | --- |"]
+    for folder, r in results:
+        paper = next((row["paper"] for row in reversed(r["table"]) if row["paper"] not in ("—", "")), "")
+        lines.append(f"| [{r['experiment']}](#{_anchor(r['title'])}) | {paper} | {_headline(r)} | "
+                     f"**{r['verdict']['status']}** |")
+    lines.append("")
+    for folder, r in results:
+        prefix = os.path.relpath(folder.resolve(), base).replace(os.sep, "/") + "/"
+        lines.append(report_markdown(r, heading="##", image_prefix="" if prefix == "./" else prefix))
+    md_path.write_text("\n".join(lines))
+    html_path.write_text(_html(results))
+    return md_path, html_path
+
+
+def _anchor(title: str) -> str:
+    return re.sub(r"[^a-z0-9 -]", "", title.lower()).strip().replace(" ", "-")
+
+
+def _img(path: Path) -> str:
+    if not path.is_file():
+        return f"<p><em>missing plot: {html.escape(str(path))}</em></p>"
+    data = base64.b64encode(path.read_bytes()).decode()
+    return f'<img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}">'
+
+
+def _code(text: str) -> str:
+    """Markdown's `code` spans as <code>, the rest escaped."""
+    parts = text.split("`")
+    return "".join(f"<code>{html.escape(p)}</code>" if i % 2 else html.escape(p) for i, p in enumerate(parts))
+
+
+def _html(results: list[tuple[Path, dict[str, Any]]]) -> str:
+    e = html.escape
+    out = ["<!doctype html><html><head><meta charset='utf-8'><title>AlexNet: the paper's claims, measured</title>",
+           "<style>body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
+           "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;"
+           "vertical-align:top}th{background:#f4f4f4}img{max-width:100%;margin:0.5em 0}code{background:#f4f4f4;"
+           "padding:1px 4px}.v{font-weight:bold}.small{color:#555;font-size:0.9em}</style></head><body>",
+           "<h1>AlexNet (2012): the paper's claims, measured</h1>",
+           "<table><tr><th>experiment</th><th>paper's claim</th><th>ours</th><th>verdict</th></tr>"]
+    for _, r in results:
+        paper = next((row["paper"] for row in reversed(r["table"]) if row["paper"] not in ("—", "")), "")
+        status = r["verdict"]["status"]
+        out.append(f"<tr><td><a href='#{_anchor(r['title'])}'>{e(r['experiment'])}</a></td><td>{e(paper)}</td>"
+                   f"<td>{e(_headline(r))}</td><td class='v' style='color:{VERDICT_COLOURS.get(status, '#222')}'>"
+                   f"{e(status)}</td></tr>")
+    out.append("</table>")
+    for folder, r in results:
+        status = r["verdict"]["status"]
+        s, m = r["settings"], r["machine"]
+        out += [f"<h2 id='{_anchor(r['title'])}'>{e(r['title'])}</h2>",
+                f"<p><b>Claim</b> ({e(r['section'])}): {e(r['claim'])}</p>",
+                "<table><tr><th>quantity</th><th>paper</th><th>ours</th></tr>",
+                *[f"<tr><td>{e(row['quantity'])}</td><td>{e(row['paper'])}</td><td>{e(row['ours'])}</td></tr>"
+                  for row in r["table"]],
+                "</table>",
+                f"<p class='v' style='color:{VERDICT_COLOURS.get(status, '#222')}'>Verdict: {e(status)}</p>"
+                f"<p>{e(r['verdict']['reason'])}.</p>"]
+        if r.get("notes"):
+            out.append("<ul>" + "".join(f"<li>{e(n)}</li>" for n in r["notes"]) + "</ul>")
+        out += [_img(folder / p) for p in r["plots"]]
+        out.append(f"<p class='small'>Command: {_code('`' + r['command'] + '`')}<br>{len(s['seeds'])} seed(s), "
+                   f"{s['epochs']} epochs per run, training images: {e(str(s['train_images'] or 'all'))}; "
+                   f"{len(r['runs'])} runs, {r['seconds'] / 60:.1f} min on {e(m['cpu'])} "
+                   f"({m['torch_threads']} threads); torch {e(r['versions']['torch'])}; finished "
+                   f"{e(r.get('finished', ''))}.</p>")
+    out.append("</body></html>")
+    return "\n".join(out)

@@ -1,0 +1,246 @@
+"""The paper experiments in tiny configurations (generated data, a few steps), the report page and
+the qualitative figures (kernels, nearest neighbours)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from alexnet.cli import main
+from alexnet.experiments import EXPERIMENTS, run_experiment
+from alexnet.experiments.base import epochs_to_reach, judge_gain, seconds_to_reach, stats
+from alexnet.experiments.report import write_report
+
+TINY = dict(seeds=2, epochs=1, train_images=48, overrides={"batch_size": 16, "workers": 0})
+ARMS = {"relu-vs-tanh": 2, "lrn": 3, "overlap-pool": 2, "dropout": 2, "augment": 3, "ten-crop": 1, "columns": 2,
+        "lenet5": 2}
+
+
+@pytest.fixture(scope="session")
+def digits_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An MNIST-like folder: 28x28 grey images, three classes told apart by a bar's height."""
+    root = tmp_path_factory.mktemp("digits")
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 24), ("test", 8)):
+        for c in range(3):
+            d = root / split / str(c)
+            d.mkdir(parents=True)
+            for i in range(n):
+                a = rng.integers(0, 40, (28, 28)).astype(np.uint8)
+                a[4 + 7 * c: 10 + 7 * c, 6:22] = 250
+                Image.fromarray(a).save(d / f"{i}.png")
+    return root
+
+
+@pytest.fixture(scope="session")
+def experiment_results(tiny_folder: Path, digits_folder: Path, tmp_path_factory: pytest.TempPathFactory
+                       ) -> dict[str, tuple[Path, dict]]:
+    root = tmp_path_factory.mktemp("experiments")
+    out = {}
+    for name, spec in EXPERIMENTS.items():
+        data = str(digits_folder if spec.data == "mnist" else tiny_folder)
+        out[name] = (root / name, run_experiment(name, data, root / name, progress=False, log=lambda s: None, **TINY))
+    return out
+
+
+def test_every_issue_experiment_is_registered() -> None:
+    assert set(ARMS) <= set(EXPERIMENTS)
+
+
+@pytest.mark.parametrize("name", sorted(ARMS))
+def test_experiment_writes_complete_results(name: str, experiment_results: dict) -> None:
+    folder, result = experiment_results[name]
+    on_disk = json.loads((folder / "result.json").read_text())
+    assert on_disk["experiment"] == name == result["experiment"]
+    for key in ("title", "section", "claim", "command", "table", "measured", "verdict", "plots", "runs", "seconds",
+                "machine", "versions", "settings"):
+        assert on_disk[key] not in (None, "", [], {}), key
+    assert on_disk["settings"]["seeds"] == [0, 1]
+    assert on_disk["verdict"]["status"] in ("reproduced", "partly", "not reproduced")
+    assert on_disk["verdict"]["reason"]
+    assert on_disk["versions"]["torch"] == torch.__version__
+    # every arm trained for every seed, each a complete run folder
+    assert len(on_disk["runs"]) == 2 * ARMS[name]
+    for run in on_disk["runs"]:
+        assert 0.0 <= run["test_top1_error"] <= 1.0
+        assert (folder / run["folder"] / "last.pt").is_file()
+        assert (folder / run["folder"] / "run.json").is_file()
+    for row in on_disk["table"]:
+        assert row["quantity"] and row["paper"] and row["ours"]
+    # the paper's figure is in the table, beside ours
+    assert any(row["paper"] not in ("—",) for row in on_disk["table"])
+    for plot in on_disk["plots"]:
+        assert (folder / plot).stat().st_size > 5000
+    report = (folder / "report.md").read_text()
+    assert on_disk["title"] in report and on_disk["verdict"]["status"] in report
+    assert all(f"]({p})" in report for p in on_disk["plots"])
+
+
+def test_relu_vs_tanh_measures_the_figure_1_quantities(experiment_results: dict) -> None:
+    folder, r = experiment_results["relu-vs-tanh"]
+    m = r["measured"]
+    assert set(m["chosen_lr"]) == {"relu", "tanh"}
+    assert set(m["lr_search"]["relu"]) == {"0.005", "0.01", "0.02", "0.05", "0.1"}
+    assert m["target_train_error"] == 0.25
+    assert (folder / "figure1.png").is_file() and (folder / "lr_search.png").is_file()
+    for run in r["runs"]:  # the runs stop at the target: at most the epochs asked for
+        assert run["epochs"] <= r["settings"]["epochs"]
+
+
+def test_gap_experiments_measure_the_training_set(experiment_results: dict) -> None:
+    for name in ("overlap-pool", "dropout", "augment"):
+        _, r = experiment_results[name]
+        for run in r["runs"]:
+            assert 0.0 <= run["train_eval_top1_error"] <= 1.0
+    _, r = experiment_results["ten-crop"]
+    for run in r["runs"]:
+        assert 0.0 <= run["ten_crop_top1_error"] <= 1.0
+        assert run["centre_top1_error"] == pytest.approx(run["test_top1_error"])
+
+
+def test_rerun_reuses_finished_runs_and_adds_seeds(tiny_folder: Path, experiment_results: dict) -> None:
+    folder, first = experiment_results["lrn"]
+    logs: list[str] = []
+    again = run_experiment("lrn", str(tiny_folder), folder, progress=False, log=logs.append,
+                           **{**TINY, "seeds": 3})
+    reused = [s for s in logs if "reusing" in s]
+    trained = [s for s in logs if s.startswith("[lrn] training")]
+    assert len(reused) == 6 and len(trained) == 3  # seeds 0 and 1 kept, seed 2 trained for every arm
+    assert [r["test_top1_error"] for r in again["runs"][:6]] == [r["test_top1_error"] for r in first["runs"]]
+
+
+def test_an_interrupted_run_is_resumed_not_restarted(tiny_folder: Path, experiment_results: dict) -> None:
+    folder, first = experiment_results["overlap-pool"]
+    run = folder / first["runs"][0]["folder"]
+    (run / "run.json").unlink()  # as if the process died after the run's last checkpoint
+    logs: list[str] = []
+    again = run_experiment("overlap-pool", str(tiny_folder), folder, progress=False, log=logs.append, **TINY)
+    assert any("resuming" in s for s in logs) and not any(s.startswith("[overlap-pool] training") for s in logs)
+    assert again["runs"][0]["test_top1_error"] == first["runs"][0]["test_top1_error"]
+    assert (run / "run.json").is_file()
+
+
+def test_report_gathers_folders_into_markdown_and_html(experiment_results: dict, tmp_path: Path) -> None:
+    dirs = [experiment_results[n][0] for n in ("relu-vs-tanh", "ten-crop", "lenet5")]
+    assert main(["report", *map(str, dirs), "--out", str(tmp_path / "paper.md")]) == 0
+    md = (tmp_path / "paper.md").read_text()
+    page = (tmp_path / "paper.html").read_text()
+    for d in dirs:
+        r = json.loads((d / "result.json").read_text())
+        assert r["title"] in md and r["title"] in page
+        for plot in r["plots"]:  # Markdown links resolve from the page's folder
+            link = next(line for line in md.splitlines() if line.endswith(f"{plot})"))
+            assert (tmp_path / link.split("](")[1][:-1]).resolve().is_file()
+    assert page.count("data:image/png;base64,") == sum(
+        len(json.loads((d / "result.json").read_text())["plots"]) for d in dirs)
+    assert "| experiment | paper's claim | ours | verdict |" in md
+
+
+def test_report_and_experiment_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["report", str(tmp_path)]) == 2
+    assert "no result.json" in capsys.readouterr().err
+    assert main(["experiment", "no-such-thing"]) == 2
+    err = capsys.readouterr().err
+    assert "not one of" in err and len(err.strip().splitlines()) == 1
+    assert main(["experiment", "lrn", "--data", str(tmp_path / "missing"), "--seeds", "0"]) == 2
+    assert "--seeds" in capsys.readouterr().err
+
+
+def test_experiment_list(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["experiment", "list"]) == 0
+    out = capsys.readouterr().out
+    for name in ARMS:
+        assert name in out
+
+
+def test_experiment_cli_prints_the_table(tiny_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["experiment", "ten-crop", "--data", str(tiny_folder), "--out", str(tmp_path / "tc"), "--seeds", "1",
+            "--epochs", "1", "--train-images", "30", "--quiet"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "top-1 error, ten patches averaged" in out and "verdict:" in out
+    r = json.loads((tmp_path / "tc" / "result.json").read_text())
+    assert r["command"].startswith("alexnet experiment ten-crop --data")
+
+
+# -- statistics and verdicts ------------------------------------------------------------------------
+def test_epochs_to_reach_interpolates_between_epochs() -> None:
+    assert epochs_to_reach([0.5, 0.3, 0.2], 0.25) == pytest.approx(2.5)
+    assert epochs_to_reach([0.2, 0.1], 0.25) == 1.0
+    assert math.isnan(epochs_to_reach([0.5, 0.4], 0.25))
+    assert seconds_to_reach([0.5, 0.3, 0.2], [10.0, 20.0, 30.0], 0.25) == pytest.approx(25.0)
+
+
+def test_judge_gain() -> None:
+    assert judge_gain([0.02, 0.021, 0.019], 0.02, "x")[0] == "reproduced"
+    assert judge_gain([0.002, 0.0021, 0.0019], 0.02, "x")[0] == "partly"  # real but a tenth of the paper's
+    assert judge_gain([0.03, -0.02, 0.01], 0.02, "x")[0] == "partly"  # the sign, within the noise
+    assert judge_gain([-0.01, -0.02, -0.01], 0.02, "x")[0] == "not reproduced"
+    assert judge_gain([0.05], 0.02, "x")[0] == "partly"  # one seed cannot tell
+    s = stats([0.1, 0.2, math.nan])
+    assert s["n"] == 2 and s["mean"] == pytest.approx(0.15)
+
+
+# -- qualitative figures ----------------------------------------------------------------------------
+def test_visualize_kernels(trained_run: Path, tmp_path: Path) -> None:
+    from alexnet.visualize import kernel_tiles
+
+    assert main(["visualize", "kernels", str(trained_run), "--out", str(tmp_path / "k.png")]) == 0
+    assert Image.open(tmp_path / "k.png").size[0] > 200
+    w = torch.randn(8, 3, 5, 5)
+    t = kernel_tiles(w)
+    assert t.shape == (8, 5, 5, 3) and t.min() >= 0 and t.max() <= 1
+    per = t.reshape(8, -1)  # each kernel scaled on its own: its largest weight touches 0 or 1
+    assert np.all(np.isclose(per.max(1), 1.0) | np.isclose(per.min(1), 0.0))
+
+
+def test_visualize_kernels_of_alexnet_shows_both_columns(tmp_path: Path) -> None:
+    from alexnet.models import create_model
+    from alexnet.visualize import plot_kernels
+
+    model = create_model("alexnet", num_classes=10)
+    out = plot_kernels(model, tmp_path / "k.png", columns=2)
+    img = Image.open(out)
+    assert img.size[0] > img.size[1]  # two panels side by side
+
+
+def test_neighbors_finds_the_query_itself(trained_run: Path, tiny_folder: Path, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    queries = [str(tiny_folder / "train" / "red" / "0003.png"), str(tiny_folder / "train" / "blue" / "0010.png")]
+    assert main(["neighbors", str(trained_run), "--query", *queries, "--data", str(tiny_folder), "--k", "4",
+                 "--out", str(tmp_path / "nn.png"), "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert (tmp_path / "nn.png").is_file() and r["searched"] == 180
+    for q, label in zip(r["queries"], ("red", "blue")):
+        first = q["neighbours"][0]
+        assert first["distance"] == pytest.approx(0.0, abs=1e-3) and first["label"] == label
+        d = [n["distance"] for n in q["neighbours"]]
+        assert d == sorted(d) and len(d) == 4
+
+
+def test_neighbors_bad_query_is_one_line(trained_run: Path, tiny_folder: Path, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not an image")
+    assert main(["neighbors", str(trained_run), "--query", str(bad), "--data", str(tiny_folder)]) == 2
+    assert "--query" in capsys.readouterr().err
+
+
+# -- the options the experiments use ------------------------------------------------------------------
+def test_target_train_error_ends_the_run(tiny_folder: Path, tmp_path: Path) -> None:
+    from alexnet import TrainConfig
+    from alexnet.train import train
+
+    cfg = TrainConfig(model="cifar_80sec", data=str(tiny_folder), out=str(tmp_path / "r"), epochs=30, batch_size=32,
+                      lr=0.05, schedule="constant", model_options={"init": "torch"}, workers=0,
+                      target_train_error=0.5)
+    r = train(cfg, progress=False, log=lambda s: None)
+    assert len(r.metrics) < 30 and r.metrics[-1]["train_top1_error"] <= 0.5
+    assert all(m["train_top1_error"] > 0.5 for m in r.metrics[:-1])
+    assert not math.isnan(r.metrics[-1]["val_top1_error"])
