@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DATA   ?= ../shared/data
 
-.PHONY: install test test-realdata test-all demo bench clean
+.PHONY: install test test-realdata test-all demo bench experiments clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,9 @@ demo: $(STAMP)  ## train on the bundled CIFAR-10 sample, evaluate, classify a fe
 
 bench: $(STAMP)  ## time-to-accuracy of the shipped recipes on the real data (about 30 min)
 	$(BIN)/python benchmarks/time_to_accuracy.py --data-root $(DATA)
+
+experiments: $(STAMP)  ## every paper experiment with its defaults on the real data, then the report (about 95 min)
+	ALEXNET=$(BIN)/alexnet benchmarks/paper_experiments.sh $(DATA) runs/paper
 
 clean:
 	rm -rf $(VENV) .pytest_cache build src/*.egg-info

@@ -6,6 +6,10 @@
     alexnet predict RUN_OR_CKPT IMAGE_OR_DIR... [--top-k 5] [--json]
     alexnet prepare SRC DST [--size 256] [--workers N]
     alexnet demo
+    alexnet experiment list | NAME --data SPEC --out DIR [--seeds K] [--epochs N]
+    alexnet report DIR... [--out FILE.md]
+    alexnet visualize kernels RUN [--out PNG]
+    alexnet neighbors RUN --query IMAGE... --data SPEC [--k 6] [--out PNG]
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import argparse
 import dataclasses
 import json
 import os
+import shlex
 import sys
 import tomllib
 import typing
@@ -242,6 +247,80 @@ def cmd_bench_loader(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------------ experiments
+
+
+def cmd_experiment(args: argparse.Namespace) -> int:
+    from .experiments import EXPERIMENTS, run_experiment
+
+    if args.name == "list":
+        print(f"{'experiment':<14}{'data':<9}{'seeds':>6}{'epochs':>7}{'images':>8}{'minutes':>9}  claim")
+        for spec in EXPERIMENTS.values():
+            minutes = f"{spec.minutes:.0f}" if spec.minutes else "?"
+            print(f"{spec.name:<14}{spec.data:<9}{spec.seeds:>6}{spec.epochs:>7}{spec.train_images or 'all':>8}"
+                  f"{minutes:>9}  {spec.title}")
+        print("\nminutes: the default settings on a 2-core CPU (see the README's \"Reproducing the paper\")")
+        return 0
+    if args.name not in EXPERIMENTS:
+        raise UserError(f"experiment {args.name!r}: not one of {', '.join(EXPERIMENTS)} (see `alexnet experiment list`)")
+    spec = EXPERIMENTS[args.name]
+    data = args.data or spec.data
+    out = args.out or f"runs/experiments/{spec.name}"
+    command = "alexnet " + shlex.join(args.argv) if getattr(args, "argv", None) else None
+    r = run_experiment(spec.name, data, out, seeds=args.seeds, epochs=args.epochs, train_images=args.train_images,
+                       val_images=args.val_images, device=args.device, progress=not args.quiet, command=command)
+    if args.json:
+        print(json.dumps(r, indent=2))
+        return 0
+    print(f"\n{r['title']}")
+    width = max(len(row["quantity"]) for row in r["table"])
+    for row in r["table"]:
+        print(f"  {row['quantity']:<{width}}  paper: {row['paper']:<14}  ours: {row['ours']}")
+    print(f"verdict: {r['verdict']['status']}: {r['verdict']['reason']}")
+    print(f"{r['seconds'] / 60:.1f} min; {out}/report.md, {out}/result.json, " + ", ".join(f"{out}/{p}" for p in r["plots"]))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .experiments.report import write_report
+
+    md, page = write_report(args.dirs, args.out)
+    print(f"wrote {md} and {page}")
+    return 0
+
+
+def cmd_visualize(args: argparse.Namespace) -> int:
+    from .predict import load
+    from .visualize import plot_kernels
+
+    clf = load(args.run, args.device)
+    columns = int(clf.checkpoint.get("model_options", {}).get("columns", 2 if clf.name == "alexnet" else 1))
+    run = Path(args.run)
+    out = Path(args.out) if args.out else (run if run.is_dir() else run.parent) / "kernels.png"
+    plot_kernels(clf.model, out, columns=columns)
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_neighbors(args: argparse.Namespace) -> int:
+    from .visualize import nearest_neighbours
+
+    if args.k < 1:
+        raise UserError(f"--k: must be at least 1, not {args.k}")
+    run = Path(args.run)
+    out = Path(args.out) if args.out else (run if run.is_dir() else run.parent) / "neighbors.png"
+    r = nearest_neighbours(args.run, args.query, args.data, out, k=args.k, max_images=args.max_images,
+                           device=args.device, progress=not args.json)
+    if args.json:
+        print(json.dumps(r, indent=2))
+    else:
+        for q in r["queries"]:
+            near = ", ".join(f"{n['label']} ({n['distance']:.1f})" for n in q["neighbours"])
+            print(f"{q['query']}: predicted {q['prediction']}; nearest: {near}")
+        print(f"wrote {out} ({r['searched']:,} training images searched)")
+    return 0
+
+
 # ------------------------------------------------------------------------------------------ main
 
 
@@ -312,12 +391,53 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default="runs/demo", help="the run folder (default: runs/demo)")
     d.add_argument("--epochs", type=int, default=None)
     d.set_defaults(func=lambda a: __import__("alexnet.demo", fromlist=["main"]).main(a))
+
+    x = sub.add_parser("experiment", help="reproduce one of the paper's claims (`alexnet experiment list`)",
+                       description="Run one of the paper's claims as an experiment: trains its arms over seeds, then "
+                       "writes result.json, report.md and plots into --out. Finished runs are reused when rerun.")
+    x.add_argument("name", metavar="NAME", help="an experiment name, or 'list'")
+    x.add_argument("--data", metavar="SPEC", help="cifar10[:ROOT], mnist[:ROOT] or an image folder (default: the kind the experiment uses)")
+    x.add_argument("--out", metavar="DIR", help="the experiment folder (default: runs/experiments/NAME)")
+    x.add_argument("--seeds", type=int, metavar="K", help="seeds per arm (default: the experiment's)")
+    x.add_argument("--epochs", type=int, metavar="N", help="epochs per run (default: the experiment's)")
+    x.add_argument("--train-images", type=int, metavar="N", help="train on a random subset of N images per seed")
+    x.add_argument("--val-images", type=int, metavar="N", help="test on a random subset of N images")
+    x.add_argument("--device", default="auto")
+    x.add_argument("--json", action="store_true", help="print result.json")
+    x.add_argument("--quiet", action="store_true", help="no progress bars")
+    x.set_defaults(func=cmd_experiment)
+
+    rp = sub.add_parser("report", help="gather experiment folders into one Markdown and HTML page")
+    rp.add_argument("dirs", nargs="+", metavar="DIR", help="experiment folders (each with result.json)")
+    rp.add_argument("--out", default="report.md", metavar="FILE.md", help="the Markdown page; the HTML goes beside it")
+    rp.set_defaults(func=cmd_report)
+
+    v = sub.add_parser("visualize", help="the paper's figures from a checkpoint").add_subparsers(
+        dest="what", required=True, metavar="WHAT")
+    vk = v.add_parser("kernels", help="the first conv layer's kernels as a grid (Figure 3)")
+    vk.add_argument("run", metavar="RUN_OR_CKPT")
+    vk.add_argument("--out", metavar="PNG", help="default: RUN/kernels.png")
+    vk.add_argument("--device", default="cpu")
+    vk.set_defaults(func=cmd_visualize)
+
+    nb = sub.add_parser("neighbors", help="training images nearest to query images in the last hidden layer (Figure 4)")
+    nb.add_argument("run", metavar="RUN_OR_CKPT")
+    nb.add_argument("--query", nargs="+", required=True, metavar="IMAGE", help="query images")
+    nb.add_argument("--data", required=True, metavar="SPEC", help="the dataset whose training images are searched")
+    nb.add_argument("--k", type=int, default=6, help="neighbours per query (default 6)")
+    nb.add_argument("--max-images", type=int, metavar="N", help="search a random subset of N training images")
+    nb.add_argument("--out", metavar="PNG", help="default: RUN/neighbors.png")
+    nb.add_argument("--device", default="auto")
+    nb.add_argument("--json", action="store_true", help="print the neighbours as JSON")
+    nb.set_defaults(func=cmd_neighbors)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.argv = argv
     try:
         return int(args.func(args) or 0)
     except UserError as e:
