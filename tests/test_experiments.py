@@ -183,6 +183,10 @@ def test_judge_gain() -> None:
     assert judge_gain([0.03, -0.02, 0.01], 0.02, "x")[0] == "partly"  # the sign, within the noise
     assert judge_gain([-0.01, -0.02, -0.01], 0.02, "x")[0] == "not reproduced"
     assert judge_gain([0.05], 0.02, "x")[0] == "partly"  # one seed cannot tell
+    # no number in the paper: beyond the noise is enough, and the reason cites none
+    verdict, reason = judge_gain([0.002, 0.0021, 0.0019], None, "x")
+    assert verdict == "reproduced" and "paper" not in reason
+    assert judge_gain([0.0, 0.0], None, "x")[0] == "not reproduced"
     s = stats([0.1, 0.2, math.nan])
     assert s["n"] == 2 and s["mean"] == pytest.approx(0.15)
 

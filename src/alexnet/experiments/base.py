@@ -15,6 +15,7 @@ import json
 import math
 import os
 import platform
+import re
 import shlex
 import shutil
 import statistics
@@ -123,7 +124,8 @@ class Context:
         self.device, self.progress = device, progress
         self.overrides = dict(overrides or {})
         self.log = log or (lambda s: print(s, file=sys.stderr, flush=True))
-        self.runs: list[Run] = []
+        self.runs: list[Run] = []  # the runs the result reports
+        self.all_runs: list[Run] = []  # and any others it trained (a learning-rate search), for the time
 
     # -- training -----------------------------------------------------------------------------
     def config(self, arm: str, seed: int, base: dict[str, Any], **changes: Any) -> TrainConfig:
@@ -131,7 +133,7 @@ class Context:
         options = {**base.get("model_options", {}), **changes.get("model_options", {})}
         values["model_options"] = options
         values.setdefault("epochs", self.epochs)
-        values.update(data=self.data, out=str(self.out / "runs" / f"{arm}-s{seed}"), seed=seed, device=self.device,
+        values.update(data=self.data, out=str(self.out / "runs" / f"{slug(arm)}-s{seed}"), seed=seed, device=self.device,
                       max_train_images=values.get("max_train_images", self.train_images),
                       max_val_images=self.val_images)
         values.update({k: v for k, v in self.overrides.items() if k != "model_options"})
@@ -147,10 +149,11 @@ class Context:
         record = out / "run.json"
         if record.is_file():
             saved = json.loads(record.read_text())
-            if saved.get("config") == cfg.to_dict():
+            if _without_out(saved.get("config", {})) == _without_out(cfg.to_dict()):  # the folder may have moved
                 self.log(f"[{self.spec.name}] {arm} seed {seed}: reusing {out}")
-                run = Run(arm, seed, out, saved["config"], saved["metrics"], saved["seconds"], saved.get("extra", {}))
+                run = Run(arm, seed, out, cfg.to_dict(), saved["metrics"], saved["seconds"], saved.get("extra", {}))
                 self.runs.append(run)
+                self.all_runs.append(run)
                 return run
         if (out / "last.pt").exists():
             if _same_config(out / "config.toml", cfg):  # interrupted: continue where it stopped
@@ -162,6 +165,7 @@ class Context:
         result = train(cfg, progress=self.progress, log=self.log)
         run = Run(arm, seed, out, cfg.to_dict(), result.metrics, result.seconds)
         self.runs.append(run)
+        self.all_runs.append(run)
         self.save_run(run)
         return run
 
@@ -203,13 +207,23 @@ class Context:
         return [r for r in self.runs if r.arm == arm]
 
 
+def slug(name: str) -> str:
+    """An arm's name as a folder name: "z=3, s=2" -> "z3-s2", "dropout 0.5" -> "dropout-0.5"."""
+    out = re.sub(r"[^a-z0-9.+]+", "-", name.lower().replace("=", "")).strip("-")
+    return out or "arm"
+
+
+def _without_out(config: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in config.items() if k != "out"}
+
+
 def _same_config(path: Path, cfg: TrainConfig) -> bool:
     try:
         saved = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
         return False
-    mine = {k: v for k, v in cfg.to_dict().items() if v is not None and k != "resume"}
-    return {k: v for k, v in saved.items() if k != "resume"} == mine
+    mine = {k: v for k, v in cfg.to_dict().items() if v is not None and k not in ("resume", "out")}
+    return {k: v for k, v in saved.items() if k not in ("resume", "out")} == mine
 
 
 def stats(values: list[float]) -> dict[str, Any]:
@@ -245,10 +259,11 @@ def points(values: list[float], digits: int = 2) -> str:
     return text + f" ({s['n']} seed{'s' if s['n'] > 1 else ''})"
 
 
-def judge_gain(gains: list[float], paper_gain: float, what: str) -> tuple[str, str]:
+def judge_gain(gains: list[float], paper_gain: float | None, what: str) -> tuple[str, str]:
     """Verdict on a claimed improvement from its per-seed paired measurements (positive = as the
     paper says). Reproduced: the mean gain is beyond two standard errors and at least half the
-    paper's; partly: the right direction but smaller or within the noise; not: the wrong way."""
+    paper's (``None``: the paper gives no number, so beyond the noise is enough); partly: the right
+    direction but smaller or within the noise; not: the wrong way."""
     s = stats(gains)
     m, n = s["mean"], s["n"]
     if n == 0 or math.isnan(m):
@@ -259,11 +274,13 @@ def judge_gain(gains: list[float], paper_gain: float, what: str) -> tuple[str, s
     if m < 0:
         return "not reproduced", f"{what} goes the other way: {m * 100:+.2f} pts over {n} seed(s)"
     beyond_noise = n > 1 and m > 2 * se
-    if beyond_noise and m >= 0.5 * paper_gain:
-        return "reproduced", f"{what}: {m * 100:.2f} pts (paper: {paper_gain * 100:.1f}), beyond 2 standard errors over {n} seeds"
+    paper = "" if paper_gain is None else f"paper {paper_gain * 100:.1f}"
+    if beyond_noise and (paper_gain is None or m >= 0.5 * paper_gain):
+        return "reproduced", f"{what}: {m * 100:.2f} pts{' (' + paper + ')' if paper else ''}, beyond 2 standard errors over {n} seeds"
     if not beyond_noise:
         why = f"within 2 standard errors ({2 * se * 100:.2f} pts) over {n} seeds" if n > 1 else "a single seed"
-        return "partly", f"{what} has the paper's sign ({m * 100:+.2f} pts, paper {paper_gain * 100:.1f}) but is {why}"
+        return "partly", f"{what} has the paper's sign ({m * 100:+.2f} pts{', ' + paper if paper else ''}) but is {why}"
+    assert paper_gain is not None
     return "partly", f"{what} is real but smaller: {m * 100:.2f} pts against the paper's {paper_gain * 100:.1f}"
 
 
@@ -367,7 +384,7 @@ def run_experiment(name: str, data: str, out: str | os.PathLike[str], *, seeds: 
         "runs": [{"arm": r.arm, "seed": r.seed, "folder": str(r.out.relative_to(outp)), "seconds": r.seconds,
                   "test_top1_error": r.test_error, "epochs": len(r.metrics), **r.extra} for r in ctx.runs],
         "seconds": seconds,
-        "train_seconds": sum(r.seconds for r in ctx.runs),
+        "train_seconds": sum(r.seconds for r in ctx.all_runs),  # training and per-epoch evaluation, every run
         "machine": machine(),
         "versions": versions(),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -402,7 +419,7 @@ def report_markdown(result: dict[str, Any], *, heading: str = "#", image_prefix:
         "",
         f"Command: `{r['command']}`  ",
         f"Seeds {len(s['seeds'])}, {s['epochs']} epochs per run, training images: "
-        f"{s['train_images'] or 'all'}; {len(r['runs'])} runs, {r['seconds'] / 60:.1f} min in all "
+        f"{s['train_images'] or 'all'}; {len(r['runs'])} runs, {r['train_seconds'] / 60:.1f} min of training "
         f"on {m['cpu']} ({m['torch_threads']} threads{', ' + m['gpu'] if m.get('gpu') else ''}); "
         f"torch {r['versions']['torch']}, alexnet {r['versions']['alexnet']}, finished {r['finished']}.",
         "",

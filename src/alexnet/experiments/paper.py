@@ -35,6 +35,15 @@ def _paired(ctx: Context, base: dict[str, Any], arms: dict[str, dict[str, Any]])
     return runs
 
 
+def _num(values: list[float], unit: str = "", digits: int = 1) -> str:
+    """``6.5 ± 0.2 (3 seeds)`` of plain numbers (NaNs, runs that never got there, left out)."""
+    s = stats(values)
+    if s["n"] == 0:
+        return "not reached"
+    text = f"{s['mean']:.{digits}f}{unit}" + (f" ± {s['std']:.{digits}f}" if s["n"] > 1 else "")
+    return text + f" ({s['n']} seed{'s' if s['n'] > 1 else ''})"
+
+
 def _train_set_errors(ctx: Context, runs: list, n: int = 10000) -> list[float]:
     """Error of each run's final weights on (up to n of) the images it was trained on, without
     augmentation or dropout: the training side of the generalisation gap."""
@@ -47,7 +56,7 @@ def _train_set_errors(ctx: Context, runs: list, n: int = 10000) -> list[float]:
     "relu-vs-tanh", title="ReLU trains faster than tanh (Figure 1)", section="§3.1, Figure 1",
     claim="a four-layer CNN with ReLUs reaches 25% training error on CIFAR-10 six times faster than the "
           "same network with tanh neurons (no regularisation; learning rates chosen separately for each)",
-    data="cifar10", seeds=1, epochs=10, train_images=None,
+    data="cifar10", seeds=1, epochs=10, train_images=None, minutes=13.4,
 )
 def relu_vs_tanh(ctx: Context) -> Outcome:
     target = 0.25
@@ -141,7 +150,7 @@ def relu_vs_tanh(ctx: Context) -> Outcome:
 @experiment(
     "lrn", title="Local response normalisation lowers the error (§3.3)", section="§3.3",
     claim="on CIFAR-10 a four-layer CNN had 13% test error without normalisation and 11% with it",
-    data="cifar10", seeds=3, epochs=6, train_images=10000,
+    data="cifar10", seeds=3, epochs=6, train_images=10000, minutes=16.2,
 )
 def lrn(ctx: Context) -> Outcome:
     # Cross-map normalisation as the paper describes it: cuda-convnet's cmrnorm (9 maps, scale 0.001,
@@ -181,7 +190,7 @@ def lrn(ctx: Context) -> Outcome:
     "overlap-pool", title="Overlapping pooling (§3.4)", section="§3.4",
     claim="pooling with z=3, s=2 instead of z=2, s=2 lowers top-1 / top-5 error by 0.4% / 0.3%, and the "
           "network is slightly harder to overfit",
-    data="cifar10", seeds=3, epochs=10, train_images=10000,
+    data="cifar10", seeds=3, epochs=10, train_images=10000, minutes=11.7,
 )
 def overlap_pool(ctx: Context) -> Outcome:
     # no augmentation, so that overfitting (the train/test gap) shows within a few epochs
@@ -198,10 +207,10 @@ def overlap_pool(ctx: Context) -> Outcome:
     rows = [
         Row("test error, z=2 s=2", "—", pct(test["z=2, s=2"]), test["z=2, s=2"]),
         Row("test error, z=3 s=2", "—", pct(test["z=3, s=2"]), test["z=3, s=2"]),
-        Row("drop in test error (top-1)", "0.4 pts", points(gain), gain),
         Row("train/test gap, z=2 s=2", "—", points(gap["z=2, s=2"]), gap["z=2, s=2"]),
         Row("train/test gap, z=3 s=2", "smaller (\"slightly harder to overfit\")", points(gap["z=3, s=2"]),
             gap["z=3, s=2"]),
+        Row("drop in test error (top-1)", "0.4 pts", points(gain), gain),
     ]
     plots = [plot_arms(ctx.out / "overlap_pool.png", runs, "cifar_18pct, overlapping vs adjacent pooling")]
     gap_word = "smaller" if stats(gap_gain)["mean"] > 0 else "not smaller"
@@ -220,57 +229,66 @@ def overlap_pool(ctx: Context) -> Outcome:
     "dropout", title="Dropout removes overfitting, at twice the iterations (§4.2)", section="§4.2",
     claim="without dropout the network overfits substantially; dropout roughly doubles the number of "
           "iterations required to converge",
-    data="cifar10", seeds=3, epochs=12, train_images=10000,
+    data="cifar10", seeds=3, epochs=12, train_images=10000, minutes=13.8,
 )
 def dropout(ctx: Context) -> Outcome:
     # cifar_80sec with a 256-unit hidden layer, no augmentation and a constant rate so that neither
     # the schedule nor the data hides how fast each arm fits; dropout 0.5 on the inputs of both FC layers
-    target = 0.25
     base = {**CIFAR, **NO_AUGMENTATION, "model": "cifar_80sec", "schedule": "constant", "lr": 0.01,
             "model_options": {"init": "torch", "lrn": "none", "hidden": 256}}
-    runs = _paired(ctx, base, {"no dropout": {"model_options": {"dropout": 0.0}},
-                               "dropout 0.5": {"model_options": {"dropout": 0.5}}})
+    off, on = "no dropout", "dropout 0.5"
+    runs = _paired(ctx, base, {off: {"model_options": {"dropout": 0.0}}, on: {"model_options": {"dropout": 0.5}}})
     test = {a: [r.test_error for r in rs] for a, rs in runs.items()}
     train = {a: _train_set_errors(ctx, rs) for a, rs in runs.items()}
     gap = {a: [t - tr for t, tr in zip(test[a], train[a])] for a in runs}
     best = {a: [min(float(m["val_top1_error"]) for m in r.metrics) for r in rs] for a, rs in runs.items()}
-    ep = {a: [epochs_to_reach([float(m["train_top1_error"]) for m in r.metrics], target) for r in rs]
-          for a, rs in runs.items()}
-    ratio = [d / n for d, n in zip(ep["dropout 0.5"], ep["no dropout"])]
-    gap_gain = [a - b for a, b in zip(gap["no dropout"], gap["dropout 0.5"])]
-    verdict, reason = judge_gain(gap_gain, 0.05, "the drop in the train/test gap")
+    # Iterations to converge, measured as the epochs to fit the training set to a given level: the
+    # level the network without dropout reached after a third of the run; the ratio is how many
+    # times longer the network with dropout takes to get there (more than about 3x if it never does).
+    k = max(1, len(runs[off][0].metrics) // 3)
+    level = [float(r.metrics[k - 1]["train_top1_error"]) for r in runs[off]]
+    reach = [epochs_to_reach([float(m["train_top1_error"]) for m in r.metrics], lv) for r, lv in zip(runs[on], level)]
+    ratio = [e / k for e in reach]
+    censored = sum(math.isnan(x) for x in ratio)
+    gap_gain = [a - b for a, b in zip(gap[off], gap[on])]
+    v_gap, r_gap = judge_gain(gap_gain, None, "the drop in the train/test gap")
     rs = stats(ratio)
-
-    def fmt(values: list[float]) -> str:
-        s = stats(values)
-        return "not reached" if s["n"] == 0 else f"{s['mean']:.1f}" + (f" ± {s['std']:.1f}" if s["n"] > 1 else "") + \
-            f" ({s['n']} of {len(values)} runs)"
-
-    rows = [
-        Row("train/test gap without dropout", "large (\"overfits substantially\")", points(gap["no dropout"]),
-            gap["no dropout"]),
-        Row("train/test gap with dropout", "much smaller", points(gap["dropout 0.5"]), gap["dropout 0.5"]),
-        Row("final test error without / with dropout", "—",
-            f"{pct(test['no dropout'])} / {pct(test['dropout 0.5'])}", test["no dropout"] + test["dropout 0.5"]),
-        Row("best test error without / with dropout", "—",
-            f"{pct(best['no dropout'])} / {pct(best['dropout 0.5'])}", best["no dropout"] + best["dropout 0.5"]),
-        Row(f"epochs to {target:.0%} training error, without / with", "—",
-            f"{fmt(ep['no dropout'])} / {fmt(ep['dropout 0.5'])}", ep["no dropout"] + ep["dropout 0.5"]),
-        Row("iterations to converge, with / without", "about 2x", fmt(ratio) if rs["n"] else "n/a", ratio),
-    ]
-    if rs["n"] and verdict == "reproduced" and not 1.4 <= rs["mean"] <= 3.0:
+    slow_ok = rs["n"] > 0 and 1.4 <= rs["mean"] <= 3.0 and not censored
+    if v_gap == "reproduced" and slow_ok:
+        verdict = "reproduced"
+    elif v_gap != "not reproduced" or slow_ok:
         verdict = "partly"
-        reason += f"; the slow-down is {rs['mean']:.1f}x rather than about 2x"
+    else:
+        verdict = "not reproduced"
+    slow = (f"{rs['mean']:.1f}x slower to fit" if rs["n"] else "no measurement of the slow-down") + \
+        (f" ({censored} run(s) never got there)" if censored else "")
+    reason = f"{r_gap}; with dropout the network is {slow} (paper: about 2x)"
+    ratio_text = _num(ratio, "x", 2) if rs["n"] else "n/a"
+    if censored:
+        ratio_text += f"; {censored} run(s) more than {len(runs[on][0].metrics) / k:.1f}x"
+    rows = [
+        Row("train/test gap without dropout", "\"overfits substantially\"", points(gap[off]), gap[off]),
+        Row("train/test gap with dropout", "much smaller", points(gap[on]), gap[on]),
+        Row("drop in the gap", "—", points(gap_gain), gap_gain),
+        Row("final test error without / with dropout", "—", f"{pct(test[off])} / {pct(test[on])}", test[off] + test[on]),
+        Row("best test error without / with dropout", "—", f"{pct(best[off])} / {pct(best[on])}", best[off] + best[on]),
+        Row(f"training error reached without dropout after {k} epochs", "—", pct(level), level),
+        Row("epochs with dropout to reach it", "—", _num(reach), reach),
+        Row("iterations to converge, with / without", "about 2x", ratio_text, ratio),
+    ]
     plots = [plot_arms(ctx.out / "dropout.png", runs, "cifar_80sec (fc256), with / without dropout")]
-    notes = [f"Convergence is measured as the epochs until the running training error reaches {target:.0%} "
-             "(with dropout active, as the paper's training error was).",
+    notes = [f"Convergence: the epochs the network with dropout needs to reach the training error (running, with "
+             f"dropout active) that the one without reached after {k} of the {ctx.epochs} epochs.",
              f"No augmentation, constant learning rate 0.01, {ctx.epochs} epochs on "
              f"{ctx.train_images or 'all'} training images; training-set error measured without dropout."]
+    if stats(test[on])["mean"] > stats(test[off])["mean"]:
+        notes.append(f"After {ctx.epochs} epochs the network with dropout is still behind in test error: it needs "
+                     "more iterations, the claim's second half; a longer run (--epochs) lets it catch up.")
     return Outcome(rows, verdict, reason, plots,
                    {"test_error": {a: stats(v) for a, v in test.items()}, "best_test_error": {a: stats(v) for a, v in best.items()},
                     "train_error": {a: stats(v) for a, v in train.items()}, "gap": {a: stats(v) for a, v in gap.items()},
-                    "gap_reduction": stats(gap_gain), "epochs_to_target": {a: stats(v) for a, v in ep.items()},
-                    "slowdown": stats(ratio)}, notes)
+                    "gap_reduction": stats(gap_gain), "fit_level": stats(level), "fit_epochs_without": k,
+                    "fit_epochs_with": stats(reach), "slowdown": stats(ratio)}, notes)
 
 
 # -- §4.1: crops, flips and PCA colour noise ---------------------------------------------------
@@ -281,7 +299,7 @@ CROPS = dict(image_size=32, crop_size=24, model_options={"input_size": 24})  # 2
     "augment", title="Data augmentation: crops and flips, PCA colour noise (§4.1)", section="§4.1",
     claim="without random crops and flips the network overfits badly; the PCA colour noise lowers top-1 "
           "error by over 1%",
-    data="cifar10", seeds=3, epochs=10, train_images=10000,
+    data="cifar10", seeds=3, epochs=10, train_images=10000, minutes=11.9,
 )
 def augment(ctx: Context) -> Outcome:
     # the paper's scheme scaled down: random 24x24 patches of the 32x32 images (224 of 256) and their
@@ -296,15 +314,18 @@ def augment(ctx: Context) -> Outcome:
     train = {a: _train_set_errors(ctx, rs) for a, rs in runs.items()}
     gap = {a: [t - tr for t, tr in zip(test[a], train[a])] for a in runs}
     crop_gain = [a - b for a, b in zip(test["none"], test["crops+flips"])]
+    gap_gain = [a - b for a, b in zip(gap["none"], gap["crops+flips"])]
     pca_gain = [a - b for a, b in zip(test["crops+flips"], test["crops+flips+PCA"])]
-    v1, r1 = judge_gain(crop_gain, 0.01, "the error drop from crops and flips")
+    # the claim for crops and flips is about overfitting, so it is judged on the train/test gap
+    v1, r1 = judge_gain(gap_gain, None, "the drop in the train/test gap from crops and flips")
     v2, r2 = judge_gain(pca_gain, 0.01, "the error drop from PCA colour noise")
     rows = [
         Row("test error, no augmentation", "—", pct(test["none"]), test["none"]),
         Row("train/test gap, no augmentation", "large (\"overfits badly\")", points(gap["none"]), gap["none"]),
         Row("test error, crops+flips", "—", pct(test["crops+flips"]), test["crops+flips"]),
         Row("train/test gap, crops+flips", "much smaller", points(gap["crops+flips"]), gap["crops+flips"]),
-        Row("drop in test error from crops+flips", "large", points(crop_gain), crop_gain),
+        Row("drop in the gap from crops+flips", "large", points(gap_gain), gap_gain),
+        Row("drop in test error from crops+flips", "—", points(crop_gain), crop_gain),
         Row("test error, crops+flips+PCA colour", "—", pct(test["crops+flips+PCA"]), test["crops+flips+PCA"]),
         Row("drop in test error from PCA colour", "over 1 pt (top-1)", points(pca_gain), pca_gain),
     ]
@@ -316,12 +337,15 @@ def augment(ctx: Context) -> Outcome:
     plots = [plot_arms(ctx.out / "augment.png", runs, "cifar_18pct on 24x24 patches, augmentation on / off")]
     notes = ["The paper's colour noise targets ImageNet's illumination changes; CIFAR-10's 32x32 thumbnails "
              "vary less in that way, and a short run has little overfitting left for it to remove.",
+             "Crops and flips make the training task harder: they pay off in test error only once the network "
+             "without them overfits more than it does here." if stats(crop_gain)["mean"] < 0 else
+             "Crops and flips lower the test error as well as the gap.",
              f"{ctx.epochs} epochs on {ctx.train_images or 'all'} training images; training-set error measured "
              "on the centre patch of up to 10,000 of them."]
     return Outcome(rows, verdict, reason, plots,
                    {"test_error": {a: stats(v) for a, v in test.items()}, "train_error": {a: stats(v) for a, v in train.items()},
                     "gap": {a: stats(v) for a, v in gap.items()}, "crop_flip_gain": stats(crop_gain),
-                    "pca_gain": stats(pca_gain)}, notes)
+                    "crop_flip_gap_reduction": stats(gap_gain), "pca_gain": stats(pca_gain)}, notes)
 
 
 # -- §4.1: ten-crop testing --------------------------------------------------------------------
@@ -329,7 +353,7 @@ def augment(ctx: Context) -> Outcome:
     "ten-crop", title="Ten-patch testing (§4.1, §6)", section="§4.1, Table 1",
     claim="averaging the softmax over ten patches (four corners, centre and their reflections) gives 37.5% "
           "top-1 error where one centre patch gives 39.0%",
-    data="cifar10", seeds=3, epochs=10, train_images=20000,
+    data="cifar10", seeds=3, epochs=10, train_images=20000, minutes=7.9,
 )
 def ten_crop(ctx: Context) -> Outcome:
     base = {**CIFAR, **CROPS, "translate": 0, "random_crop": True, "flip": True}
@@ -354,7 +378,7 @@ def ten_crop(ctx: Context) -> Outcome:
     "columns", title="Two columns against one with half the kernels (§3.2)", section="§3.2",
     claim="the two-GPU net (two columns that meet only at certain layers) has 1.7% / 1.2% lower top-1 / "
           "top-5 error than a net with half as many kernels in each convolutional layer trained on one GPU",
-    data="cifar10", seeds=3, epochs=8, train_images=10000,
+    data="cifar10", seeds=3, epochs=8, train_images=10000, minutes=15.4,
 )
 def columns(ctx: Context) -> Outcome:
     # two columns: conv1 and conv2 doubled into two groups that meet at conv3 (whose size, like the
@@ -381,7 +405,7 @@ def columns(ctx: Context) -> Outcome:
 # -- LeNet-5: the 1998 network against its modern simplification -------------------------------
 LENET: dict[str, Any] = dict(
     model="lenet5", batch_size=64, lr=0.01, momentum=0.9, nesterov=True, weight_decay=0.0, schedule="cosine",
-    warmup_epochs=0.0, image_size=28, pad=2, random_crop=True, translate=2, flip=False, normalize="meanstd",
+    warmup_epochs=1.0, image_size=28, pad=2, random_crop=True, translate=2, flip=False, normalize="meanstd",
 )
 
 
@@ -390,7 +414,7 @@ LENET: dict[str, Any] = dict(
     claim="LeNet-5 with its sparse C3 table, scaled tanh, trainable subsampling and RBF output reaches about 0.95% "
           "MNIST test error (0.8% with distortions); the modern version (ReLU, max pooling, full C3, linear "
           "softmax output) is the form later networks took",
-    data="mnist", seeds=3, epochs=5,
+    data="mnist", seeds=3, epochs=5, minutes=6.4,
 )
 def lenet5(ctx: Context) -> Outcome:
     runs = _paired(ctx, LENET, {"1998": {"model_options": {"variant": "original"}},
@@ -408,7 +432,8 @@ def lenet5(ctx: Context) -> Outcome:
             Row("test error, modern LeNet-5", "—", pct(new, 2), new),
             Row("1998 minus modern", "—", points(diff), diff)]
     plots = [plot_arms(ctx.out / "lenet5.png", runs, "LeNet-5 on MNIST, 1998 vs modern")]
-    notes = ["SGD with Nesterov momentum and a cosine schedule instead of the paper's stochastic diagonal "
-             "Levenberg-Marquardt; random shifts of up to 2 pixels (a mild distortion)."]
+    notes = ["The shipped lenet5_mnist recipe's settings, shorter: SGD with Nesterov momentum, one epoch of warm-up "
+             "and a cosine schedule instead of the paper's stochastic diagonal Levenberg-Marquardt; random shifts of "
+             "up to 2 pixels (a mild distortion)."]
     return Outcome(rows, verdict, reason, plots, {"test_error": {"1998": stats(old), "modern": stats(new)},
                                                   "difference": stats(diff)}, notes)

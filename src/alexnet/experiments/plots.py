@@ -67,8 +67,7 @@ def plot_arms(path: Path, arms: dict[str, Sequence[Run]], title: str, *, final: 
         sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
         b.bar(i, m, yerr=sd, color=colour, alpha=0.75, capsize=4)
         b.plot([i] * len(vals), vals, "k.", markersize=5)
-        b.annotate(f"{m:.2f}", (i, m), textcoords="offset points", xytext=(0, 6 + 40 * sd / max(m, 1e-9)),
-                   ha="center", fontsize=8)
+        b.annotate(f"{m:.2f}", (i, m + sd), textcoords="offset points", xytext=(0, 4), ha="center", fontsize=8)
     b.set_xticks(range(len(names)), names, fontsize=8, rotation=15)
     b.set_ylabel(final_label)
     b.grid(axis="y", alpha=0.3)

@@ -116,7 +116,7 @@ def _html(results: list[tuple[Path, dict[str, Any]]]) -> str:
         out += [_img(folder / p) for p in r["plots"]]
         out.append(f"<p class='small'>Command: {_code('`' + r['command'] + '`')}<br>{len(s['seeds'])} seed(s), "
                    f"{s['epochs']} epochs per run, training images: {e(str(s['train_images'] or 'all'))}; "
-                   f"{len(r['runs'])} runs, {r['seconds'] / 60:.1f} min on {e(m['cpu'])} "
+                   f"{len(r['runs'])} runs, {r['train_seconds'] / 60:.1f} min of training on {e(m['cpu'])} "
                    f"({m['torch_threads']} threads); torch {e(r['versions']['torch'])}; finished "
                    f"{e(r.get('finished', ''))}.</p>")
     out.append("</body></html>")
