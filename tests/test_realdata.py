@@ -46,3 +46,24 @@ def test_lenet5_learns_mnist_in_one_short_epoch(tmp_path: Path) -> None:
                                   max_train_images=10000, max_val_images=2000, warmup_epochs=0.0)
     result = train(cfg, progress=False, log=lambda s: None)
     assert result.final is not None and result.final.top1_error < 0.08
+
+
+@needs_data
+@pytest.mark.parametrize("name,kind,epochs,images", [("ten-crop", "cifar10", 1, 2000), ("lenet5", "mnist", 2, 5000)])
+def test_experiment_runs_on_the_real_data(name: str, kind: str, epochs: int, images: int, tmp_path: Path) -> None:
+    """The experiments end to end on the real datasets, scaled down (one seed, an epoch or two, a subset)."""
+    import json
+
+    from alexnet.experiments import run_experiment
+
+    r = run_experiment(name, f"{kind}:{ROOT}", tmp_path / name, seeds=1, epochs=epochs, train_images=images,
+                       val_images=1000, progress=False, log=lambda s: None)
+    on_disk = json.loads((tmp_path / name / "result.json").read_text())
+    assert on_disk["verdict"] == r["verdict"] and on_disk["settings"]["train_images"] == images
+    for run in on_disk["runs"]:
+        metrics = json.loads((tmp_path / name / run["folder"] / "run.json").read_text())["metrics"]
+        assert metrics[-1]["val_images"] == 1000 and len(metrics) == epochs
+        if name == "ten-crop":
+            assert 0.0 <= run["ten_crop_top1_error"] <= 1.0
+        else:  # 156 steps of LeNet-5 on real digits: far below chance (90%)
+            assert run["test_top1_error"] < 0.5
