@@ -202,10 +202,6 @@ class Context:
                              channels_last=cfg.channels_last, progress=self.progress, ten_crop=ten_crop)
         return res.top1_error
 
-    # -- statistics -----------------------------------------------------------------------------
-    def by_arm(self, arm: str) -> list[Run]:
-        return [r for r in self.runs if r.arm == arm]
-
 
 def slug(name: str) -> str:
     """An arm's name as a folder name: "z=3, s=2" -> "z3-s2", "dropout 0.5" -> "dropout-0.5"."""
@@ -237,26 +233,26 @@ def stats(values: list[float]) -> dict[str, Any]:
     }
 
 
-def pct(values: list[float], digits: int = 1) -> str:
-    """``12.3% ± 0.4 (3 seeds)`` from error fractions."""
+def spread(values: list[float], *, scale: float = 1.0, unit: str = "", digits: int = 1, sign: bool = False,
+           empty: str = "n/a") -> str:
+    """``mean ± std (n seeds)`` of the finite values, each multiplied by ``scale``."""
     s = stats(values)
     if s["n"] == 0:
-        return "n/a"
-    text = f"{100 * s['mean']:.{digits}f}%"
+        return empty
+    text = f"{scale * s['mean']:{'+' if sign else ''}.{digits}f}{unit}"
     if s["n"] > 1:
-        text += f" ± {100 * s['std']:.{digits}f}"
+        text += f" ± {scale * s['std']:.{digits}f}"
     return text + f" ({s['n']} seed{'s' if s['n'] > 1 else ''})"
+
+
+def pct(values: list[float], digits: int = 1) -> str:
+    """``12.3% ± 0.4 (3 seeds)`` from error fractions."""
+    return spread(values, scale=100, unit="%", digits=digits)
 
 
 def points(values: list[float], digits: int = 2) -> str:
     """A difference of error fractions in percentage points, with its spread over seeds."""
-    s = stats(values)
-    if s["n"] == 0:
-        return "n/a"
-    text = f"{100 * s['mean']:+.{digits}f} pts"
-    if s["n"] > 1:
-        text += f" ± {100 * s['std']:.{digits}f}"
-    return text + f" ({s['n']} seed{'s' if s['n'] > 1 else ''})"
+    return spread(values, scale=100, unit=" pts", digits=digits, sign=True)
 
 
 def judge_gain(gains: list[float], paper_gain: float | None, what: str) -> tuple[str, str]:

@@ -15,7 +15,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .base import Context, Outcome, Row, epochs_to_reach, experiment, judge_gain, pct, points, seconds_to_reach, stats
+from .base import (Context, Outcome, Row, epochs_to_reach, experiment, judge_gain, pct, points, seconds_to_reach,
+                   spread, stats)
 from .plots import plot_arms, plot_lr_search, plot_training_error
 
 CIFAR: dict[str, Any] = dict(
@@ -37,11 +38,15 @@ def _paired(ctx: Context, base: dict[str, Any], arms: dict[str, dict[str, Any]])
 
 def _num(values: list[float], unit: str = "", digits: int = 1) -> str:
     """``6.5 ± 0.2 (3 seeds)`` of plain numbers (NaNs, runs that never got there, left out)."""
-    s = stats(values)
-    if s["n"] == 0:
-        return "not reached"
-    text = f"{s['mean']:.{digits}f}{unit}" + (f" ± {s['std']:.{digits}f}" if s["n"] > 1 else "")
-    return text + f" ({s['n']} seed{'s' if s['n'] > 1 else ''})"
+    return spread(values, unit=unit, digits=digits, empty="not reached")
+
+
+def _errors_and_gaps(ctx: Context, runs: dict[str, list]) -> tuple[dict[str, list[float]], ...]:
+    """Per arm: test errors, training-set errors (``_train_set_errors``) and their gaps."""
+    test = {a: [r.test_error for r in rs] for a, rs in runs.items()}
+    train = {a: _train_set_errors(ctx, rs) for a, rs in runs.items()}
+    gap = {a: [t - tr for t, tr in zip(test[a], train[a])] for a in runs}
+    return test, train, gap
 
 
 def _train_set_errors(ctx: Context, runs: list, n: int = 10000) -> list[float]:
@@ -94,13 +99,9 @@ def relu_vs_tanh(ctx: Context) -> Outcome:
     sratio = [t / r for t, r in zip(sec["tanh"], sec["relu"])]
 
     def fmt(values: list[float], unit: str) -> str:
-        s = stats(values)
-        if s["n"] == 0:
-            return f"not reached in {ctx.epochs} epochs"
-        text = f"{s['mean']:.1f}{unit}" + (f" ± {s['std']:.1f}" if s["n"] > 1 else "")
-        missed = len(values) - s["n"]
-        return text + (f" ({missed} of {len(values)} runs never reached it)" if missed else "") + \
-            f" ({s['n']} seed{'s' if s['n'] > 1 else ''})"
+        missed = sum(math.isnan(v) for v in values)
+        return spread(values, unit=unit, empty=f"not reached in {ctx.epochs} epochs") + \
+            (f"; {missed} of {len(values)} runs never reached it" if missed and missed < len(values) else "")
 
     rows = [
         Row("learning rate chosen by the search (ReLU / tanh)", "tuned separately",
@@ -197,10 +198,7 @@ def overlap_pool(ctx: Context) -> Outcome:
     base = {**CIFAR, **NO_AUGMENTATION}
     runs = _paired(ctx, base, {"z=3, s=2": {"model_options": {"pool": "overlap"}},
                                "z=2, s=2": {"model_options": {"pool": "non-overlap"}}})
-    ov, no = runs["z=3, s=2"], runs["z=2, s=2"]
-    test = {a: [r.test_error for r in rs] for a, rs in runs.items()}
-    train = {a: _train_set_errors(ctx, rs) for a, rs in runs.items()}
-    gap = {a: [t - tr for t, tr in zip(test[a], train[a])] for a in runs}
+    test, train, gap = _errors_and_gaps(ctx, runs)
     gain = [b - a for a, b in zip(test["z=3, s=2"], test["z=2, s=2"])]
     gap_gain = [b - a for a, b in zip(gap["z=3, s=2"], gap["z=2, s=2"])]
     verdict, reason = judge_gain(gain, 0.004, "the error drop from overlapping")
@@ -238,9 +236,7 @@ def dropout(ctx: Context) -> Outcome:
             "model_options": {"init": "torch", "lrn": "none", "hidden": 256}}
     off, on = "no dropout", "dropout 0.5"
     runs = _paired(ctx, base, {off: {"model_options": {"dropout": 0.0}}, on: {"model_options": {"dropout": 0.5}}})
-    test = {a: [r.test_error for r in rs] for a, rs in runs.items()}
-    train = {a: _train_set_errors(ctx, rs) for a, rs in runs.items()}
-    gap = {a: [t - tr for t, tr in zip(test[a], train[a])] for a in runs}
+    test, train, gap = _errors_and_gaps(ctx, runs)
     best = {a: [min(float(m["val_top1_error"]) for m in r.metrics) for r in rs] for a, rs in runs.items()}
     # Iterations to converge, measured as the epochs to fit the training set to a given level: the
     # level the network without dropout reached after a third of the run; the ratio is how many
@@ -310,9 +306,7 @@ def augment(ctx: Context) -> Outcome:
         "crops+flips": {"random_crop": True, "flip": True},
         "crops+flips+PCA": {"random_crop": True, "flip": True, "pca_lighting": 0.1},
     })
-    test = {a: [r.test_error for r in rs] for a, rs in runs.items()}
-    train = {a: _train_set_errors(ctx, rs) for a, rs in runs.items()}
-    gap = {a: [t - tr for t, tr in zip(test[a], train[a])] for a in runs}
+    test, train, gap = _errors_and_gaps(ctx, runs)
     crop_gain = [a - b for a, b in zip(test["none"], test["crops+flips"])]
     gap_gain = [a - b for a, b in zip(gap["none"], gap["crops+flips"])]
     pca_gain = [a - b for a, b in zip(test["crops+flips"], test["crops+flips+PCA"])]

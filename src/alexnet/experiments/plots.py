@@ -37,6 +37,17 @@ def _mean_curve(runs: Sequence[Run], key: str) -> tuple[list[int], list[float], 
     return ep, mean, lo, hi
 
 
+def _finish(fig, ax, path: Path, title: str) -> str:
+    """Grid, legend and title on a one-panel figure, then save it and return its file name."""
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    _pyplot().close(fig)
+    return path.name
+
+
 def plot_arms(path: Path, arms: dict[str, Sequence[Run]], title: str, *, final: dict[str, list[float]] | None = None,
               final_label: str = "test top-1 error (%)") -> str:
     """Left: test (solid) and training (dashed) top-1 error per epoch for each arm. Right: each arm's
@@ -98,13 +109,7 @@ def plot_training_error(path: Path, arms: dict[str, Sequence[Run]], target: floa
     ax.set_ylabel("training error rate")
     ax.set_ylim(0, 0.8)
     ax.set_xlim(left=0)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path.name
+    return _finish(fig, ax, path, title)
 
 
 def plot_lr_search(path: Path, search: dict[str, dict[float, float]], title: str) -> str:
@@ -117,10 +122,4 @@ def plot_lr_search(path: Path, search: dict[str, dict[float, float]], title: str
     ax.set_xscale("log")
     ax.set_xlabel("learning rate")
     ax.set_ylabel("training error after the search (%)")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path.name
+    return _finish(fig, ax, path, title)
