@@ -56,9 +56,15 @@ class TrainConfig:
     # machinery
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
-    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast)
+    precision: str = "auto"  # auto (bf16 on GPUs that have it, else fp32) | fp32 | bf16 | fp16 (autocast)
     channels_last: bool = True  # NHWC activations: faster convolutions on CPUs and tensor cores
+    optimizer_impl: str = "auto"  # auto (fused where torch has it) | fused | foreach | for-loop: how SGD/AdamW update
     compile: bool = False  # torch.compile the network (a minute or more of compiling first)
+    compile_mode: str = "default"  # default | reduce-overhead | max-autotune | max-autotune-no-cudagraphs
+    cuda_graphs: bool = False  # capture the fixed-shape forward+backward in a CUDA graph (one process, CUDA only)
+    cudnn_benchmark: bool = True  # let cuDNN time its algorithms for the fixed shapes (CUDA)
+    prefetch: int = 3  # batches gathered (and copied to the device) ahead of the step
+    log_every: int = 50  # optimizer steps between reads of the running loss/accuracy (the only host syncs)
     accumulate: int = 1  # split each batch into this many sequential micro-batches (same gradients, less memory)
     eval_every: int = 1  # evaluate every N epochs (and always after the last)
     target_train_error: float = 0.0  # end the run after the first epoch whose training error is at most this (0: off)
@@ -73,12 +79,14 @@ class TrainConfig:
             "optimizer": ("sgd", "adamw"),
             "schedule": ("plateau", "step", "cosine", "linear", "constant"),
             "normalize": ("meanstd", "mean", "mean_image", "imagenet", "none"),
-            "precision": ("fp32", "bf16", "fp16"),
+            "precision": ("auto", "fp32", "bf16", "fp16"),
+            "optimizer_impl": ("auto", "fused", "foreach", "for-loop"),
+            "compile_mode": ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
         }
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 raise bad(key, f"must be one of {', '.join(allowed)}, not {getattr(self, key)!r}")
-        for key in ("epochs", "batch_size", "eval_every", "step_size", "accumulate"):
+        for key in ("epochs", "batch_size", "eval_every", "step_size", "accumulate", "prefetch", "log_every"):
             if getattr(self, key) < 1:
                 raise bad(key, f"must be at least 1, not {getattr(self, key)}")
         for key in ("lr", "cache_limit_gb"):

@@ -82,15 +82,17 @@ class BatchLoader:
             idx = idx[self.rank :: self.world_size]
         return idx
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def batch_indices(self) -> list[torch.Tensor]:
+        """The dataset indices of each remaining batch of the current epoch (from ``start_batch``)."""
         idx = self.order()
+        return [idx[b * self.batch_size : (b + 1) * self.batch_size] for b in range(self.start_batch, len(self))]
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         if isinstance(self.dataset, InMemoryDataset):
-            for b in range(self.start_batch, len(self)):
-                i = idx[b * self.batch_size : (b + 1) * self.batch_size]
+            for i in self.batch_indices():
                 yield self.dataset.images[i], self.dataset.labels[i]
             return
-        batches = [idx[b * self.batch_size : (b + 1) * self.batch_size].tolist()
-                   for b in range(self.start_batch, len(self))]
+        batches = [i.tolist() for i in self.batch_indices()]
         dl = DataLoader(
             self.dataset,
             batch_sampler=batches,

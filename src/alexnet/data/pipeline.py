@@ -1,0 +1,198 @@
+"""The input pipeline of training and evaluation: batches gathered ahead of the step.
+
+``Prefetcher`` turns a ``BatchLoader`` into batches on the device, running ahead of the consumer:
+
+1. **gather** (background threads): the images of batch b are copied from the dataset (an
+   in-memory tensor or a packed dataset's memory map, read with ``numpy.take``, which releases the
+   GIL) into slot ``b % depth`` of a small ring of reusable host buffers, pinned when the device is
+   a GPU (pinning once, not per batch: pinning is slow). Folder datasets decoded on the fly come
+   from the ``DataLoader`` workers instead, through one background thread.
+2. **copy** (CUDA): each slot is copied to the device on a side stream (``non_blocking``, which is
+   asynchronous only from pinned memory); the step's stream waits on that copy's event, and the
+   slot is refilled only after the event has completed.
+3. **transform** (the caller's stream): crops, flips, PCA noise and normalisation run on the device
+   on whole uint8 batches (``transforms.py``), in the main thread, in batch order, so that the
+   augmentation's random generator draws exactly what it drew before (exact resume).
+
+On the CPU the same code runs without the copy: the threads still overlap the gather (and the
+page faults of a memory-mapped dataset) with the step. The order of the batches is the loader's
+(per seed, epoch and process), so sharding and mid-epoch resume are unchanged.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+from .datasets import InMemoryDataset
+from .loader import BatchLoader
+
+
+class Prefetcher:
+    """Iterate ``(images uint8 on the device, labels on the device)`` of ``loader``'s current epoch.
+
+    Usage: ``for x, y in Prefetcher(loader, device): step(augment(x), y)``. ``depth`` batches are in
+    flight at most; ``threads`` gather them (in-memory datasets).
+    """
+
+    def __init__(self, loader: BatchLoader, device: torch.device, *, depth: int = 3, threads: int = 1) -> None:
+        self.loader, self.device = loader, torch.device(device)
+        self.depth, self.threads = max(1, depth), max(1, threads)
+        self.cuda = self.device.type == "cuda"
+        self.stream = torch.cuda.Stream(self.device) if self.cuda else None
+        self._slots: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+        self._slot_shape: tuple[int, ...] | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._src: tuple[np.ndarray, np.ndarray, bool] | None = None
+        self._event: Any = None
+
+    def __len__(self) -> int:
+        return len(self.loader) - self.loader.start_batch
+
+    # -- in-memory datasets: numpy gathers into a ring of (pinned) buffers -------------------
+    def _source(self) -> tuple[np.ndarray, np.ndarray, bool]:
+        """The images as an (N, ...) numpy array, the labels, and whether the images are stored NHWC."""
+        if self._src is None:
+            images = self.loader.dataset.images  # type: ignore[attr-defined]
+            labels = self.loader.dataset.labels.numpy()  # type: ignore[attr-defined]
+            nhwc = images.permute(0, 2, 3, 1)
+            if nhwc.is_contiguous():  # a packed dataset: an NCHW view of NHWC storage
+                self._src = (nhwc.numpy(), labels, True)
+            else:
+                self._src = (images.contiguous().numpy(), labels, False)
+        return self._src
+
+    def _ring(self, shape: tuple[int, ...]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        if self._slots is None or self._slot_shape != shape:
+            pin = self.cuda
+            self._slots = [(torch.empty(shape, dtype=torch.uint8, pin_memory=pin),
+                            torch.empty(shape[0], dtype=torch.long, pin_memory=pin)) for _ in range(self.depth)]
+            self._slot_shape = shape
+        return self._slots
+
+    def _iter_memory(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        src, labels, nhwc = self._source()  # noqa: F841 (labels used by gather)
+        batches = self.loader.batch_indices()
+        if not batches:
+            return
+        bs = self.loader.batch_size
+        ring = self._ring((bs, *src.shape[1:]))
+        done_events: list[Any] = [None] * self.depth  # CUDA: the copy out of slot i has completed
+
+        def gather(b: int) -> int:
+            slot = b % self.depth
+            ev = done_events[slot]
+            if ev is not None:
+                ev.synchronize()  # the previous copy out of this slot has finished (worker thread)
+            idx = batches[b].numpy()
+            img, lab = ring[slot]
+            np.take(src, idx, axis=0, out=img.numpy()[: len(idx)])
+            np.take(labels, idx, out=lab.numpy()[: len(idx)])
+            return len(idx)
+
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="alexnet-gather")
+        pending: dict[int, Future] = {}
+        try:
+            for b in range(min(self.depth, len(batches))):
+                pending[b] = self._pool.submit(gather, b)
+            for b in range(len(batches)):
+                n = pending.pop(b).result()
+                slot = b % self.depth
+                img, lab = ring[slot][0][:n], ring[slot][1][:n]
+                x = img.permute(0, 3, 1, 2) if nhwc else img  # NCHW view; channels-last memory when NHWC
+                if self.cuda:
+                    x, y = self._to_device(x, lab)
+                    done_events[slot] = self._event
+                else:
+                    # the consumer transforms (copies) the batch before it asks for the next one,
+                    # and only then is this slot refilled
+                    y = lab.clone()
+                yield x, y
+                if b + self.depth < len(batches):
+                    pending[b + self.depth] = self._pool.submit(gather, b + self.depth)
+        finally:
+            for f in pending.values():
+                f.cancel()
+            for f in pending.values():
+                if not f.cancelled():
+                    try:
+                        f.result()
+                    except Exception:
+                        pass
+
+    def _to_device(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Copy on the side stream; the current stream waits for it; the event marks the slot free."""
+        assert self.stream is not None
+        main = torch.cuda.current_stream(self.device)
+        self.stream.wait_stream(main)  # the side stream's allocations follow what came before
+        with torch.cuda.stream(self.stream):
+            xd = x.to(self.device, non_blocking=True)
+            yd = y.to(self.device, non_blocking=True)
+            self._event = torch.cuda.Event()
+            self._event.record(self.stream)
+        main.wait_event(self._event)
+        xd.record_stream(main)  # memory allocated on the side stream is used on the main one
+        yd.record_stream(main)
+        return xd, yd
+
+    # -- folders decoded on the fly: DataLoader workers, one thread to keep a queue full -------
+    def _iter_loader(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        q: queue.Queue = queue.Queue(maxsize=self.depth)
+        stop = threading.Event()
+        end = object()
+
+        def produce() -> None:
+            try:
+                for x, y in self.loader:
+                    if self.cuda:
+                        x, y = x.pin_memory(), y.pin_memory()
+                    while not stop.is_set():
+                        try:
+                            q.put((x, y), timeout=0.1)
+                            break
+                        except queue.Full:
+                            continue
+                    if stop.is_set():
+                        return
+                q.put(end)
+            except BaseException as e:  # re-raised in the consumer
+                q.put(e)
+
+        t = threading.Thread(target=produce, name="alexnet-loader", daemon=True)
+        t.start()
+        try:
+            while True:
+                item = q.get()
+                if item is end:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                x, y = item
+                if self.cuda:
+                    x, y = self._to_device(x, y)
+                else:
+                    x, y = x.to(self.device), y.to(self.device)
+                yield x, y
+        finally:
+            stop.set()
+            while t.is_alive():
+                try:
+                    q.get_nowait()
+                except queue.Empty:
+                    t.join(timeout=0.1)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        if isinstance(self.loader.dataset, InMemoryDataset):
+            return self._iter_memory()
+        return self._iter_loader()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None

@@ -1,0 +1,238 @@
+"""Response normalisation, fused: the cross-map LRN of AlexNet §3.3 and cuda-convnet's spatial rnorm.
+
+Three implementations of the same two functions, chosen per call:
+
+- **native** (CPU): ``csrc/rnorm.cpp``, one pass over memory forward and one backward, compiled on
+  first use with the C++ compiler torch's extensions use (``torch.utils.cpp_extension``) and cached
+  (``$TORCH_EXTENSIONS_DIR``, else ``~/.cache/torch_extensions``). On the 2-core dev machine it
+  makes the paper's AlexNet training step 3x faster in bf16 (README "Performance").
+- **torch** (GPUs, ``torch.compile``, and the CPU when no compiler is at hand): a custom autograd
+  Function with the analytic gradient. It saves the input and the scale ``d`` (not the window sums)
+  and needs three window sums in all; under ``torch.compile`` inductor fuses it into a few kernels.
+- **reference**: the straightforward eager formula the project started with, kept for the tests
+  (the other two must match it, and their gradients pass ``gradcheck`` in float64).
+
+The formulas (``a`` is the coefficient of the plain window sum; the modules convert the papers'
+conventions into it)::
+
+    cross-map:  d_c = k + a * sum_{j = c - n//2 .. c + n - 1 - n//2} x_j^2      y_c = x_c * d_c^-b
+    spatial:    d   = k + a * sum_{size x size window, zero padded} x^2          y   = x * d^-b
+    gradient:   dx  = g * d^-b - 2 a b x * W^T(g * y / d)
+
+``ALEXNET_NATIVE=0`` turns the compiled kernel off (``=1`` makes a failure to build it an error).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import threading
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+_native_lock = threading.Lock()
+_native_module: Any = None
+_native_state = "untried"  # untried | loaded | unavailable
+
+
+def _cpu_tag() -> str:
+    """A short hash of the CPU's feature flags: the kernel is built with -march=native, so a cache
+    shared between machines (a network home) must not hand one CPU's build to another."""
+    try:
+        flags = next((line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")), "")
+    except OSError:
+        flags = ""
+    import platform
+
+    return hashlib.sha1(f"{platform.machine()}:{flags}".encode()).hexdigest()[:8]
+
+
+def native() -> Any:
+    """The compiled CPU kernels, built on first use; None where they cannot be built."""
+    global _native_module, _native_state
+    if _native_state != "untried":
+        return _native_module
+    with _native_lock:
+        if _native_state != "untried":
+            return _native_module
+        setting = os.environ.get("ALEXNET_NATIVE", "auto").lower()
+        if setting in ("0", "off", "false", "no"):
+            _native_state = "unavailable"
+            return None
+        src = Path(__file__).with_name("csrc") / "rnorm.cpp"
+        try:
+            import logging
+
+            # torch's extension builder logs a warning about CUDA at import; this build is CPU-only
+            logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+            from torch.utils.cpp_extension import load
+
+            # the `ninja` package installs its binary beside the interpreter, which may not be on PATH
+            bindir = os.path.dirname(sys.executable)
+            if os.path.exists(os.path.join(bindir, "ninja")) and bindir not in os.environ.get("PATH", "").split(os.pathsep):
+                os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
+            digest = hashlib.sha1(src.read_bytes()).hexdigest()[:8]
+            flags = ["-O3", "-fopenmp"]
+            if sys.platform == "linux" and os.uname().machine in ("x86_64", "aarch64"):
+                flags.append("-march=native" if os.uname().machine == "x86_64" else "-mcpu=native")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                _native_module = load(name=f"alexnet_rnorm_{digest}_{_cpu_tag()}", sources=[str(src)],
+                                      extra_cflags=flags, extra_ldflags=["-fopenmp"], verbose=False)
+            _native_state = "loaded"
+        except Exception as e:  # no compiler, no headers, no ninja: the torch path still works
+            if setting in ("1", "on", "true", "yes"):
+                raise RuntimeError(f"ALEXNET_NATIVE=1 but the fused response-norm kernel did not build: {e}") from e
+            print(f"warning: the fused response-norm kernel could not be built ({type(e).__name__}: "
+                  f"{str(e).strip().splitlines()[-1][:160] if str(e).strip() else ''}); using the slower "
+                  "PyTorch version (needs a C++ compiler and ninja; ALEXNET_NATIVE=0 silences this)", file=sys.stderr)
+            _native_module, _native_state = None, "unavailable"
+        return _native_module
+
+
+def _use_native(x: torch.Tensor) -> bool:
+    if x.device.type != "cpu" or x.dim() != 4:
+        return False
+    if torch.compiler.is_compiling():  # inductor fuses the torch version itself
+        return False
+    return native() is not None
+
+
+def _inverse_power(d: torch.Tensor, power: float) -> torch.Tensor:
+    """d ** -power; 0.75 as rsqrt * sqrt(rsqrt), about 4x cheaper than pow() on the CPU."""
+    if power == 0.75:
+        r = torch.rsqrt(d)
+        return r * torch.sqrt(r)
+    return d.pow(-power)
+
+
+def _compute_dtype(x: torch.Tensor) -> torch.dtype:
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
+# ---------------------------------------------------------------------------------- window sums
+
+
+def _channel_window_sum(t: torch.Tensor, before: int, after: int) -> torch.Tensor:
+    """sum_{j = c - before .. c + after} t[:, j] for every channel c, zero outside (N, C, H, W)."""
+    size = before + after + 1
+    padded = F.pad(t.unsqueeze(1), (0, 0, 0, 0, before, after))  # N, 1, C + size - 1, H, W
+    return F.avg_pool3d(padded, (size, 1, 1), stride=1).squeeze(1) * size
+
+
+def _spatial_window_sum(t: torch.Tensor, size: int) -> torch.Tensor:
+    return F.avg_pool2d(t, size, stride=1, padding=size // 2, count_include_pad=True) * (size * size)
+
+
+# ---------------------------------------------------------------------------------- autograd functions
+
+
+class _CrossMapTorch(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, size: int, a: float, b: float, k: float) -> torch.Tensor:
+        xf = x.to(_compute_dtype(x))
+        d = k + a * _channel_window_sum(xf * xf, size // 2, size - 1 - size // 2)
+        ctx.save_for_backward(x, d)
+        ctx.params = (size, a, b)
+        return (xf * _inverse_power(d, b)).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        x, d = ctx.saved_tensors
+        size, a, b = ctx.params
+        xf, gf = x.to(d.dtype), g.to(d.dtype)
+        f = _inverse_power(d, b)
+        u = gf * xf * f / d
+        # the transposed window: channel j receives from the c whose window holds it
+        s = _channel_window_sum(u, size - 1 - size // 2, size // 2)
+        return (gf * f - (2 * a * b) * xf * s).to(x.dtype), None, None, None, None
+
+
+class _SpatialTorch(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, size: int, a: float, b: float, k: float) -> torch.Tensor:
+        xf = x.to(_compute_dtype(x))
+        d = k + a * _spatial_window_sum(xf * xf, size)
+        ctx.save_for_backward(x, d)
+        ctx.params = (size, a, b)
+        return (xf * _inverse_power(d, b)).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        x, d = ctx.saved_tensors
+        size, a, b = ctx.params
+        xf, gf = x.to(d.dtype), g.to(d.dtype)
+        f = _inverse_power(d, b)
+        s = _spatial_window_sum(gf * xf * f / d, size)  # a centred window is its own transpose
+        return (gf * f - (2 * a * b) * xf * s).to(x.dtype), None, None, None, None
+
+
+class _CrossMapNative(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, size: int, a: float, b: float, k: float) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        ctx.params = (size, a, b, k)
+        return native().cross_forward(x, size, a, b, k)
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        (x,) = ctx.saved_tensors
+        return native().cross_backward(x, g, *ctx.params), None, None, None, None
+
+
+class _SpatialNative(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, size: int, a: float, b: float, k: float) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        ctx.params = (size, a, b, k)
+        return native().spatial_forward(x, size, a, b, k)
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        (x,) = ctx.saved_tensors
+        return native().spatial_backward(x, g, *ctx.params), None, None, None, None
+
+
+# ---------------------------------------------------------------------------------- entry points
+
+
+def cross_map_norm(x: torch.Tensor, size: int, a: float, beta: float, k: float, impl: str = "auto") -> torch.Tensor:
+    """Cross-map LRN of an (N, C, H, W) tensor: ``x * (k + a * window sum of x^2 over size maps)^-beta``.
+
+    ``impl``: "auto" (native on the CPU when it builds, else torch), "native", "torch" or "reference".
+    """
+    if impl == "reference":
+        return cross_map_norm_reference(x, size, a, beta, k)
+    if impl == "native" or (impl == "auto" and _use_native(x)):
+        return _CrossMapNative.apply(x, size, float(a), float(beta), float(k))
+    return _CrossMapTorch.apply(x, size, float(a), float(beta), float(k))
+
+
+def spatial_norm(x: torch.Tensor, size: int, a: float, beta: float, k: float, impl: str = "auto") -> torch.Tensor:
+    """Spatial response norm: ``x * (k + a * sum of x^2 over a size x size window in the map)^-beta``."""
+    if size % 2 != 1:
+        raise ValueError(f"spatial response norm: the window size must be odd, not {size}")
+    if impl == "reference":
+        return spatial_norm_reference(x, size, a, beta, k)
+    if impl == "native" or (impl == "auto" and _use_native(x)):
+        return _SpatialNative.apply(x, size, float(a), float(beta), float(k))
+    return _SpatialTorch.apply(x, size, float(a), float(beta), float(k))
+
+
+def cross_map_norm_reference(x: torch.Tensor, size: int, a: float, beta: float, k: float) -> torch.Tensor:
+    """The eager formula (square, pad, 3-D average pool, power, multiply), autograd's gradient."""
+    sq = (x * x).unsqueeze(1)
+    half = size // 2
+    sq = F.pad(sq, (0, 0, 0, 0, half, size - 1 - half))
+    mean = F.avg_pool3d(sq, (size, 1, 1), stride=1).squeeze(1)
+    return x * _inverse_power(k + (a * size) * mean, beta)
+
+
+def spatial_norm_reference(x: torch.Tensor, size: int, a: float, beta: float, k: float) -> torch.Tensor:
+    mean = F.avg_pool2d(x * x, size, stride=1, padding=size // 2, count_include_pad=True)
+    return x * _inverse_power(k + (a * size * size) * mean, beta)

@@ -1,0 +1,101 @@
+"""The fused response normalisations (models/_rnorm.py) against the plain eager formula: outputs,
+analytic gradients (gradcheck in float64), both memory layouts, bf16, and the fallback without the
+compiled kernel."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from alexnet.models import _rnorm as R
+from alexnet.models._layers import CrossMapLRN, SpatialResponseNorm
+
+IMPLS = ["native", "torch"]
+CROSS = [(5, 1e-4 * 50, 0.75, 2.0), (9, 1e-3 / 9 * 40, 0.75, 1.0), (4, 0.05, 0.6, 1.0)]  # the nets' and odd ones
+SPATIAL = [(3, 5e-5 / 9 * 500, 0.75, 1.0), (5, 0.01, 0.6, 1.0)]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _built() -> None:
+    if R.native() is None:
+        pytest.skip("the fused kernel did not build here (no C++ compiler?)")
+
+
+def _inputs(dtype: torch.dtype, channels_last: bool, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    x = (torch.randn(2, 7, 5, 6, generator=g, dtype=torch.float64) * 10).to(dtype)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("params", CROSS)
+def test_cross_map_matches_the_reference_and_passes_gradcheck(impl: str, channels_last: bool, params: tuple) -> None:
+    x = _inputs(torch.float64, channels_last).requires_grad_()
+    ref = R.cross_map_norm_reference(x, *params)
+    out = R.cross_map_norm(x, *params, impl=impl)
+    assert torch.allclose(out, ref, rtol=1e-12, atol=1e-12)
+    g = torch.randn_like(ref)
+    (gr,) = torch.autograd.grad(ref, x, g)
+    (go,) = torch.autograd.grad(out, x, g)
+    assert torch.allclose(go, gr, rtol=1e-10, atol=1e-12)
+    assert torch.autograd.gradcheck(lambda t: R.cross_map_norm(t, *params, impl=impl), (x,))
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("params", SPATIAL)
+def test_spatial_matches_the_reference_and_passes_gradcheck(impl: str, channels_last: bool, params: tuple) -> None:
+    x = _inputs(torch.float64, channels_last, seed=1).requires_grad_()
+    ref = R.spatial_norm_reference(x, *params)
+    out = R.spatial_norm(x, *params, impl=impl)
+    assert torch.allclose(out, ref, rtol=1e-12, atol=1e-12)
+    g = torch.randn_like(ref)
+    (gr,) = torch.autograd.grad(ref, x, g)
+    (go,) = torch.autograd.grad(out, x, g)
+    assert torch.allclose(go, gr, rtol=1e-10, atol=1e-12)
+    assert torch.autograd.gradcheck(lambda t: R.spatial_norm(t, *params, impl=impl), (x,))
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("fn", ["cross", "spatial"])
+def test_low_precision_is_the_float32_result_rounded(impl: str, fn: str) -> None:
+    """bf16 and fp16 inputs are computed in float32: the result is float32's, rounded once."""
+    f = (lambda t, i: R.cross_map_norm(t, 5, 1e-4 * 50, 0.75, 2.0, impl=i)) if fn == "cross" else \
+        (lambda t, i: R.spatial_norm(t, 3, 5e-5 / 9 * 500, 0.75, 1.0, impl=i))
+    for dtype in (torch.bfloat16, torch.float16):
+        x = _inputs(dtype, True).requires_grad_()
+        ref = f(x.detach().float().requires_grad_(), "reference")
+        out = f(x, impl)
+        assert out.dtype == dtype and out.is_contiguous(memory_format=torch.channels_last)
+        assert torch.equal(out, ref.to(dtype)) or (out.float() - ref).abs().max() <= ref.abs().max() * 2**-7
+        g = torch.randn(out.shape, dtype=torch.float64).to(dtype)
+        (go,) = torch.autograd.grad(out, x, g)
+        xr = x.detach().float().requires_grad_()
+        (gr,) = torch.autograd.grad(f(xr, "reference"), xr, g.float())
+        assert go.dtype == dtype
+        assert (go.float() - gr).abs().max() <= gr.abs().max() * 2**-6
+
+
+def test_the_modules_use_the_fused_version_and_keep_their_formulas() -> None:
+    x = _inputs(torch.float32, True) * 3
+    lrn = CrossMapLRN(5, alpha=1e-4, beta=0.75, k=2.0)
+    fused = lrn(x)
+    lrn.impl = "reference"
+    assert torch.allclose(fused, lrn(x), rtol=1e-5, atol=1e-6)
+    sp = SpatialResponseNorm(3, 5e-5, 0.75)
+    fused = sp(x)
+    sp.impl = "reference"
+    assert torch.allclose(fused, sp(x), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="odd"):
+        SpatialResponseNorm(4)
+
+
+def test_large_maps_and_many_channels_agree_with_the_reference() -> None:
+    """AlexNet's first normalisation layer's shape (scaled down in batch), channels-last, float32."""
+    x = torch.relu(torch.randn(2, 96, 55, 55)).contiguous(memory_format=torch.channels_last).requires_grad_()
+    ref = R.cross_map_norm_reference(x, 5, 1e-4, 0.75, 2.0)
+    out = R.cross_map_norm(x, 5, 1e-4, 0.75, 2.0, impl="native")
+    assert torch.allclose(out, ref, rtol=1e-5, atol=1e-6)
+    g = torch.randn_like(ref)
+    assert torch.allclose(torch.autograd.grad(out, x, g)[0], torch.autograd.grad(ref, x, g)[0], rtol=1e-4, atol=1e-6)

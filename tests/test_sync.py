@@ -1,0 +1,79 @@
+"""The training step never waits for the device between log points: no ``.item()``, ``bool()``,
+``.tolist()``, ``.cpu()``, ``int()`` or ``float()`` of a tensor from the first step of an epoch to its
+last, only at the log points (here: the end of the epoch). Run on the CPU with the accelerator's
+crop path (the CPU's per-image crop loop reads offsets with ``tolist``, which is free there)."""
+
+from __future__ import annotations
+
+import traceback
+from pathlib import Path
+
+import pytest
+import torch
+
+from alexnet import TrainConfig
+from alexnet.data import transforms
+from alexnet.train import TrainStep, train
+
+SYNCING = ("item", "__bool__", "tolist", "cpu", "__int__", "__float__", "__index__")
+
+
+@pytest.fixture
+def sync_counter(monkeypatch: pytest.MonkeyPatch) -> dict:
+    state: dict = {"in_steps": False, "calls": [], "reads": 0, "steps": 0}
+    for name in SYNCING:
+        original = getattr(torch.Tensor, name)
+
+        def wrapper(self, *a, __original=original, __name=name, **kw):  # type: ignore[no-untyped-def]
+            if state["in_steps"]:
+                state["calls"].append((__name, "".join(traceback.format_stack(limit=6)[:-1])))
+            return __original(self, *a, **kw)
+
+        monkeypatch.setattr(torch.Tensor, name, wrapper)
+    begin, read = TrainStep.begin, TrainStep.read
+
+    def counting_begin(self, lr):  # type: ignore[no-untyped-def]
+        state["in_steps"] = True
+        state["steps"] += 1
+        return begin(self, lr)
+
+    def counting_read(self):  # type: ignore[no-untyped-def]
+        state["in_steps"] = False  # a log point: the one place the host may wait
+        state["reads"] += 1
+        return read(self)
+
+    monkeypatch.setattr(TrainStep, "begin", counting_begin)
+    monkeypatch.setattr(TrainStep, "read", counting_read)
+    monkeypatch.setattr(transforms, "_crop_loop", transforms._crop_gather)
+    return state
+
+
+@pytest.mark.parametrize("model,extra", [
+    ("cifar_18pct", {}),
+    ("lenet5", {"pad": 2, "image_size": 28, "accumulate": 2}),
+])
+def test_no_host_sync_between_log_points(sync_counter: dict, tiny_folder: Path, tmp_path: Path, model: str,
+                                         extra: dict) -> None:
+    cfg = TrainConfig(model=model, data=str(tiny_folder), out=str(tmp_path / "r"), epochs=2, batch_size=16, lr=0.01,
+                      schedule="cosine", workers=1, max_train_images=128, log_every=1000, translate=2,
+                      pca_lighting=0.1 if model == "cifar_18pct" else 0.0, **extra)
+    train(cfg, progress=False, log=lambda s: None)
+    assert sync_counter["steps"] >= 8
+    calls = sync_counter["calls"]
+    assert not calls, f"{len(calls)} host syncs inside the steps; the first, {calls[0][0]}, from:\n{calls[0][1]}"
+    assert sync_counter["reads"] == 2  # the end of each epoch
+
+
+def test_the_counter_sees_a_sync(sync_counter: dict) -> None:
+    """The instrument works: a .item() between begin and read is caught."""
+    sync_counter["in_steps"] = True
+    torch.ones(1).item()
+    assert sync_counter["calls"] and sync_counter["calls"][0][0] == "item"
+
+
+def test_a_log_point_reads_the_sums(sync_counter: dict, tiny_folder: Path, tmp_path: Path) -> None:
+    cfg = TrainConfig(model="cifar_18pct", data=str(tiny_folder), out=str(tmp_path / "r"), epochs=1, batch_size=16,
+                      lr=0.01, workers=0, max_train_images=128, log_every=2)
+    train(cfg, progress=False, log=lambda s: None)
+    assert sync_counter["reads"] == 4 + 1  # steps 2, 4, 6, 8 and the end of the epoch
+    assert not sync_counter["calls"]
