@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -127,3 +128,260 @@ def bench_loader(data: str, *, packed: str | None = None, batch_size: int = 128,
         if tmp is not None:
             tmp.cleanup()
     return result
+
+
+# ------------------------------------------------------------------------------------------ training
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed(run_step: Any, steps: int, warmup: int, device: torch.device) -> float:
+    """Seconds per step over ``steps`` steps after ``warmup`` (compilation, allocator, caches)."""
+    for _ in range(warmup):
+        run_step()
+    _sync(device)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        run_step()
+    _sync(device)
+    return (time.perf_counter() - t0) / steps
+
+
+def matmul_flops(device: torch.device, precision: str, n: int | None = None, repeats: int = 5) -> float:
+    """FLOP/s of an n x n matrix product in the step's precision on ``device`` (the median of a few)."""
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
+    n = n or (8192 if device.type == "cuda" else 2048)
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
+    times = []
+    for _ in range(repeats + 1):
+        _sync(device)
+        t0 = time.perf_counter()
+        a @ b
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return 2 * n**3 / statistics.median(times[1:])
+
+
+def _lrn_off(name: str) -> dict[str, Any] | None:
+    """The model option that turns its response normalisation off, if it has one that is on."""
+    from .models import model_info
+
+    opts = model_info(name).options()
+    if opts.get("lrn") is True:
+        return {"lrn": False}
+    if isinstance(opts.get("lrn"), str) and opts["lrn"] != "none":
+        return {"lrn": "none"}
+    return None
+
+
+class _StepBench:
+    """A model's training step (the loop's own ``TrainStep``) on synthetic data already on the device."""
+
+    def __init__(self, name: str, cfg: Any, device: torch.device, num_classes: int, options: dict[str, Any]) -> None:
+        from .evaluate import resolve_precision
+        from .models import create_model, model_info
+        from .train import TrainStep, make_optimizer
+
+        info = model_info(name)
+        self.model = create_model(name, num_classes=num_classes, **options).to(device)
+        channels_last = cfg.channels_last and device.type != "mps"
+        if channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        net = torch.compile(self.model, mode=None if cfg.compile_mode == "default" else cfg.compile_mode) \
+            if cfg.compile else self.model
+        precision = resolve_precision(cfg.precision, device)
+        scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16" and device.type == "cuda")
+        self.step = TrainStep(net, self.model, make_optimizer(cfg, self.model, device), scaler, cfg, device, precision)
+        s = info.input_size
+        g = torch.Generator(device=device).manual_seed(0)
+        self.x = torch.randn(cfg.batch_size, info.in_chans, s, s, device=device, generator=g)
+        if channels_last:
+            self.x = self.x.contiguous(memory_format=torch.channels_last)
+        self.y = torch.randint(0, num_classes, (cfg.batch_size,), device=device, generator=g)
+        self.lr = cfg.lr
+
+    def __call__(self, x: torch.Tensor | None = None, y: torch.Tensor | None = None) -> None:
+        self.step.begin(self.lr)
+        self.step.micro(self.x if x is None else x, self.y if y is None else y, 1, True)
+        self.step.update()
+
+
+def _end_to_end(bench: _StepBench, cfg: Any, device: torch.device, built: tuple) -> Any:
+    """A callable that trains one step on the next batch of ``cfg.data`` the way ``alexnet train`` does:
+    the loader's order, the Prefetcher's background gathers (and copies), augmentation on the device.
+    ``built``: ``build_data(cfg)``."""
+    from .data.pipeline import Prefetcher
+    from .data.transforms import TrainAugment
+    from .train import _rgb_eigen
+
+    train_ds, _, classes, transform = built
+    loader = BatchLoader(train_ds, cfg.batch_size, shuffle=True, seed=0, workers=cfg.workers, drop_last=True)
+    if len(loader) == 0:
+        raise UserError(f"--data {cfg.data}: fewer than --batch-size {cfg.batch_size} training images")
+    pre = Prefetcher(loader, device, depth=cfg.prefetch, threads=max(1, min(cfg.workers, 4)))
+    augment = TrainAugment(cfg.random_crop, cfg.translate, cfg.flip, cfg.pca_lighting)
+    if cfg.pca_lighting > 0:
+        augment.eigval, augment.eigvec = _rgb_eigen(train_ds, transform.channels)
+    gen = torch.Generator(device=device).manual_seed(0)
+    channels_last = cfg.channels_last and device.type != "mps"
+    state = {"epoch": 0, "it": None}
+
+    def next_batch() -> tuple[torch.Tensor, torch.Tensor]:
+        while True:
+            if state["it"] is None:
+                loader.set_epoch(state["epoch"])
+                state["it"] = iter(pre)
+            try:
+                return next(state["it"])
+            except StopIteration:
+                state["epoch"] += 1
+                state["it"] = None
+
+    def run_step() -> None:
+        x, y = next_batch()
+        bench(augment(x, transform, gen, channels_last), y)
+
+    run_step.close = pre.close  # type: ignore[attr-defined]
+    return run_step
+
+
+def _torchvision_reference(folder: Path, batch_size: int, workers: int, device: torch.device, num_classes: int) -> Any:
+    """torchvision's reference style: its AlexNet, ImageFolder + PIL RandomResizedCrop + flip,
+    DataLoader workers, fp32, SGD with momentum; one step per call."""
+    from torch.utils.data import DataLoader, RandomSampler
+    from torchvision import datasets, models, transforms
+
+    tf = transforms.Compose([
+        transforms.RandomResizedCrop(224), transforms.RandomHorizontalFlip(), transforms.ToTensor(),
+        transforms.Normalize([m / 255 for m in MEAN], [s / 255 for s in STD]),
+    ])
+    root = folder / "train" if (folder / "train").is_dir() else folder
+    ds = datasets.ImageFolder(str(root), tf)
+    sampler = RandomSampler(ds, replacement=True, num_samples=10**9)
+    dl = DataLoader(ds, batch_size=batch_size, sampler=sampler, num_workers=workers, persistent_workers=workers > 0,
+                    pin_memory=device.type == "cuda")
+    model = models.alexnet(num_classes=num_classes).to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
+    it = iter(dl)
+
+    def run_step() -> None:
+        x, y = next(it)
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        loss = torch.nn.functional.cross_entropy(model(x), y % num_classes)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return run_step
+
+
+def bench_train(models: list[str], *, batch_size: int = 64, precision: str = "bf16", compile: bool = False,
+                compile_mode: str = "default", channels_last: bool = True, cuda_graphs: bool = False,
+                data: str | None = None, jpeg_dir: str | None = None, steps: int = 5, warmup: int = 2,
+                repeats: int = 3, device: str = "auto", workers: int = 2, lrn_share: bool = True,
+                log: Any = None) -> list[dict[str, Any]]:
+    """Training images/s of each model: the step on synthetic data already on the device (the
+    ceiling), without its response normalisation (the LRN's share), end to end from ``data`` (the
+    training loop's pipeline) and torchvision's reference style on ``jpeg_dir``; every figure the
+    median of ``repeats`` runs of ``steps`` steps, the arms interleaved so that they see the same
+    machine. Also the matmul rate of the device, and the step's FLOP/s as a fraction of it."""
+    import platform
+
+    from .config import TrainConfig
+    from .evaluate import resolve_precision
+    from .models import model_info
+    from .models.summary import model_summary
+    from .distributed import DistInfo
+    from .train import _check_fast_paths, build_data, pick_device, tune_cpu_allocator
+
+    say = log or (lambda s: print(s, file=sys.stderr, flush=True))
+    tune_cpu_allocator()  # as `alexnet train` does
+    dev = pick_device(device)
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    prec = resolve_precision(precision, dev)
+    arms: list[tuple[str, str, Any]] = []  # (model, arm, step callable)
+    info: dict[str, dict[str, Any]] = {}
+    for name in models:
+        mi = model_info(name)
+        cfg = TrainConfig(model=name, batch_size=batch_size, precision=prec, compile=compile, compile_mode=compile_mode,
+                          channels_last=channels_last, cuda_graphs=cuda_graphs, device=str(dev), workers=workers,
+                          data=data or "", normalize="meanstd")
+        _check_fast_paths(cfg, dev, DistInfo())
+        built = build_data(cfg, val=False) if data else None
+        classes = len(built[2]) if built else mi.num_classes  # the data's classes for every arm
+        bench = _StepBench(name, cfg, dev, classes, {})
+        arms.append((name, "step", bench))
+        off = _lrn_off(name) if lrn_share else None
+        if off:
+            arms.append((name, "step_without_lrn", _StepBench(name, cfg, dev, classes, off)))
+        if built:
+            arms.append((name, "end_to_end", _end_to_end(bench, cfg, dev, built)))
+        if jpeg_dir:
+            arms.append((name, "baseline", _torchvision_reference(Path(jpeg_dir), batch_size, workers, dev, classes)))
+        macs = int(model_summary(name)["macs"])  # type: ignore[arg-type]
+        info[name] = {"macs": macs, "classes": classes}
+    times: dict[tuple[str, str], list[float]] = {(m, a): [] for m, a, _ in arms}
+    for r in range(repeats):
+        for m, a, fn in arms:
+            times[(m, a)].append(_timed(fn, steps, warmup if r == 0 else 1, dev))
+            say(f"  run {r + 1}/{repeats} {m} {a}: {batch_size / times[(m, a)][-1]:.1f} img/s")
+    for m, a, fn in arms:
+        if hasattr(fn, "close"):
+            fn.close()
+    flops = matmul_flops(dev, prec)
+    import torchvision
+
+    results = []
+    for name in models:
+        rate = {a: batch_size / statistics.median(times[(m, a)]) for (m, a) in times if m == name}
+        step_flops = 6 * info[name]["macs"]  # forward 2 FLOPs per multiply-add, backward twice the forward
+        r: dict[str, Any] = {
+            "model": name,
+            "batch_size": batch_size,
+            "precision": prec,
+            "compile": compile,
+            "compile_mode": compile_mode,
+            "channels_last": channels_last,
+            "cuda_graphs": cuda_graphs,
+            "images_per_sec": rate.get("end_to_end"),
+            "step_images_per_sec": rate["step"],
+            "step_without_lrn_images_per_sec": rate.get("step_without_lrn"),
+            "lrn_share": (1 - rate["step"] / rate["step_without_lrn"]) if "step_without_lrn" in rate else None,
+            "end_to_end_over_step": rate["end_to_end"] / rate["step"] if "end_to_end" in rate else None,
+            "baseline_images_per_sec": rate.get("baseline"),
+            "ratio": rate["end_to_end"] / rate["baseline"] if "baseline" in rate and "end_to_end" in rate else None,
+            "matmul_flops": flops,
+            "step_flops_per_image": step_flops,
+            "step_flops_fraction": rate["step"] * step_flops / flops,
+            "runs_seconds_per_step": {a: times[(m, a)] for (m, a) in times if m == name},
+            "steps": steps,
+            "repeats": repeats,
+            "data": data,
+            "jpeg_dir": jpeg_dir,
+            "workers": workers,
+            "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else _cpu_name(),
+            "torch": torch.__version__,
+            "torchvision": torchvision.__version__,
+            "threads": torch.get_num_threads(),
+            "platform": platform.platform(),
+            "date": time.strftime("%Y-%m-%d"),
+        }
+        results.append(r)
+    return results
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip() + f" ({os.cpu_count()} cores)"
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()

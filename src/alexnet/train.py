@@ -154,8 +154,9 @@ def _rgb_eigen(train_ds: Any, channels: int) -> tuple[torch.Tensor, torch.Tensor
     return rgb_pca(images)
 
 
-def build_data(cfg: TrainConfig) -> tuple[Any, Any, list[str], EvalTransform]:
-    """The training and validation sets and the evaluation transform of a config."""
+def build_data(cfg: TrainConfig, *, val: bool = True) -> tuple[Any, Any, list[str], EvalTransform]:
+    """The training and validation sets and the evaluation transform of a config (``val=False``:
+    no validation set, None in its place)."""
     info = model_info(cfg.model)
     channels = int(cfg.model_options.get("in_chans", info.in_chans))
     image_size = cfg.image_size or info.image_size
@@ -167,9 +168,9 @@ def build_data(cfg: TrainConfig) -> tuple[Any, Any, list[str], EvalTransform]:
     limit = int(cfg.cache_limit_gb * (1 << 30))
     kw = dict(image_size=image_size, channels=channels, workers=cfg.workers, cache_limit_bytes=limit)
     train_ds = load_dataset(cfg.data, "train", **kw)
-    val_ds = load_dataset(cfg.data, "val", classes=list(train_ds.classes), **kw)
+    val_ds = load_dataset(cfg.data, "val", classes=list(train_ds.classes), **kw) if val else None
     train_ds = subset(train_ds, cfg.max_train_images, cfg.seed)
-    val_ds = subset(val_ds, cfg.max_val_images, cfg.seed + 1)
+    val_ds = subset(val_ds, cfg.max_val_images, cfg.seed + 1) if val else None
     mean, std, mimage = _normalisation(cfg, train_ds, channels, image_size)
     if mimage is not None and mimage.shape[0] != channels:
         raise UserError(f"normalize: the per-pixel mean has {mimage.shape[0]} channels, the model takes {channels}")

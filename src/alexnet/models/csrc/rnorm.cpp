@@ -1,4 +1,4 @@
-// Fused response normalisation for the CPU: AlexNet's cross-map LRN (§3.3) and cuda-convnet's
+// Fused response normalisation for the CPU (built with -fno-math-errno so that sqrt vectorises): AlexNet's cross-map LRN (§3.3) and cuda-convnet's
 // spatial rnorm, forward and backward each in one pass over memory.
 //
 // Why C++: the eager PyTorch version is five memory-bound passes (square, pad, 3-D average pool,
