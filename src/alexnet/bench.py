@@ -385,3 +385,80 @@ def _cpu_name() -> str:
     import platform
 
     return platform.processor() or platform.machine()
+
+
+def synthetic_packed(dst: str | os.PathLike[str], n: int, *, size: int = 256, classes: int = 100, val: int = 0,
+                     seed: int = 0) -> Path:
+    """A packed dataset of ``n`` generated images (smooth random colour fields, so that crops differ)
+    with labels, statistics and the format ``alexnet prepare`` writes: throughput measurements
+    without a dataset at hand (``benchmarks/gpu.sh``)."""
+    import json
+
+    import numpy as np
+
+    from .data.packed import FORMAT, VERSION, SplitFiles
+    from .prepare import _statistics, _write_meta
+
+    root = Path(dst)
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    names = [f"class{i:03d}" for i in range(classes)]
+    meta: dict[str, Any] = {"format": FORMAT, "version": VERSION, "complete": False, "source": "generated",
+                            "image_size": size, "channels": 3, "layout": "NHWC", "dtype": "uint8", "classes": names,
+                            "class_names": names, "splits": {}}
+    base = torch.nn.functional.interpolate(torch.rand(64, 3, 8, 8), size=(size, size), mode="bilinear",
+                                           align_corners=False)
+    base = (base * 127).to(torch.uint8).permute(0, 2, 3, 1).numpy()  # 64 smooth templates, NHWC
+    noise = rng.integers(0, 32, (16, size, size, 3), dtype=np.uint8)  # reused: generating it is the slow part
+    for split, count in (("train", n), ("val", val)):
+        if count <= 0:
+            continue
+        files = SplitFiles.open(root, split, count, size, 3, "w+")
+        for k in range(0, count, 64):
+            m = min(64, count - k)
+            files.images[k : k + m] = base[rng.integers(0, len(base), m)] + noise[rng.integers(0, len(noise), m)] + \
+                rng.integers(0, 96, (m, 1, 1, 3), dtype=np.uint8)
+        files.labels[:] = rng.integers(0, classes, count)
+        files.status[:] = 1
+        files.flush()
+        (root / f"{split}_files.json").write_text(json.dumps([[f"generated/{i}", int(y)] for i, y in
+                                                              enumerate(files.labels.tolist())]))
+        meta["splits"][split] = {"count": count, "skipped": []}
+    class _Bar:  # _statistics wants a progress bar
+        def __init__(self, **kw: Any) -> None:
+            pass
+
+        def __enter__(self) -> "_Bar":
+            return self
+
+        def __exit__(self, *a: Any) -> None:
+            return None
+
+        def update(self, k: int) -> None:
+            pass
+
+    # the statistics of the first 1,000 images (all of them would take minutes for 20,000)
+    sample = {**meta, "splits": {"train": {"count": min(n, 1000)}}}
+    meta["stats"] = _statistics(root, sample, _Bar)
+    meta["complete"] = True
+    _write_meta(root, meta)
+    return root
+
+
+def synthetic_jpegs(dst: str | os.PathLike[str], n: int, *, classes: int = 10, seed: int = 0) -> Path:
+    """``n`` photo-sized (500x375) generated JPEGs in ``dst/train/CLASS/``, quality 90, for the
+    torchvision reference pipeline (its cost is decoding and resizing, which depend on the size)."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    root = Path(dst)
+    templates = torch.nn.functional.interpolate(torch.rand(16, 3, 6, 8), size=(375, 500), mode="bilinear",
+                                                align_corners=False)
+    templates = (templates * 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    for i in range(n):
+        d = root / "train" / f"class{i % classes:03d}"
+        d.mkdir(parents=True, exist_ok=True)
+        img = templates[rng.integers(0, 16)] // 2 + rng.integers(0, 64, (375, 500, 3), dtype=np.uint8)
+        Image.fromarray(img).save(d / f"{i:06d}.jpg", quality=90)
+    return root
