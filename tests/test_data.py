@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from pathlib import Path
 
 import pytest
@@ -167,6 +169,32 @@ def test_ten_crop_evaluation_averages_softmax(trained_run: Path, tiny_folder: Pa
     centre = clf.evaluate(str(tiny_folder), progress=False)
     ten = clf.evaluate(str(tiny_folder), progress=False, ten_crop=True)
     assert ten.n == centre.n == 60 and 0 <= ten.top1_error <= 1 and ten.loss != centre.loss
+
+
+def test_ten_crop_averages_probabilities_not_logits() -> None:
+    """Two of the ten patches (the top-left one and its mirror image) say class 0 with huge logits,
+    the other eight say class 1 mildly: the mean of the logits picks 0, the mean of the softmax
+    (the paper's) picks 1. So does a wrong implementation fail here."""
+    from torch import nn
+
+    from alexnet.data.loader import BatchLoader
+    from alexnet.data.transforms import EvalTransform
+    from alexnet.evaluate import evaluate_model
+
+    class BrightSpot(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            m = (x.flatten(1).amax(1) > 0.5).float()  # the patch holds the bright corner
+            return torch.stack([20 * m, 1 - m], 1)
+
+    img = torch.zeros(1, 1, 8, 8, dtype=torch.uint8)
+    img[0, 0, :2, :2] = 255  # only in the top-left 4x4 patch (and its reflection)
+    ds = InMemoryDataset(img, torch.tensor([1]), ["a", "b"])
+    t = EvalTransform(8, 4, 0, 1, (0.0,), (255.0,))
+    res = evaluate_model(BrightSpot(), BatchLoader(ds, 4, workers=0), t, ["a", "b"], ten_crop=True)
+    assert res.top1_error == 0.0
+    # the mean log-probability: log((8 * softmax(0, 1)[1] + 2 * ~0) / 10)
+    p1 = (8 * torch.softmax(torch.tensor([0.0, 1.0]), 0)[1] + 2 * torch.softmax(torch.tensor([20.0, 0.0]), 0)[1]) / 10
+    assert res.loss == pytest.approx(-math.log(float(p1)), rel=1e-5)
 
 
 def test_cpu_and_accelerator_crop_paths_agree() -> None:

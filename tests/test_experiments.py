@@ -14,11 +14,12 @@ from PIL import Image
 
 from alexnet.cli import main
 from alexnet.experiments import EXPERIMENTS, run_experiment
-from alexnet.experiments.base import epochs_to_reach, judge_gain, seconds_to_reach, stats
+from alexnet.experiments.base import (epochs_to_reach, judge_gain, merge_configs, paired_t_test, seconds_to_reach,
+                                      stats, student_t_sf)
 from alexnet.experiments.report import write_report
 
 TINY = dict(seeds=2, epochs=1, train_images=48, overrides={"batch_size": 16, "workers": 0})
-ARMS = {"relu-vs-tanh": 2, "lrn": 3, "overlap-pool": 2, "dropout": 2, "augment": 3, "ten-crop": 1, "columns": 2,
+ARMS = {"relu-vs-tanh": 4, "lrn": 3, "overlap-pool": 2, "dropout": 2, "augment": 3, "ten-crop": 1, "columns": 2,
         "lenet5": 2}
 
 
@@ -85,10 +86,12 @@ def test_experiment_writes_complete_results(name: str, experiment_results: dict)
 def test_relu_vs_tanh_measures_the_figure_1_quantities(experiment_results: dict) -> None:
     folder, r = experiment_results["relu-vs-tanh"]
     m = r["measured"]
-    assert set(m["chosen_lr"]) == {"relu", "tanh"}
-    assert set(m["lr_search"]["relu"]) == {"0.005", "0.01", "0.02", "0.05", "0.1"}
+    for cond in ("paper", "standardised"):  # the paper's setting and the easier one, in one report
+        assert set(m[cond]["chosen_lr"]) == {"relu", "tanh"}
+        assert (folder / f"figure1-{cond}.png").is_file() and (folder / f"lr_search-{cond}.png").is_file()
+        assert m[cond]["test"]["df"] == 1  # two seeds
+    assert set(m["standardised"]["lr_search"]["relu"]) == {"0.005", "0.01", "0.02", "0.05", "0.1"}
     assert m["target_train_error"] == 0.25
-    assert (folder / "figure1.png").is_file() and (folder / "lr_search.png").is_file()
     for run in r["runs"]:  # the runs stop at the target: at most the epochs asked for
         assert run["epochs"] <= r["settings"]["epochs"]
 
@@ -177,6 +180,71 @@ def test_epochs_to_reach_interpolates_between_epochs() -> None:
     assert seconds_to_reach([0.5, 0.3, 0.2], [10.0, 20.0, 30.0], 0.25) == pytest.approx(25.0)
 
 
+def test_every_arm_of_every_experiment_gets_the_options_it_declares(experiment_results: dict) -> None:
+    """Option tables are merged key by key: an experiment that adds input_size=24 keeps the shared
+    init and lrn (the shallow merge once lost them)."""
+    for name, (folder, r) in experiment_results.items():
+        for run in r["runs"]:
+            cfg = json.loads((folder / run["folder"] / "run.json").read_text())["config"]
+            opts = cfg["model_options"]
+            if name == "lenet5":
+                assert opts["variant"] in ("original", "modern")
+                continue
+            if name == "relu-vs-tanh" and run["arm"].startswith("paper-"):
+                assert opts["init"] == "cuda-convnet" and cfg["normalize"] == "mean_image", run["arm"]
+            else:
+                assert opts["init"] == "torch", (name, run["arm"])
+            if name != "lrn":
+                assert opts["lrn"] == "none", (name, run["arm"])
+            if name in ("augment", "ten-crop"):
+                assert opts["input_size"] == 24 and cfg["crop_size"] == 24, (name, run["arm"])
+            if name == "dropout":
+                assert opts["hidden"] == 256 and cfg["model"] == "cifar_80sec"
+
+
+def test_merge_configs_merges_option_tables_key_by_key() -> None:
+    a = {"lr": 0.1, "model_options": {"init": "torch", "lrn": "none"}}
+    b = {"crop_size": 24, "model_options": {"input_size": 24}}
+    c = {"lr": 0.2, "model_options": {"lrn": "cross"}}
+    assert merge_configs(a, b, c) == {"lr": 0.2, "crop_size": 24,
+                                      "model_options": {"init": "torch", "lrn": "cross", "input_size": 24}}
+    assert a["model_options"] == {"init": "torch", "lrn": "none"}  # the inputs are not changed
+
+
+def test_student_t_matches_scipy() -> None:
+    scipy_stats = pytest.importorskip("scipy.stats")
+    for t, df in ((2.78, 2), (0.5, 4), (-1.2, 3), (10.0, 1), (1.7, 9), (0.0, 5), (3.5, 30)):
+        assert student_t_sf(t, df) == pytest.approx(scipy_stats.t.sf(t, df), rel=1e-9, abs=1e-12)
+    x = [0.02, 0.04, 0.015, -0.003]
+    ref = scipy_stats.ttest_1samp(x, 0.0, alternative="greater")
+    got = paired_t_test(x)
+    assert got["t"] == pytest.approx(ref.statistic) and got["p"] == pytest.approx(ref.pvalue) and got["df"] == 3
+
+
+def test_three_seeds_at_two_standard_errors_are_not_significant() -> None:
+    """The dropout case of the review: mean 2.50 pts, SE 0.90, n = 3 -> t = 2.78, p = 0.054: partly."""
+    gains = [0.025 - 0.009 * 3**0.5, 0.025, 0.025 + 0.009 * 3**0.5]
+    verdict, reason, test = judge_gain(gains, None, "the gap's drop")
+    assert test["t"] == pytest.approx(2.78, abs=0.01) and test["df"] == 2 and 0.05 < test["p"] < 0.06
+    assert verdict == "partly" and "t = 2.78, df = 2, p = 0.054" in reason
+
+
+def test_lenet5_verdict_can_say_not_reproduced(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from alexnet.experiments import base, paper
+
+    def fake_run(self, arm, seed, cfg_base, **changes):  # type: ignore[no-untyped-def]
+        err = {"1998": [0.0140, 0.0150, 0.0145], "modern": [0.009, 0.0085, 0.0088]}[arm][seed]
+        return base.Run(arm, seed, tmp_path, {}, [{"epoch": 1, "val_top1_error": err, "train_top1_error": 0.01,
+                                                   "train_loss": 0.1, "val_loss": 0.1, "val_top5_error": 0.0}], 1.0)
+
+    monkeypatch.setattr(base.Context, "run", fake_run)
+    monkeypatch.setattr(paper, "plot_arms", lambda path, *a, **k: str(path.name))
+    ctx = base.Context(EXPERIMENTS["lenet5"], "mnist", tmp_path, seeds=3)
+    out = EXPERIMENTS["lenet5"].run(ctx)
+    assert out.verdict == "not reproduced" and "p = " in out.reason
+    assert out.tests[0]["mean"] == pytest.approx(0.0145 - 0.0095)
+
+
 def test_judge_gain() -> None:
     assert judge_gain([0.02, 0.021, 0.019], 0.02, "x")[0] == "reproduced"
     assert judge_gain([0.002, 0.0021, 0.0019], 0.02, "x")[0] == "partly"  # real but a tenth of the paper's
@@ -184,7 +252,7 @@ def test_judge_gain() -> None:
     assert judge_gain([-0.01, -0.02, -0.01], 0.02, "x")[0] == "not reproduced"
     assert judge_gain([0.05], 0.02, "x")[0] == "partly"  # one seed cannot tell
     # no number in the paper: beyond the noise is enough, and the reason cites none
-    verdict, reason = judge_gain([0.002, 0.0021, 0.0019], None, "x")
+    verdict, reason, _ = judge_gain([0.002, 0.0021, 0.0019], None, "x")
     assert verdict == "reproduced" and "paper" not in reason
     assert judge_gain([0.0, 0.0], None, "x")[0] == "not reproduced"
     s = stats([0.1, 0.2, math.nan])

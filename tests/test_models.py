@@ -165,7 +165,7 @@ def test_ablation_options_change_what_they_should() -> None:
     assert [c.groups for c in base.modules() if isinstance(c, nn.Conv2d)] == [1, 2, 1, 2, 2]
     assert count_params(one) > count_params(base)  # one column of the same width sees all maps
     half = create_model("alexnet", columns=1, width=0.5)
-    assert half.features.conv1.out_channels == 48 and half.classifier.fc6.out_features == 2048
+    assert half.features.conv1.out_channels == 48 and half.classifier.fc6.out_features == 4096
     nodrop = create_model("alexnet", dropout=0.0)
     assert all(d.p == 0.0 for d in nodrop.modules() if isinstance(d, nn.Dropout))
     assert [d.p for d in base.modules() if isinstance(d, nn.Dropout)] == [0.5, 0.5]
@@ -206,10 +206,12 @@ def test_cifar_ablation_options_for_the_experiments() -> None:
     assert two.features.conv1.out_channels == 64 and two.features.conv2.groups == 2
     assert two.features.conv3.groups == 1 and two.features.conv3.out_channels == 64
     assert two(x).shape == (2, 10)
-    # dropout on the input of each fully-connected layer; forward_features skips it
+    # dropout on the hidden FC layer's outputs (the paper's); forward_features skips it
     d = create_model("cifar_80sec", dropout=0.5, hidden=256)
-    assert [type(m).__name__ for m in d.classifier] == ["Flatten", "Dropout", "Linear", "ReLU", "Dropout", "Linear"]
+    assert [type(m).__name__ for m in d.classifier] == ["Flatten", "Linear", "ReLU", "Dropout", "Linear"]
     assert d.forward_features(x).shape == (2, 256)
+    d.train()
+    assert torch.equal(d.forward_features(x), d.forward_features(x))  # no dropout in the features
     # 24x24 patches: the classifier's input follows
     assert create_model("cifar_18pct", input_size=24).classifier.fc10.in_features == 64 * 3 * 3
     # lrn_scale: N_alpha(s a) == s N_(alpha s^2)(a), exact with cuda-convnet's k = 1
@@ -267,3 +269,78 @@ def test_torchvision_weights_load_and_give_the_same_outputs() -> None:
     x = torch.randn(3, 3, 224, 224)
     with torch.no_grad():
         assert torch.allclose(ours(x), ref(x), atol=1e-5, rtol=1e-4)
+
+
+def test_one_gpu_net_of_section_3_2_keeps_conv5_and_the_fc_layers_full() -> None:
+    """The paper's footnote: the one-GPU net has half the kernels in conv1-conv4 but the final conv
+    layer and the FC layers at full size: 48-128-192-192-256, 4096-4096."""
+    half = create_model("alexnet", columns=1, width=0.5)
+    convs = [m for m in half.modules() if isinstance(m, nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [48, 128, 192, 192, 256]
+    assert all(c.groups == 1 for c in convs)
+    assert [m.out_features for m in half.modules() if isinstance(m, nn.Linear)] == [4096, 4096, 1000]
+    expect = (3 * 121 * 48 + 48) + (48 * 25 * 128 + 128) + (128 * 9 * 192 + 192) + (192 * 9 * 192 + 192) + \
+        (192 * 9 * 256 + 256) + (256 * 36 * 4096 + 4096) + (4096 * 4096 + 4096) + (4096 * 1000 + 1000)
+    assert count_params(half) == expect == 59_798_312
+    assert half(torch.randn(1, 3, 224, 224)).shape == (1, 1000)
+    tiny = create_model("alexnet", width=0.25, top_width=0.25)  # what the fast tests use
+    assert tiny.classifier.fc6.out_features == 1024 and tiny.features.conv5.out_channels == 64
+
+
+def test_alexnet_lrn_normalises_each_column_on_its_own() -> None:
+    """cuda-convnet2's two-GPU config: rnorm1a/rnorm1b over 48 maps each. Map 47's output must not
+    depend on map 48 (the other column's first), unless lrn_across_columns."""
+    torch.manual_seed(0)
+    for across, expect_dependence in ((False, False), (True, True)):
+        norm = create_model("alexnet", lrn_across_columns=across).features.norm1
+        x = torch.rand(1, 96, 5, 5) * 50
+        y0 = norm(x)
+        x2 = x.clone()
+        x2[:, 48] *= 3.0
+        changed = (norm(x2) - y0).abs().amax((0, 2, 3)) > 0
+        assert bool(changed[47]) is expect_dependence and bool(changed[46]) is expect_dependence
+        assert bool(changed[49]) and bool(changed[50])  # within its own column it acts as before
+    one = create_model("alexnet", columns=1).features.norm1
+    assert one.groups == 1
+
+
+def test_cuda_convnet_average_pooling_divides_by_the_whole_window() -> None:
+    """cuda-convnet's AvgPooler: every window divided by 9, also where it overhangs the border."""
+    m = create_model("cifar_18pct")
+    pool = m.features.pool2
+    out = pool(torch.ones(1, 1, 32, 32))
+    assert out.shape == (1, 1, 16, 16)
+    assert torch.allclose(out[0, 0, :-1, :-1], torch.ones(15, 15))
+    assert torch.allclose(out[0, 0, -1, :-1], torch.full((15,), 6 / 9))  # the last row's windows hold 2 of 3 rows
+    assert torch.allclose(out[0, 0, -1, -1], torch.tensor(4 / 9))
+    for name in ("cifar_18pct", "cifar_80sec"):
+        for p in (create_model(name).features.pool2, create_model(name).features.pool3):
+            assert p.divisor_override == 9
+
+
+def test_weight_decay_applies_to_the_kernels_of_every_model() -> None:
+    from alexnet.models import list_models
+    from alexnet.train import decayed_parameter_names
+
+    expect = {
+        "alexnet": [f"features.conv{i}.weight" for i in range(1, 6)] + [f"classifier.fc{i}.weight" for i in (6, 7, 8)],
+        "alexnet_tv": [f"features.{i}.weight" for i in (0, 3, 6, 8, 10)] + [f"classifier.{i}.weight" for i in (1, 4, 6)],
+        "lenet5": ["features.c1.weight", "features.c3.weight", "features.c5.weight", "classifier.f6.weight"],
+        "cifar_18pct": ["features.conv1.weight", "features.conv2.weight", "features.conv3.weight",
+                        "classifier.fc10.weight"],
+        "cifar_80sec": ["features.conv1.weight", "features.conv2.weight", "features.conv3.weight",
+                        "classifier.fc64.weight", "classifier.fc10.weight"],
+    }
+    assert set(expect) == set(list_models())
+    for name, names in expect.items():
+        assert decayed_parameter_names(create_model(name)) == names, name
+    # LeNet-5's C3 keeps its sparse kernels in a 1-D parameter: decayed all the same
+    assert create_model("lenet5").features.c3.weight.ndim == 1
+
+
+def test_cifar_dropout_drops_the_hidden_layers_outputs_only() -> None:
+    m = create_model("cifar_80sec", dropout=0.5)
+    names = [n for n, _ in m.classifier.named_children()]
+    assert names == ["flatten", "fc64", "act4", "drop", "fc10"]  # after the hidden layer, not before it
+    with pytest.raises(UserError, match="no hidden fully-connected layer"):
+        create_model("cifar_18pct", dropout=0.5)

@@ -24,6 +24,7 @@ def _cmd(data: Path, out: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "alexnet", "train", "--model", "alexnet", "--data", str(data), "--out", str(out),
             "--epochs", "3", "--batch-size", "12", "--lr", "0.01", "--schedule", "cosine", "--image-size", "128",
             "--crop-size", "112", "--workers", "0", "--checkpoint-every", "2", "--model-opt", "width=0.25",
+            "--model-opt", "top_width=0.25",
             "--model-opt", 'init="caffe"', *extra]
 
 

@@ -224,3 +224,46 @@ def test_compile_trains(tiny_folder: Path, tmp_path: Path) -> None:
     result = train(cfg, progress=False, log=lambda s: None)
     assert result.final is not None and math.isfinite(result.metrics[0]["train_loss"])
     torch.load(tmp_path / "r" / "best.pt", weights_only=True)  # the unwrapped model's keys
+
+
+def test_ten_crop_figures_have_their_own_columns_and_selection_uses_the_centre_crop(tiny_folder: Path,
+                                                                                     tmp_path: Path) -> None:
+    """val_top1_error is the centre crop at every epoch (curves, best.pt); the last epoch's ten-patch
+    figures go to val10_top1_error / val10_top5_error."""
+    import alexnet
+
+    cfg = TrainConfig(model="cifar_18pct", data=str(tiny_folder), out=str(tmp_path / "r"), epochs=2, batch_size=32,
+                      lr=0.05, workers=0, max_train_images=120, image_size=32, crop_size=24,
+                      model_options={"input_size": 24, "init": "torch"}, ten_crop_eval=True)
+    result = train(cfg, progress=False, log=lambda s: None)
+    rows = list(csv.DictReader(open(tmp_path / "r" / "metrics.csv")))
+    assert math.isnan(float(rows[0]["val10_top1_error"])) and not math.isnan(float(rows[1]["val10_top1_error"]))
+    assert result.final_ten_crop is not None and result.final is not None
+    assert float(rows[1]["val10_top1_error"]) == pytest.approx(result.final_ten_crop.top1_error)
+    assert float(rows[1]["val10_top5_error"]) == pytest.approx(result.final_ten_crop.top5_error)
+    clf = alexnet.load(tmp_path / "r" / "last.pt")
+    centre = clf.evaluate(str(tiny_folder), progress=False)
+    assert float(rows[1]["val_top1_error"]) == pytest.approx(centre.top1_error)  # the centre crop, not ten
+    assert result.best_top1_error == pytest.approx(min(float(r["val_top1_error"]) for r in rows), abs=1e-5)
+
+
+def test_multistep_schedule_bias_lr_and_per_layer_weight_decay() -> None:
+    from alexnet.models import create_model
+    from alexnet.train import make_optimizer
+
+    cfg = TrainConfig(model="cifar_18pct", lr=0.001, epochs=140, schedule="multistep", milestones=[120, 130],
+                      weight_decay=0.004, bias_lr_factor=2.0, weight_decay_layers={"fc10": 1.0})
+    s = LRSchedule(cfg, 10)
+    assert [s(0), s(1199), s(1200), s(1299), s(1300)] == pytest.approx([1e-3, 1e-3, 1e-4, 1e-4, 1e-5])
+    model = create_model("cifar_18pct")
+    opt = make_optimizer(cfg, model)
+    by_param = {id(p): g for g in opt.param_groups for p in g["params"]}
+    named = dict(model.named_parameters())
+    assert by_param[id(named["features.conv1.weight"])]["weight_decay"] == 0.004
+    assert by_param[id(named["classifier.fc10.weight"])]["weight_decay"] == 1.0
+    assert by_param[id(named["classifier.fc10.bias"])]["weight_decay"] == 0.0
+    assert by_param[id(named["classifier.fc10.bias"])]["lr_scale"] == 2.0
+    with pytest.raises(UserError, match="no layer named 'fc99'"):
+        make_optimizer(TrainConfig(model="cifar_18pct", weight_decay_layers={"fc99": 1.0}), model)
+    with pytest.raises(UserError, match="milestones"):
+        TrainConfig(schedule="multistep").validate()

@@ -153,7 +153,7 @@ def _timed(run_step: Any, steps: int, warmup: int, device: torch.device) -> floa
 def matmul_flops(device: torch.device, precision: str, n: int | None = None, repeats: int = 5) -> float:
     """FLOP/s of an n x n matrix product in the step's precision on ``device`` (the median of a few)."""
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
-    n = n or (8192 if device.type == "cuda" else 2048)
+    n = n or (8192 if device.type == "cuda" else 4096)
     a = torch.randn(n, n, device=device).to(dtype)
     b = torch.randn(n, n, device=device).to(dtype)
     times = []

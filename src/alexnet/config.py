@@ -31,11 +31,14 @@ class TrainConfig:
     lr: float = 0.01
     momentum: float = 0.9
     nesterov: bool = False
-    weight_decay: float = 5e-4  # on weights (tensors of 2+ dims); biases and scalars are not decayed
+    weight_decay: float = 5e-4  # on the kernels of conv/linear layers; biases and per-map scalars are not decayed
+    weight_decay_layers: dict[str, Any] = field(default_factory=dict)  # per layer (its name, e.g. fc10 = 1.0): overrides weight_decay
+    bias_lr_factor: float = 1.0  # biases learn this many times faster (cuda-convnet's epsB / epsW)
     label_smoothing: float = 0.0
-    schedule: str = "plateau"  # plateau | step | cosine | linear | constant
+    schedule: str = "plateau"  # plateau | step | multistep | cosine | linear | constant
     warmup_epochs: float = 0.0  # linear warm-up from lr/10, for cosine/linear/step/constant
     step_size: int = 30  # step: epochs between divisions
+    milestones: list[int] = field(default_factory=list)  # multistep: the epochs after which the rate is multiplied by gamma
     gamma: float = 0.1  # step and plateau: the factor
     plateau_patience: int = 2  # plateau: epochs without improvement before the rate is divided
     plateau_threshold: float = 0.002  # plateau: smallest drop of val top-1 error that counts as improvement
@@ -77,7 +80,7 @@ class TrainConfig:
 
         choices = {
             "optimizer": ("sgd", "adamw"),
-            "schedule": ("plateau", "step", "cosine", "linear", "constant"),
+            "schedule": ("plateau", "step", "multistep", "cosine", "linear", "constant"),
             "normalize": ("meanstd", "mean", "mean_image", "imagenet", "none"),
             "precision": ("auto", "fp32", "bf16", "fp16"),
             "optimizer_impl": ("auto", "fused", "foreach", "for-loop"),
@@ -89,7 +92,14 @@ class TrainConfig:
         for key in ("epochs", "batch_size", "eval_every", "step_size", "accumulate", "prefetch", "log_every"):
             if getattr(self, key) < 1:
                 raise bad(key, f"must be at least 1, not {getattr(self, key)}")
-        for key in ("lr", "cache_limit_gb"):
+        if self.schedule == "multistep" and not self.milestones:
+            raise bad("milestones", "the multistep schedule needs at least one epoch, e.g. milestones = [120, 130]")
+        if any(m < 1 for m in self.milestones) or list(self.milestones) != sorted(self.milestones):
+            raise bad("milestones", f"must be increasing epochs of at least 1, not {self.milestones}")
+        for layer, wd in self.weight_decay_layers.items():
+            if isinstance(wd, bool) or not isinstance(wd, (int, float)) or wd < 0:
+                raise bad("weight_decay_layers", f"{layer}: expected a non-negative number, got {wd!r}")
+        for key in ("lr", "cache_limit_gb", "bias_lr_factor"):
             if not getattr(self, key) > 0:
                 raise bad(key, f"must be positive, not {getattr(self, key)}")
         for key in ("weight_decay", "momentum", "warmup_epochs", "pad", "translate", "workers", "label_smoothing",
@@ -140,6 +150,11 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         if not isinstance(value, dict):
             raise UserError(f"{where}: expected a table of options, got {value!r}")
         return dict(value)
+    if origin is list:
+        (item,) = typing.get_args(hint) or (Any,)
+        if not isinstance(value, (list, tuple)):
+            raise UserError(f"{where}: expected a list, e.g. [120, 130], got {value!r}")
+        return [_coerce(v, item, where) for v in value]
     if hint is bool:
         if not isinstance(value, bool):
             raise UserError(f"{where}: expected true or false, got {value!r}")

@@ -179,7 +179,7 @@ def build_data(cfg: TrainConfig, *, val: bool = True) -> tuple[Any, Any, list[st
 
 
 class LRSchedule:
-    """Learning rate per step: warm-up, then constant / step / cosine / linear, or the paper's
+    """Learning rate per step: warm-up, then constant / step / multistep / cosine / linear, or the paper's
     plateau rule (divide by 1/gamma when the val error has not improved by ``threshold`` for
     ``patience`` epochs, at most ``max_reductions`` times)."""
 
@@ -201,6 +201,8 @@ class LRSchedule:
             return c.lr
         if c.schedule == "step":
             return c.lr * c.gamma ** (step // (c.step_size * self.spe))
+        if c.schedule == "multistep":
+            return c.lr * c.gamma ** sum(step >= m * self.spe for m in c.milestones)
         frac = (step - warm) / max(1.0, self.total - warm)
         if c.schedule == "cosine":
             return c.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
@@ -249,13 +251,34 @@ def _optimizer_kwargs(cfg: TrainConfig, device: torch.device) -> dict[str, Any]:
     return {"fused": {"fused": True}, "foreach": {"foreach": True}, "for-loop": {"foreach": False}}[impl]
 
 
+def parameter_groups(cfg: TrainConfig, model: nn.Module) -> list[dict[str, Any]]:
+    """Optimizer groups: decayed kernels (``weight_decay``, or ``weight_decay_layers[layer]``), and
+    the rest undecayed; biases at ``bias_lr_factor`` times the rate. ``lr_scale`` multiplies the
+    schedule's rate in each group."""
+    decayed = set(decayed_parameter_names(model))
+    unknown = [layer for layer in cfg.weight_decay_layers
+               if not any(n.rsplit(".", 1)[0].split(".")[-1] == layer or n.rsplit(".", 1)[0] == layer for n in decayed)]
+    if unknown:
+        raise UserError(f"weight-decay-layers: no layer named {', '.join(map(repr, unknown))} with decayed weights "
+                        f"(the model's: {', '.join(sorted({n.rsplit('.', 1)[0] for n in decayed}))})")
+    groups: dict[tuple[float, float], list[nn.Parameter]] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        layer = name.rsplit(".", 1)[0]
+        if name in decayed:
+            wd = cfg.weight_decay_layers.get(layer, cfg.weight_decay_layers.get(layer.split(".")[-1], cfg.weight_decay))
+        else:
+            wd = 0.0
+        scale = cfg.bias_lr_factor if name.endswith("bias") else 1.0
+        groups.setdefault((float(wd), float(scale)), []).append(p)
+    return [{"params": ps, "weight_decay": wd, "lr_scale": scale, "lr": cfg.lr * scale}
+            for (wd, scale), ps in groups.items()]
+
+
 def make_optimizer(cfg: TrainConfig, model: nn.Module, device: torch.device | None = None) -> torch.optim.Optimizer:
     device = device or next(model.parameters()).device
-    names = set(decayed_parameter_names(model))
-    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    groups = [{"params": [p for n, p in params if n in names], "weight_decay": cfg.weight_decay},
-              {"params": [p for n, p in params if n not in names], "weight_decay": 0.0}]
-    groups = [g for g in groups if g["params"]]
+    groups = parameter_groups(cfg, model)
     kw = _optimizer_kwargs(cfg, device)
     try:
         if cfg.optimizer == "adamw":
@@ -265,6 +288,12 @@ def make_optimizer(cfg: TrainConfig, model: nn.Module, device: torch.device | No
         if cfg.optimizer_impl != "auto":
             raise UserError(f"optimizer-impl {cfg.optimizer_impl}: not available here ({e})") from None
         return make_optimizer(dataclasses.replace(cfg, optimizer_impl="foreach"), model, device)
+
+
+def base_lr(optimizer: torch.optim.Optimizer) -> float:
+    """The schedule's learning rate (a group's rate over its ``lr_scale``)."""
+    g = optimizer.param_groups[0]
+    return g["lr"] / g.get("lr_scale", 1.0)
 
 
 @dataclass
@@ -304,7 +333,7 @@ class TrainStep:
 
     def begin(self, lr: float) -> None:
         for g in self.optimizer.param_groups:
-            g["lr"] = lr
+            g["lr"] = lr * g.get("lr_scale", 1.0)
         self.optimizer.zero_grad(set_to_none=True)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -583,7 +612,7 @@ def _train(cfg: TrainConfig, dinfo: Any, *, progress: bool, log: Callable[[str],
                     loss_sum, correct = check_finite(desc)
                     if st.seen:
                         bar.set_postfix(loss=f"{loss_sum / st.seen:.3f}", acc=f"{correct / st.seen:.3f}",
-                                        lr=f"{optimizer.param_groups[0]['lr']:.2g}")
+                                        lr=f"{base_lr(optimizer):.2g}")
                 if (stop or ckpt_point) and st.batches_done < len(train_loader):
                     # Every process takes part (the decision is the same on all of them): the running
                     # sums are added up and each process's random states kept, indexed by rank.
@@ -618,7 +647,7 @@ def _train(cfg: TrainConfig, dinfo: Any, *, progress: bool, log: Callable[[str],
             final10 = evaluate(ten_crop=True) if cfg.ten_crop_eval and last else None
             row = {
                 "epoch": epoch + 1,
-                "lr": optimizer.param_groups[0]["lr"],
+                "lr": base_lr(optimizer),
                 "train_loss": loss_sum / max(seen, 1),
                 "train_top1_error": 1 - correct / max(seen, 1),
                 "val_loss": final.loss if final else math.nan,

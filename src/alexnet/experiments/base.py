@@ -107,6 +107,7 @@ class Outcome:
     plots: list[str]
     measured: dict[str, Any]  # every figure, by name: {"mean", "std", "values"} or a plain number
     notes: list[str] = field(default_factory=list)
+    tests: list[dict[str, Any]] = field(default_factory=list)  # the t-tests behind the verdict (judge_gain's)
 
 
 class Context:
@@ -129,15 +130,12 @@ class Context:
 
     # -- training -----------------------------------------------------------------------------
     def config(self, arm: str, seed: int, base: dict[str, Any], **changes: Any) -> TrainConfig:
-        values = {**base, **changes}
-        options = {**base.get("model_options", {}), **changes.get("model_options", {})}
-        values["model_options"] = options
+        values = merge_configs(base, changes)
         values.setdefault("epochs", self.epochs)
         values.update(data=self.data, out=str(self.out / "runs" / f"{slug(arm)}-s{seed}"), seed=seed, device=self.device,
                       max_train_images=values.get("max_train_images", self.train_images),
                       max_val_images=self.val_images)
-        values.update({k: v for k, v in self.overrides.items() if k != "model_options"})
-        values["model_options"].update(self.overrides.get("model_options", {}))
+        values = merge_configs(values, self.overrides)
         return TrainConfig.from_dict(values, source=f"experiment {self.spec.name}").validate()
 
     def run(self, arm: str, seed: int, base: dict[str, Any], **changes: Any) -> Run:
@@ -255,29 +253,116 @@ def points(values: list[float], digits: int = 2) -> str:
     return spread(values, scale=100, unit=" pts", digits=digits, sign=True)
 
 
-def judge_gain(gains: list[float], paper_gain: float | None, what: str) -> tuple[str, str]:
+def _betacf(a: float, b: float, x: float) -> float:
+    """Continued fraction of the regularised incomplete beta function (modified Lentz's method)."""
+    tiny, qab, qap, qam = 1e-300, a + b, a + 1.0, a - 1.0
+    c, d = 1.0, 1.0 - qab * x / qap
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 300):
+        m2 = 2 * m
+        aa = m * (b - m) * x / ((qam + m2) * (a + m2))
+        d = 1.0 + aa * d
+        d = 1.0 / (d if abs(d) > tiny else tiny)
+        c = 1.0 + aa / c
+        c = c if abs(c) > tiny else tiny
+        h *= d * c
+        aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
+        d = 1.0 + aa * d
+        d = 1.0 / (d if abs(d) > tiny else tiny)
+        c = 1.0 + aa / c
+        c = c if abs(c) > tiny else tiny
+        delta = d * c
+        h *= delta
+        if abs(delta - 1.0) < 1e-15:
+            break
+    return h
+
+
+def _betainc(a: float, b: float, x: float) -> float:
+    """The regularised incomplete beta function I_x(a, b)."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x))
+    if x < (a + 1.0) / (a + b + 2.0):
+        return front * _betacf(a, b, x) / a
+    return 1.0 - front * _betacf(b, a, 1.0 - x) / b
+
+
+def student_t_sf(t: float, df: int) -> float:
+    """P(T > t) for Student's t with ``df`` degrees of freedom (written out: SciPy is not a dependency)."""
+    if math.isinf(t):
+        return 0.0 if t > 0 else 1.0
+    tail = 0.5 * _betainc(df / 2.0, 0.5, df / (df + t * t))
+    return tail if t >= 0 else 1.0 - tail
+
+
+def paired_t_test(diffs: list[float], null: float = 0.0) -> dict[str, Any]:
+    """One-sided t-test that the mean of ``diffs`` exceeds ``null`` (the paper's direction is positive):
+    t = (mean - null) / (sd / sqrt(n)) with n - 1 degrees of freedom. For paired arms, ``diffs``
+    are the per-seed differences. NaNs (runs that never got there) are left out."""
+    vals = [float(v) for v in diffs if not math.isnan(float(v))]
+    n = len(vals)
+    out: dict[str, Any] = {"n": n, "df": max(n - 1, 0), "mean": statistics.fmean(vals) - null if vals else math.nan,
+                           "null": null, "t": math.nan, "p": math.nan, "alpha": 0.05,
+                           "sided": "one (the paper's direction)"}
+    if n < 2:
+        return out
+    sd = statistics.stdev(vals)
+    m = out["mean"]
+    if sd == 0:
+        out["t"] = math.inf if m > 0 else (-math.inf if m < 0 else 0.0)
+        out["p"] = 0.0 if m > 0 else (1.0 if m < 0 else 0.5)
+        return out
+    out["t"] = m / (sd / math.sqrt(n))
+    out["p"] = student_t_sf(out["t"], n - 1)
+    return out
+
+
+def fmt_test(test: dict[str, Any]) -> str:
+    """``t = 2.78, df = 2, p = 0.054`` (one-sided)."""
+    if test["n"] < 2:
+        return f"no test: {test['n']} seed{'s' if test['n'] != 1 else ''}"
+    return f"t = {test['t']:.2f}, df = {test['df']}, p = {test['p']:.3g}"
+
+
+def judge_gain(gains: list[float], paper_gain: float | None, what: str) -> tuple[str, str, dict[str, Any]]:
     """Verdict on a claimed improvement from its per-seed paired measurements (positive = as the
-    paper says). Reproduced: the mean gain is beyond two standard errors and at least half the
-    paper's (``None``: the paper gives no number, so beyond the noise is enough); partly: the right
-    direction but smaller or within the noise; not: the wrong way."""
-    s = stats(gains)
-    m, n = s["mean"], s["n"]
+    paper says), by a one-sided paired t-test at 5% with n - 1 degrees of freedom.
+
+    Reproduced: significant, and at least half the paper's effect where it gives a number; partly:
+    significant but smaller, or the paper's sign without significance; not reproduced: no gain or
+    the other way. Returns (verdict, reason, test), the test's t, df and p in both."""
+    test = paired_t_test(gains)
+    test["what"] = what
+    m, n = test["mean"], test["n"]
     if n == 0 or math.isnan(m):
-        return "not reproduced", "no measurement"
-    se = s["std"] / math.sqrt(n) if n > 1 else math.nan
-    if m == 0:
-        return "not reproduced", f"{what} is zero over {n} seed(s): the arms give the same error"
-    if m < 0:
-        return "not reproduced", f"{what} goes the other way: {m * 100:+.2f} pts over {n} seed(s)"
-    beyond_noise = n > 1 and m > 2 * se
-    paper = "" if paper_gain is None else f"paper {paper_gain * 100:.1f}"
-    if beyond_noise and (paper_gain is None or m >= 0.5 * paper_gain):
-        return "reproduced", f"{what}: {m * 100:.2f} pts{' (' + paper + ')' if paper else ''}, beyond 2 standard errors over {n} seeds"
-    if not beyond_noise:
-        why = f"within 2 standard errors ({2 * se * 100:.2f} pts) over {n} seeds" if n > 1 else "a single seed"
-        return "partly", f"{what} has the paper's sign ({m * 100:+.2f} pts{', ' + paper if paper else ''}) but is {why}"
-    assert paper_gain is not None
-    return "partly", f"{what} is real but smaller: {m * 100:.2f} pts against the paper's {paper_gain * 100:.1f}"
+        return "not reproduced", "no measurement", test
+    stat = fmt_test(test)
+    paper = "" if paper_gain is None else f"; paper {paper_gain * 100:.1f} pts"
+    if m <= 0:
+        way = "is zero" if m == 0 else "goes the other way"
+        return "not reproduced", f"{what} {way}: {m * 100:+.2f} pts over {n} seed(s) ({stat}{paper})", test
+    significant = n > 1 and test["p"] < 0.05
+    if significant and (paper_gain is None or m >= 0.5 * paper_gain):
+        return "reproduced", f"{what}: {m * 100:+.2f} pts, significant ({stat}{paper})", test
+    if significant:
+        return "partly", f"{what} is significant but smaller: {m * 100:+.2f} pts ({stat}{paper})", test
+    return "partly", f"{what} has the paper's sign ({m * 100:+.2f} pts) but is not significant at 5% ({stat}{paper})", test
+
+
+def merge_configs(*configs: dict[str, Any]) -> dict[str, Any]:
+    """Configs combined left to right, the ``model_options`` tables key by key (a later table adds
+    to and overrides an earlier one's keys; it never replaces the table)."""
+    out: dict[str, Any] = {}
+    options: dict[str, Any] = {}
+    for c in configs:
+        out.update({k: v for k, v in c.items() if k != "model_options"})
+        options.update(c.get("model_options", {}))
+    out["model_options"] = options
+    return out
 
 
 def epochs_to_reach(errors: list[float], target: float) -> float:
@@ -374,7 +459,7 @@ def run_experiment(name: str, data: str, out: str | os.PathLike[str], *, seeds: 
                      "val_images": ctx.val_images, "device": device, "overrides": ctx.overrides},
         "table": [{"quantity": r.quantity, "paper": r.paper, "ours": r.ours, "values": r.values} for r in outcome.rows],
         "measured": outcome.measured,
-        "verdict": {"status": outcome.verdict, "reason": outcome.reason},
+        "verdict": {"status": outcome.verdict, "reason": outcome.reason, "tests": outcome.tests},
         "notes": outcome.notes,
         "plots": outcome.plots,
         "runs": [{"arm": r.arm, "seed": r.seed, "folder": str(r.out.relative_to(outp)), "seconds": r.seconds,
@@ -406,6 +491,16 @@ def report_markdown(result: dict[str, Any], *, heading: str = "#", image_prefix:
         f"**Verdict: {r['verdict']['status']}** — {r['verdict']['reason']}.",
         "",
     ]
+    tests = r["verdict"].get("tests") or []
+    if tests:
+        lines += ["| paired t-test (one-sided, the paper's direction, 5%) | mean | t | df | p |",
+                  "| --- | --- | --- | --- | --- |"]
+        for t in tests:
+            scale = t.get("scale", 100.0)
+            unit = t.get("unit", " pts")
+            lines.append(f"| {t['what']} | {t['mean'] * scale:+.2f}{unit} | {t['t']:.2f} | {t['df']} | {t['p']:.3g} |"
+                         if t["n"] > 1 else f"| {t['what']} | {t['mean'] * scale:+.2f}{unit} | — | {t['df']} | — |")
+        lines.append("")
     lines += [f"- {n}" for n in r.get("notes", [])]
     if r.get("notes"):
         lines.append("")

@@ -32,27 +32,30 @@ class CrossMapLRN(nn.Module):
 
         b[i] = a[i] / (k + alpha * sum_{j = i-n/2 .. i+n/2} a[j]^2) ^ beta
 
-    ``alpha`` multiplies the plain sum of squares (the paper's convention). Caffe and
+    ``alpha`` multiplies the plain sum of squares (the paper's convention). ``groups`` splits the
+    channels into that many equal groups normalised separately (AlexNet's two columns). Caffe and
     cuda-convnet divide alpha by n; pass ``alpha_over_n=True`` for that one. torch's
     ``LocalResponseNorm`` also divides by n, so this equals ``LocalResponseNorm(n, alpha * n, beta, k)``.
     """
 
     def __init__(
-        self, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 2.0, alpha_over_n: bool = False
+        self, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 2.0, alpha_over_n: bool = False,
+        groups: int = 1,
     ) -> None:
         super().__init__()
         self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
-        self.alpha_over_n = alpha_over_n
+        self.alpha_over_n, self.groups = alpha_over_n, groups
         self.impl = "auto"  # fused (see _rnorm.py); "reference" is the plain eager formula
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # the coefficient of the plain sum of squares over the window (zero-padded at the ends)
         a = self.alpha / self.size if self.alpha_over_n else self.alpha
-        return cross_map_norm(x, self.size, a, self.beta, self.k, self.impl)
+        return cross_map_norm(x, self.size, a, self.beta, self.k, self.impl, self.groups)
 
     def extra_repr(self) -> str:
         conv = "alpha/n" if self.alpha_over_n else "alpha (paper)"
-        return f"size={self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}, convention={conv}"
+        groups = f", groups={self.groups} (each column on its own)" if self.groups > 1 else ""
+        return f"size={self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}, convention={conv}{groups}"
 
 
 class SpatialResponseNorm(nn.Module):

@@ -118,11 +118,14 @@ def _compute_dtype(x: torch.Tensor) -> torch.dtype:
 # ---------------------------------------------------------------------------------- window sums
 
 
-def _channel_window_sum(t: torch.Tensor, before: int, after: int) -> torch.Tensor:
-    """sum_{j = c - before .. c + after} t[:, j] for every channel c, zero outside (N, C, H, W)."""
+def _channel_window_sum(t: torch.Tensor, before: int, after: int, groups: int = 1) -> torch.Tensor:
+    """sum_{j = c - before .. c + after} t[:, j] for every channel c, zero outside (N, C, H, W);
+    with ``groups``, zero outside c's group of C / groups channels."""
     size = before + after + 1
-    padded = F.pad(t.unsqueeze(1), (0, 0, 0, 0, before, after))  # N, 1, C + size - 1, H, W
-    return F.avg_pool3d(padded, (size, 1, 1), stride=1).squeeze(1) * size
+    n, c, h, w = t.shape
+    grouped = t.reshape(n * groups, 1, c // groups, h, w)
+    padded = F.pad(grouped, (0, 0, 0, 0, before, after))  # N * G, 1, C / G + size - 1, H, W
+    return (F.avg_pool3d(padded, (size, 1, 1), stride=1) * size).reshape(n, c, h, w)
 
 
 def _spatial_window_sum(t: torch.Tensor, size: int) -> torch.Tensor:
@@ -134,23 +137,23 @@ def _spatial_window_sum(t: torch.Tensor, size: int) -> torch.Tensor:
 
 class _CrossMapTorch(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, size: int, a: float, b: float, k: float) -> torch.Tensor:
+    def forward(ctx: Any, x: torch.Tensor, size: int, a: float, b: float, k: float, groups: int) -> torch.Tensor:
         xf = x.to(_compute_dtype(x))
-        d = k + a * _channel_window_sum(xf * xf, size // 2, size - 1 - size // 2)
+        d = k + a * _channel_window_sum(xf * xf, size // 2, size - 1 - size // 2, groups)
         ctx.save_for_backward(x, d)
-        ctx.params = (size, a, b)
+        ctx.params = (size, a, b, groups)
         return (xf * _inverse_power(d, b)).to(x.dtype)
 
     @staticmethod
     def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         x, d = ctx.saved_tensors
-        size, a, b = ctx.params
+        size, a, b, groups = ctx.params
         xf, gf = x.to(d.dtype), g.to(d.dtype)
         f = _inverse_power(d, b)
         u = gf * xf * f / d
         # the transposed window: channel j receives from the c whose window holds it
-        s = _channel_window_sum(u, size - 1 - size // 2, size // 2)
-        return (gf * f - (2 * a * b) * xf * s).to(x.dtype), None, None, None, None
+        s = _channel_window_sum(u, size - 1 - size // 2, size // 2, groups)
+        return (gf * f - (2 * a * b) * xf * s).to(x.dtype), None, None, None, None, None
 
 
 class _SpatialTorch(torch.autograd.Function):
@@ -174,15 +177,15 @@ class _SpatialTorch(torch.autograd.Function):
 
 class _CrossMapNative(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, size: int, a: float, b: float, k: float) -> torch.Tensor:
+    def forward(ctx: Any, x: torch.Tensor, size: int, a: float, b: float, k: float, groups: int) -> torch.Tensor:
         ctx.save_for_backward(x)
-        ctx.params = (size, a, b, k)
-        return native().cross_forward(x, size, a, b, k)
+        ctx.params = (size, a, b, k, groups)
+        return native().cross_forward(x, size, a, b, k, groups)
 
     @staticmethod
     def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         (x,) = ctx.saved_tensors
-        return native().cross_backward(x, g, *ctx.params), None, None, None, None
+        return native().cross_backward(x, g, *ctx.params), None, None, None, None, None
 
 
 class _SpatialNative(torch.autograd.Function):
@@ -201,16 +204,20 @@ class _SpatialNative(torch.autograd.Function):
 # ---------------------------------------------------------------------------------- entry points
 
 
-def cross_map_norm(x: torch.Tensor, size: int, a: float, beta: float, k: float, impl: str = "auto") -> torch.Tensor:
-    """Cross-map LRN of an (N, C, H, W) tensor: ``x * (k + a * window sum of x^2 over size maps)^-beta``.
+def cross_map_norm(x: torch.Tensor, size: int, a: float, beta: float, k: float, impl: str = "auto",
+                   groups: int = 1) -> torch.Tensor:
+    """Cross-map LRN of an (N, C, H, W) tensor: ``x * (k + a * window sum of x^2 over size maps)^-beta``;
+    with ``groups``, each of that many equal groups of channels is normalised on its own.
 
     ``impl``: "auto" (native on the CPU when it builds, else torch), "native", "torch" or "reference".
     """
+    if x.shape[1] % groups:
+        raise ValueError(f"LRN: {x.shape[1]} channels do not split into {groups} groups")
     if impl == "reference":
-        return cross_map_norm_reference(x, size, a, beta, k)
+        return cross_map_norm_reference(x, size, a, beta, k, groups)
     if impl == "native" or (impl == "auto" and _use_native(x)):
-        return _CrossMapNative.apply(x, size, float(a), float(beta), float(k))
-    return _CrossMapTorch.apply(x, size, float(a), float(beta), float(k))
+        return _CrossMapNative.apply(x, size, float(a), float(beta), float(k), groups)
+    return _CrossMapTorch.apply(x, size, float(a), float(beta), float(k), groups)
 
 
 def spatial_norm(x: torch.Tensor, size: int, a: float, beta: float, k: float, impl: str = "auto") -> torch.Tensor:
@@ -224,8 +231,11 @@ def spatial_norm(x: torch.Tensor, size: int, a: float, beta: float, k: float, im
     return _SpatialTorch.apply(x, size, float(a), float(beta), float(k))
 
 
-def cross_map_norm_reference(x: torch.Tensor, size: int, a: float, beta: float, k: float) -> torch.Tensor:
+def cross_map_norm_reference(x: torch.Tensor, size: int, a: float, beta: float, k: float,
+                             groups: int = 1) -> torch.Tensor:
     """The eager formula (square, pad, 3-D average pool, power, multiply), autograd's gradient."""
+    if groups > 1:
+        return torch.cat([cross_map_norm_reference(part, size, a, beta, k) for part in x.chunk(groups, 1)], 1)
     sq = (x * x).unsqueeze(1)
     half = size // 2
     sq = F.pad(sq, (0, 0, 0, 0, half, size - 1 - half))

@@ -25,9 +25,19 @@ Choices where the paper is silent or inconsistent, and deviations:
 
 Ablation options (the paper's claims): ``activation`` ("relu" or "tanh"), ``lrn`` (on/off),
 ``pool`` ("overlap" = 3x3 stride 2, "nonoverlap" = 2x2 stride 2; both give the same map sizes),
-``columns`` (2 grouped columns, or 1 column of the same width), ``width`` (kernel-count multiplier:
-``columns=1, width=0.5`` is §3.2's "one GPU with half the kernels"), ``dropout`` (probability, 0
-to disable).
+``columns`` (2 grouped columns, or 1 column of the same width), ``width`` (kernel-count multiplier
+of conv1-conv4), ``top_width`` (multiplier of conv5 and the FC layers), ``dropout`` (probability,
+0 to disable), ``lrn_across_columns``.
+
+§3.2's "one GPU with half the kernels" is ``columns=1, width=0.5``: conv widths 48-128-192-192-256
+and FC 4096-4096 (59,798,312 parameters at 1000 classes). The paper's footnote: that net keeps
+the final convolutional layer and the fully connected layers at full size, so that the two nets
+have about as many parameters; hence ``top_width`` stays 1 unless asked.
+
+Response normalisation and the columns: in cuda-convnet2's two-GPU ImageNet configuration each
+column normalises its own maps (``rnorm1a``/``rnorm1b`` over 48 maps each), so with ``columns=2``
+the window of 5 adjacent maps never crosses from one column's maps into the other's;
+``lrn_across_columns=True`` normalises over all 96 (256) maps instead.
 """
 
 from __future__ import annotations
@@ -59,8 +69,10 @@ class AlexNet(nn.Module):
         pool: str = "overlap",
         columns: int = 2,
         width: float = 1.0,
+        top_width: float = 1.0,
         dropout: float = 0.5,
         init: str = "paper",
+        lrn_across_columns: bool = False,
     ) -> None:
         super().__init__()
         if columns not in (1, 2):
@@ -69,16 +81,20 @@ class AlexNet(nn.Module):
             raise ValueError(f"pool must be 'overlap' (3x3 stride 2) or 'nonoverlap' (2x2 stride 2), not {pool!r}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), not {dropout!r}")
-        c1, c2, c3, c4, c5 = (int(round(c * width)) for c in PAPER_WIDTHS)
+        c1, c2, c3, c4 = (int(round(c * width)) for c in PAPER_WIDTHS[:4])
+        c5 = int(round(PAPER_WIDTHS[4] * top_width))
         for c in (c1, c2, c3, c4, c5):
             if c < columns or c % columns:
-                raise ValueError(f"width={width} gives {c} kernels, not divisible into {columns} columns")
-        hidden = int(round(HIDDEN * width))
+                raise ValueError(f"width={width}, top_width={top_width} give {c} kernels, not divisible into "
+                                 f"{columns} columns")
+        hidden = int(round(HIDDEN * top_width))
         k, s = (3, 2) if pool == "overlap" else (2, 2)
         g = columns
 
+        groups = 1 if lrn_across_columns else columns
+
         def norm() -> nn.Module:
-            return CrossMapLRN(5, 1e-4, 0.75, 2.0, alpha_over_n=lrn_alpha_over_n) if lrn else nn.Identity()
+            return CrossMapLRN(5, 1e-4, 0.75, 2.0, alpha_over_n=lrn_alpha_over_n, groups=groups) if lrn else nn.Identity()
 
         self.features = nn.Sequential(
             OrderedDict(

@@ -7,6 +7,9 @@ From the layer configs shipped with cuda-convnet (``layers-80sec.cfg``, ``layers
   (18% in 20 min, GTX 580).
 All convolutions are 5x5 with padding 2 and ReLU; pools are 3x3 stride 2 with the output size
 rounded up (32 -> 16 -> 8 -> 4, ``ceil_mode=True``); the first pool is max, the others average.
+cuda-convnet's AvgPooler divides every window by size x size (9), also the last window of a row,
+which overhangs the border; torch's ceil-mode average pool would divide by the part inside, so
+the average pools here set ``divisor_override`` to the full window.
 
 The 18pct net's normalisation (``lrn="spatial"``) is cuda-convnet's ``rnorm``: over a 3x3
 neighbourhood within each map, scale 5e-5 (divided by the 9 pixels of the window), power 0.75.
@@ -17,7 +20,8 @@ recipes do) for the normalisation to do what it did there.
 
 Ablation options (the paper's experiments, ``alexnet experiment``): ``activation`` (relu | tanh),
 ``lrn``, ``pool`` ("overlap": 3x3 stride 2 as in the configs; "non-overlap": 2x2 stride 2, §3.4),
-``dropout`` (probability, applied to the input of every fully-connected layer),
+``dropout`` (probability, on the output of the hidden fully-connected layer, as the paper drops
+the outputs of its hidden FC layers; only ``cifar_80sec`` has one),
 ``columns`` (2: conv1 and conv2 doubled into two grouped columns that meet at conv3, as the two GPUs
 of §3.2 do; 1: the configs' single column, i.e. "half the kernels"), ``hidden`` (width of
 80sec's hidden fc layer), ``input_size`` (32, or 24 for the paper-style random crops) and
@@ -82,6 +86,9 @@ class CudaConvnetCifar(nn.Module):
 
         # 3x3 stride 2 rounded up (32 -> 16 -> 8 -> 4) or 2x2 stride 2 (the same sizes)
         k, ceil = (3, True) if pool == "overlap" else (2, False)
+        if dropout > 0 and not fc64:
+            raise ValueError("dropout: this net has no hidden fully-connected layer whose outputs could be dropped "
+                             "(the paper drops the outputs of hidden FC layers); use cifar_80sec")
         c = 32 * columns
         self.features = nn.Sequential(
             OrderedDict(
@@ -92,24 +99,22 @@ class CudaConvnetCifar(nn.Module):
                     ("norm1", norm(c)),
                     ("conv2", nn.Conv2d(c, c, 5, padding=2, groups=columns)),
                     ("act2", make_activation(activation)),
-                    ("pool2", nn.AvgPool2d(k, 2, ceil_mode=ceil)),
+                    ("pool2", nn.AvgPool2d(k, 2, ceil_mode=ceil, divisor_override=k * k)),
                     ("norm2", norm(c)),
                     ("conv3", nn.Conv2d(c, 64, 5, padding=2)),  # the columns meet here
                     ("act3", make_activation(activation)),
-                    ("pool3", nn.AvgPool2d(k, 2, ceil_mode=ceil)),
+                    ("pool3", nn.AvgPool2d(k, 2, ceil_mode=ceil, divisor_override=k * k)),
                 ]
             )
         )
         with torch.no_grad():
             flat = self.features(torch.zeros(1, in_chans, input_size, input_size)).numel()
 
-        def drop() -> list[tuple[str, nn.Module]]:
-            return [("drop", nn.Dropout(dropout))] if dropout > 0 else []
-
         head: list[tuple[str, nn.Module]] = [("flatten", nn.Flatten())]
         if fc64:
-            head += [*drop(), ("fc64", nn.Linear(flat, hidden)), ("act4", make_activation(activation))]
-        head += [(n + "2" if n == "drop" and fc64 else n, m) for n, m in drop()]
+            head += [("fc64", nn.Linear(flat, hidden)), ("act4", make_activation(activation))]
+            if dropout > 0:  # the hidden layer's outputs, not the pooled conv features
+                head += [("drop", nn.Dropout(dropout))]
         head += [("fc10", nn.Linear(hidden if fc64 else flat, num_classes))]
         self.classifier = nn.Sequential(OrderedDict(head))
         self.init_weights(init, fc_std=0.1 if fc64 else 0.01)

@@ -87,11 +87,13 @@ inline void inverse_powers(const acc_t* __restrict d, acc_t* __restrict f, int64
   }
 }
 
+// `groups`: the channels split into that many equal groups (AlexNet's columns), each normalised
+// on its own: the window never reaches into another group's channels.
 template <typename scalar_t, bool kChannelsInner, bool kThreeQuarters>
 void cross_forward_kernel(const scalar_t* x, scalar_t* y, const Geometry g, int64_t size, double alpha,
-                          double beta, double k) {
+                          double beta, double k, int64_t groups) {
   using acc_t = at::opmath_type<scalar_t>;
-  const int64_t half = size / 2, C = g.C, HW = g.H * g.W;
+  const int64_t half = size / 2, C = g.C / groups, HW = g.H * g.W;
   const acc_t a = acc_t(alpha), b = acc_t(beta), kk = acc_t(k);
   at::parallel_for(0, g.N * HW, 64, [&](int64_t begin, int64_t end) {
     std::vector<acc_t> v(C), s(C), f(C), sq(C + size, acc_t(0));
@@ -99,23 +101,25 @@ void cross_forward_kernel(const scalar_t* x, scalar_t* y, const Geometry g, int6
       const int64_t n = p / HW, hw = p % HW;
       const int64_t base = n * g.sN + (hw / g.W) * g.sH + (hw % g.W) * g.sW;
       const int64_t sc = kChannelsInner ? 1 : g.sC;
-      const scalar_t* xp = x + base;
-      for (int64_t c = 0; c < C; ++c) v[c] = load<scalar_t, acc_t>(xp + c * sc);
-      for (int64_t c = 0; c < C; ++c) sq[c + half] = v[c] * v[c];
-      sliding_sum(sq.data(), s.data(), C, size);
-      for (int64_t c = 0; c < C; ++c) s[c] = kk + a * s[c];
-      inverse_powers<acc_t, kThreeQuarters>(s.data(), f.data(), C, b);
-      scalar_t* yp = y + base;
-      for (int64_t c = 0; c < C; ++c) store(yp + c * sc, v[c] * f[c]);
+      for (int64_t gr = 0; gr < groups; ++gr) {
+        const scalar_t* xp = x + base + gr * C * sc;
+        for (int64_t c = 0; c < C; ++c) v[c] = load<scalar_t, acc_t>(xp + c * sc);
+        for (int64_t c = 0; c < C; ++c) sq[c + half] = v[c] * v[c];
+        sliding_sum(sq.data(), s.data(), C, size);
+        for (int64_t c = 0; c < C; ++c) s[c] = kk + a * s[c];
+        inverse_powers<acc_t, kThreeQuarters>(s.data(), f.data(), C, b);
+        scalar_t* yp = y + base + gr * C * sc;
+        for (int64_t c = 0; c < C; ++c) store(yp + c * sc, v[c] * f[c]);
+      }
     }
   });
 }
 
 template <typename scalar_t, bool kChannelsInner, bool kThreeQuarters>
 void cross_backward_kernel(const scalar_t* x, const scalar_t* go, scalar_t* gi, const Geometry g, int64_t size,
-                           double alpha, double beta, double k) {
+                           double alpha, double beta, double k, int64_t groups) {
   using acc_t = at::opmath_type<scalar_t>;
-  const int64_t half = size / 2, rest = size - 1 - half, C = g.C, HW = g.H * g.W;
+  const int64_t half = size / 2, rest = size - 1 - half, C = g.C / groups, HW = g.H * g.W;
   const acc_t a = acc_t(alpha), b = acc_t(beta), kk = acc_t(k), two_ab = acc_t(2) * a * b;
   at::parallel_for(0, g.N * HW, 64, [&](int64_t begin, int64_t end) {
     std::vector<acc_t> v(C), gv(C), d(C), f(C), s(C), sq(C + size, acc_t(0)), u(C + size, acc_t(0));
@@ -123,18 +127,18 @@ void cross_backward_kernel(const scalar_t* x, const scalar_t* go, scalar_t* gi, 
       const int64_t n = p / HW, hw = p % HW;
       const int64_t base = n * g.sN + (hw / g.W) * g.sH + (hw % g.W) * g.sW;
       const int64_t sc = kChannelsInner ? 1 : g.sC;
-      const scalar_t* xp = x + base;
-      const scalar_t* gp = go + base;
-      for (int64_t c = 0; c < C; ++c) v[c] = load<scalar_t, acc_t>(xp + c * sc);
-      for (int64_t c = 0; c < C; ++c) gv[c] = load<scalar_t, acc_t>(gp + c * sc);
-      for (int64_t c = 0; c < C; ++c) sq[c + half] = v[c] * v[c];
-      sliding_sum(sq.data(), d.data(), C, size);
-      for (int64_t c = 0; c < C; ++c) d[c] = kk + a * d[c];
-      inverse_powers<acc_t, kThreeQuarters>(d.data(), f.data(), C, b);
-      for (int64_t c = 0; c < C; ++c) u[c + rest] = gv[c] * v[c] * f[c] / d[c];  // g y / d, for the transposed window
-      sliding_sum(u.data(), s.data(), C, size);
-      scalar_t* ip = gi + base;
-      for (int64_t c = 0; c < C; ++c) store(ip + c * sc, gv[c] * f[c] - two_ab * v[c] * s[c]);
+      for (int64_t gr = 0; gr < groups; ++gr) {
+        const int64_t off = base + gr * C * sc;
+        for (int64_t c = 0; c < C; ++c) v[c] = load<scalar_t, acc_t>(x + off + c * sc);
+        for (int64_t c = 0; c < C; ++c) gv[c] = load<scalar_t, acc_t>(go + off + c * sc);
+        for (int64_t c = 0; c < C; ++c) sq[c + half] = v[c] * v[c];
+        sliding_sum(sq.data(), d.data(), C, size);
+        for (int64_t c = 0; c < C; ++c) d[c] = kk + a * d[c];
+        inverse_powers<acc_t, kThreeQuarters>(d.data(), f.data(), C, b);
+        for (int64_t c = 0; c < C; ++c) u[c + rest] = gv[c] * v[c] * f[c] / d[c];  // g y / d, for the transposed window
+        sliding_sum(u.data(), s.data(), C, size);
+        for (int64_t c = 0; c < C; ++c) store(gi + off + c * sc, gv[c] * f[c] - two_ab * v[c] * s[c]);
+      }
     }
   });
 }
@@ -236,8 +240,9 @@ void check(const at::Tensor& x, int64_t size) {
   TORCH_CHECK(size >= 1, "response norm: size must be at least 1");
 }
 
-at::Tensor cross_forward(at::Tensor x, int64_t size, double alpha, double beta, double k) {
+at::Tensor cross_forward(at::Tensor x, int64_t size, double alpha, double beta, double k, int64_t groups) {
   check(x, size);
+  TORCH_CHECK(groups >= 1 && x.size(1) % groups == 0, "LRN: the channels do not split into ", groups, " groups");
   x = dense(x);
   at::Tensor y = at::empty_like(x);
   const Geometry g = geometry(x);
@@ -245,15 +250,16 @@ at::Tensor cross_forward(at::Tensor x, int64_t size, double alpha, double beta, 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "lrn_cross_forward", [&] {
     auto* xp = x.data_ptr<scalar_t>();
     auto* yp = y.data_ptr<scalar_t>();
-    if (inner && beta == 0.75) cross_forward_kernel<scalar_t, true, true>(xp, yp, g, size, alpha, beta, k);
-    else if (inner) cross_forward_kernel<scalar_t, true, false>(xp, yp, g, size, alpha, beta, k);
-    else if (beta == 0.75) cross_forward_kernel<scalar_t, false, true>(xp, yp, g, size, alpha, beta, k);
-    else cross_forward_kernel<scalar_t, false, false>(xp, yp, g, size, alpha, beta, k);
+    if (inner && beta == 0.75) cross_forward_kernel<scalar_t, true, true>(xp, yp, g, size, alpha, beta, k, groups);
+    else if (inner) cross_forward_kernel<scalar_t, true, false>(xp, yp, g, size, alpha, beta, k, groups);
+    else if (beta == 0.75) cross_forward_kernel<scalar_t, false, true>(xp, yp, g, size, alpha, beta, k, groups);
+    else cross_forward_kernel<scalar_t, false, false>(xp, yp, g, size, alpha, beta, k, groups);
   });
   return y;
 }
 
-at::Tensor cross_backward(at::Tensor x, at::Tensor grad, int64_t size, double alpha, double beta, double k) {
+at::Tensor cross_backward(at::Tensor x, at::Tensor grad, int64_t size, double alpha, double beta, double k,
+                          int64_t groups) {
   check(x, size);
   x = dense(x);
   grad = grad.to(x.scalar_type()).contiguous(x.suggest_memory_format());
@@ -265,10 +271,10 @@ at::Tensor cross_backward(at::Tensor x, at::Tensor grad, int64_t size, double al
     auto* xp = x.data_ptr<scalar_t>();
     auto* gp = grad.data_ptr<scalar_t>();
     auto* ip = gi.data_ptr<scalar_t>();
-    if (inner && beta == 0.75) cross_backward_kernel<scalar_t, true, true>(xp, gp, ip, g, size, alpha, beta, k);
-    else if (inner) cross_backward_kernel<scalar_t, true, false>(xp, gp, ip, g, size, alpha, beta, k);
-    else if (beta == 0.75) cross_backward_kernel<scalar_t, false, true>(xp, gp, ip, g, size, alpha, beta, k);
-    else cross_backward_kernel<scalar_t, false, false>(xp, gp, ip, g, size, alpha, beta, k);
+    if (inner && beta == 0.75) cross_backward_kernel<scalar_t, true, true>(xp, gp, ip, g, size, alpha, beta, k, groups);
+    else if (inner) cross_backward_kernel<scalar_t, true, false>(xp, gp, ip, g, size, alpha, beta, k, groups);
+    else if (beta == 0.75) cross_backward_kernel<scalar_t, false, true>(xp, gp, ip, g, size, alpha, beta, k, groups);
+    else cross_backward_kernel<scalar_t, false, false>(xp, gp, ip, g, size, alpha, beta, k, groups);
   });
   return gi;
 }
