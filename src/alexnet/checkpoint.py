@@ -73,8 +73,16 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
     try:
         ckpt = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as e:  # corrupt, truncated, or holding objects weights_only refuses
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"{p}: not a readable checkpoint ({first[:200]})") from None
+        text = str(e)
+        if "weights_only" in text or "Weights only load failed" in text or "Unsupported global" in text:
+            # torch's message advises loading with weights_only=False: exactly the unsafe thing for
+            # a hostile file, so it is not passed on
+            why = "it holds Python objects that a safe load refuses to run (not a checkpoint of ours, or tampered with)"
+        elif isinstance(e, (EOFError, RuntimeError)) and ("zip" in text.lower() or "eof" in text.lower() or not text):
+            why = "truncated or corrupt"
+        else:
+            why = (text.strip().splitlines()[0] if text.strip() else type(e).__name__)[:160]
+        raise UserError(f"{p}: not a readable checkpoint ({why}); it was not loaded") from None
     if not isinstance(ckpt, dict) or "model" not in ckpt or "model_name" not in ckpt:
         raise UserError(f"{p}: not an alexnet checkpoint (no 'model' / 'model_name' keys)")
     if ckpt.get("format", 0) > FORMAT_VERSION:

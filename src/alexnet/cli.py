@@ -20,7 +20,7 @@ import json
 import os
 import shlex
 import sys
-import tomllib
+from ._toml import tomllib
 import typing
 from pathlib import Path
 from typing import Any, Sequence
@@ -112,10 +112,31 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
         base = next((a for a in args if a is not type(None)), hint) if args else hint
         default = f.default if f.default is not dataclasses.MISSING else None
         helptext = f"{comments.get(f.name, '')} (default: {default})".strip().replace("%", "%%")
-        if base is bool:
+        if f.name == "resume":  # --resume (with --out RUN), or --resume RUN alone
+            p.add_argument(flag, nargs="?", const=True, default=argparse.SUPPRESS, metavar="RUN",
+                           help="continue the run in RUN (or in --out) from its config.toml and last.pt; other flags "
+                                "may change only epochs, workers, device and how often it checkpoints and logs")
+        elif base is bool:
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=helptext)
+        elif typing.get_origin(base) in (list, dict):
+            p.add_argument(flag, type=_literal, default=argparse.SUPPRESS, metavar=f.name.upper(),
+                           help=helptext + " (TOML syntax, e.g. [120, 130] or {fc10 = 1.0})")
         else:
             p.add_argument(flag, type=base, default=argparse.SUPPRESS, metavar=f.name.upper(), help=helptext)
+
+
+# The shipped recipe for a model and a kind of data, used when `train` gets no --recipe.
+DEFAULT_RECIPES = {("lenet5", "mnist"): "lenet5_mnist", ("cifar_18pct", "cifar10"): "cifar_18pct_cifar10",
+                   ("cifar_80sec", "cifar10"): "cifar_80sec_cifar10", ("alexnet", "folder"): "alexnet_imagenet",
+                   ("alexnet_tv", "folder"): "alexnet_tv_imagenet"}
+
+
+def default_recipe(model: str, data: str) -> str | None:
+    from .data.datasets import DataSpec
+
+    if not data:
+        return None
+    return DEFAULT_RECIPES.get((model, DataSpec.parse(data).kind))
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -123,11 +144,30 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .train import train
 
     values = vars(args)
-    cfg = TrainConfig()
-    if args.recipe:
-        cfg = cfg.update(load_recipe(args.recipe), source=args.recipe)
     flags = {f.name: values[f.name] for f in dataclasses.fields(TrainConfig) if f.name in values}
+    resume = flags.pop("resume", False)
+    cfg = TrainConfig()
+    if isinstance(resume, str):  # --resume RUN: the run's own config, then the flags allowed to change
+        run = Path(resume)
+        if "out" in flags and Path(flags["out"]) != run:
+            raise UserError(f"--resume {resume} and --out {flags['out']}: give the run folder once")
+        if args.recipe:
+            raise UserError("--resume RUN continues RUN with its own config.toml; leave out --recipe")
+        if not (run / "config.toml").is_file():
+            raise UserError(f"--resume {resume}: no config.toml there (not a run folder?)")
+        cfg = cfg.update(load_recipe(run / "config.toml"), source=str(run / "config.toml"))
+        flags["out"] = resume
+    elif args.recipe and args.recipe.lower() != "none":
+        cfg = cfg.update(load_recipe(args.recipe), source=args.recipe)
+    elif not args.recipe:
+        model = flags.get("model", cfg.model)
+        shipped = default_recipe(model, flags.get("data", ""))
+        if shipped:
+            print(f"using the shipped recipe {shipped} for {model} on this data (--recipe none for the plain "
+                  "defaults)", file=sys.stderr)
+            cfg = cfg.update(load_recipe(shipped), source=shipped)
     cfg = cfg.update(flags, source="flags")
+    cfg.resume = bool(resume)
     if args.model_opt:
         cfg.model_options.update(_parse_options(args.model_opt))
     result = train(cfg)
@@ -160,12 +200,20 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                        max_images=args.max_images, progress=not args.json, ten_crop=args.ten_crop)
     ck = resolve_checkpoint(args.checkpoint)
     out = Path(args.out) if args.out else ck.parent / "evaluate"
-    out.mkdir(parents=True, exist_ok=True)
-    plot_confusion(res, out / "confusion.png", f"{clf.name} ({ck.name}) on {args.data} [{args.split}]: "
-                   f"top-1 {res.top1_error:.2%}, top-{res.k} {res.top5_error:.2%}")
     d = res.to_dict() | {"checkpoint": str(ck), "data": args.data, "split": args.split, "ten_crop": args.ten_crop,
                          "confusion_png": str(out / "confusion.png")}
-    (out / "result.json").write_text(json.dumps(d, indent=2) + "\n")
+    saved = True
+    try:  # the figures are printed whatever happens to the files
+        out.mkdir(parents=True, exist_ok=True)
+        plot_confusion(res, out / "confusion.png", f"{clf.name} ({ck.name}) on {args.data} [{args.split}]: "
+                       f"top-1 {res.top1_error:.2%}, top-{res.k} {res.top5_error:.2%}")
+        tmp = out / ".result.json.tmp"
+        tmp.write_text(json.dumps(d, indent=2) + "\n")
+        os.replace(tmp, out / "result.json")
+    except OSError as e:
+        saved = False
+        print(f"alexnet: warning: could not save the results in {out} ({e.strerror or e}); they are printed "
+              "here only (--out DIR writes them elsewhere)", file=sys.stderr)
     if args.json:
         print(json.dumps(d))
         return 0
@@ -181,8 +229,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print("per-class accuracy" + (" (10 worst and 10 best)" if len(order) > 20 else "") + ":")
     for i in shown:
         print(f"  {res.classes[i]:<24}{acc[i]:7.2%}  ({int(totals[i])} images)")
-    print(f"confusion matrix: {out / 'confusion.png'}; all figures: {out / 'result.json'}")
-    return 0
+    if saved:
+        print(f"confusion matrix: {out / 'confusion.png'}; all figures: {out / 'result.json'}")
+    return 0 if saved else 1
 
 
 # ------------------------------------------------------------------------------------------ predict
@@ -193,10 +242,21 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     if args.top_k < 1:
         raise UserError(f"--top-k must be at least 1, not {args.top_k}")
+    from .checkpoint import resolve_checkpoint
+
+    resolve_checkpoint(args.checkpoint)  # a missing checkpoint is named first
+    missing = [p for p in args.images if not os.path.lexists(p)]
+    if len(missing) == len(args.images):  # nothing to do: a user mistake, exit 2
+        raise UserError(f"{missing[0]}: no such file or folder" + (f" (nor {len(missing) - 1} more)" if len(missing) > 1 else ""))
     clf = load(args.checkpoint, args.device)
     preds: list[dict[str, object]] = []
     errors: list[dict[str, str]] = []
-    for r in clf.predict_paths(expand_inputs(args.images), args.top_k):
+
+    def note(path: str, why: str) -> None:
+        errors.append({"path": path, "error": why})
+        print(f"alexnet: error: {path}: {why}", file=sys.stderr)
+
+    for r in clf.predict_paths(expand_inputs(args.images, note), args.top_k):
         if isinstance(r, Prediction):
             preds.append(r.to_dict())
             if not args.json:
@@ -374,7 +434,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a network (a recipe file, then flags)",
                        description="Train a network. Values come from the defaults, then --recipe, then the flags.")
-    t.add_argument("--recipe", metavar="FILE", help="a TOML recipe (a shipped name such as lenet5_mnist, or a path)")
+    t.add_argument("--recipe", metavar="FILE", help="a TOML recipe (a shipped name such as lenet5_mnist, or a path); "
+                   "without it, the shipped recipe for --model and the kind of --data when there is one "
+                   "(--recipe none: the plain defaults)")
     t.add_argument("--model-opt", action="append", metavar="KEY=VALUE",
                    help="a model option (repeatable), e.g. --model-opt activation=tanh --model-opt lrn=false")
     _add_config_flags(t)

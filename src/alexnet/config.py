@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
-import tomllib
+from ._toml import tomllib
 import types
 import typing
 from dataclasses import dataclass, field

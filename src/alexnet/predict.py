@@ -10,9 +10,10 @@ Usage::
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import torch
 from PIL import Image
@@ -136,15 +137,26 @@ def load(path: str | os.PathLike[str], device: str = "auto") -> Classifier:
     return Classifier.from_checkpoint(path, device)
 
 
-def expand_inputs(items: Iterable[str]) -> Iterator[str]:
-    """Files as given; folders walked recursively for image files (sorted)."""
+def expand_inputs(items: Iterable[str], note: Any = None) -> Iterator[str]:
+    """Files as given; folders walked recursively for image files (sorted). Inside a folder,
+    anything that is not a regular file (a FIFO, a socket, a device) is skipped with a one-line
+    ``note(path, reason)``; a file given by name is yielded and reported when it is read."""
     for item in items:
         p = Path(item)
         if p.is_dir():
             for dirpath, dirnames, filenames in os.walk(p):
                 dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
                 for f in sorted(filenames):
-                    if is_image_file(f):
-                        yield os.path.join(dirpath, f)
+                    if not is_image_file(f):
+                        continue
+                    path = os.path.join(dirpath, f)
+                    try:
+                        regular = stat.S_ISREG(os.stat(path).st_mode)
+                    except OSError:  # a dangling link or a loop
+                        regular = False
+                    if regular:
+                        yield path
+                    elif note is not None:
+                        note(path, "not a regular file (a pipe, a device or a broken link): skipped")
         else:
             yield item

@@ -10,7 +10,9 @@ the RGB covariance that the paper's PCA colour augmentation needs.
 
 from __future__ import annotations
 
+import errno
 import json
+import shutil
 import multiprocessing as mp
 import os
 import sys
@@ -119,14 +121,41 @@ def _initialise(src: Path, dst: Path, size: int, names: dict[str, str] | None = 
         "class_names": [names.get(c, c) for c in classes] if names else _wnid_names(classes),
         "splits": {},
     }
+    need = sum(len(v) for v in splits.values()) * size * size * 3
+    free = shutil.disk_usage(dst).free
+    if need > free:
+        raise UserError(f"DST {dst}: needs {need / 2**30:,.2f} GB for {sum(len(v) for v in splits.values()):,} images "
+                        f"at {size}x{size}, and the disk has {free / 2**30:,.2f} GB free")
     for split, samples in splits.items():
         (dst / f"{split}_files.json").write_text(json.dumps([[os.path.relpath(p, src), y] for p, y in samples]))
-        files = SplitFiles.open(dst, split, len(samples), size, 3, "w+")
+        _reserve(dst / f"{split}_images.u8", len(samples) * size * size * 3)
+        _reserve(dst / f"{split}_labels.i32", len(samples) * 4)
+        _reserve(dst / f"{split}_status.u8", len(samples))
+        files = SplitFiles.open(dst, split, len(samples), size, 3, "r+")  # "w+" would recreate them sparse
         files.labels[:] = [y for _, y in samples]
         files.flush()
         meta["splits"][split] = {"count": len(samples), "skipped": []}
     _write_meta(dst, meta)
     return meta
+
+
+def _reserve(path: Path, nbytes: int) -> None:
+    """Allocate the file's blocks now (posix_fallocate): a memory map over a sparse file would run
+    out of disk on a page fault, which kills the process with SIGBUS instead of an error."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        if nbytes and hasattr(os, "posix_fallocate"):
+            try:
+                os.posix_fallocate(fd, 0, nbytes)
+            except OSError as e:
+                if e.errno in (errno.EOPNOTSUPP, errno.EINVAL):  # a filesystem without it: sparse, as before
+                    os.ftruncate(fd, nbytes)
+                else:
+                    raise
+        else:
+            os.ftruncate(fd, nbytes)
+    finally:
+        os.close(fd)
 
 
 def _write_meta(dst: Path, meta: dict[str, Any]) -> None:
@@ -251,34 +280,71 @@ def prepare(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, size: i
     dst = Path(dst).expanduser()
     if size < 8:
         raise UserError(f"--size must be at least 8, not {size}")
-    if (dst / "dataset.json").is_file():
-        meta = read_meta(dst)
-        if meta["image_size"] != size:
-            raise UserError(f"{dst}: holds images of size {meta['image_size']}, not --size {size}; "
-                            "choose another DST")
-        if meta.get("complete"):
-            return _summary(dst, meta, time.perf_counter() - t0, already=True)
-        print(f"resuming the unfinished packed dataset in {dst}", file=sys.stderr)
-    else:
-        if dst.exists() and any(dst.iterdir()):
-            raise UserError(f"{dst}: exists and is not a packed dataset; choose an empty or new folder")
-        names = _ilsvrc_names(Path(src).expanduser())
-        meta = _initialise(resolve_folder(src), dst, size, names)
-    for split in meta["splits"]:
-        _fill(dst, meta, split, workers, bar)
-    for split in meta["splits"]:
-        _compact(dst, meta, split)
-    counts = np.bincount(SplitFiles.open(dst, "train", meta["splits"]["train"]["count"], size, 3, "r").labels,
-                         minlength=len(meta["classes"]))
-    empty = [c for c, n in zip(meta["classes"], counts.tolist()) if n == 0]
-    if empty:
-        raise UserError(f"{meta['source']}: no usable training image in class folder(s) {', '.join(empty[:10])} "
-                        f"(every file was skipped; see {dst}/dataset.json)")
-    meta["stats"] = _statistics(dst, meta, bar)
-    meta["complete"] = True
-    meta["seconds"] = meta.get("seconds", 0.0) + time.perf_counter() - t0
-    _write_meta(dst, meta)
+    if dst.exists() and not dst.is_dir():
+        raise UserError(f"DST {dst}: exists and is not a folder")
+    src_path = Path(src).expanduser()
+    if src_path.exists() and (dst.resolve() == src_path.resolve() or src_path.resolve() in dst.resolve().parents):
+        raise UserError(f"DST {dst}: inside SRC {src}; the packed copy would become part of its own source")
+    try:
+        if (dst / "dataset.json").is_file():
+            meta = read_meta(dst)
+            _same_source(meta, src_path, dst)
+            if meta["image_size"] != size:
+                raise UserError(f"{dst}: holds images of size {meta['image_size']}, not --size {size}; "
+                                "choose another DST")
+            if meta.get("complete"):
+                return _summary(dst, meta, time.perf_counter() - t0, already=True)
+            print(f"resuming the unfinished packed dataset in {dst}", file=sys.stderr)
+        else:
+            if dst.exists() and any(dst.iterdir()):
+                raise UserError(f"{dst}: exists and is not a packed dataset; choose an empty or new folder")
+            names = _ilsvrc_names(src_path)
+            meta = _initialise(resolve_folder(src), dst, size, names)
+        for split in meta["splits"]:
+            _fill(dst, meta, split, workers, bar)
+        for split in meta["splits"]:
+            _compact(dst, meta, split)
+        counts = np.bincount(SplitFiles.open(dst, "train", meta["splits"]["train"]["count"], size, 3, "r").labels,
+                             minlength=len(meta["classes"]))
+        empty = [c for c, n in zip(meta["classes"], counts.tolist()) if n == 0]
+        if empty:
+            raise UserError(f"{meta['source']}: no usable training image in class folder(s) {', '.join(empty[:10])} "
+                            f"(every file was skipped; see {dst}/dataset.json)")
+        meta["stats"] = _statistics(dst, meta, bar)
+        meta["complete"] = True
+        meta["seconds"] = meta.get("seconds", 0.0) + time.perf_counter() - t0
+        _write_meta(dst, meta)
+    except OSError as e:
+        raise _os_error(dst, e) from None
     return _summary(dst, meta, time.perf_counter() - t0)
+
+
+def _os_error(dst: Path, e: OSError) -> UserError:
+    """One line for what the disk refused: full, read-only, or not allowed."""
+    try:
+        free = f"; {shutil.disk_usage(dst if dst.exists() else dst.parent).free / 2**20:,.0f} MB free"
+    except OSError:
+        free = ""
+    if e.errno == errno.ENOSPC:
+        return UserError(f"DST {dst}: the disk is full{free}; free some space and rerun the same command to finish")
+    if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return UserError(f"DST {dst}: cannot write there ({e.strerror})")
+    return UserError(f"DST {dst}: {e.strerror or e}{free}")
+
+
+def _same_source(meta: dict[str, Any], src: Path, dst: Path) -> None:
+    """A packed dataset is finished or resumed from the source it was made from, never another."""
+    made_from = meta.get("source", "")
+    if made_from == "generated":
+        return
+    try:
+        mine = str(resolve_folder(src))
+    except UserError:
+        mine = str(src.resolve())
+    if os.path.realpath(made_from) != os.path.realpath(mine) and os.path.realpath(made_from) != str(src.resolve()):
+        state = "a complete" if meta.get("complete") else "a partial"
+        raise UserError(f"DST {dst}: holds {state} dataset made from {made_from}, not from SRC {src}; "
+                        "choose another DST (or the same SRC)")
 
 
 def _summary(dst: Path, meta: dict[str, Any], seconds: float, already: bool = False) -> PrepareSummary:

@@ -14,6 +14,7 @@ Only the main process (rank 0) writes; every write is atomic.
 from __future__ import annotations
 
 import csv
+import errno
 import json
 import math
 import os
@@ -51,6 +52,12 @@ def environment() -> dict[str, str]:
         "python": platform.python_version(),
         "machine": platform.platform(),
     }
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def write_metrics(path: Path, rows: list[dict[str, float]]) -> None:
@@ -99,23 +106,67 @@ class RunFolder:
         self.writer: Any = None
 
     def check(self, resume: bool) -> None:
-        """A new run needs a folder without a run in it; ``--resume`` needs its ``last.pt``."""
-        if (self.out / "last.pt").exists() and not resume:
-            raise UserError(f"--out {self.out}: already holds a run (last.pt); pass --resume to continue it "
-                            "or choose another folder")
-        if resume and not (self.out / "last.pt").exists():
-            raise UserError(f"--resume: {self.out}/last.pt does not exist")
+        """A new run needs a new or empty folder (a folder holding a run's files, or anything else,
+        is never overwritten); ``--resume`` needs the run's ``last.pt``. Stale temporary files of
+        interrupted writes are removed (resume only: a new run's folder is empty)."""
+        out = self.out
+        if out.exists() and not out.is_dir():
+            raise UserError(f"--out {out}: exists and is not a folder")
+        if resume:
+            if not (out / "last.pt").is_file():
+                raise UserError(f"--resume: {out}/last.pt does not exist (nothing to resume)")
+            if self.main:
+                self.remove_stale_temporaries()
+            return
+        if out.is_dir():
+            try:
+                entries = sorted(e.name for e in os.scandir(out))
+            except OSError as e:
+                raise UserError(f"--out {out}: cannot be read ({e.strerror})") from None
+            if entries:
+                run_files = [e for e in entries if e in ("last.pt", "best.pt", "metrics.csv", "config.toml")]
+                what = f"a run's files ({', '.join(run_files)})" if run_files else \
+                    f"{len(entries)} other file(s) ({', '.join(entries[:3])}{', ...' if len(entries) > 3 else ''})"
+                hint = "pass --resume to continue it" if "last.pt" in run_files else "choose a new or empty folder"
+                raise UserError(f"--out {out}: already holds {what}; {hint} (nothing is ever overwritten)")
+
+    def remove_stale_temporaries(self) -> list[Path]:
+        """The temporaries a killed atomic write leaves (``.last.pt.*.tmp``, ``metrics.csv.tmp``)."""
+        gone = []
+        for pattern in (".last.pt.*.tmp", ".best.pt.*.tmp", "metrics.csv.tmp", ".*.tmp"):
+            for p in self.out.glob(pattern):
+                try:
+                    p.unlink()
+                    gone.append(p)
+                except OSError:
+                    pass
+        return gone
+
+    def _write_error(self, path: Path, e: OSError) -> UserError:
+        import shutil
+
+        try:
+            free = shutil.disk_usage(path.parent if path.parent.exists() else self.out).free
+            space = f"; {free / 2**20:,.0f} MB free there"
+        except OSError:
+            space = ""
+        why = "the disk is full" if e.errno == errno.ENOSPC else (e.strerror or type(e).__name__)
+        return UserError(f"cannot write {path}: {why}{space}; the files written before are intact "
+                         f"(continue with --resume once there is room)" if e.errno == errno.ENOSPC else
+                         f"cannot write {path}: {why}{space}")
 
     def start(self, resolved: dict[str, Any], env: dict[str, str]) -> None:
         """Write config.toml and environment.json and open the TensorBoard writer."""
         if not self.main:
             return
-        self.out.mkdir(parents=True, exist_ok=True)
-        (self.out / "config.toml").write_text(
-            f"# resolved config of this run; rerun with: alexnet train --recipe {self.out / 'config.toml'} --out NEW_RUN\n"
-            + dump_toml(resolved)
-        )
-        (self.out / "environment.json").write_text(json.dumps(env, indent=1) + "\n")
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+            _atomic_text(self.out / "config.toml",
+                         f"# resolved config of this run; rerun with: alexnet train --recipe {self.out / 'config.toml'} "
+                         "--out NEW_RUN\n" + dump_toml(resolved))
+            _atomic_text(self.out / "environment.json", json.dumps(env, indent=1) + "\n")
+        except OSError as e:
+            raise UserError(f"--out {self.out}: cannot write there ({e.strerror or e})") from None
         from torch.utils.tensorboard import SummaryWriter
 
         self.writer = SummaryWriter(str(self.out / "tensorboard"))
@@ -124,8 +175,12 @@ class RunFolder:
         return load_checkpoint(self.out / "last.pt")
 
     def save(self, checkpoint: dict[str, Any], name: str) -> None:
+        """Write a checkpoint atomically; a full disk ends the run with one line, the old file intact."""
         if self.main:
-            save_checkpoint(checkpoint, self.out / name)
+            try:
+                save_checkpoint(checkpoint, self.out / name)
+            except OSError as e:
+                raise self._write_error(self.out / name, e) from None
 
     def log_scalars(self, values: dict[str, float], step: int) -> None:
         if self.writer is None:
@@ -144,8 +199,11 @@ class RunFolder:
                           for k in ("train_loss", "train_top1_error", "val_loss", "val_top1_error", "val_top5_error",
                                     "val10_top1_error", "val10_top5_error", "lr", "images_per_sec")
                           if k in row}, int(row["epoch"]))
-        write_metrics(self.out / "metrics.csv", rows)
-        plot_curves(self.out / "curves.png", rows, title)
+        try:
+            write_metrics(self.out / "metrics.csv", rows)
+            plot_curves(self.out / "curves.png", rows, title)
+        except OSError as e:
+            raise self._write_error(self.out / "metrics.csv", e) from None
 
     def close(self) -> None:
         if self.writer is not None:

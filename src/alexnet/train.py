@@ -411,6 +411,56 @@ def train(cfg: TrainConfig, *, progress: bool = True, log: Callable[[str], None]
         distributed.cleanup(dinfo)
 
 
+# What --resume may change: how the run is executed, not what it computes (and how long it goes on).
+RESUMABLE_CHANGES = frozenset({
+    "epochs", "workers", "device", "checkpoint_every", "log_every", "prefetch", "cache_limit_gb", "compile",
+    "compile_mode", "cuda_graphs", "cudnn_benchmark", "channels_last", "optimizer_impl", "resume", "out",
+})
+
+
+def check_resume_config(cfg: TrainConfig, saved: dict[str, Any], where: str) -> None:
+    """Refuse to resume with a config that differs from the run's in anything but RESUMABLE_CHANGES."""
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    before = TrainConfig.from_dict({k: v for k, v in saved.items() if k in known}, source=where).to_dict()
+    now = cfg.to_dict()
+    differ = sorted(k for k in known - RESUMABLE_CHANGES if before.get(k) != now.get(k))
+    if differ:
+        shown = "; ".join(f"{k}: {before.get(k)!r} in the run, {now.get(k)!r} now" for k in differ[:6])
+        raise UserError(f"--resume: this config differs from the run's ({where}) in {', '.join(differ)} ({shown}); "
+                        f"only {', '.join(sorted(RESUMABLE_CHANGES - {'resume', 'out'}))} may change")
+
+
+def _check_out_outside_data(cfg: TrainConfig) -> None:
+    """A run folder inside the dataset's own folder would become part of the dataset."""
+    from .data.datasets import DataSpec
+
+    spec = DataSpec.parse(cfg.data)
+    root = Path(spec.root).expanduser()
+    if not root.exists():
+        return
+    data_dir = root.resolve() if root.is_dir() else root.resolve().parent
+    out = Path(cfg.out).expanduser().resolve()
+    if out == data_dir or data_dir in out.parents:
+        raise UserError(f"--out {cfg.out}: inside the dataset's folder {data_dir}; put the run somewhere else")
+
+
+def _check_input_size(model: nn.Module, cfg: TrainConfig, transform: EvalTransform) -> None:
+    """One forward pass of a zero image before any work: a crop the network cannot take fails here
+    with the option that fits, not in the first step with a matrix-shape traceback."""
+    s = transform.input_size
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, transform.channels, s, s, device=next(model.parameters()).device))
+    except RuntimeError as e:
+        info = model_info(cfg.model)
+        hint = (f"pass --model-opt input_size={s} (the network is built for {info.input_size}x{info.input_size})"
+                if "input_size" in info.options() else f"use --crop-size {info.input_size - 2 * cfg.pad}")
+        raise UserError(f"--crop-size {transform.crop_size} (input {s}x{s}): {cfg.model} cannot take it; {hint}"
+                        f" ({str(e).splitlines()[0][:120]})") from None
+    finally:
+        model.train()
+
+
 def _check_fast_paths(cfg: TrainConfig, device: torch.device, dinfo: Any) -> None:
     if cfg.cuda_graphs:
         if device.type != "cuda":
@@ -438,6 +488,14 @@ def _train(cfg: TrainConfig, dinfo: Any, *, progress: bool, log: Callable[[str],
     folder = RunFolder(cfg.out, main=main)
     folder.check(cfg.resume)
     out = folder.out
+    if cfg.data:
+        _check_out_outside_data(cfg)
+    if cfg.resume:
+        from .config import load_recipe
+
+        saved_toml = out / "config.toml"
+        if saved_toml.is_file():
+            check_resume_config(cfg, load_recipe(saved_toml), str(saved_toml))
     tune_cpu_allocator()
     device = pick_device(cfg.device, dinfo.local_rank)
     _check_fast_paths(cfg, device, dinfo)
@@ -456,6 +514,7 @@ def _train(cfg: TrainConfig, dinfo: Any, *, progress: bool, log: Callable[[str],
     channels_last = cfg.channels_last and device.type != "mps"
     if channels_last:
         model.to(memory_format=torch.channels_last)
+    _check_input_size(model, cfg, transform)
     optimizer = make_optimizer(cfg, model, device)
     net: nn.Module = model
     if dinfo.enabled:  # gradients averaged over the processes during backward
@@ -485,9 +544,14 @@ def _train(cfg: TrainConfig, dinfo: Any, *, progress: bool, log: Callable[[str],
     partial: dict[str, Any] | None = None  # a mid-epoch checkpoint's position and random states
     if cfg.resume:
         ck = folder.resume_checkpoint()
+        check_resume_config(cfg, ck.get("config", {}), f"{out}/last.pt")
         if ck["model_name"] != cfg.model or ck["num_classes"] != len(classes):
             raise UserError(f"--resume: {out}/last.pt is a {ck['model_name']} with {ck['num_classes']} classes, "
                             f"not a {cfg.model} with {len(classes)}")
+        if list(ck.get("classes", classes)) != list(classes):
+            changed = sorted(set(ck["classes"]) ^ set(classes))[:5]
+            raise UserError(f"--resume: the data's classes are not the run's ({', '.join(changed) or 'another order'}); "
+                            "resuming would mix two runs")
         try:
             model.load_state_dict(ck["model"])
             optimizer.load_state_dict(ck["optimizer"])

@@ -16,6 +16,7 @@ import copy
 import hashlib
 import os
 import shutil
+import stat
 import sys
 import tarfile
 import tempfile
@@ -127,15 +128,37 @@ def _extract(archive: Path) -> Path:
     try:
         if archive.name.endswith(".zip"):
             with zipfile.ZipFile(archive) as z:
+                _check_expansion(archive, sum(i.file_size for i in z.infolist()), dest.parent)
                 z.extractall(tmp)
         else:
             with tarfile.open(archive) as t:
+                _check_expansion(archive, sum(m.size for m in t.getmembers() if m.isfile()), dest.parent)
                 t.extractall(tmp, filter="data")
         os.replace(tmp, dest)
-    except (OSError, tarfile.TarError, zipfile.BadZipFile) as e:
+    except UserError:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise UserError(f"{archive}: cannot extract ({e})") from None
+        raise
+    except (OSError, tarfile.TarError, zipfile.BadZipFile, EOFError) as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise UserError(f"{archive}: cannot extract ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
     return dest
+
+
+MAX_EXPANSION = 100  # an image archive expands by about 1x; a ratio far above that is a bomb
+
+
+def _check_expansion(archive: Path, total: int, where: Path) -> None:
+    """Refuse, before writing anything, an archive that would not fit or expands like a zip bomb."""
+    size = max(archive.stat().st_size, 1)
+    limit = int(os.environ.get("ALEXNET_MAX_EXTRACT_BYTES", "0")) or None
+    if total > MAX_EXPANSION * size and total > 64 << 20:
+        raise UserError(f"{archive}: would expand {size:,} bytes into {total:,} ({total / size:,.0f}x): "
+                        "a decompression bomb? not extracted")
+    if limit and total > limit:
+        raise UserError(f"{archive}: would expand into {total:,} bytes, over ALEXNET_MAX_EXTRACT_BYTES={limit:,}")
+    free = shutil.disk_usage(where).free
+    if total > free:
+        raise UserError(f"{archive}: needs {total / 2**20:,.0f} MB to extract, {free / 2**20:,.0f} MB free in {where}")
 
 
 def _find_split_root(path: Path) -> Path:
@@ -190,9 +213,31 @@ def list_folder(root: Path, split: str, classes: list[str] | None = None) -> tup
     samples: list[tuple[str, int]] = []
     for label, name in enumerate(found):
         files = []
+        seen_dirs: set[tuple[int, int]] = set()  # (device, inode): a symlink loop is walked once
         for dirpath, dirnames, filenames in os.walk(d / name, followlinks=True):
+            try:
+                st = os.stat(dirpath)
+            except OSError:
+                dirnames[:] = []
+                continue
+            if (st.st_dev, st.st_ino) in seen_dirs:
+                dirnames[:] = []
+                continue
+            seen_dirs.add((st.st_dev, st.st_ino))
             dirnames[:] = sorted(x for x in dirnames if not x.startswith("."))
-            files += [os.path.join(dirpath, f) for f in sorted(filenames) if is_image_file(f)]
+            for f in sorted(filenames):
+                if not is_image_file(f):
+                    continue
+                path = os.path.join(dirpath, f)
+                try:
+                    regular = stat.S_ISREG(os.stat(path).st_mode)
+                except OSError:
+                    regular = False
+                if regular:
+                    files.append(path)
+                else:  # a FIFO would block the reader forever
+                    print(f"warning: skipped {path}: not a regular file (a pipe, a device or a broken link)",
+                          file=sys.stderr)
         if not files:
             raise UserError(f"{d / name}: class folder without any image file")
         samples += [(f, label) for f in files]
@@ -258,15 +303,27 @@ def _preload(ds: FolderDataset, workers: int, desc: str) -> InMemoryDataset:
 # --------------------------------------------------------------------------------------------- named sets
 
 
+def _created_by(root: str) -> Path | None:
+    """The outermost folder of ``root`` that does not exist yet: what a failed download must remove."""
+    p = Path(root).expanduser().absolute()
+    top = None
+    while not p.exists():
+        top, p = p, p.parent
+    return top
+
+
 def _mnist(root: str, train: bool) -> InMemoryDataset:
     from torchvision.datasets import MNIST
 
     try:
         ds = MNIST(root, train=train, download=False)
     except RuntimeError:
+        new = _created_by(root)
         try:
             ds = MNIST(root, train=train, download=True)
-        except Exception as e:  # offline, or a server error
+        except Exception as e:  # offline, or a server error: leave no empty folders behind
+            if new is not None:
+                shutil.rmtree(new, ignore_errors=True)
             raise UserError(
                 f"mnist: no copy under {root}/MNIST/raw and the download failed ({type(e).__name__}); "
                 f"use mnist:ROOT with ROOT holding MNIST/raw/*-ubyte"
@@ -298,9 +355,12 @@ def _cifar10(root: str, train: bool, workers: int) -> InMemoryDataset:
         samples, classes = list_folder(base, split, classes)
         ds = FolderDataset(samples, classes, image_size=32)
         return _preload(ds, workers, f"decoding CIFAR-10 {split}")
+    new = _created_by(str(base)) if kind == "download" else None
     try:
         ds = CIFAR10(str(base), train=train, download=kind == "download")
     except Exception as e:
+        if new is not None:  # a failed download leaves no empty folders behind
+            shutil.rmtree(new, ignore_errors=True)
         raise UserError(
             f"cifar10: no copy under {root} (cifar-10-batches-py/, a train/ test/ tree, or cifar10-jpeg.tar.gz) "
             f"and the download failed ({type(e).__name__})"

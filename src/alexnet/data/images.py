@@ -10,6 +10,7 @@ non-images and decompression bombs raise ``ImageError`` with a one-line reason.
 from __future__ import annotations
 
 import os
+import stat
 import warnings
 from pathlib import Path
 
@@ -74,6 +75,8 @@ def load_image(path: str | os.PathLike[str], channels: int = 3, min_side: int | 
     """
     path = Path(path)
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO or a device would block the read forever
+            raise ImageError("is a directory" if path.is_dir() else "not a regular file (a pipe or a device?): skipped")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as img:
@@ -94,6 +97,8 @@ def load_image(path: str | os.PathLike[str], channels: int = 3, min_side: int | 
         raise
     except FileNotFoundError:
         raise ImageError("no such file") from None
+    except PermissionError:
+        raise ImageError("permission denied") from None
     except IsADirectoryError:
         raise ImageError("is a directory") from None
     except UnidentifiedImageError:
@@ -106,15 +111,19 @@ def load_image(path: str | os.PathLike[str], channels: int = 3, min_side: int | 
 
 
 def resize_center_square(img: Image.Image, size: int) -> Image.Image:
-    """The paper's §2 preprocessing: shorter side to ``size`` (antialiased bilinear), central square."""
+    """The paper's §2 preprocessing: shorter side to ``size`` (antialiased bilinear), central square.
+
+    Done as one resize of the central square region (``box``), not a resize of the whole image
+    followed by a crop: the memory is that of the output whatever the shape (a 1x10000 strip once
+    cost 3 GB resized whole)."""
     w, h = img.size
     if (w, h) != (size, size):
-        scale = size / min(w, h)
-        nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
-        if (nw, nh) != (w, h):
-            img = img.resize((nw, nh), Image.BILINEAR, reducing_gap=3.0 if max(w, h) > 4 * size else None)
-        left, top = (nw - size) // 2, (nh - size) // 2
-        img = img.crop((left, top, left + size, top + size))
+        side = min(w, h)
+        left, top = (w - side) / 2, (h - side) / 2
+        if side == size:
+            return img.crop((int(left), int(top), int(left) + size, int(top) + size))
+        img = img.resize((size, size), Image.BILINEAR, box=(left, top, left + side, top + side),
+                         reducing_gap=3.0 if side > 4 * size else None)
     return img
 
 

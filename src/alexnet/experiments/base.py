@@ -21,7 +21,7 @@ import shutil
 import statistics
 import sys
 import time
-import tomllib
+from .._toml import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
