@@ -114,6 +114,8 @@ class RunFolder:
             raise UserError(f"--out {out}: exists and is not a folder")
         if resume:
             if not (out / "last.pt").is_file():
+                if self.never_checkpointed():
+                    return  # stopped before its first checkpoint: train() starts it again
                 raise UserError(f"--resume: {out}/last.pt does not exist (nothing to resume)")
             if self.main:
                 self.remove_stale_temporaries()
@@ -129,6 +131,12 @@ class RunFolder:
                     f"{len(entries)} other file(s) ({', '.join(entries[:3])}{', ...' if len(entries) > 3 else ''})"
                 hint = "pass --resume to continue it" if "last.pt" in run_files else "choose a new or empty folder"
                 raise UserError(f"--out {out}: already holds {what}; {hint} (nothing is ever overwritten)")
+
+    def never_checkpointed(self) -> bool:
+        """A run stopped before its first checkpoint: its config.toml, no checkpoint or metrics."""
+        out = self.out
+        return (out / "config.toml").is_file() and not any(
+            (out / n).exists() for n in ("last.pt", "best.pt", "metrics.csv"))
 
     def remove_stale_temporaries(self) -> list[Path]:
         """The temporaries a killed atomic write leaves (``.last.pt.*.tmp``, ``metrics.csv.tmp``)."""

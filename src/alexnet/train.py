@@ -496,6 +496,11 @@ def _train(cfg: TrainConfig, dinfo: Any, *, progress: bool, log: Callable[[str],
         saved_toml = out / "config.toml"
         if saved_toml.is_file():
             check_resume_config(cfg, load_recipe(saved_toml), str(saved_toml))
+        if not (out / "last.pt").is_file():  # stopped before its first checkpoint
+            say(f"--resume: {out} stopped before its first checkpoint; starting it again from the beginning")
+            folder.remove_stale_temporaries()
+            cfg = dataclasses.replace(cfg, resume=False)
+
     tune_cpu_allocator()
     device = pick_device(cfg.device, dinfo.local_rank)
     _check_fast_paths(cfg, device, dinfo)
