@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DATA   ?= ../shared/data
 
-.PHONY: install test test-realdata test-all demo bench experiments clean
+.PHONY: install test test-realdata test-faults test-all demo bench experiments clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,11 +20,15 @@ test: $(STAMP)  ## the fast test suite (generated data, no network, CPU only)
 test-realdata: $(STAMP)  ## tests on the real MNIST and CIFAR-10 copies in $(DATA)
 	ALEXNET_DATA_ROOT=$(DATA) $(BIN)/python -m pytest -q -m realdata
 
+test-faults: $(STAMP)  ## fault injection: kill -9, full and read-only disks (tmpfs, as root), hostile inputs, properties
+	$(BIN)/python -m pytest -q -m faults
+
 demo: $(STAMP)  ## train on the bundled CIFAR-10 sample, evaluate, classify a few images
 	$(BIN)/alexnet demo
 
-bench: $(STAMP)  ## time-to-accuracy of the shipped recipes on the real data (about 30 min)
-	$(BIN)/python benchmarks/time_to_accuracy.py --data-root $(DATA)
+bench: $(STAMP)  ## time-to-accuracy of the shipped recipes on the real data (LeNet-5 over 3 seeds; about 15 min)
+	$(BIN)/python benchmarks/time_to_accuracy.py --data-root $(DATA) --only lenet5_mnist --seeds 0 1 2
+	$(BIN)/python benchmarks/time_to_accuracy.py --data-root $(DATA) --only cifar_18pct_cifar10 --seeds 0
 
 experiments: $(STAMP)  ## every paper experiment with its defaults on the real data, then the report (about 95 min)
 	ALEXNET=$(BIN)/alexnet benchmarks/paper_experiments.sh $(DATA) runs/paper

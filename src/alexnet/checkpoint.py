@@ -37,7 +37,15 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+            rec = _RecordingWriter(f)
+            try:
+                torch.save(obj, rec)
+            except RuntimeError:
+                # torch's zip writer turns a failed write (a full disk) into "unexpected pos";
+                # the OSError behind it is what the caller can report
+                if rec.error is not None:
+                    raise rec.error from None
+                raise
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -52,6 +60,23 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
         os.fsync(dfd)
     finally:
         os.close(dfd)
+
+
+class _RecordingWriter:
+    """A file's write(), remembering the first OSError (torch.save hides it behind a RuntimeError)."""
+
+    def __init__(self, f: Any) -> None:
+        self.f, self.error = f, None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self.f.write(data)
+        except OSError as e:
+            self.error = self.error or e
+            raise
+
+    def flush(self) -> None:
+        self.f.flush()
 
 
 def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:

@@ -216,7 +216,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
               "here only (--out DIR writes them elsewhere)", file=sys.stderr)
     if args.json:
         print(json.dumps(d))
-        return 0
+        return 0 if saved else 1
     how = "ten-patch average" if args.ten_crop else "centre crop"
     print(f"{clf.name} ({ck}) on {args.data} [{args.split}], {res.n:,} images, {how}")
     print(f"  top-1 error {res.top1_error:7.2%}   (accuracy {1 - res.top1_error:.2%})")

@@ -133,10 +133,13 @@ class RunFolder:
                 raise UserError(f"--out {out}: already holds {what}; {hint} (nothing is ever overwritten)")
 
     def never_checkpointed(self) -> bool:
-        """A run stopped before its first checkpoint: its config.toml, no checkpoint or metrics."""
+        """A run stopped before its first checkpoint (killed while starting): no checkpoint and no
+        metrics, at most its config, environment, TensorBoard folder and temporaries."""
         out = self.out
-        return (out / "config.toml").is_file() and not any(
-            (out / n).exists() for n in ("last.pt", "best.pt", "metrics.csv"))
+        if not out.exists():
+            return True
+        allowed = {"config.toml", "environment.json", "tensorboard"}
+        return all(e.name in allowed or e.name.endswith(".tmp") for e in os.scandir(out))
 
     def remove_stale_temporaries(self) -> list[Path]:
         """The temporaries a killed atomic write leaves (``.last.pt.*.tmp``, ``metrics.csv.tmp``)."""

@@ -497,7 +497,8 @@ def _train(cfg: TrainConfig, dinfo: Any, *, progress: bool, log: Callable[[str],
         if saved_toml.is_file():
             check_resume_config(cfg, load_recipe(saved_toml), str(saved_toml))
         if not (out / "last.pt").is_file():  # stopped before its first checkpoint
-            say(f"--resume: {out} stopped before its first checkpoint; starting it again from the beginning")
+            say(f"--resume: {out} holds no checkpoint yet (stopped while starting); starting the run from the "
+                "beginning")
             folder.remove_stale_temporaries()
             cfg = dataclasses.replace(cfg, resume=False)
 
