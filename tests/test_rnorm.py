@@ -27,34 +27,32 @@ def _inputs(dtype: torch.dtype, channels_last: bool, seed: int = 0) -> torch.Ten
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
+CASES = [(R.cross_map_norm, R.cross_map_norm_reference, p) for p in CROSS] + \
+    [(R.spatial_norm, R.spatial_norm_reference, p) for p in SPATIAL]
+
+
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("channels_last", [False, True])
-@pytest.mark.parametrize("params", CROSS)
-def test_cross_map_matches_the_reference_and_passes_gradcheck(impl: str, channels_last: bool, params: tuple) -> None:
+@pytest.mark.parametrize("fn,reference,params", CASES, ids=[f"{c[0].__name__}-{c[2][0]}" for c in CASES])
+def test_matches_the_reference_and_passes_gradcheck(impl: str, channels_last: bool, fn, reference, params) -> None:
     x = _inputs(torch.float64, channels_last).requires_grad_()
-    ref = R.cross_map_norm_reference(x, *params)
-    out = R.cross_map_norm(x, *params, impl=impl)
+    ref = reference(x, *params)
+    out = fn(x, *params, impl=impl)
     assert torch.allclose(out, ref, rtol=1e-12, atol=1e-12)
     g = torch.randn_like(ref)
     (gr,) = torch.autograd.grad(ref, x, g)
     (go,) = torch.autograd.grad(out, x, g)
     assert torch.allclose(go, gr, rtol=1e-10, atol=1e-12)
-    assert torch.autograd.gradcheck(lambda t: R.cross_map_norm(t, *params, impl=impl), (x,))
+    assert torch.autograd.gradcheck(lambda t: fn(t, *params, impl=impl), (x,))
 
 
-@pytest.mark.parametrize("impl", IMPLS)
-@pytest.mark.parametrize("channels_last", [False, True])
-@pytest.mark.parametrize("params", SPATIAL)
-def test_spatial_matches_the_reference_and_passes_gradcheck(impl: str, channels_last: bool, params: tuple) -> None:
-    x = _inputs(torch.float64, channels_last, seed=1).requires_grad_()
-    ref = R.spatial_norm_reference(x, *params)
-    out = R.spatial_norm(x, *params, impl=impl)
-    assert torch.allclose(out, ref, rtol=1e-12, atol=1e-12)
-    g = torch.randn_like(ref)
-    (gr,) = torch.autograd.grad(ref, x, g)
-    (go,) = torch.autograd.grad(out, x, g)
-    assert torch.allclose(go, gr, rtol=1e-10, atol=1e-12)
-    assert torch.autograd.gradcheck(lambda t: R.spatial_norm(t, *params, impl=impl), (x,))
+def test_grouped_cross_map_matches_the_reference_per_group() -> None:
+    x = _inputs(torch.float64, True).repeat(1, 2, 1, 1).requires_grad_()  # 14 channels, 2 groups of 7
+    for impl in IMPLS:
+        out = R.cross_map_norm(x, 5, 0.005, 0.75, 2.0, impl=impl, groups=2)
+        ref = R.cross_map_norm_reference(x, 5, 0.005, 0.75, 2.0, groups=2)
+        assert torch.allclose(out, ref, rtol=1e-12, atol=1e-12)
+        assert torch.autograd.gradcheck(lambda t: R.cross_map_norm(t, 5, 0.005, 0.75, 2.0, impl=impl, groups=2), (x,))
 
 
 @pytest.mark.parametrize("impl", IMPLS)

@@ -10,7 +10,6 @@ Usage::
 from __future__ import annotations
 
 import os
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
@@ -19,7 +18,7 @@ import torch
 from PIL import Image
 
 from .checkpoint import load_checkpoint, resolve_checkpoint
-from .data.images import ImageError, image_to_array, is_image_file, load_image, resize_center_square, to_mode
+from .data.images import ImageError, image_to_array, load_image, resize_center_square, to_mode, walk_images
 from .data.transforms import EvalTransform, eval_batch
 from .errors import UserError
 from .evaluate import EvalResult, evaluate_model
@@ -142,21 +141,7 @@ def expand_inputs(items: Iterable[str], note: Any = None) -> Iterator[str]:
     anything that is not a regular file (a FIFO, a socket, a device) is skipped with a one-line
     ``note(path, reason)``; a file given by name is yielded and reported when it is read."""
     for item in items:
-        p = Path(item)
-        if p.is_dir():
-            for dirpath, dirnames, filenames in os.walk(p):
-                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-                for f in sorted(filenames):
-                    if not is_image_file(f):
-                        continue
-                    path = os.path.join(dirpath, f)
-                    try:
-                        regular = stat.S_ISREG(os.stat(path).st_mode)
-                    except OSError:  # a dangling link or a loop
-                        regular = False
-                    if regular:
-                        yield path
-                    elif note is not None:
-                        note(path, "not a regular file (a pipe, a device or a broken link): skipped")
+        if Path(item).is_dir():
+            yield from walk_images(item, note)
         else:
             yield item

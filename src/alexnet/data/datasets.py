@@ -16,7 +16,6 @@ import copy
 import hashlib
 import os
 import shutil
-import stat
 import sys
 import tarfile
 import tempfile
@@ -30,7 +29,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..errors import UserError
-from .images import ImageError, image_to_array, is_image_file, load_image, resize_center_square
+from .images import ImageError, image_to_array, load_image, resize_center_square, walk_images
 
 VAL_DIR_NAMES = ("val", "test", "validation")
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.xz", ".zip")
@@ -212,32 +211,8 @@ def list_folder(root: Path, split: str, classes: list[str] | None = None) -> tup
         )
     samples: list[tuple[str, int]] = []
     for label, name in enumerate(found):
-        files = []
-        seen_dirs: set[tuple[int, int]] = set()  # (device, inode): a symlink loop is walked once
-        for dirpath, dirnames, filenames in os.walk(d / name, followlinks=True):
-            try:
-                st = os.stat(dirpath)
-            except OSError:
-                dirnames[:] = []
-                continue
-            if (st.st_dev, st.st_ino) in seen_dirs:
-                dirnames[:] = []
-                continue
-            seen_dirs.add((st.st_dev, st.st_ino))
-            dirnames[:] = sorted(x for x in dirnames if not x.startswith("."))
-            for f in sorted(filenames):
-                if not is_image_file(f):
-                    continue
-                path = os.path.join(dirpath, f)
-                try:
-                    regular = stat.S_ISREG(os.stat(path).st_mode)
-                except OSError:
-                    regular = False
-                if regular:
-                    files.append(path)
-                else:  # a FIFO would block the reader forever
-                    print(f"warning: skipped {path}: not a regular file (a pipe, a device or a broken link)",
-                          file=sys.stderr)
+        files = list(walk_images(d / name, lambda path, why: print(f"warning: skipped {path}: {why}",
+                                                                     file=sys.stderr)))
         if not files:
             raise UserError(f"{d / name}: class folder without any image file")
         samples += [(f, label) for f in files]

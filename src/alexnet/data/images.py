@@ -13,6 +13,7 @@ import os
 import stat
 import warnings
 from pathlib import Path
+from typing import Callable, Iterator
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -35,6 +36,39 @@ def is_image_file(path: str | os.PathLike[str]) -> bool:
     """True for a visible file whose extension is an image format's (.DS_Store, notes.txt: False)."""
     name = os.path.basename(path)
     return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+NOT_REGULAR = "not a regular file (a pipe, a device or a broken link)"
+
+
+def walk_images(folder: str | os.PathLike[str], note: Callable[[str, str], None] | None = None) -> Iterator[str]:
+    """The image files below ``folder``, sorted, following symbolic links but walking each folder
+    once (a link loop ends); hidden files and folders are left out. Anything that is not a regular
+    file (a FIFO would block its reader forever) is skipped and reported to ``note(path, reason)``."""
+    seen: set[tuple[int, int]] = set()
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        try:
+            st = os.stat(dirpath)
+        except OSError:
+            dirnames[:] = []
+            continue
+        if (st.st_dev, st.st_ino) in seen:
+            dirnames[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for f in sorted(filenames):
+            if not is_image_file(f):
+                continue
+            path = os.path.join(dirpath, f)
+            try:
+                regular = stat.S_ISREG(os.stat(path).st_mode)
+            except OSError:  # a dangling link
+                regular = False
+            if regular:
+                yield path
+            elif note is not None:
+                note(path, NOT_REGULAR)
 
 
 def _to_8bit(img: Image.Image) -> Image.Image:
