@@ -305,8 +305,9 @@ def paired_t_test(diffs: list[float], null: float = 0.0) -> dict[str, Any]:
     are the per-seed differences. NaNs (runs that never got there) are left out."""
     vals = [float(v) for v in diffs if not math.isnan(float(v))]
     n = len(vals)
-    out: dict[str, Any] = {"n": n, "df": max(n - 1, 0), "mean": statistics.fmean(vals) - null if vals else math.nan,
-                           "null": null, "t": math.nan, "p": math.nan, "alpha": 0.05,
+    # undefined figures are None (null in result.json, which stays standard JSON), not NaN
+    out: dict[str, Any] = {"n": n, "df": max(n - 1, 0), "mean": statistics.fmean(vals) - null if vals else None,
+                           "null": null, "t": None, "p": None, "alpha": 0.05,
                            "sided": "one (the paper's direction)"}
     if n < 2:
         return out
@@ -338,7 +339,7 @@ def judge_gain(gains: list[float], paper_gain: float | None, what: str) -> tuple
     test = paired_t_test(gains)
     test["what"] = what
     m, n = test["mean"], test["n"]
-    if n == 0 or math.isnan(m):
+    if n == 0 or m is None:
         return "not reproduced", "no measurement", test
     stat = fmt_test(test)
     paper = "" if paper_gain is None else f"; paper {paper_gain * 100:.1f} pts"
@@ -498,8 +499,9 @@ def report_markdown(result: dict[str, Any], *, heading: str = "#", image_prefix:
         for t in tests:
             scale = t.get("scale", 100.0)
             unit = t.get("unit", " pts")
-            lines.append(f"| {t['what']} | {t['mean'] * scale:+.2f}{unit} | {t['t']:.2f} | {t['df']} | {t['p']:.3g} |"
-                         if t["n"] > 1 else f"| {t['what']} | {t['mean'] * scale:+.2f}{unit} | — | {t['df']} | — |")
+            mean = "—" if t["mean"] is None else f"{t['mean'] * scale:+.2f}{unit}"
+            lines.append(f"| {t['what']} | {mean} | {t['t']:.2f} | {t['df']} | {t['p']:.3g} |"
+                         if t["n"] > 1 else f"| {t['what']} | {mean} | — | {t['df']} | — |")
         lines.append("")
     lines += [f"- {n}" for n in r.get("notes", [])]
     if r.get("notes"):

@@ -122,7 +122,7 @@ def relu_vs_tanh(ctx: Context) -> Outcome:
         missed = {a: sum(math.isnan(v) for v in vs) for a, vs in ep.items()}
         if test["n"] > 1 and test["p"] < 0.05 and s_ratio["mean"] >= 3:
             verdicts[cond] = ("reproduced", f"ReLU gets there {s_ratio['mean']:.1f}x sooner ({fmt_test(test)})")
-        elif test["mean"] > 0:
+        elif (test["mean"] or 0) > 0:
             verdicts[cond] = ("partly", f"ReLU gets there {s_ratio['mean']:.1f}x sooner, not the paper's 6x or not "
                                         f"significant ({fmt_test(test)})")
         else:
