@@ -225,3 +225,24 @@ def test_loader_shards_an_epoch_between_processes() -> None:
     again = BatchLoader(ds, 2, shuffle=True, seed=5, rank=1, world_size=3)
     again.set_epoch(5)
     assert sum((y.tolist() for _, y in again), []) != shards[1]  # reshuffled per epoch
+
+
+@pytest.mark.parametrize("threads,depth,start", [(1, 1, 0), (3, 4, 0), (2, 3, 5)])
+def test_prefetcher_yields_the_loaders_batches_in_order(threads: int, depth: int, start: int) -> None:
+    """Background gathers into a ring of reused buffers change nothing: the same batches, the same
+    order, from a resumed position too, for NCHW tensors and for NHWC (packed) storage."""
+    from alexnet.data.pipeline import Prefetcher
+
+    nchw = torch.randint(0, 255, (53, 3, 6, 6), dtype=torch.uint8)
+    nhwc = nchw.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)  # what a packed dataset holds
+    for images in (nchw, nhwc):
+        ds = InMemoryDataset(images, torch.arange(53) % 7, ["a"])
+        loader = BatchLoader(ds, 8, shuffle=True, seed=3, workers=0)
+        loader.set_epoch(2, start)
+        expect = [(x.clone(), y.clone()) for x, y in loader]
+        pre = Prefetcher(loader, torch.device("cpu"), depth=depth, threads=threads)
+        got = [(x.clone(), y.clone()) for x, y in pre]  # each batch copied before the next is asked for
+        pre.close()
+        assert len(got) == len(expect) == len(loader) - start
+        for (a, b), (c, d) in zip(got, expect):
+            assert torch.equal(a, c) and torch.equal(b, d)

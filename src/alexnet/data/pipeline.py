@@ -127,10 +127,11 @@ class Prefetcher:
                         pass
 
     def _to_device(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Copy on the side stream; the current stream waits for it; the event marks the slot free."""
+        """Copy on the side stream, so that it runs while the device still computes earlier steps (the
+        side stream does not wait for the main one); the main stream waits for the copy's event, and
+        the same event tells the gather thread when the pinned slot may be refilled."""
         assert self.stream is not None
         main = torch.cuda.current_stream(self.device)
-        self.stream.wait_stream(main)  # the side stream's allocations follow what came before
         with torch.cuda.stream(self.stream):
             xd = x.to(self.device, non_blocking=True)
             yd = y.to(self.device, non_blocking=True)
