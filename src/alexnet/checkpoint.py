@@ -80,8 +80,13 @@ class _RecordingWriter:
 
 
 def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
-    """A run folder means its ``best.pt`` (else ``last.pt``); a file means itself."""
-    p = Path(path)
+    """A run folder means its ``best.pt`` (else ``last.pt``); a file means itself; an export folder
+    (``alexnet export``: config.json + model.safetensors) or ``hf-hub:ORG/NAME`` means that folder."""
+    from .share import is_export, resolve_hub
+
+    p = Path(resolve_hub(str(path)))
+    if is_export(p):
+        return p
     if p.is_dir():
         for name in ("best.pt", "last.pt"):
             if (p / name).is_file():
@@ -95,6 +100,10 @@ def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
 def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a checkpoint (or a run folder's best one) safely; ``UserError`` if it is not one of ours."""
     p = resolve_checkpoint(path)
+    if p.is_dir():  # an export folder: safetensors and JSON, nothing unpickled
+        from .share import load_export
+
+        return load_export(p)
     try:
         ckpt = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as e:  # corrupt, truncated, or holding objects weights_only refuses

@@ -199,7 +199,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     res = clf.evaluate(args.data, split=args.split, batch_size=args.batch_size, workers=args.workers,
                        max_images=args.max_images, progress=not args.json, ten_crop=args.ten_crop)
     ck = resolve_checkpoint(args.checkpoint)
-    out = Path(args.out) if args.out else ck.parent / "evaluate"
+    out = Path(args.out) if args.out else (ck if ck.is_dir() else ck.parent) / "evaluate"
     d = res.to_dict() | {"checkpoint": str(ck), "data": args.data, "split": args.split, "ten_crop": args.ten_crop,
                          "confusion_png": str(out / "confusion.png")}
     saved = True
@@ -341,6 +341,57 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
               f"{f(r['step_flops_fraction'], '{:.0%}')} |")
     print(f"matmul: {r0['matmul_flops'] / 1e9:,.0f} GFLOP/s ({r0['precision']})")
     return 0
+
+
+# ------------------------------------------------------------------------------------------ share
+
+
+def cmd_weights(args: argparse.Namespace) -> int:
+    from .share import torchvision_weights
+
+    out = torchvision_weights(args.out, args.file)
+    print(f"wrote {out}/best.pt: alexnet_tv with torchvision's IMAGENET1K_V1 weights, 1000 ImageNet classes")
+    print(f"next: alexnet predict {out} photo.jpg")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .share import export_safetensors
+
+    if args.format != "safetensors":
+        raise UserError(f"--format {args.format}: this version exports safetensors")
+    out = export_safetensors(args.run, args.out)
+    print(f"wrote {out}/model.safetensors, config.json, README.md; load it with alexnet.load({str(out)!r})")
+    return 0
+
+
+def cmd_features(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .share import extract_features
+
+    if bool(args.data) == bool(args.images):
+        raise UserError("features: give --data SPEC or image files, not both and not neither")
+    r = extract_features(args.run, layer=args.layer, data=args.data, images=args.images or (),
+                         batch_size=args.batch_size, device=args.device, progress=not args.json,
+                         max_images=args.max_images)
+    for path, why in r["errors"]:
+        print(f"alexnet: error: {path}: {why}", file=sys.stderr)
+    if args.json:
+        print(json.dumps({"model": r["model"], "layer": r["layer"], "features": [
+            {"path": p, "label": int(lab), "vector": vec.tolist()}
+            for p, lab, vec in zip(r["paths"], r["labels"], r["features"])]}))
+    if args.out:
+        try:
+            np.savez(args.out, features=r["features"], labels=r["labels"], paths=np.asarray(r["paths"]))
+        except OSError as e:
+            raise UserError(f"--out {args.out}: cannot write ({e.strerror or e})") from None
+        if not args.json:
+            print(f"wrote {args.out}: {r['features'].shape[0]:,} x {r['features'].shape[1]:,} {r['layer']} features "
+                  f"of {r['model']}")
+    elif not args.json:
+        raise UserError("features: give --out FILE.npz (or --json)")
+    return 1 if r["errors"] else 0
 
 
 # ------------------------------------------------------------------------------------------ experiments
@@ -506,6 +557,32 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--device", default="auto")
     bt.add_argument("--json", action="store_true", help="print one JSON object (a list for several models)")
     bt.set_defaults(func=cmd_bench_train)
+
+    w = sub.add_parser("weights", help="published weights as a run folder").add_subparsers(
+        dest="what", required=True, metavar="SOURCE")
+    wt = w.add_parser("torchvision", help="alexnet_tv with torchvision's AlexNet_Weights.IMAGENET1K_V1")
+    wt.add_argument("--out", required=True, metavar="RUN", help="the run folder to write (new or empty)")
+    wt.add_argument("--file", metavar="PATH", help="a state dict saved by torchvision (else its weights API: the "
+                    "torch hub cache, downloading when needed)")
+    wt.set_defaults(func=cmd_weights)
+
+    ex = sub.add_parser("export", help="a run as model.safetensors + config.json + model card (Hugging Face layout)")
+    ex.add_argument("run", metavar="RUN_OR_CKPT")
+    ex.add_argument("--format", default="safetensors", choices=["safetensors"])
+    ex.add_argument("--out", metavar="DIR", help="default: RUN/export")
+    ex.set_defaults(func=cmd_export)
+
+    fe = sub.add_parser("features", help="hidden-layer features of a dataset or of images, to a .npz")
+    fe.add_argument("run", metavar="RUN_OR_EXPORT")
+    fe.add_argument("images", nargs="*", metavar="IMAGE_OR_DIR")
+    fe.add_argument("--data", metavar="SPEC", help="a dataset SPEC: its training images")
+    fe.add_argument("--layer", default="fc7", help="fc7, fc6, pool5 (alexnet, alexnet_tv) or last (any model)")
+    fe.add_argument("--out", metavar="FILE.npz", help="features, labels and paths")
+    fe.add_argument("--json", action="store_true", help="print the vectors as JSON (for a few images)")
+    fe.add_argument("--batch-size", type=int, default=64)
+    fe.add_argument("--max-images", type=int, metavar="N", help="a random subset of N dataset images")
+    fe.add_argument("--device", default="auto")
+    fe.set_defaults(func=cmd_features)
 
     d = sub.add_parser("demo", help="train on the bundled CIFAR-10 sample, evaluate, and classify a few images")
     d.add_argument("--out", default="runs/demo", help="the run folder (default: runs/demo)")

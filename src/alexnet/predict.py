@@ -61,7 +61,7 @@ class Classifier:
             raise UserError(f"{resolve_checkpoint(path)}: checkpoint does not match its model ({str(e).splitlines()[0]})") from None
         ck.pop("model", None)
         ck.pop("optimizer", None)
-        return cls(model.to(dev), list(ck["classes"]), transform, dev, ck["model_name"], ck)
+        return cls(model.to(dev).eval(), list(ck["classes"]), transform, dev, ck["model_name"], ck)
 
     def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
         """Pillow images to a normalised network batch (the evaluation transform)."""
@@ -132,7 +132,8 @@ class Classifier:
 
 
 def load(path: str | os.PathLike[str], device: str = "auto") -> Classifier:
-    """A ``Classifier`` from a run folder (its best.pt) or a checkpoint file."""
+    """A ``Classifier`` from a run folder (its best.pt), a checkpoint file, an export folder
+    (``alexnet export``) or ``hf-hub:ORG/NAME``."""
     return Classifier.from_checkpoint(path, device)
 
 
