@@ -144,3 +144,38 @@ def test_alexnet_feature_layers(layer: str, dim: int) -> None:
         assert f.shape == (2, dim)
     m = alexnet.create_model("alexnet", num_classes=10).eval()
     assert torch.allclose(extract(m, "alexnet", x, "fc7"), m.forward_features(x))
+
+
+def test_fine_tune_from_a_run_to_a_two_class_folder(trained_run: Path, tiny_folder: Path, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """--init loads the matching layers, replaces the output layer (3 -> 2 classes, named in the log),
+    --freeze keeps the layers up to it fixed, --lr-body scales the loaded layers' rate, and the eval
+    transform keeps the source's normalisation."""
+    import shutil
+
+    two = tmp_path / "two"
+    for split in ("train", "val"):
+        for c in ("blue", "red"):
+            shutil.copytree(tiny_folder / split / c, two / split / c)
+    out = tmp_path / "ft"
+    code = main(["train", "--recipe", "finetune", "--init", str(trained_run), "--data", str(two), "--out", str(out),
+                 "--epochs", "2", "--batch-size", "16", "--workers", "0", "--freeze", "conv3", "--lr-body", "0.1"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "replaced (new shape, trained from scratch): classifier.fc10.bias, classifier.fc10.weight" in err
+    assert "frozen, up to features.conv3" in err
+    src = torch.load(trained_run / "best.pt", weights_only=True)
+    got = torch.load(out / "last.pt", weights_only=True)
+    assert got["model_name"] == "cifar_80sec" and got["classes"] == ["blue", "red"]
+    for k in ("features.conv1.weight", "features.conv3.bias"):  # frozen: unchanged
+        assert torch.equal(got["model"][k], src["model"][k]), k
+    assert not torch.equal(got["model"]["classifier.fc64.weight"], src["model"]["classifier.fc64.weight"])
+    assert got["eval_transform"]["mean"] == src["eval_transform"]["mean"]
+    groups = got["optimizer"]["param_groups"]
+    assert sorted({g["lr_scale"] for g in groups}) == [0.1, 1.0]  # fc64 loaded (0.1x), fc10 new (1x)
+    clf = alexnet.load(out)
+    assert clf.evaluate(str(two), progress=False).top1_error < 0.5  # 2 classes: chance is 50%
+    assert main(["train", "--init", str(trained_run), "--model", "lenet5", "--data", str(two),
+                 "--out", str(tmp_path / "x")]) == 2
+    assert "holds a cifar_80sec, not a lenet5" in capsys.readouterr().err
+    assert main(["train", "--data", str(two), "--out", str(tmp_path / "y"), "--freeze", "conv1"]) == 2

@@ -166,8 +166,13 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(f"using the shipped recipe {shipped} for {model} on this data (--recipe none for the plain "
                   "defaults)", file=sys.stderr)
             cfg = cfg.update(load_recipe(shipped), source=shipped)
+    model_given = "model" in flags or cfg.model != TrainConfig().model
     cfg = cfg.update(flags, source="flags")
     cfg.resume = bool(resume)
+    if cfg.init and not model_given:  # fine-tuning: the model is the source's
+        from .checkpoint import load_checkpoint
+
+        cfg.model = load_checkpoint(cfg.init)["model_name"]
     if args.model_opt:
         cfg.model_options.update(_parse_options(args.model_opt))
     result = train(cfg)

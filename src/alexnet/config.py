@@ -24,6 +24,9 @@ class TrainConfig:
     data: str = ""  # mnist[:ROOT], cifar10[:ROOT] or an image-folder path (train/ and val/ or test/)
     out: str = ""  # the run folder
     resume: bool = False  # continue the run in `out` from its last.pt
+    init: str = ""  # start from trained weights: a run folder, checkpoint, export folder or hf-hub:ORG/NAME
+    freeze: str = ""  # with init: freeze the layers up to and including this one (features, fc6, conv3, ...)
+    lr_body: float = 1.0  # with init: the learning rate of the loaded layers is this times the new layers'
     # optimisation
     epochs: int = 10
     batch_size: int = 128
@@ -99,7 +102,9 @@ class TrainConfig:
         for layer, wd in self.weight_decay_layers.items():
             if isinstance(wd, bool) or not isinstance(wd, (int, float)) or wd < 0:
                 raise bad("weight_decay_layers", f"{layer}: expected a non-negative number, got {wd!r}")
-        for key in ("lr", "cache_limit_gb", "bias_lr_factor"):
+        if self.freeze and not self.init:
+            raise bad("freeze", "needs --init (freezing randomly initialised layers would keep them random)")
+        for key in ("lr", "cache_limit_gb", "bias_lr_factor", "lr_body"):
             if not getattr(self, key) > 0:
                 raise bad(key, f"must be positive, not {getattr(self, key)}")
         for key in ("weight_decay", "momentum", "warmup_epochs", "pad", "translate", "workers", "label_smoothing",

@@ -251,10 +251,10 @@ def _optimizer_kwargs(cfg: TrainConfig, device: torch.device) -> dict[str, Any]:
     return {"fused": {"fused": True}, "foreach": {"foreach": True}, "for-loop": {"foreach": False}}[impl]
 
 
-def parameter_groups(cfg: TrainConfig, model: nn.Module) -> list[dict[str, Any]]:
+def parameter_groups(cfg: TrainConfig, model: nn.Module, loaded: set[str] | None = None) -> list[dict[str, Any]]:
     """Optimizer groups: decayed kernels (``weight_decay``, or ``weight_decay_layers[layer]``), and
-    the rest undecayed; biases at ``bias_lr_factor`` times the rate. ``lr_scale`` multiplies the
-    schedule's rate in each group."""
+    the rest undecayed; biases at ``bias_lr_factor`` times the rate, and the parameters ``loaded``
+    from ``--init`` at ``lr_body`` times. ``lr_scale`` multiplies the schedule's rate in each group."""
     decayed = set(decayed_parameter_names(model))
     unknown = [layer for layer in cfg.weight_decay_layers
                if not any(n.rsplit(".", 1)[0].split(".")[-1] == layer or n.rsplit(".", 1)[0] == layer for n in decayed)]
@@ -271,14 +271,17 @@ def parameter_groups(cfg: TrainConfig, model: nn.Module) -> list[dict[str, Any]]
         else:
             wd = 0.0
         scale = cfg.bias_lr_factor if name.endswith("bias") else 1.0
+        if loaded and name in loaded:
+            scale *= cfg.lr_body
         groups.setdefault((float(wd), float(scale)), []).append(p)
     return [{"params": ps, "weight_decay": wd, "lr_scale": scale, "lr": cfg.lr * scale}
             for (wd, scale), ps in groups.items()]
 
 
-def make_optimizer(cfg: TrainConfig, model: nn.Module, device: torch.device | None = None) -> torch.optim.Optimizer:
+def make_optimizer(cfg: TrainConfig, model: nn.Module, device: torch.device | None = None,
+                   loaded: set[str] | None = None) -> torch.optim.Optimizer:
     device = device or next(model.parameters()).device
-    groups = parameter_groups(cfg, model)
+    groups = parameter_groups(cfg, model, loaded)
     kw = _optimizer_kwargs(cfg, device)
     try:
         if cfg.optimizer == "adamw":
@@ -287,7 +290,7 @@ def make_optimizer(cfg: TrainConfig, model: nn.Module, device: torch.device | No
     except (RuntimeError, TypeError, ValueError) as e:
         if cfg.optimizer_impl != "auto":
             raise UserError(f"optimizer-impl {cfg.optimizer_impl}: not available here ({e})") from None
-        return make_optimizer(dataclasses.replace(cfg, optimizer_impl="foreach"), model, device)
+        return make_optimizer(dataclasses.replace(cfg, optimizer_impl="foreach"), model, device, loaded)
 
 
 def base_lr(optimizer: torch.optim.Optimizer) -> float:
@@ -461,6 +464,46 @@ def _check_input_size(model: nn.Module, cfg: TrainConfig, transform: EvalTransfo
         model.train()
 
 
+def init_source(cfg: TrainConfig) -> dict[str, Any]:
+    """The checkpoint (or export) ``--init`` names, checked against the model being trained."""
+    from .checkpoint import load_checkpoint
+
+    ck = load_checkpoint(cfg.init)
+    if ck["model_name"] != cfg.model:
+        raise UserError(f"--init {cfg.init}: holds a {ck['model_name']}, not a {cfg.model} (--model {ck['model_name']})")
+    return ck
+
+
+def load_init(model: nn.Module, ck: dict[str, Any], cfg: TrainConfig, say: Callable[[str], None]) -> set[str]:
+    """Load the layers of ``ck`` whose shapes match (the output layer is replaced when the class count
+    differs, and named), freeze up to ``cfg.freeze``; returns the names of the loaded parameters."""
+    own = model.state_dict()
+    source = ck["model"]
+    loaded = {k: v for k, v in source.items() if k in own and tuple(own[k].shape) == tuple(v.shape)}
+    replaced = sorted(k for k in own if k in source and k not in loaded)
+    missing = sorted(k for k in own if k not in source)
+    model.load_state_dict({**own, **{k: v.to(own[k].dtype) for k, v in loaded.items()}})
+    say(f"--init {cfg.init}: loaded {len(loaded)} of {len(own)} tensors"
+        + (f"; replaced (new shape, trained from scratch): {', '.join(replaced)}" if replaced else "")
+        + (f"; not in the source: {', '.join(missing[:5])}" if missing else ""))
+    if cfg.freeze:
+        names = [n for n, _ in model.named_parameters()]
+        layer_of = [n.rsplit(".", 1)[0] for n in names]
+        hits = [i for i, layer in enumerate(layer_of)
+                if layer == cfg.freeze or layer.endswith("." + cfg.freeze) or layer.startswith(cfg.freeze + ".")]
+        if not hits:
+            layers = ", ".join(dict.fromkeys(layer.split(".")[-1] for layer in layer_of))
+            raise UserError(f"--freeze {cfg.freeze}: no such layer or block (the model's: features, classifier, {layers})")
+        frozen = names[: hits[-1] + 1]
+        params = dict(model.named_parameters())
+        for n in frozen:
+            params[n].requires_grad_(False)
+        if any(n in replaced for n in frozen):
+            raise UserError(f"--freeze {cfg.freeze}: would freeze a replaced (untrained) layer")
+        say(f"--freeze {cfg.freeze}: {len(frozen)} parameter tensors frozen, up to {layer_of[hits[-1]]}")
+    return {n for n in dict(model.named_parameters()) if n in loaded}
+
+
 def _check_fast_paths(cfg: TrainConfig, device: torch.device, dinfo: Any) -> None:
     if cfg.cuda_graphs:
         if device.type != "cuda":
@@ -511,6 +554,14 @@ def _train(cfg: TrainConfig, dinfo: Any, *, progress: bool, log: Callable[[str],
     t_start = time.perf_counter()
 
     train_ds, val_ds, classes, transform = build_data(cfg)
+    source = init_source(cfg) if cfg.init and not cfg.resume else None
+    if source is not None:  # the eval transform follows the source's normalisation
+        st = EvalTransform.from_dict(source["eval_transform"])
+        mimage = st.mean_image
+        if mimage is not None and mimage.shape[-1] != transform.image_size:
+            mimage = torch.nn.functional.interpolate(mimage[None], size=(transform.image_size,) * 2, mode="bilinear",
+                                                     antialias=True, align_corners=False)[0]
+        transform = dataclasses.replace(transform, mean=st.mean, std=st.std, mean_image=mimage)
     # Seeded after the data is built: decoding a folder for the first time draws from the global
     # generator (DataLoader), reading it from the cache does not, and the weights must not care.
     seed_everything(cfg.seed)
@@ -521,7 +572,8 @@ def _train(cfg: TrainConfig, dinfo: Any, *, progress: bool, log: Callable[[str],
     if channels_last:
         model.to(memory_format=torch.channels_last)
     _check_input_size(model, cfg, transform)
-    optimizer = make_optimizer(cfg, model, device)
+    loaded = load_init(model, source, cfg, say) if source is not None else None
+    optimizer = make_optimizer(cfg, model, device, loaded)
     net: nn.Module = model
     if dinfo.enabled:  # gradients averaged over the processes during backward
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
