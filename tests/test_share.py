@@ -171,6 +171,7 @@ def test_fine_tune_from_a_run_to_a_two_class_folder(trained_run: Path, tiny_fold
         assert torch.equal(got["model"][k], src["model"][k]), k
     assert not torch.equal(got["model"]["classifier.fc64.weight"], src["model"]["classifier.fc64.weight"])
     assert got["eval_transform"]["mean"] == src["eval_transform"]["mean"]
+    assert got["model_options"]["init"] == src["model_options"]["init"] == "torch"  # the source's architecture
     groups = got["optimizer"]["param_groups"]
     assert sorted({g["lr_scale"] for g in groups}) == [0.1, 1.0]  # fc64 loaded (0.1x), fc10 new (1x)
     clf = alexnet.load(out)

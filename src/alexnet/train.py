@@ -565,7 +565,9 @@ def _train(cfg: TrainConfig, dinfo: Any, *, progress: bool, log: Callable[[str],
     # Seeded after the data is built: decoding a folder for the first time draws from the global
     # generator (DataLoader), reading it from the cache does not, and the weights must not care.
     seed_everything(cfg.seed)
-    model_options = {"in_chans": transform.channels, **cfg.model_options}
+    # with --init, the source's architecture options (its lrn_scale, widths, ...) unless overridden
+    inherited = {k: v for k, v in (source or {}).get("model_options", {}).items() if k != "in_chans"}
+    model_options = {"in_chans": transform.channels, **inherited, **cfg.model_options}
     model = create_model(cfg.model, num_classes=len(classes), **model_options)
     model.to(device)
     channels_last = cfg.channels_last and device.type != "mps"
