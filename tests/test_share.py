@@ -180,3 +180,15 @@ def test_fine_tune_from_a_run_to_a_two_class_folder(trained_run: Path, tiny_fold
                  "--out", str(tmp_path / "x")]) == 2
     assert "holds a cifar_80sec, not a lenet5" in capsys.readouterr().err
     assert main(["train", "--data", str(two), "--out", str(tmp_path / "y"), "--freeze", "conv1"]) == 2
+
+
+def test_a_fine_tuning_run_resumes_with_its_frozen_layers(trained_run: Path, tiny_folder: Path, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "ft"
+    common = ["--init", str(trained_run), "--data", str(tiny_folder), "--out", str(out), "--batch-size", "32",
+              "--workers", "0", "--freeze", "fc64", "--lr-body", "0.5", "--recipe", "finetune"]
+    assert main(["train", *common, "--epochs", "1"]) == 0
+    assert main(["train", *common, "--epochs", "2", "--resume"]) == 0, capsys.readouterr().err
+    got = torch.load(out / "last.pt", weights_only=True)
+    src = torch.load(trained_run / "best.pt", weights_only=True)
+    assert got["epoch"] == 2 and torch.equal(got["model"]["classifier.fc64.weight"], src["model"]["classifier.fc64.weight"])

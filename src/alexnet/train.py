@@ -486,22 +486,29 @@ def load_init(model: nn.Module, ck: dict[str, Any], cfg: TrainConfig, say: Calla
     say(f"--init {cfg.init}: loaded {len(loaded)} of {len(own)} tensors"
         + (f"; replaced (new shape, trained from scratch): {', '.join(replaced)}" if replaced else "")
         + (f"; not in the source: {', '.join(missing[:5])}" if missing else ""))
-    if cfg.freeze:
-        names = [n for n, _ in model.named_parameters()]
-        layer_of = [n.rsplit(".", 1)[0] for n in names]
-        hits = [i for i, layer in enumerate(layer_of)
-                if layer == cfg.freeze or layer.endswith("." + cfg.freeze) or layer.startswith(cfg.freeze + ".")]
-        if not hits:
-            layers = ", ".join(dict.fromkeys(layer.split(".")[-1] for layer in layer_of))
-            raise UserError(f"--freeze {cfg.freeze}: no such layer or block (the model's: features, classifier, {layers})")
-        frozen = names[: hits[-1] + 1]
-        params = dict(model.named_parameters())
-        for n in frozen:
-            params[n].requires_grad_(False)
-        if any(n in replaced for n in frozen):
-            raise UserError(f"--freeze {cfg.freeze}: would freeze a replaced (untrained) layer")
-        say(f"--freeze {cfg.freeze}: {len(frozen)} parameter tensors frozen, up to {layer_of[hits[-1]]}")
+    frozen = freeze_layers(model, cfg, say)
+    if any(n in replaced for n in frozen):
+        raise UserError(f"--freeze {cfg.freeze}: would freeze a replaced (untrained) layer")
     return {n for n in dict(model.named_parameters()) if n in loaded}
+
+
+def freeze_layers(model: nn.Module, cfg: TrainConfig, say: Callable[[str], None]) -> list[str]:
+    """``requires_grad=False`` for the parameters up to and including layer ``cfg.freeze``."""
+    if not cfg.freeze:
+        return []
+    names = [n for n, _ in model.named_parameters()]
+    layer_of = [n.rsplit(".", 1)[0] for n in names]
+    hits = [i for i, layer in enumerate(layer_of)
+            if layer == cfg.freeze or layer.endswith("." + cfg.freeze) or layer.startswith(cfg.freeze + ".")]
+    if not hits:
+        layers = ", ".join(dict.fromkeys(layer.split(".")[-1] for layer in layer_of))
+        raise UserError(f"--freeze {cfg.freeze}: no such layer or block (the model's: features, classifier, {layers})")
+    frozen = names[: hits[-1] + 1]
+    params = dict(model.named_parameters())
+    for n in frozen:
+        params[n].requires_grad_(False)
+    say(f"--freeze {cfg.freeze}: {len(frozen)} parameter tensors frozen, up to {layer_of[hits[-1]]}")
+    return frozen
 
 
 def _check_fast_paths(cfg: TrainConfig, device: torch.device, dinfo: Any) -> None:
@@ -574,7 +581,14 @@ def _train(cfg: TrainConfig, dinfo: Any, *, progress: bool, log: Callable[[str],
     if channels_last:
         model.to(memory_format=torch.channels_last)
     _check_input_size(model, cfg, transform)
-    loaded = load_init(model, source, cfg, say) if source is not None else None
+    resume_ck = folder.resume_checkpoint() if cfg.resume else None
+    if source is not None:
+        loaded: set[str] | None = load_init(model, source, cfg, say)
+    elif resume_ck is not None and cfg.init:  # a fine-tuning run resumed: the same frozen layers and groups
+        freeze_layers(model, cfg, say)
+        loaded = set(resume_ck.get("init_loaded", []))
+    else:
+        loaded = None
     optimizer = make_optimizer(cfg, model, device, loaded)
     net: nn.Module = model
     if dinfo.enabled:  # gradients averaged over the processes during backward
@@ -602,8 +616,8 @@ def _train(cfg: TrainConfig, dinfo: Any, *, progress: bool, log: Callable[[str],
     rows: list[dict[str, float]] = []
     best_err, best_epoch, start_epoch, elapsed_before = math.inf, 0, 0, 0.0
     partial: dict[str, Any] | None = None  # a mid-epoch checkpoint's position and random states
-    if cfg.resume:
-        ck = folder.resume_checkpoint()
+    if resume_ck is not None:
+        ck = resume_ck
         check_resume_config(cfg, ck.get("config", {}), f"{out}/last.pt")
         if ck["model_name"] != cfg.model or ck["num_classes"] != len(classes):
             raise UserError(f"--resume: {out}/last.pt is a {ck['model_name']} with {ck['num_classes']} classes, "
@@ -658,6 +672,8 @@ def _train(cfg: TrainConfig, dinfo: Any, *, progress: bool, log: Callable[[str],
             "epoch": epoch,
             "metrics": metrics,
         }
+        if loaded:
+            d["init_loaded"] = sorted(loaded)  # the parameters --init loaded (their --lr-body group)
         if full:
             d["optimizer"] = optimizer.state_dict()
             d["train_state"] = {
