@@ -73,7 +73,7 @@ RELU_CONDITIONS: dict[str, dict[str, Any]] = {
     "relu-vs-tanh", title="ReLU trains faster than tanh (Figure 1)", section="§3.1, Figure 1",
     claim="a four-layer CNN with ReLUs reaches 25% training error on CIFAR-10 six times faster than the "
           "same network with tanh neurons (no regularisation; learning rates chosen separately for each)",
-    data="cifar10", seeds=3, epochs=10, train_images=None, minutes=0.0,
+    data="cifar10", seeds=3, epochs=10, train_images=None, minutes=22.1,
 )
 def relu_vs_tanh(ctx: Context) -> Outcome:
     target = 0.25
@@ -173,7 +173,7 @@ def relu_vs_tanh(ctx: Context) -> Outcome:
 @experiment(
     "lrn", title="Local response normalisation lowers the error (§3.3)", section="§3.3",
     claim="on CIFAR-10 a four-layer CNN had 13% test error without normalisation and 11% with it",
-    data="cifar10", seeds=3, epochs=6, train_images=10000, minutes=16.2,
+    data="cifar10", seeds=3, epochs=6, train_images=10000, minutes=7.7,
 )
 def lrn(ctx: Context) -> Outcome:
     # Cross-map normalisation as the paper describes it: cuda-convnet's cmrnorm (9 maps, scale 0.001,
@@ -216,7 +216,7 @@ def lrn(ctx: Context) -> Outcome:
     "overlap-pool", title="Overlapping pooling (§3.4)", section="§3.4",
     claim="pooling with z=3, s=2 instead of z=2, s=2 lowers top-1 / top-5 error by 0.4% / 0.3%, and the "
           "network is slightly harder to overfit",
-    data="cifar10", seeds=3, epochs=10, train_images=10000, minutes=11.7,
+    data="cifar10", seeds=3, epochs=10, train_images=10000, minutes=3.7,
 )
 def overlap_pool(ctx: Context) -> Outcome:
     # no augmentation, so that overfitting (the train/test gap) shows within a few epochs
@@ -253,7 +253,7 @@ def overlap_pool(ctx: Context) -> Outcome:
     "dropout", title="Dropout removes overfitting, at twice the iterations (§4.2)", section="§4.2",
     claim="without dropout the network overfits substantially; dropout roughly doubles the number of "
           "iterations required to converge",
-    data="cifar10", seeds=3, epochs=12, train_images=10000, minutes=13.8,
+    data="cifar10", seeds=3, epochs=12, train_images=10000, minutes=7.2,
 )
 def dropout(ctx: Context) -> Outcome:
     # cifar_80sec with a 256-unit hidden layer, no augmentation and a constant rate so that neither
@@ -322,7 +322,7 @@ CROPS = dict(image_size=32, crop_size=24, model_options={"input_size": 24})  # 2
     "augment", title="Data augmentation: crops and flips, PCA colour noise (§4.1)", section="§4.1",
     claim="without random crops and flips the network overfits badly; the PCA colour noise lowers top-1 "
           "error by over 1%",
-    data="cifar10", seeds=3, epochs=10, train_images=10000, minutes=11.9,
+    data="cifar10", seeds=3, epochs=10, train_images=10000, minutes=4.6,
 )
 def augment(ctx: Context) -> Outcome:
     # the paper's scheme scaled down: random 24x24 patches of the 32x32 images (224 of 256) and their
@@ -374,7 +374,7 @@ def augment(ctx: Context) -> Outcome:
     "ten-crop", title="Ten-patch testing (§4.1, §6)", section="§4.1, Table 1",
     claim="averaging the softmax over ten patches (four corners, centre and their reflections) gives 37.5% "
           "top-1 error where one centre patch gives 39.0%",
-    data="cifar10", seeds=3, epochs=10, train_images=20000, minutes=7.9,
+    data="cifar10", seeds=3, epochs=10, train_images=20000, minutes=8.2,
 )
 def ten_crop(ctx: Context) -> Outcome:
     base = merge_configs(CIFAR, CROPS, {"translate": 0, "random_crop": True, "flip": True})
@@ -399,7 +399,7 @@ def ten_crop(ctx: Context) -> Outcome:
     "columns", title="Two columns against one with half the kernels (§3.2)", section="§3.2",
     claim="the two-GPU net (two columns that meet only at certain layers) has 1.7% / 1.2% lower top-1 / "
           "top-5 error than a net with half as many kernels in each convolutional layer trained on one GPU",
-    data="cifar10", seeds=3, epochs=8, train_images=10000, minutes=15.4,
+    data="cifar10", seeds=3, epochs=8, train_images=10000, minutes=5.4,
 )
 def columns(ctx: Context) -> Outcome:
     # two columns: conv1 and conv2 doubled into two groups that meet at conv3 (whose size, like the
@@ -435,7 +435,7 @@ LENET: dict[str, Any] = dict(
     claim="LeNet-5 with its sparse C3 table, scaled tanh, trainable subsampling and RBF output reaches about 0.95% "
           "MNIST test error (0.8% with distortions); the modern version (ReLU, max pooling, full C3, linear "
           "softmax output) is the form later networks took",
-    data="mnist", seeds=3, epochs=5, minutes=6.4,
+    data="mnist", seeds=3, epochs=5, minutes=4.2,
 )
 def lenet5(ctx: Context) -> Outcome:
     runs = _paired(ctx, LENET, {"1998": {"model_options": {"variant": "original"}},
