@@ -109,7 +109,7 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
     except Exception as e:  # corrupt, truncated, or holding objects weights_only refuses
         text = str(e)
         if "weights_only" in text or "Weights only load failed" in text or "Unsupported global" in text:
-            # torch's message advises loading with weights_only=False: exactly the unsafe thing for
+            # torch's message advises the unsafe full-pickle load: exactly what must not be done with
             # a hostile file, so it is not passed on
             why = "it holds Python objects that a safe load refuses to run (not a checkpoint of ours, or tampered with)"
         elif isinstance(e, (EOFError, RuntimeError)) and ("zip" in text.lower() or "eof" in text.lower() or not text):
