@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -31,13 +30,9 @@ RECIPES = {  # recipe -> (data spec kind, target test error, time limit in minut
 
 
 def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    from alexnet.run import cpu_model
+
+    return cpu_model()
 
 
 def main() -> int:

@@ -376,15 +376,9 @@ def bench_train(models: list[str], *, batch_size: int = 64, precision: str = "bf
 
 
 def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip() + f" ({os.cpu_count()} cores)"
-    except OSError:
-        pass
-    import platform
+    from .run import cpu_model
 
-    return platform.processor() or platform.machine()
+    return f"{cpu_model()} ({os.cpu_count()} cores)"
 
 
 def synthetic_packed(dst: str | os.PathLike[str], n: int, *, size: int = 256, classes: int = 100, val: int = 0,
@@ -395,6 +389,8 @@ def synthetic_packed(dst: str | os.PathLike[str], n: int, *, size: int = 256, cl
     import json
 
     import numpy as np
+
+    from tqdm import tqdm
 
     from .data.packed import FORMAT, VERSION, SplitFiles
     from .prepare import _statistics, _write_meta
@@ -424,22 +420,9 @@ def synthetic_packed(dst: str | os.PathLike[str], n: int, *, size: int = 256, cl
         (root / f"{split}_files.json").write_text(json.dumps([[f"generated/{i}", int(y)] for i, y in
                                                               enumerate(files.labels.tolist())]))
         meta["splits"][split] = {"count": count, "skipped": []}
-    class _Bar:  # _statistics wants a progress bar
-        def __init__(self, **kw: Any) -> None:
-            pass
-
-        def __enter__(self) -> "_Bar":
-            return self
-
-        def __exit__(self, *a: Any) -> None:
-            return None
-
-        def update(self, k: int) -> None:
-            pass
-
     # the statistics of the first 1,000 images (all of them would take minutes for 20,000)
     sample = {**meta, "splits": {"train": {"count": min(n, 1000)}}}
-    meta["stats"] = _statistics(root, sample, _Bar)
+    meta["stats"] = _statistics(root, sample, lambda **kw: tqdm(disable=True, **kw))
     meta["complete"] = True
     _write_meta(root, meta)
     return root

@@ -37,7 +37,7 @@ from .data.pipeline import Prefetcher
 from .data.transforms import EvalTransform, TrainAugment, channel_stats
 from .errors import UserError
 from .evaluate import EvalResult, autocast_context, evaluate_model, plot_confusion, resolve_precision, sum_dtype
-from .run import METRIC_FIELDS, RunFolder, environment, plot_curves, write_metrics  # noqa: F401 (re-exported)
+from .run import RunFolder, environment
 from .models import create_model, model_info
 from .models.summary import count_params
 
