@@ -76,7 +76,7 @@ class Prefetcher:
         return self._slots
 
     def _iter_memory(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        src, labels, nhwc = self._source()  # noqa: F841 (labels used by gather)
+        src, labels, nhwc = self._source()
         batches = self.loader.batch_indices()
         if not batches:
             return
