@@ -11,6 +11,16 @@ from PIL import Image
 
 CLASSES = ["blue", "green", "red"]
 
+try:  # property tests: the same examples on every run (CI must not fail by chance); explore with
+    # HYPOTHESIS_PROFILE=explore, which draws new ones each time and keeps what it finds in .hypothesis/
+    from hypothesis import settings as _hsettings
+
+    _hsettings.register_profile("repeatable", derandomize=True, database=None)
+    _hsettings.register_profile("explore", derandomize=False)
+    _hsettings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
+except ImportError:
+    pass
+
 
 def make_image(label: int, rng: np.random.Generator, size: int = 32) -> Image.Image:
     """A noisy image whose dominant colour is its class (learnable in a few steps)."""

@@ -305,7 +305,7 @@ def test_hostile_inputs_get_one_line_in_bounded_time_and_memory(corpus: dict[str
 
 
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import given, settings  # noqa: E402
+from hypothesis import example, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 _values = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True),
@@ -346,6 +346,10 @@ def test_any_recipe_text_is_valid_or_a_user_error(text: str, tmp_path_factory: p
 
 @settings(max_examples=300, deadline=None)
 @given(st.text(max_size=60))
+@example("~0")  # an unknown ~user: found by a random run in CI
+@example("~nosuchuser/data")
+@example("a" * 5000)  # a name too long for the file system
+@example("mnist:~0")
 def test_any_data_spec_parses_or_is_a_user_error(spec: str) -> None:
     from alexnet import UserError
     from alexnet.data.datasets import DataSpec, resolve_folder

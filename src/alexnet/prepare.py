@@ -26,7 +26,7 @@ import numpy as np
 from .data.datasets import list_folder, resolve_folder
 from .data.images import ImageError, image_to_array, load_image, resize_center_square
 from .data.packed import FORMAT, PENDING, SKIPPED, VERSION, WRITTEN, SplitFiles, read_meta
-from .errors import UserError
+from .errors import UserError, user_path
 
 CHUNK = 32  # images per task handed to a worker
 FLUSH_EVERY = 2048  # images between flushes of the status file (what a rerun can trust)
@@ -277,12 +277,12 @@ def prepare(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, size: i
         return tqdm(disable=not progress or None, dynamic_ncols=True, **kw)
 
     t0 = time.perf_counter()
-    dst = Path(dst).expanduser()
+    dst = user_path(dst, "DST")
     if size < 8:
         raise UserError(f"--size must be at least 8, not {size}")
     if dst.exists() and not dst.is_dir():
         raise UserError(f"DST {dst}: exists and is not a folder")
-    src_path = Path(src).expanduser()
+    src_path = user_path(src, "SRC")
     if src_path.exists() and (dst.resolve() == src_path.resolve() or src_path.resolve() in dst.resolve().parents):
         raise UserError(f"DST {dst}: inside SRC {src}; the packed copy would become part of its own source")
     try:

@@ -35,7 +35,7 @@ from .data.datasets import InMemoryDataset, load_dataset, subset
 from .data.loader import BatchLoader
 from .data.pipeline import Prefetcher
 from .data.transforms import EvalTransform, TrainAugment, channel_stats
-from .errors import UserError
+from .errors import UserError, user_path
 from .evaluate import EvalResult, autocast_context, evaluate_model, plot_confusion, resolve_precision, sum_dtype
 from .run import RunFolder, environment
 from .models import create_model, model_info
@@ -438,11 +438,11 @@ def _check_out_outside_data(cfg: TrainConfig) -> None:
     from .data.datasets import DataSpec
 
     spec = DataSpec.parse(cfg.data)
-    root = Path(spec.root).expanduser()
+    root = user_path(spec.root, "--data")
     if not root.exists():
         return
     data_dir = root.resolve() if root.is_dir() else root.resolve().parent
-    out = Path(cfg.out).expanduser().resolve()
+    out = user_path(cfg.out, "--out").resolve()
     if out == data_dir or data_dir in out.parents:
         raise UserError(f"--out {cfg.out}: inside the dataset's folder {data_dir}; put the run somewhere else")
 

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..errors import UserError
+from ..errors import UserError, user_path
 from .images import ImageError, image_to_array, load_image, resize_center_square, walk_images
 
 VAL_DIR_NAMES = ("val", "test", "validation")
@@ -172,8 +172,12 @@ def _find_split_root(path: Path) -> Path:
 
 def resolve_folder(path: str | os.PathLike[str]) -> Path:
     """An image-folder root: a folder with ``train/`` and ``val/`` (or ``test/``), or an archive of one."""
-    p = Path(path).expanduser()
-    if not p.exists():
+    p = user_path(path, "--data")
+    try:
+        found = p.exists()
+    except OSError as e:  # a name too long for the file system, a permission on a parent
+        raise UserError(f"--data {path}: {e.strerror or e}") from None
+    if not found:
         raise UserError(f"--data {path}: no such file or folder")
     if p.is_file():
         if not p.name.lower().endswith(ARCHIVE_SUFFIXES):
@@ -280,7 +284,7 @@ def _preload(ds: FolderDataset, workers: int, desc: str) -> InMemoryDataset:
 
 def _created_by(root: str) -> Path | None:
     """The outermost folder of ``root`` that does not exist yet: what a failed download must remove."""
-    p = Path(root).expanduser().absolute()
+    p = user_path(root, "--data").absolute()
     top = None
     while not p.exists():
         top, p = p, p.parent
@@ -308,7 +312,7 @@ def _mnist(root: str, train: bool) -> InMemoryDataset:
 
 def _cifar10_source(root: str) -> tuple[str, Path]:
     """Find CIFAR-10 under ROOT: torchvision's python batches, an image-folder tree, or its archive."""
-    r = Path(root).expanduser()
+    r = user_path(root, "--data")
     for base in (r, r / "cifar10", r / "cifar-10"):
         if (base / "cifar-10-batches-py").is_dir():
             return "torchvision", base
