@@ -15,10 +15,13 @@ __version__ = "0.1.0"
 
 from .config import TrainConfig  # noqa: E402
 from .errors import UserError  # noqa: E402
-from .models import create_model, list_models, model_info  # noqa: E402
 
 
-def __getattr__(name: str):  # lazy: keep `import alexnet` light for the CLI's --help
+def __getattr__(name: str):  # lazy: `import alexnet` does not import torch (the CLI's --help, predict --onnx)
+    if name in ("create_model", "list_models", "model_info"):
+        from . import models
+
+        return getattr(models, name)
     if name == "train":
         from .train import train
 

@@ -4,6 +4,8 @@
     alexnet train --model NAME --data SPEC --out RUN [--recipe FILE] [--epochs N ...]
     alexnet evaluate RUN_OR_CKPT --data SPEC [--json]
     alexnet predict RUN_OR_CKPT IMAGE_OR_DIR... [--top-k 5] [--json]
+    alexnet predict --onnx FILE IMAGE_OR_DIR...
+    alexnet export RUN --format safetensors|onnx [--out PATH]
     alexnet prepare SRC DST [--size 256] [--workers N]
     alexnet demo
     alexnet experiment list | NAME --data SPEC --out DIR [--seeds K] [--epochs N]
@@ -243,17 +245,34 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .predict import Prediction, expand_inputs, load
+    from .prediction import Prediction, expand_inputs
 
     if args.top_k < 1:
         raise UserError(f"--top-k must be at least 1, not {args.top_k}")
-    from .checkpoint import resolve_checkpoint
+    if args.onnx:  # every positional is an image; torch is never imported
+        args.images = [args.checkpoint, *args.images] if args.checkpoint else args.images
+        args.checkpoint = args.onnx
+        if not Path(args.onnx).is_file():  # a missing model is named first
+            raise UserError(f"--onnx {args.onnx}: no such file")
+    if not args.checkpoint:
+        raise UserError("predict: give a run (RUN_OR_CKPT) or --onnx FILE, then the images")
+    if not args.images:
+        raise UserError("predict: give the images (files or folders) to classify")
+    if not args.onnx:
+        from .checkpoint import resolve_checkpoint
 
-    resolve_checkpoint(args.checkpoint)  # a missing checkpoint is named first
+        resolve_checkpoint(args.checkpoint)  # a missing checkpoint is named first
     missing = [p for p in args.images if not os.path.lexists(p)]
     if len(missing) == len(args.images):  # nothing to do: a user mistake, exit 2
         raise UserError(f"{missing[0]}: no such file or folder" + (f" (nor {len(missing) - 1} more)" if len(missing) > 1 else ""))
-    clf = load(args.checkpoint, args.device)
+    if args.onnx:
+        from .onnx_runtime import OnnxClassifier
+
+        clf: Any = OnnxClassifier(args.onnx, threads=args.threads)
+    else:
+        from .predict import load
+
+        clf = load(args.checkpoint, args.device)
     preds: list[dict[str, object]] = []
     errors: list[dict[str, str]] = []
 
@@ -361,10 +380,14 @@ def cmd_weights(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .share import export_safetensors
+    from .share import export_onnx, export_safetensors
 
-    if args.format != "safetensors":
-        raise UserError(f"--format {args.format}: this version exports safetensors")
+    if args.format == "onnx":
+        r = export_onnx(args.run, args.out)
+        print(f"wrote {r['path']} ({r['bytes'] / 2**20:.1f} MiB, {r['model']}, {r['classes']} classes, dynamic batch); "
+              f"ONNX Runtime agrees with torch to {r['max_abs_diff']:.1e} (max abs difference of the probabilities)")
+        print(f"use it: alexnet predict --onnx {r['path']} IMAGE...")
+        return 0
     out = export_safetensors(args.run, args.out)
     print(f"wrote {out}/model.safetensors, config.json, README.md; load it with alexnet.load({str(out)!r})")
     return 0
@@ -512,9 +535,15 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--device", default="auto")
     e.set_defaults(func=cmd_evaluate)
 
-    r = sub.add_parser("predict", help="top-k labels of images")
-    r.add_argument("checkpoint", metavar="RUN_OR_CKPT")
-    r.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR")
+    r = sub.add_parser("predict", help="top-k labels of images",
+                       usage="alexnet predict RUN_OR_CKPT IMAGE_OR_DIR... [options]\n"
+                             "       alexnet predict --onnx FILE IMAGE_OR_DIR... [options]")
+    r.add_argument("checkpoint", nargs="?", metavar="RUN_OR_CKPT", help="a run folder, checkpoint, export folder or hf-hub:ORG/NAME "
+                   "(omitted with --onnx)")
+    r.add_argument("images", nargs="*", metavar="IMAGE_OR_DIR")
+    r.add_argument("--onnx", metavar="FILE", help="a model.onnx from `alexnet export --format onnx`, run with ONNX "
+                   "Runtime (torch is not imported)")
+    r.add_argument("--threads", type=int, metavar="N", help="ONNX Runtime's intra-op threads (default: its own choice)")
     r.add_argument("--top-k", type=int, default=5)
     r.add_argument("--json", action="store_true", help="print one JSON object")
     r.add_argument("--device", default="auto")
@@ -573,8 +602,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     ex = sub.add_parser("export", help="a run as model.safetensors + config.json + model card (Hugging Face layout)")
     ex.add_argument("run", metavar="RUN_OR_CKPT")
-    ex.add_argument("--format", default="safetensors", choices=["safetensors"])
-    ex.add_argument("--out", metavar="DIR", help="default: RUN/export")
+    ex.add_argument("--format", default="safetensors", choices=["safetensors", "onnx"],
+                    help="safetensors: a folder in the Hugging Face layout; onnx: one .onnx file for ONNX Runtime "
+                    "(dynamic batch, preprocessing inside the graph, checked against torch)")
+    ex.add_argument("--out", metavar="DIR_OR_FILE", help="default: RUN/export (safetensors), RUN/model.onnx (onnx)")
     ex.set_defaults(func=cmd_export)
 
     fe = sub.add_parser("features", help="hidden-layer features of a dataset or of images, to a .npz")

@@ -10,34 +10,23 @@ Usage::
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Sequence
 
 import torch
 from PIL import Image
 
 from .checkpoint import load_checkpoint, resolve_checkpoint
-from .data.images import ImageError, image_to_array, load_image, resize_center_square, to_mode, walk_images
+from .data.images import image_to_array, resize_center_square, to_mode
 from .data.transforms import EvalTransform, eval_batch
 from .errors import UserError
 from .evaluate import EvalResult, evaluate_model
 from .models import create_model
+from .prediction import ClassifierBase, Prediction, expand_inputs
+
+__all__ = ["Classifier", "Prediction", "expand_inputs", "load"]
 
 
-@dataclass
-class Prediction:
-    path: str
-    labels: list[str]
-    probs: list[float]
-    indices: list[int] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, object]:
-        return {"path": self.path, "top": [{"label": l, "prob": p, "index": i}
-                                           for l, p, i in zip(self.labels, self.probs, self.indices)]}
-
-
-class Classifier:
+class Classifier(ClassifierBase):
     """A trained network with its class names and its evaluation transform."""
 
     def __init__(self, model: torch.nn.Module, classes: list[str], transform: EvalTransform,
@@ -72,6 +61,14 @@ class Classifier:
         ]
         return eval_batch(torch.stack(arrays).to(self.device), t)
 
+    @property
+    def channels(self) -> int:
+        return self.transform.channels
+
+    @property
+    def image_size(self) -> int:
+        return self.transform.image_size
+
     @torch.no_grad()
     def predict_images(self, images: Sequence[Image.Image], top_k: int = 5, names: Sequence[str] | None = None) -> list[Prediction]:
         """Top-k labels and softmax probabilities of Pillow images."""
@@ -83,35 +80,6 @@ class Classifier:
         names = names or [""] * len(images)
         return [Prediction(n, [self.labels[j] for j in ii.tolist()], pp.tolist(), ii.tolist())
                 for n, pp, ii in zip(names, p, i)]
-
-    def predict_paths(self, paths: Iterable[str | os.PathLike[str]], top_k: int = 5,
-                      batch_size: int = 32) -> Iterator[Prediction | tuple[str, str]]:
-        """Yield a ``Prediction`` per readable image, or ``(path, reason)`` for a file that is not one."""
-        batch: list[tuple[str, Image.Image]] = []
-        t = self.transform
-        for path in paths:
-            try:
-                img = load_image(path, 3 if t.channels == 3 else 1, min_side=t.image_size)
-                batch.append((str(path), img))
-            except ImageError as e:
-                yield str(path), str(e)
-            if len(batch) == batch_size:
-                yield from self.predict_images([im for _, im in batch], top_k, [n for n, _ in batch])
-                batch = []
-        yield from self.predict_images([im for _, im in batch], top_k, [n for n, _ in batch])
-
-    def predict(self, inputs: Sequence[str | os.PathLike[str] | Image.Image], top_k: int = 5) -> list[Prediction]:
-        """Top-k predictions of paths or Pillow images; an unreadable path raises ``ImageError``."""
-        out = []
-        for x in inputs:
-            if isinstance(x, Image.Image):
-                out += self.predict_images([x], top_k)
-            else:
-                r = next(iter(self.predict_paths([x], top_k)))
-                if isinstance(r, tuple):
-                    raise ImageError(f"{r[0]}: {r[1]}")
-                out.append(r)
-        return out
 
     def evaluate(self, data: str, *, split: str = "val", batch_size: int = 256, workers: int = 2,
                  max_images: int | None = None, progress: bool = True, ten_crop: bool = False) -> EvalResult:
@@ -135,14 +103,3 @@ def load(path: str | os.PathLike[str], device: str = "auto") -> Classifier:
     """A ``Classifier`` from a run folder (its best.pt), a checkpoint file, an export folder
     (``alexnet export``) or ``hf-hub:ORG/NAME``."""
     return Classifier.from_checkpoint(path, device)
-
-
-def expand_inputs(items: Iterable[str], note: Any = None) -> Iterator[str]:
-    """Files as given; folders walked recursively for image files (sorted). Inside a folder,
-    anything that is not a regular file (a FIFO, a socket, a device) is skipped with a one-line
-    ``note(path, reason)``; a file given by name is yielded and reported when it is read."""
-    for item in items:
-        if Path(item).is_dir():
-            yield from walk_images(item, note)
-        else:
-            yield item

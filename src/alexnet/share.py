@@ -140,6 +140,116 @@ def export_safetensors(run: str | os.PathLike[str], out: str | os.PathLike[str] 
     return outp
 
 
+class _OnnxGraph(nn.Module):
+    """What the ONNX file computes: decoded uint8 squares in, probabilities and logits out, with the
+    evaluation transform (mean image, centre crop, padding, mean and std) inside the graph, so that a
+    user of the file needs only to decode, resize and take the central square."""
+
+    def __init__(self, model: nn.Module, t: EvalTransform) -> None:
+        super().__init__()
+        self.model, self.crop, self.pad, self.size = model, t.crop_size, t.pad, t.image_size
+        self.register_buffer("mean", torch.tensor(t.mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(t.std, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("mean_image", None if t.mean_image is None else t.mean_image.float().clone())
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = image.float()
+        if self.mean_image is not None:
+            x = x - self.mean_image
+        top = (self.size - self.crop) // 2
+        x = x[:, :, top : top + self.crop, top : top + self.crop]
+        if self.pad:
+            x = torch.nn.functional.pad(x, (self.pad,) * 4)
+        logits = self.model((x - self.mean) / self.std).float()
+        return torch.softmax(logits, dim=1), logits
+
+
+def _onnx_metadata(clf: Any, src: Path) -> dict[str, str]:
+    from .onnx_runtime import INPUT, ONNX_FORMAT
+
+    t = clf.transform.to_dict()
+    t["mean_image"] = "inside the graph" if clf.transform.mean_image is not None else None
+    ck = clf.checkpoint
+    meta: dict[str, Any] = {
+        "model_name": clf.name, "model_options": ck.get("model_options", {}), "classes": clf.classes,
+        "class_names": clf.labels, "eval_transform": t,
+        "preprocessing": (f"input '{INPUT}': uint8 (N, {t['channels']}, {t['image_size']}, {t['image_size']}), "
+                          f"{'RGB' if t['channels'] == 3 else 'grey'}, the shorter side resized to {t['image_size']} "
+                          "(antialiased bilinear) and the central square kept; the graph subtracts the mean image, "
+                          f"takes the central {t['crop_size']} crop, pads {t['pad']}, and applies (x - mean) / std"),
+        "metrics": {k: v for k, v in (ck.get("metrics") or {}).items() if isinstance(v, (int, float, str))},
+        "provenance": {"source": str(src), "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "alexnet": __version__,
+                       "torch": torch.__version__},
+    }
+    return {"format": ONNX_FORMAT, **{k: json.dumps(v, default=str) for k, v in meta.items()}}
+
+
+def export_onnx(run: str | os.PathLike[str], out: str | os.PathLike[str] | None = None, *,
+                check_batch: int = 4, tolerance: float = 1e-4, seed: int = 0) -> dict[str, Any]:
+    """``RUN`` (a run folder, checkpoint or export folder) as ONNX (``torch.onnx.export(dynamo=True)``,
+    a dynamic batch dimension), checked against ONNX Runtime: the probabilities of ``check_batch``
+    random images (and of one, for the dynamic batch) must agree with torch's ``predict`` path to
+    ``tolerance``. Written atomically to ``out`` (default: the run's folder/model.onnx); a failed
+    check leaves no file. Returns the path, the max abs difference and the timings."""
+    import warnings
+
+    import numpy as np
+
+    from .checkpoint import resolve_checkpoint
+    from .data.transforms import eval_batch
+    from .onnx_runtime import INPUT, OUTPUTS, OnnxClassifier, _runtime
+    from .predict import Classifier
+
+    _runtime()  # onnxruntime missing: say so before the export's minute of work
+    try:
+        import onnxscript  # noqa: F401  (torch.onnx's dynamo exporter needs it)
+    except ImportError:
+        raise UserError('ONNX export needs onnx and onnxscript: pip install -e ".[export]"') from None
+    src = resolve_checkpoint(run)
+    clf = Classifier.from_checkpoint(run, device="cpu")
+    outp = Path(out) if out else (src if src.is_dir() else src.parent) / "model.onnx"
+    if outp.is_dir():
+        raise UserError(f"--out {outp}: a folder; name the .onnx file to write")
+    if outp.exists():
+        raise UserError(f"--out {outp}: already exists; remove it or choose another name")
+    t, graph = clf.transform, _OnnxGraph(clf.model, clf.transform).eval()
+    example = torch.zeros(2, t.channels, t.image_size, t.image_size, dtype=torch.uint8)
+    t0 = time.perf_counter()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the exporter's deprecation and tracing chatter
+        try:
+            program = torch.onnx.export(graph, (example,), dynamo=True, input_names=[INPUT], output_names=list(OUTPUTS),
+                                        dynamic_shapes={"image": {0: torch.export.Dim("batch")}}, verbose=False)
+        except Exception as e:
+            raise UserError(f"{src}: ONNX export of {clf.name} failed ({type(e).__name__}: "
+                            f"{str(e).strip().splitlines()[0][:200]})") from None
+    export_s = time.perf_counter() - t0
+    program.model.metadata_props.update(_onnx_metadata(clf, src))
+    tmp = outp.with_name(f".{outp.name}.{os.getpid()}.tmp")
+    try:
+        outp.parent.mkdir(parents=True, exist_ok=True)
+        program.save(str(tmp))
+        ort_clf = OnnxClassifier(tmp, threads=None)
+        rng = np.random.default_rng(seed)
+        worst = 0.0
+        for n in (check_batch, 1):  # two batch sizes: the batch dimension is dynamic
+            pixels = rng.integers(0, 256, (n, t.channels, t.image_size, t.image_size), dtype=np.uint8)
+            with torch.no_grad():
+                ref = torch.softmax(clf.model(eval_batch(torch.from_numpy(pixels), t)).float(), 1).numpy()
+            got = ort_clf.probabilities(pixels)
+            worst = max(worst, float(np.abs(got - ref).max()))
+        if not worst <= tolerance:
+            raise UserError(f"{src}: the ONNX export of {clf.name} disagrees with torch by {worst:.2e} "
+                            f"(more than {tolerance:g}); no file written")
+        os.replace(tmp, outp)
+    except OSError as e:
+        raise UserError(f"--out {outp}: cannot write ({e.strerror or e})") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    return {"path": outp, "model": clf.name, "max_abs_diff": worst, "export_s": export_s,
+            "bytes": outp.stat().st_size, "classes": len(clf.classes)}
+
+
 def model_card(config: dict[str, Any]) -> str:
     """A model card in the Hub's layout for image classifiers (YAML front matter, then prose)."""
     m = config.get("metrics", {})

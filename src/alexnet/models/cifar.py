@@ -40,7 +40,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from ._layers import CrossMapLRN, SpatialResponseNorm, make_activation
+from ._layers import CrossMapLRN, FullWindowAvgPool2d, SpatialResponseNorm, make_activation
 from ._registry import register_model
 
 
@@ -99,11 +99,11 @@ class CudaConvnetCifar(nn.Module):
                     ("norm1", norm(c)),
                     ("conv2", nn.Conv2d(c, c, 5, padding=2, groups=columns)),
                     ("act2", make_activation(activation)),
-                    ("pool2", nn.AvgPool2d(k, 2, ceil_mode=ceil, divisor_override=k * k)),
+                    ("pool2", FullWindowAvgPool2d(k, 2, ceil_mode=ceil)),
                     ("norm2", norm(c)),
                     ("conv3", nn.Conv2d(c, 64, 5, padding=2)),  # the columns meet here
                     ("act3", make_activation(activation)),
-                    ("pool3", nn.AvgPool2d(k, 2, ceil_mode=ceil, divisor_override=k * k)),
+                    ("pool3", FullWindowAvgPool2d(k, 2, ceil_mode=ceil)),
                 ]
             )
         )

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._layers import ScaledTanh
+from ._layers import ScaledTanh, exporting
 from ._registry import register_model
 
 # Table I of the 1998 paper: which S2 maps each C3 map is connected to.
@@ -125,6 +125,8 @@ class RBFOutput(nn.Module):
         self.register_buffer("codes", codes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if exporting():  # ONNX has no cdist: the same distances written out (they agree to ~1e-6)
+            return -(x.float()[:, None, :] - self.codes).pow(2).sum(-1)
         return -torch.cdist(x.float(), self.codes).pow(2)
 
 
