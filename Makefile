@@ -5,11 +5,11 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DATA   ?= ../shared/data
 
-.PHONY: install test test-realdata test-faults test-all demo bench experiments clean
+.PHONY: install test test-realdata test-faults test-load test-all demo bench experiments clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --disable-pip-version-check -q -e ".[dev,export]"
+	$(BIN)/python -m pip install --disable-pip-version-check -q -e ".[dev,export,serve]"
 	touch $(STAMP)
 
 install: $(STAMP)  ## create .venv and install the package with its test tools
@@ -22,6 +22,9 @@ test-realdata: $(STAMP)  ## tests on the real MNIST and CIFAR-10 copies in $(DAT
 
 test-faults: $(STAMP)  ## fault injection: kill -9, full and read-only disks (tmpfs, as root), hostile inputs, properties
 	$(BIN)/python -m pytest -q -m faults
+
+test-load: $(STAMP)  ## alexnet serve under 16 concurrent clients (2 x 12 s, loopback), hostile uploads mixed in
+	$(BIN)/python -m pytest -q -m load -s
 
 demo: $(STAMP)  ## train on the bundled CIFAR-10 sample, evaluate, classify a few images
 	$(BIN)/alexnet demo

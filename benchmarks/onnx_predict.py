@@ -84,7 +84,7 @@ def main() -> int:
             for _ in range(args.repeats):
                 t.append(rate(clf, paths))
                 o.append(rate(ort_clf, paths))
-            row = {"model": name, "weights": f"trained ({run})" if name in runs else "as initialised",
+            row = {"model": name, "weights": f"trained ({run.name})" if name in runs else "as initialised",
                    "ok": "yes", "diff": r["max_abs_diff"], "mib": r["bytes"] / 2**20, "export_s": r["export_s"],
                    "torch": statistics.median(t), "ort": statistics.median(o)}
             rows.append(row)

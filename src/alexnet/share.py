@@ -14,6 +14,7 @@ Nothing here unpickles: safetensors holds tensors only, config.json is JSON.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import time
@@ -201,10 +202,8 @@ def export_onnx(run: str | os.PathLike[str], out: str | os.PathLike[str] | None 
     from .predict import Classifier
 
     _runtime()  # onnxruntime missing: say so before the export's minute of work
-    try:
-        import onnxscript  # noqa: F401  (torch.onnx's dynamo exporter needs it)
-    except ImportError:
-        raise UserError('ONNX export needs onnx and onnxscript: pip install -e ".[export]"') from None
+    if importlib.util.find_spec("onnxscript") is None:  # torch.onnx's dynamo exporter needs it (and onnx)
+        raise UserError('ONNX export needs onnx and onnxscript: pip install -e ".[export]"')
     src = resolve_checkpoint(run)
     clf = Classifier.from_checkpoint(run, device="cpu")
     outp = Path(out) if out else (src if src.is_dir() else src.parent) / "model.onnx"

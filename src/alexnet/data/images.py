@@ -9,6 +9,7 @@ non-images and decompression bombs raise ``ImageError`` with a one-line reason.
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 import warnings
@@ -100,23 +101,43 @@ def to_mode(img: Image.Image, channels: int = 3) -> Image.Image:
     return img if img.mode == want else img.convert(want)
 
 
-def load_image(path: str | os.PathLike[str], channels: int = 3, min_side: int | None = None) -> Image.Image:
+def load_image(path: str | os.PathLike[str], channels: int = 3, min_side: int | None = None,
+               max_pixels: int | None = None) -> Image.Image:
     """Open, fully decode, apply EXIF orientation and convert to RGB/L.
 
     ``min_side``: the caller will shrink the image so its shorter side is this; large JPEGs are
     then decoded at the smallest scale (1/2, 1/4, 1/8) that stays at least this big.
+    ``max_pixels``: refuse larger images (default ``MAX_PIXELS``).
     Raises ``ImageError`` with a one-line reason for anything unusable.
     """
     path = Path(path)
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO or a device would block the read forever
             raise ImageError("is a directory" if path.is_dir() else "not a regular file (a pipe or a device?): skipped")
+        return _decode(path, channels, min_side, max_pixels)
+    except FileNotFoundError:
+        raise ImageError("no such file") from None
+    except PermissionError:
+        raise ImageError("permission denied") from None
+    except IsADirectoryError:
+        raise ImageError("is a directory") from None
+
+
+def decode_image(data: bytes, channels: int = 3, min_side: int | None = None,
+                 max_pixels: int | None = None) -> Image.Image:
+    """``load_image`` for the bytes of an image file (an upload)."""
+    return _decode(io.BytesIO(data), channels, min_side, max_pixels)
+
+
+def _decode(source: Path | io.BytesIO, channels: int, min_side: int | None, max_pixels: int | None) -> Image.Image:
+    limit = max_pixels or MAX_PIXELS
+    try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                if MAX_PIXELS and img.width * img.height > MAX_PIXELS:
+            with Image.open(source) as img:
+                if limit and img.width * img.height > limit:
                     raise ImageError(
-                        f"{img.width}x{img.height} pixels is over the {MAX_PIXELS:,}-pixel limit (decompression bomb?)"
+                        f"{img.width}x{img.height} pixels is over the {limit:,}-pixel limit (decompression bomb?)"
                     )
                 if min_side and img.format == "JPEG":
                     # draft keeps the scale factor that leaves the image at least the requested
@@ -127,14 +148,8 @@ def load_image(path: str | os.PathLike[str], channels: int = 3, min_side: int | 
                 img.load()
                 img = ImageOps.exif_transpose(img) or img
                 return to_mode(img, channels)
-    except ImageError:
+    except (ImageError, FileNotFoundError, PermissionError, IsADirectoryError):
         raise
-    except FileNotFoundError:
-        raise ImageError("no such file") from None
-    except PermissionError:
-        raise ImageError("permission denied") from None
-    except IsADirectoryError:
-        raise ImageError("is a directory") from None
     except UnidentifiedImageError:
         raise ImageError("not an image (Pillow cannot identify it)") from None
     except Image.DecompressionBombError as e:

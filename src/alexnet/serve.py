@@ -1,0 +1,648 @@
+"""``alexnet serve``: a trained classifier behind a URL, a web page and a JSON API.
+
+(No ``from __future__ import annotations`` here: FastAPI reads the endpoints' annotations at run time.)
+
+    alexnet serve RUN_OR_EXPORT [--host 127.0.0.1] [--port 8000] [--workers N] [--max-batch 32] [--onnx]
+
+    GET  /              a page: drop or choose images, see the top-5 classes as bars
+    POST /v1/classify   multipart (one or more ``file`` fields) or a raw image body; ?top_k=5
+    GET  /v1/model      name, options, classes, eval transform, metrics, version
+    GET  /healthz       {"status": "ok"}
+    GET  /metrics       request counts and latency histograms, Prometheus text format
+
+Images that arrive together are classified in one batch: each decoded image joins a queue, and one
+task takes up to ``--max-batch`` of them at a time (waiting at most ``--batch-window-ms`` for more
+once the first has come) and runs the network on a worker thread, so the event loop keeps accepting
+and decoding while the model runs. Decoding runs on threads too.
+
+Every limit answers with a JSON body ``{"error": ..., "status": ...}`` (and ``"filename"`` where one
+file is to blame), and the server keeps serving: a body over ``--max-bytes`` -> 413, more than
+``--max-files`` files -> 413, not an image -> 415, a truncated or corrupt image or a decompression
+bomb -> 400, a malformed request (no file, a bad ``top_k``, a broken multipart body) -> 422.
+"""
+
+
+import asyncio
+import bisect
+import json
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from . import __version__
+from .data.images import ImageError, decode_image
+from .errors import UserError
+
+DEFAULT_MAX_BYTES = 20 * 1024 * 1024
+DEFAULT_MAX_PIXELS = 50_000_000  # 150 MB decoded as RGB: a server refuses more than a file reader does
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
+PAGE = Path(__file__).with_name("serve_page.html")
+
+
+def _deps() -> None:
+    from importlib.util import find_spec
+
+    missing = [name for name, mods in (("fastapi", ["fastapi"]), ("uvicorn", ["uvicorn"]),
+                                       ("python-multipart", ["python_multipart", "multipart"]))
+               if not any(find_spec(m) for m in mods)]
+    if missing:
+        raise UserError(f'serve needs {", ".join(missing)}: pip install -e ".[serve]"')
+
+
+def parse_size(text: str | int) -> int:
+    """``20MB``, ``512KB``, ``1GB`` or a number of bytes."""
+    s = str(text).strip().upper().replace("IB", "B")
+    for suffix, mult in (("GB", 2**30), ("MB", 2**20), ("KB", 2**10), ("B", 1)):
+        if s.endswith(suffix):
+            s, m = s[: -len(suffix)].strip(), mult
+            break
+    else:
+        m = 1
+    try:
+        n = int(float(s) * m)
+    except ValueError:
+        raise UserError(f"--max-bytes {text}: not a size (e.g. 20MB, 512KB, 1000000)") from None
+    if n < 1:
+        raise UserError(f"--max-bytes {text}: must be positive")
+    return n
+
+
+# ------------------------------------------------------------------------------------------ metrics
+
+
+class Histogram:
+    def __init__(self, buckets: tuple[float, ...]) -> None:
+        self.buckets, self.counts, self.sum, self.count = buckets, [0] * len(buckets), 0.0, 0
+
+    def observe(self, v: float) -> None:
+        i = bisect.bisect_left(self.buckets, v)
+        if i < len(self.counts):
+            self.counts[i] += 1
+        self.sum += v
+        self.count += 1
+
+    def lines(self, name: str, labels: str = "") -> list[str]:
+        out, acc, sep = [], 0, "," if labels else ""
+        for b, c in zip(self.buckets, self.counts):
+            acc += c
+            out.append(f'{name}_bucket{{{labels}{sep}le="{b:g}"}} {acc}')
+        out.append(f'{name}_bucket{{{labels}{sep}le="+Inf"}} {self.count}')
+        lab = f"{{{labels}}}" if labels else ""
+        out += [f"{name}_sum{lab} {self.sum:.6f}", f"{name}_count{lab} {self.count}"]
+        return out
+
+
+@dataclass
+class Metrics:
+    """Counters and histograms of one server process, written in Prometheus' text format."""
+
+    requests: dict[tuple[str, str, int], int] = field(default_factory=dict)
+    latency: dict[str, Histogram] = field(default_factory=dict)
+    batch_size: Histogram = field(default_factory=lambda: Histogram(BATCH_BUCKETS))
+    images: int = 0
+    image_errors: int = 0
+    started: float = field(default_factory=time.time)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def record(self, method: str, path: str, status: int, seconds: float) -> None:
+        with self.lock:
+            key = (method, path, status)
+            self.requests[key] = self.requests.get(key, 0) + 1
+            self.latency.setdefault(path, Histogram(LATENCY_BUCKETS)).observe(seconds)
+
+    def text(self) -> str:
+        with self.lock:
+            out = ["# HELP alexnet_requests_total HTTP requests by method, path and status.",
+                   "# TYPE alexnet_requests_total counter"]
+            out += [f'alexnet_requests_total{{method="{m}",path="{p}",status="{s}"}} {n}'
+                    for (m, p, s), n in sorted(self.requests.items())]
+            out += ["# HELP alexnet_request_duration_seconds Time from request to response, by path.",
+                    "# TYPE alexnet_request_duration_seconds histogram"]
+            for p, h in sorted(self.latency.items()):
+                out += h.lines("alexnet_request_duration_seconds", f'path="{p}"')
+            out += ["# HELP alexnet_batch_size Images per forward pass of the network.",
+                    "# TYPE alexnet_batch_size histogram", *self.batch_size.lines("alexnet_batch_size"),
+                    "# HELP alexnet_images_total Images classified.", "# TYPE alexnet_images_total counter",
+                    f"alexnet_images_total {self.images}",
+                    "# HELP alexnet_image_errors_total Uploads refused as not an image, corrupt or too large.",
+                    "# TYPE alexnet_image_errors_total counter", f"alexnet_image_errors_total {self.image_errors}",
+                    "# HELP alexnet_process_start_time_seconds Start of this server process (Unix time).",
+                    "# TYPE alexnet_process_start_time_seconds gauge",
+                    f"alexnet_process_start_time_seconds {self.started:.3f}"]
+            return "\n".join(out) + "\n"
+
+
+# ------------------------------------------------------------------------------------------ batching
+
+
+class Batcher:
+    """Classifies images queued by concurrent requests in batches of up to ``max_batch``."""
+
+    def __init__(self, clf: Any, max_batch: int, window_s: float, metrics: Metrics) -> None:
+        self.clf, self.max_batch, self.window_s, self.metrics = clf, max_batch, window_s, metrics
+        self.queue: asyncio.Queue[tuple[Any, int, asyncio.Future[Any]]] = asyncio.Queue()
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix="alexnet-model")  # one forward pass at a time
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self.task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self.task:
+            self.task.cancel()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    async def classify(self, images: list[Any], top_k: int) -> list[Any]:
+        loop = asyncio.get_running_loop()
+        futures = [loop.create_future() for _ in images]
+        for im, fut in zip(images, futures):
+            self.queue.put_nowait((im, top_k, fut))
+        return list(await asyncio.gather(*futures))
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await self.queue.get()]
+            deadline = loop.time() + self.window_s
+            while len(batch) < self.max_batch:
+                if not self.queue.empty():
+                    batch.append(self.queue.get_nowait())
+                    continue
+                wait = deadline - loop.time()
+                if wait <= 0:
+                    break
+                try:
+                    batch.append(await asyncio.wait_for(self.queue.get(), wait))
+                except asyncio.TimeoutError:
+                    break
+            batch = [b for b in batch if not b[2].cancelled()]  # a client that went away
+            if not batch:
+                continue
+            k = max(b[1] for b in batch)
+            try:
+                preds = await loop.run_in_executor(self.executor, self.clf.predict_images, [b[0] for b in batch], k)
+            except Exception as e:  # the model itself failed: every waiting request learns it
+                for _, _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(e)
+                continue
+            self.metrics.batch_size.observe(len(batch))
+            self.metrics.images += len(batch)
+            for (_, top_k, fut), p in zip(batch, preds):
+                if not fut.done():
+                    fut.set_result(p)
+
+
+# ------------------------------------------------------------------------------------------ the app
+
+
+class _TooLarge(Exception):
+    """The body passed --max-bytes while it was being read."""
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, filename: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.filename = status, message, filename
+
+
+def _image_status(reason: str) -> int:
+    return 415 if reason.startswith("not an image") else 400
+
+
+@dataclass
+class ServeOptions:
+    max_batch: int = 32
+    max_bytes: int = DEFAULT_MAX_BYTES
+    max_files: int = 32
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    batch_window_ms: float = 5.0
+    top_k: int = 5
+
+
+def model_description(clf: Any, backend: str, source: str) -> dict[str, Any]:
+    if backend == "onnxruntime":
+        meta = clf.metadata
+        options, transform, metrics = meta.get("model_options", {}), clf.transform, meta.get("metrics", {})
+    else:
+        ck = clf.checkpoint
+        options, metrics = ck.get("model_options", {}), ck.get("metrics") or {}
+        transform = clf.transform.to_dict()
+        transform["mean_image"] = None if clf.transform.mean_image is None else "per-pixel mean image"
+    metrics = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str)) and v == v}
+    return {"name": clf.name, "options": options, "num_classes": len(clf.classes), "classes": list(clf.labels),
+            "eval_transform": transform, "metrics": metrics, "version": __version__, "backend": backend,
+            "source": source}
+
+
+def create_app(clf: Any, options: ServeOptions | None = None, *, backend: str = "torch", source: str = "") -> Any:
+    """The FastAPI application serving ``clf`` (a ``Classifier`` or an ``OnnxClassifier``)."""
+    from contextlib import asynccontextmanager
+
+    from fastapi import FastAPI, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+    from starlette.concurrency import run_in_threadpool
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    opts = options or ServeOptions()
+    metrics = Metrics()
+    info = model_description(clf, backend, source)
+    page = PAGE.read_text(encoding="utf-8")
+    state: dict[str, Batcher] = {}
+
+    @asynccontextmanager
+    async def lifespan(app: Any):  # type: ignore[no-untyped-def]
+        state["batcher"] = Batcher(clf, opts.max_batch, opts.batch_window_ms / 1000, metrics)
+        state["batcher"].start()
+        yield
+        await state["batcher"].stop()
+
+    app = FastAPI(title="alexnet serve", version=__version__, lifespan=lifespan, docs_url="/docs", redoc_url=None)
+
+    def error(status: int, message: str, filename: str | None = None) -> JSONResponse:
+        body: dict[str, Any] = {"error": message, "status": status}
+        if filename is not None:
+            body["filename"] = filename
+        return JSONResponse(body, status_code=status)
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, e: ApiError) -> JSONResponse:
+        return error(e.status, e.message, e.filename)
+
+    @app.exception_handler(_TooLarge)
+    async def _too_large(request: Request, e: _TooLarge) -> JSONResponse:
+        return error(413, f"request body over the {opts.max_bytes:,}-byte limit (--max-bytes)")
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, e: RequestValidationError) -> JSONResponse:
+        first = e.errors()[0] if e.errors() else {}
+        where = ".".join(str(x) for x in first.get("loc", ()) if x not in ("query", "body"))
+        return error(422, f"malformed request: {where + ': ' if where else ''}{first.get('msg', 'invalid')}")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, e: StarletteHTTPException) -> JSONResponse:
+        return error(e.status_code, str(e.detail))
+
+    @app.get("/", response_class=HTMLResponse)
+    async def index() -> HTMLResponse:
+        return HTMLResponse(page)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/v1/model")
+    async def model() -> dict[str, Any]:
+        return info
+
+    @app.get("/metrics")
+    async def prometheus() -> PlainTextResponse:
+        return PlainTextResponse(metrics.text(), media_type="text/plain; version=0.0.4")
+
+    @app.post("/v1/classify")
+    async def classify(request: Request, top_k: int | None = None, filename: str = "image") -> JSONResponse:
+        t0 = time.perf_counter()
+        k = opts.top_k if top_k is None else top_k
+        if k < 1:
+            raise ApiError(422, f"malformed request: top_k must be at least 1, not {k}")
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        files: list[tuple[str, bytes]] = []
+        if ctype == "multipart/form-data":
+            from starlette.datastructures import UploadFile
+            from starlette.formparsers import MultiPartException
+
+            try:
+                form = await request.form(max_files=opts.max_files, max_fields=opts.max_files + 16)
+            except (MultiPartException, StarletteHTTPException) as e:  # starlette wraps the first in the second
+                msg = str(getattr(e, "message", None) or getattr(e, "detail", None) or e)
+                if "Too many files" in msg:
+                    raise ApiError(413, f"too many files in one request (at most {opts.max_files}; --max-files)")
+                raise ApiError(422, f"malformed request: {msg}")
+            try:
+                for key, value in form.multi_items():
+                    if isinstance(value, UploadFile):
+                        if key != "file":
+                            raise ApiError(422, f"malformed request: upload field {key!r}; send images as 'file'")
+                        files.append((value.filename or "file", await value.read()))
+            finally:
+                await form.close()
+            if not files:
+                raise ApiError(422, "malformed request: no 'file' field in the multipart body")
+        elif ctype.startswith("image/") or ctype in ("application/octet-stream", ""):
+            files.append((filename, await request.body()))
+            if not files[0][1]:
+                raise ApiError(422, "malformed request: an empty body; send an image (or multipart 'file' fields)")
+        else:
+            raise ApiError(415, f"unsupported content type {ctype!r}: send an image body or multipart/form-data")
+        if len(files) > opts.max_files:
+            raise ApiError(413, f"too many files in one request ({len(files)}; at most {opts.max_files}; --max-files)")
+
+        def decode(name: str, data: bytes) -> Any:
+            try:
+                return decode_image(data, 3 if clf.channels == 3 else 1, clf.image_size, opts.max_pixels)
+            except ImageError as e:
+                metrics.image_errors += 1
+                raise ApiError(_image_status(str(e)), f"{name}: {e}", name) from None
+
+        images = [await run_in_threadpool(decode, name, data) for name, data in files]
+        preds = await state["batcher"].classify(images, k)
+        ms = round((time.perf_counter() - t0) * 1000, 2)
+        return JSONResponse({"model": clf.name, "results": [
+            {"filename": name, "top": [{"label": lab, "index": i, "prob": p}
+                                       for lab, i, p in zip(pr.labels[:k], pr.indices[:k], pr.probs[:k])], "ms": ms}
+            for (name, _), pr in zip(files, preds)]})
+
+    return Guard(app, opts.max_bytes, metrics)
+
+
+KNOWN_PATHS = {"/", "/healthz", "/v1/model", "/metrics", "/v1/classify", "/docs", "/openapi.json"}
+
+
+class Guard:
+    """ASGI middleware around the app: counts and times every request for /metrics, and gives a body
+    over ``max_bytes`` 413 before it is read whole (by its Content-Length when it has one, else when
+    the bytes received pass the limit: the app's handler for ``_TooLarge`` answers then).
+
+    Plain ASGI rather than FastAPI's ``@app.middleware("http")``, which runs the app in a task group
+    and turns an exception raised while the body is read into an exception group (a 500)."""
+
+    def __init__(self, app: Any, max_bytes: int, metrics: Metrics) -> None:
+        self.app, self.max_bytes, self.metrics = app, max_bytes, metrics
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        t0, status = time.perf_counter(), [500]
+        try:
+            await self._guarded(scope, receive, send, status)
+        finally:
+            path = scope.get("path", "")
+            self.metrics.record(scope.get("method", ""), path if path in KNOWN_PATHS else "other", status[0],
+                                time.perf_counter() - t0)
+
+    async def _guarded(self, scope: dict, receive: Callable, send: Callable, status: list[int]) -> None:
+        message = (f"request body over the {self.max_bytes:,}-byte limit (--max-bytes)").encode()
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        try:
+            too_big = length is not None and int(length) > self.max_bytes
+        except ValueError:
+            too_big = False
+        if too_big:
+            status[0] = 413
+            return await self._reply_413(send, message)
+        received, started = 0, False
+
+        async def limited_receive() -> dict:
+            nonlocal received
+            msg = await receive()
+            if msg["type"] == "http.request":
+                received += len(msg.get("body", b""))
+                if received > self.max_bytes:
+                    raise _TooLarge
+            return msg
+
+        async def tracking_send(msg: dict) -> None:
+            nonlocal started
+            if msg["type"] == "http.response.start":
+                started, status[0] = True, int(msg["status"])
+            await send(msg)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _TooLarge:  # raised where no handler of the app saw it
+            if not started:
+                status[0] = 413
+                await self._reply_413(send, message)
+
+    @staticmethod
+    async def _reply_413(send: Callable, message: bytes) -> None:
+        body = json.dumps({"error": message.decode(), "status": 413}).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                                (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": body})
+
+
+# ------------------------------------------------------------------------------------------ loading
+
+
+def load_classifier(source: str, *, onnx: bool = False, device: str = "auto") -> tuple[Any, str]:
+    """(classifier, backend) for a run, checkpoint, export folder, hf-hub:ORG/NAME or a .onnx file.
+
+    ``onnx``: ONNX Runtime, with the run's ``model.onnx`` when there is one, else an export made now
+    into a temporary folder."""
+    if source.endswith(".onnx") or onnx:
+        from .onnx_runtime import OnnxClassifier
+
+        if source.endswith(".onnx"):
+            return OnnxClassifier(source), "onnxruntime"
+        p = Path(source)
+        if (p / "model.onnx").is_file():
+            return OnnxClassifier(p / "model.onnx"), "onnxruntime"
+        import tempfile
+
+        from .share import export_onnx
+
+        tmp = Path(tempfile.mkdtemp(prefix="alexnet-serve-"))
+        r = export_onnx(source, tmp / "model.onnx")
+        print(f"alexnet serve: exported {source} to {r['path']} for ONNX Runtime "
+              f"(agrees with torch to {r['max_abs_diff']:.1e}); `alexnet export {source} --format onnx` keeps one")
+        return OnnxClassifier(r["path"]), "onnxruntime"
+    from .predict import load
+
+    return load(source, device), "torch"
+
+
+def app_from_env() -> Any:
+    """The app for uvicorn's worker processes (``--workers N``): its settings come in ALEXNET_SERVE."""
+    cfg = json.loads(os.environ["ALEXNET_SERVE"])
+    clf, backend = load_classifier(cfg["source"], onnx=cfg["onnx"], device=cfg["device"])
+    return create_app(clf, ServeOptions(**cfg["options"]), backend=backend, source=cfg["source"])
+
+
+def serve(source: str, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1, onnx: bool = False,
+          device: str = "auto", options: ServeOptions | None = None, log_level: str = "info") -> None:
+    _deps()
+    import dataclasses
+
+    import uvicorn
+
+    opts = options or ServeOptions()
+    if opts.max_batch < 1 or opts.max_files < 1 or workers < 1:
+        raise UserError("--max-batch, --max-files and --workers must be at least 1")
+    clf, backend = load_classifier(source, onnx=onnx, device=device)  # a bad RUN fails here, before binding
+    print(f"alexnet serve: {clf.name} ({len(clf.classes)} classes, {backend}) on http://{host}:{port}/ "
+          f"(max batch {opts.max_batch}, max body {opts.max_bytes:,} bytes, {workers} worker{'s' * (workers > 1)})",
+          flush=True)
+    if workers > 1:  # each process loads the model itself; metrics are per process
+        os.environ["ALEXNET_SERVE"] = json.dumps({"source": source, "onnx": onnx or backend == "onnxruntime",
+                                                  "device": device, "options": dataclasses.asdict(opts)})
+        uvicorn.run("alexnet.serve:app_from_env", factory=True, host=host, port=port, workers=workers,
+                    log_level=log_level)
+    else:
+        uvicorn.run(create_app(clf, opts, backend=backend, source=source), host=host, port=port, log_level=log_level)
+
+
+# ------------------------------------------------------------------------------------------ testing it
+
+
+class ServerProcess:
+    """``alexnet serve ARGS...`` in a child process on a free loopback port, until the ``with`` ends
+    (the tests and benchmarks/serve_load.py use it)."""
+
+    def __init__(self, *args: str, startup_s: float = 120.0, env: dict[str, str] | None = None) -> None:
+        self.args, self.startup_s, self.env = list(args), startup_s, env
+        self.proc: Any = None
+        self.url = ""
+        self.log = ""
+
+    def __enter__(self) -> "ServerProcess":
+        import socket
+        import subprocess
+        import sys
+        import tempfile
+        import urllib.request
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        self._log = tempfile.NamedTemporaryFile("w+", prefix="alexnet-serve-", suffix=".log", delete=False)
+        self.proc = subprocess.Popen([sys.executable, "-m", "alexnet", "serve", *self.args, "--port", str(port),
+                                      "--log-level", "warning"], stdout=self._log, stderr=subprocess.STDOUT,
+                                     env={**os.environ, **(self.env or {})})
+        deadline = time.monotonic() + self.startup_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"alexnet serve exited with {self.proc.returncode}: {self.read_log()[-2000:]}")
+            try:
+                with urllib.request.urlopen(self.url + "/healthz", timeout=2) as r:
+                    if r.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.2)
+        self.__exit__(None, None, None)
+        raise RuntimeError(f"alexnet serve did not answer within {self.startup_s:.0f} s: {self.read_log()[-2000:]}")
+
+    def read_log(self) -> str:
+        self._log.flush()
+        return Path(self._log.name).read_text(errors="replace")
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except Exception:
+                self.proc.kill()
+        self.log = self.read_log()
+        self._log.close()
+        Path(self._log.name).unlink(missing_ok=True)
+
+
+def multipart_body(files: list[tuple[str, bytes]], field: str = "file") -> tuple[bytes, str]:
+    """(body, content type) of a multipart/form-data request with ``files``."""
+    import uuid
+
+    boundary = uuid.uuid4().hex
+    parts = []
+    for name, data in files:
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{name}"\r\n'
+                     f"Content-Type: application/octet-stream\r\n\r\n".encode() + data + b"\r\n")
+    return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+def hostile_payloads(good: bytes, max_bytes: int, max_files: int) -> list[tuple[str, bytes, str, int]]:
+    """(kind, body, content type, expected status) of uploads a server must refuse and survive."""
+    import io as _io
+
+    from PIL import Image
+
+    bomb = _io.BytesIO()
+    Image.new("1", (12000, 12000)).save(bomb, "PNG")  # 144 megapixels in about 20 KB
+    out = []
+    for kind, files, status in (("not an image", [("notes.jpg", b"this is not an image at all" * 20)], 415),
+                                ("truncated", [("cut.jpg", good[: len(good) // 3])], 400),
+                                ("decompression bomb", [("bomb.png", bomb.getvalue())], 400),
+                                ("too many files", [(f"{i}.jpg", good) for i in range(max_files + 1)], 413),
+                                ("over --max-bytes", [("big.jpg", good + b"\0" * (max_bytes + 1))], 413)):
+        body, ctype = multipart_body(files)
+        out.append((kind, body, ctype, status))
+    out.append(("malformed multipart", b"--nope\r\ngarbage", "multipart/form-data; boundary=xyz", 422))
+    return out
+
+
+def load_test(url: str, images: list[bytes], *, clients: int = 16, seconds: float = 10.0,
+              hostile_fraction: float = 0.0, max_bytes: int = DEFAULT_MAX_BYTES, max_files: int = 32,
+              seed: int = 0) -> dict[str, Any]:
+    """``clients`` threads posting ``images`` (one per multipart request) to ``url``/v1/classify for
+    ``seconds``, a ``hostile_fraction`` of the requests replaced by hostile uploads. Returns
+    requests/s, p50/p99 latency of the good requests, and the failures: a good request not answered
+    200, or a hostile one answered other than its 4xx (a 5xx, a dropped connection)."""
+    import http.client
+    import random
+    import statistics
+    from urllib.parse import urlsplit
+
+    u = urlsplit(url)
+    hostile = hostile_payloads(images[0], max_bytes, max_files) if hostile_fraction > 0 else []
+    good = [multipart_body([(f"{i}.jpg", im)]) for i, im in enumerate(images)]
+    lock = threading.Lock()
+    lat: list[float] = []
+    counts = {"good": 0, "hostile": 0, "good_failures": 0, "hostile_failures": 0}
+    failures: list[str] = []
+    stop = time.monotonic() + seconds
+
+    def client(i: int) -> None:
+        rng = random.Random(seed * 1000 + i)
+        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+        while time.monotonic() < stop:
+            bad = hostile and rng.random() < hostile_fraction
+            if bad:
+                kind, body, ctype, want = rng.choice(hostile)
+            else:
+                (body, ctype), kind, want = rng.choice(good), "good", 200
+            t0 = time.perf_counter()
+            try:
+                conn.request("POST", "/v1/classify", body=body, headers={"Content-Type": ctype})
+                r = conn.getresponse()
+                r.read()
+                got = r.status
+                if r.getheader("connection", "").lower() == "close":
+                    conn.close()
+            except (OSError, http.client.HTTPException) as e:
+                got = f"{type(e).__name__}"
+                conn.close()
+                conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+            dt = time.perf_counter() - t0
+            with lock:
+                counts["hostile" if bad else "good"] += 1
+                if not bad:
+                    lat.append(dt)
+                if got != want:
+                    counts["hostile_failures" if bad else "good_failures"] += 1
+                    if len(failures) < 20:
+                        failures.append(f"{kind}: wanted {want}, got {got}")
+        conn.close()
+
+    threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(clients)]
+    t0 = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.monotonic() - t0
+    lat.sort()
+    q = (lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] if lat else float("nan"))
+    return {"clients": clients, "seconds": round(wall, 2), "hostile_fraction": hostile_fraction,
+            "requests": counts["good"] + counts["hostile"], "good_requests": counts["good"],
+            "hostile_requests": counts["hostile"],
+            "requests_per_sec": (counts["good"] + counts["hostile"]) / wall, "good_per_sec": counts["good"] / wall,
+            "p50_ms": 1000 * (statistics.median(lat) if lat else float("nan")), "p99_ms": 1000 * q(0.99),
+            "errors": counts["good_failures"], "hostile_failures": counts["hostile_failures"], "failures": failures}

@@ -1,0 +1,265 @@
+"""``alexnet serve`` over real HTTP: a server started in its own process on a free loopback port.
+The API (classify, batches, every limit, the metrics), the page in headless Chromium (marker
+``browser``), and a bounded load test (marker ``load``)."""
+
+from __future__ import annotations
+
+import http.client
+import io
+import json
+import os
+import re
+import shutil
+import threading
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
+
+from alexnet.cli import main  # noqa: E402
+from alexnet.serve import ServerProcess, hostile_payloads, load_test, multipart_body  # noqa: E402
+
+MAX_BYTES, MAX_FILES = 300_000, 4
+
+
+def request(url: str, method: str, path: str, body: bytes | None = None, ctype: str | None = None,
+            headers: dict[str, str] | None = None) -> tuple[int, dict | str]:
+    u = urlsplit(url)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
+    try:
+        h = dict(headers or {})
+        if ctype:
+            h["Content-Type"] = ctype
+        conn.request(method, path, body=body, headers=h)
+        r = conn.getresponse()
+        data = r.read().decode()
+        try:
+            return r.status, json.loads(data)
+        except ValueError:
+            return r.status, data
+    finally:
+        conn.close()
+
+
+def png(img: Image.Image) -> bytes:
+    b = io.BytesIO()
+    img.save(b, "PNG")
+    return b.getvalue()
+
+
+@pytest.fixture(scope="module")
+def server(trained_run: Path):  # type: ignore[no-untyped-def]
+    with ServerProcess(str(trained_run), "--max-bytes", str(MAX_BYTES), "--max-files", str(MAX_FILES),
+                       "--max-batch", "8", "--batch-window-ms", "20") as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def red(tiny_folder: Path) -> bytes:
+    return (tiny_folder / "val" / "red" / "0000.png").read_bytes()
+
+
+def test_classify_multipart_and_raw_body_answer_as_predict_does(server: ServerProcess, trained_run: Path,
+                                                               tiny_folder: Path, red: bytes) -> None:
+    import alexnet
+
+    files = [(p.name, p.read_bytes()) for p in sorted((tiny_folder / "val" / "green").iterdir())[:3]]
+    status, r = request(server.url, "POST", "/v1/classify?top_k=2", *multipart_body(files))
+    assert status == 200 and r["model"] == "cifar_80sec" and len(r["results"]) == 3
+    ref = alexnet.load(trained_run, device="cpu").predict([tiny_folder / "val" / "green" / n for n, _ in files], top_k=2)
+    for res, p in zip(r["results"], ref):
+        assert set(res) == {"filename", "top", "ms"} and res["ms"] > 0
+        assert [t["label"] for t in res["top"]] == p.labels and [t["index"] for t in res["top"]] == p.indices
+        assert [t["prob"] for t in res["top"]] == pytest.approx(p.probs, abs=1e-5)
+    status, r = request(server.url, "POST", "/v1/classify?filename=red.png", red, "image/png")
+    assert status == 200 and r["results"][0]["filename"] == "red.png" and len(r["results"][0]["top"]) == 3  # 3 classes
+
+
+def test_requests_that_arrive_together_share_a_batch(server: ServerProcess, red: bytes) -> None:
+    def batches() -> dict[str, float]:
+        _, text = request(server.url, "GET", "/metrics")
+        return {m[0]: float(m[1]) for m in re.findall(r'alexnet_batch_size_bucket\{le="([^"]+)"\} (\d+)', text)}
+
+    before = batches()
+    body, ctype = multipart_body([("a.png", red)])
+    results: list[int] = []
+    threads = [threading.Thread(target=lambda: results.append(request(server.url, "POST", "/v1/classify", body, ctype)[0]))
+               for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [200] * 16
+    after = batches()
+    forward_passes = after["+Inf"] - before["+Inf"]
+    assert forward_passes < 16  # some of the 16 images were classified together
+    assert after["8"] - before["8"] == forward_passes  # never more than --max-batch 8
+
+
+def test_every_limit_answers_json_with_its_status_and_the_server_keeps_serving(server: ServerProcess,
+                                                                              red: bytes) -> None:
+    cases = [(kind, body, ctype, want, {}) for kind, body, ctype, want in hostile_payloads(red, MAX_BYTES, MAX_FILES)]
+    body, ctype = multipart_body([("a.png", red)])
+    cases += [
+        ("top_k 0", body, ctype, 422, {"path": "/v1/classify?top_k=0"}),
+        ("top_k text", body, ctype, 422, {"path": "/v1/classify?top_k=five"}),
+        ("no file field", *multipart_body([("a.png", red)], field="picture"), 422, {}),
+        ("empty body", b"", "image/png", 422, {}),
+        ("JSON", b'{"image": "x"}', "application/json", 415, {}),
+        ("chunked over --max-bytes", red * (MAX_BYTES // len(red) + 2), "image/png", 413, {"chunked": True}),
+    ]
+    for kind, body, ctype, want, opt in cases:
+        if opt.get("chunked"):  # no Content-Length: the limit must hold while the body streams in
+            u = urlsplit(server.url)
+            conn = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
+            conn.request("POST", "/v1/classify", body=iter([body[i:i + 65536] for i in range(0, len(body), 65536)]),
+                         headers={"Content-Type": ctype}, encode_chunked=True)
+            resp = conn.getresponse()
+            status, r = resp.status, json.loads(resp.read())
+            conn.close()
+        else:
+            status, r = request(server.url, "POST", opt.get("path", "/v1/classify"), body, ctype)
+        assert status == want, (kind, status, r)
+        assert isinstance(r, dict) and r["status"] == want and r["error"], (kind, r)
+        if want in (400, 415) and kind != "JSON":
+            assert r["filename"] in r["error"], (kind, r)  # names the file
+        assert request(server.url, "GET", "/healthz") == (200, {"status": "ok"}), kind
+    assert request(server.url, "POST", "/v1/classify", *multipart_body([("a.png", red)]))[0] == 200
+
+
+def test_model_health_metrics_and_page(server: ServerProcess, red: bytes) -> None:
+    status, m = request(server.url, "GET", "/v1/model")
+    assert status == 200 and m["name"] == "cifar_80sec" and m["num_classes"] == 3 and m["backend"] == "torch"
+    assert m["classes"] == ["blue", "green", "red"] and "val_top1_error" in m["metrics"]
+    assert {"image_size", "crop_size", "mean", "std"} <= set(m["eval_transform"]) and m["version"]
+
+    def count(path: str, status: int) -> int:
+        _, text = request(server.url, "GET", "/metrics")
+        hit = re.search(rf'alexnet_requests_total\{{method="POST",path="{path}",status="{status}"\}} (\d+)', text)
+        return int(hit.group(1)) if hit else 0
+
+    ok, bad = count("/v1/classify", 200), count("/v1/classify", 415)
+    for _ in range(3):
+        request(server.url, "POST", "/v1/classify", red, "image/png")
+    request(server.url, "POST", "/v1/classify", b"not an image", "image/png")
+    assert count("/v1/classify", 200) == ok + 3 and count("/v1/classify", 415) == bad + 1
+    _, text = request(server.url, "GET", "/metrics")
+    assert "# TYPE alexnet_request_duration_seconds histogram" in text
+    assert re.search(r'alexnet_request_duration_seconds_count\{path="/v1/classify"\} \d+', text)
+    status, page = request(server.url, "GET", "/")
+    assert status == 200 and isinstance(page, str) and "<html" in page
+    assert not re.search(r'(src|href)="(https?:)?//', page)  # self-contained: nothing fetched from elsewhere
+
+
+def test_serve_with_onnx_runtime(trained_run: Path, tmp_path: Path, red: bytes) -> None:
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    assert main(["export", str(run), "--format", "onnx"]) == 0  # run/model.onnx, which --onnx picks up
+    with ServerProcess(str(run), "--onnx") as s:
+        assert request(s.url, "GET", "/v1/model")[1]["backend"] == "onnxruntime"
+        status, r = request(s.url, "POST", "/v1/classify", red, "image/png")
+        assert status == 200 and r["results"][0]["top"][0]["label"] == "red"
+
+
+def test_serve_mistakes_are_one_line_errors(tmp_path: Path, trained_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for argv, message in ((["serve", str(tmp_path / "nope")], "no such checkpoint"),
+                          (["serve", str(trained_run), "--max-bytes", "lots"], "--max-bytes lots: not a size"),
+                          (["serve", str(trained_run), "--max-batch", "0"], "at least 1")):
+        capsys.readouterr()
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+
+
+# ------------------------------------------------------------------------------------------ the page
+
+CHROMIUM = next((p for p in (os.environ.get("ALEXNET_CHROMIUM"), shutil.which("chromium"),
+                             shutil.which("chromium-browser")) if p), None)
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium (Debian: apt-get install chromium)")
+def test_the_page_in_chromium_shows_five_labelled_bars(tmp_path: Path) -> None:
+    """The demo-sized cifar_18pct on a real sample photo: drop it on the page, see five bars."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
+    import tarfile
+
+    from alexnet.checkpoint import save_checkpoint
+    from alexnet.data.transforms import EvalTransform
+    from alexnet.models import create_model
+
+    sample = Path(__file__).resolve().parents[1] / "demo" / "cifar10-sample.tar.gz"
+    with tarfile.open(sample) as tf:
+        member = next(m for m in tf.getmembers() if m.name.endswith(".jpg") and "/test/cat/" in m.name)
+        photo = tmp_path / "cat.jpg"
+        photo.write_bytes(tf.extractfile(member).read())  # type: ignore[union-attr]
+    classes = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    run = Path(os.environ.get("ALEXNET_SERVE_RUN") or tmp_path / "run")  # a trained cifar_18pct run, if given
+    if not os.environ.get("ALEXNET_SERVE_RUN"):  # else the untrained net: the page is the same
+        run.mkdir()
+        save_checkpoint({"model": create_model("cifar_18pct", num_classes=10).state_dict(),
+                         "model_name": "cifar_18pct", "model_options": {}, "num_classes": 10, "classes": classes,
+                         "epoch": 0, "metrics": {"val_top1_error": 0.9},
+                         "eval_transform": EvalTransform(32, 32, 0, 3, (125.0,) * 3, (63.0,) * 3).to_dict()},
+                        run / "best.pt")
+    not_image = tmp_path / "notes.jpg"
+    not_image.write_bytes(b"not an image")
+    with ServerProcess(str(run)) as s, sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1100, "height": 560})
+            page.goto(s.url + "/")
+            page.wait_for_function("document.getElementById('model').textContent.includes('10 classes')")
+            assert "published top-1 error" in page.text_content("#model")
+            page.set_input_files("#files", [str(photo), str(not_image)])
+            page.wait_for_selector(".card[data-state=done]")
+            page.wait_for_selector(".card[data-state=error]")
+            bars = page.query_selector_all(".card[data-state=done] .bar")
+            assert len(bars) == 5 and all(b.get_attribute("data-label") in classes for b in bars)
+            assert "not an image" in page.text_content(".card[data-state=error] .meta")
+            shot = tmp_path / "serve-page.png"
+            page.screenshot(path=str(shot), full_page=True)
+            assert shot.stat().st_size > 5000
+            if os.environ.get("ALEXNET_SCREENSHOT"):  # how the README's screenshot is made
+                shutil.copy(shot, os.environ["ALEXNET_SCREENSHOT"])
+        finally:
+            browser.close()
+
+
+# ------------------------------------------------------------------------------------------ load
+
+
+@pytest.mark.load
+def test_load_16_clients_then_hostile_uploads_mixed_in(tmp_path: Path) -> None:
+    """cifar_18pct, 16 concurrent clients on loopback for 12 s, then 12 s with 10% hostile uploads:
+    no good request fails, p99 under 1 s."""
+    from alexnet.checkpoint import save_checkpoint
+    from alexnet.data.transforms import EvalTransform
+    from alexnet.models import create_model
+
+    run = tmp_path / "run"
+    run.mkdir()
+    save_checkpoint({"model": create_model("cifar_18pct", num_classes=10).state_dict(), "model_name": "cifar_18pct",
+                     "model_options": {}, "num_classes": 10, "classes": [str(i) for i in range(10)], "epoch": 1,
+                     "eval_transform": EvalTransform(32, 32, 0, 3, (125.0,) * 3, (63.0,) * 3).to_dict()}, run / "best.pt")
+    rng = np.random.default_rng(0)
+    images = []
+    for _ in range(32):
+        b = io.BytesIO()
+        Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(b, "JPEG", quality=90)
+        images.append(b.getvalue())
+    with ServerProcess(str(run), "--max-bytes", "1MB") as s:
+        for hostile in (0.0, 0.1):
+            r = load_test(s.url, images, clients=16, seconds=12, hostile_fraction=hostile, max_bytes=2**20)
+            print(json.dumps({k: v for k, v in r.items() if k != "failures"}))
+            assert r["errors"] == 0, r["failures"]
+            assert r["hostile_failures"] == 0, r["failures"]
+            assert r["p99_ms"] < 1000 and r["good_requests"] > 100
+            assert request(s.url, "GET", "/healthz")[0] == 200
