@@ -61,7 +61,8 @@ def main() -> int:
                               max_bytes=2**20)
             rows.append((label, r))
             print(f"{label}: {r['requests_per_sec']:.0f} req/s, p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, "
-                  f"errors {r['errors']}, hostile answered wrongly {r['hostile_failures']}", file=sys.stderr)
+                  f"errors {r['errors']}, hostile answered wrongly {r['hostile_failures']}", *r["failures"],
+                  file=sys.stderr, sep="\n  ")
     cmd = " ".join(["python benchmarks/serve_load.py", *(["--run", args.run] if args.run else [])])
     lines = [f"## {time.strftime('%Y-%m-%d %H:%M')}, `{cmd}`", "",
              f"{cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}; server and {args.clients} clients "

@@ -1,7 +1,5 @@
 """``alexnet serve``: a trained classifier behind a URL, a web page and a JSON API.
 
-(No ``from __future__ import annotations`` here: FastAPI reads the endpoints' annotations at run time.)
-
     alexnet serve RUN_OR_EXPORT [--host 127.0.0.1] [--port 8000] [--workers N] [--max-batch 32] [--onnx]
 
     GET  /              a page: drop or choose images, see the top-5 classes as bars
@@ -20,7 +18,7 @@ file is to blame), and the server keeps serving: a body over ``--max-bytes`` -> 
 ``--max-files`` files -> 413, not an image -> 415, a truncated or corrupt image or a decompression
 bomb -> 400, a malformed request (no file, a bad ``top_k``, a broken multipart body) -> 422.
 """
-
+# no ``from __future__ import annotations`` in this module: FastAPI reads the endpoints' annotations
 
 import asyncio
 import bisect
@@ -366,14 +364,16 @@ KNOWN_PATHS = {"/", "/healthz", "/v1/model", "/metrics", "/v1/classify", "/docs"
 
 class Guard:
     """ASGI middleware around the app: counts and times every request for /metrics, and gives a body
-    over ``max_bytes`` 413 before it is read whole (by its Content-Length when it has one, else when
-    the bytes received pass the limit: the app's handler for ``_TooLarge`` answers then).
+    over ``max_bytes`` 413 without keeping it (by its Content-Length when it has one, else when the
+    bytes received pass the limit: the app's handler for ``_TooLarge`` answers then). The rest of a
+    refused body is read and dropped, up to 4 x ``max_bytes``, so that the client sees the 413.
 
     Plain ASGI rather than FastAPI's ``@app.middleware("http")``, which runs the app in a task group
     and turns an exception raised while the body is read into an exception group (a 500)."""
 
     def __init__(self, app: Any, max_bytes: int, metrics: Metrics) -> None:
         self.app, self.max_bytes, self.metrics = app, max_bytes, metrics
+        self.drain_limit = 4 * max_bytes  # bodies larger than this are cut off unread
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
@@ -395,6 +395,8 @@ class Guard:
             too_big = False
         if too_big:
             status[0] = 413
+            if int(length) <= self.drain_limit:  # type: ignore[arg-type]
+                await self._drain(receive, int(length))  # type: ignore[arg-type]
             return await self._reply_413(send, message)
         received, started = 0, False
 
@@ -404,6 +406,8 @@ class Guard:
             if msg["type"] == "http.request":
                 received += len(msg.get("body", b""))
                 if received > self.max_bytes:
+                    if msg.get("more_body"):
+                        await self._drain(receive, self.drain_limit - received)
                     raise _TooLarge
             return msg
 
@@ -419,6 +423,18 @@ class Guard:
             if not started:
                 status[0] = 413
                 await self._reply_413(send, message)
+
+    async def _drain(self, receive: Callable, budget: int) -> None:
+        """Read and drop the rest of a refused body (up to ``budget`` bytes) before answering: a
+        server that answers and closes while the client is still sending makes the client see a
+        broken pipe instead of the 413 (measured: a few in a thousand oversized uploads on loopback)."""
+        while budget > 0:
+            msg = await receive()
+            if msg["type"] != "http.request":
+                return
+            budget -= len(msg.get("body", b""))
+            if not msg.get("more_body"):
+                return
 
     @staticmethod
     async def _reply_413(send: Callable, message: bytes) -> None:
