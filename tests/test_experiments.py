@@ -302,6 +302,10 @@ def test_neighbors_bad_query_is_one_line(trained_run: Path, tiny_folder: Path, t
     bad.write_bytes(b"not an image")
     assert main(["neighbors", str(trained_run), "--query", str(bad), "--data", str(tiny_folder)]) == 2
     assert "--query" in capsys.readouterr().err
+    good = str(tiny_folder / "train" / "red" / "0003.png")
+    assert main(["neighbors", str(trained_run), "--query", good, "--data", str(tiny_folder), "--layer", "fc7",
+                 "--out", str(tmp_path / "nn.png")]) == 2  # the same layer names as `alexnet features`
+    assert "--layer fc7: cifar_80sec has" in capsys.readouterr().err
 
 
 # -- the options the experiments use ------------------------------------------------------------------

@@ -192,3 +192,22 @@ def test_a_fine_tuning_run_resumes_with_its_frozen_layers(trained_run: Path, tin
     got = torch.load(out / "last.pt", weights_only=True)
     src = torch.load(trained_run / "best.pt", weights_only=True)
     assert got["epoch"] == 2 and torch.equal(got["model"]["classifier.fc64.weight"], src["model"]["classifier.fc64.weight"])
+
+
+@pytest.mark.network
+def test_weights_torchvision_downloaded_for_real(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The real download through torchvision's weights API (``-m network``; skipped offline)."""
+    import socket
+
+    try:
+        socket.create_connection(("download.pytorch.org", 443), timeout=5).close()
+    except OSError as e:
+        pytest.skip(f"no network ({e})")
+    from torchvision.models import AlexNet_Weights
+
+    assert main(["weights", "torchvision", "--out", str(tmp_path / "tv")]) == 0
+    clf = alexnet.load(tmp_path / "tv")
+    ref = AlexNet_Weights.IMAGENET1K_V1.get_state_dict(progress=False)
+    assert all(torch.equal(clf.model.state_dict()[k].cpu(), v) for k, v in ref.items())
+    img = Image.fromarray(np.random.default_rng(0).integers(0, 255, (300, 400, 3), dtype=np.uint8))
+    assert len(clf.predict([img], top_k=5)[0].labels) == 5

@@ -499,7 +499,7 @@ def cmd_neighbors(args: argparse.Namespace) -> int:
     run = Path(args.run)
     out = Path(args.out) if args.out else (run if run.is_dir() else run.parent) / "neighbors.png"
     r = nearest_neighbours(args.run, args.query, args.data, out, k=args.k, max_images=args.max_images,
-                           device=args.device, progress=not args.json)
+                           device=args.device, progress=not args.json, layer=args.layer)
     if args.json:
         print(json.dumps(r, indent=2))
     else:
@@ -696,6 +696,8 @@ def build_parser() -> argparse.ArgumentParser:
     nb.add_argument("--query", nargs="+", required=True, metavar="IMAGE", help="query images")
     nb.add_argument("--data", required=True, metavar="SPEC", help="the dataset whose training images are searched")
     nb.add_argument("--k", type=int, default=6, help="neighbours per query (default 6)")
+    nb.add_argument("--layer", default="last", help="the features compared, as `alexnet features --layer` names "
+                    "them (default: last, the last hidden layer, as in the paper's Figure 4)")
     nb.add_argument("--max-images", type=int, metavar="N", help="search a random subset of N training images")
     nb.add_argument("--out", metavar="PNG", help="default: RUN/neighbors.png")
     nb.add_argument("--device", default="auto")

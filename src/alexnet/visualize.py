@@ -101,9 +101,10 @@ def features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 def nearest_neighbours(run: str | os.PathLike[str], queries: Sequence[str], data: str, out: Path, *, k: int = 6,
                        max_images: int | None = None, device: str = "auto", batch_size: int = 256,
-                       progress: bool = True) -> dict:
-    """For each query image, the k training images nearest to it in the last hidden layer (Figure 4),
-    drawn as one PNG: a row per query, the query (with its top prediction) then its neighbours."""
+                       progress: bool = True, layer: str = "last") -> dict:
+    """For each query image, the k training images nearest to it at ``layer`` (what ``alexnet
+    features`` extracts; by default the last hidden layer, as in Figure 4), drawn as one PNG: a row
+    per query, the query (with its top prediction) then its neighbours."""
     from tqdm import tqdm
 
     from .data.datasets import load_dataset, subset
@@ -111,6 +112,7 @@ def nearest_neighbours(run: str | os.PathLike[str], queries: Sequence[str], data
     from .data.loader import BatchLoader
     from .data.transforms import eval_batch
     from .predict import load
+    from .share import extract
 
     clf = load(run, device)
     t = clf.transform
@@ -129,14 +131,14 @@ def nearest_neighbours(run: str | os.PathLike[str], queries: Sequence[str], data
     ds = subset(ds, max_images, 0)
     model = clf.model
     with torch.no_grad():
-        qf = features(model, clf.preprocess(images)).float()
+        qf = extract(model, clf.name, clf.preprocess(images), layer)
         preds = clf.predict_images(images, top_k=1)
         best_d = torch.full((len(images), k), math.inf)
         best_i = torch.full((len(images), k), -1, dtype=torch.long)
         loader = BatchLoader(ds, batch_size, workers=2)
         offset = 0
         for x, _ in tqdm(loader, desc="features", unit="batch", disable=not progress, leave=False):
-            f = features(model, eval_batch(x.to(clf.device), t)).float()
+            f = extract(model, clf.name, eval_batch(x.to(clf.device), t), layer)
             d = torch.cdist(qf, f, compute_mode="donot_use_mm_for_euclid_dist").cpu()  # exact: a duplicate is at 0
             idx = torch.arange(offset, offset + len(f)).expand(len(images), -1)
             all_d, all_i = torch.cat([best_d, d], 1), torch.cat([best_i, idx], 1)
