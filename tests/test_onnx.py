@@ -122,7 +122,7 @@ def test_onnx_mistakes_are_one_line_errors(trained_run: Path, tiny_folder: Path,
     # an ONNX file that is not one of ours
     plain = tmp_path / "plain.onnx"
     with torch.no_grad():
-        torch.onnx.export(nn.Linear(3, 2), (torch.zeros(1, 3),), str(plain), dynamo=True)
+        torch.onnx.export(nn.Linear(3, 2).eval(), (torch.zeros(1, 3),), str(plain), dynamo=True)
     cases.append((["predict", "--onnx", str(plain), img], "not written by `alexnet export --format onnx`"))
     (tmp_path / "m.onnx").write_bytes(b"")
     cases.append((["export", str(trained_run), "--format", "onnx", "--out", str(tmp_path / "m.onnx")], "already exists"))
