@@ -14,7 +14,6 @@ import threading
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import numpy as np
 import pytest
 from PIL import Image
 
@@ -238,8 +237,8 @@ def test_the_page_in_chromium_shows_five_labelled_bars(tmp_path: Path) -> None:
 
 @pytest.mark.load
 def test_load_16_clients_then_hostile_uploads_mixed_in(tmp_path: Path) -> None:
-    """cifar_18pct, 16 concurrent clients on loopback for 12 s, then 12 s with 10% hostile uploads:
-    no good request fails, p99 under 1 s."""
+    """cifar_18pct, 16 concurrent clients posting the bundled sample's test JPEGs on loopback for
+    12 s, then 12 s with 10% hostile uploads: no good request fails, p99 under 1 s."""
     from alexnet.checkpoint import save_checkpoint
     from alexnet.data.transforms import EvalTransform
     from alexnet.models import create_model
@@ -249,12 +248,12 @@ def test_load_16_clients_then_hostile_uploads_mixed_in(tmp_path: Path) -> None:
     save_checkpoint({"model": create_model("cifar_18pct", num_classes=10).state_dict(), "model_name": "cifar_18pct",
                      "model_options": {}, "num_classes": 10, "classes": [str(i) for i in range(10)], "epoch": 1,
                      "eval_transform": EvalTransform(32, 32, 0, 3, (125.0,) * 3, (63.0,) * 3).to_dict()}, run / "best.pt")
-    rng = np.random.default_rng(0)
-    images = []
-    for _ in range(32):
-        b = io.BytesIO()
-        Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(b, "JPEG", quality=90)
-        images.append(b.getvalue())
+    import tarfile
+
+    with tarfile.open(Path(__file__).resolve().parents[1] / "demo" / "cifar10-sample.tar.gz") as tf:
+        members = [m for m in tf.getmembers() if m.name.endswith(".jpg") and "/test/" in m.name][:200]
+        images = [tf.extractfile(m).read() for m in members]  # type: ignore[union-attr]
+    assert len(images) == 200
     with ServerProcess(str(run), "--max-bytes", "1MB") as s:
         for hostile in (0.0, 0.1):
             r = load_test(s.url, images, clients=16, seconds=12, hostile_fraction=hostile, max_bytes=2**20)
