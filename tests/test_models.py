@@ -4,6 +4,8 @@ registered model is tested automatically."""
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -344,3 +346,32 @@ def test_cifar_dropout_drops_the_hidden_layers_outputs_only() -> None:
     assert names == ["flatten", "fc64", "act4", "drop", "fc10"]  # after the hidden layer, not before it
     with pytest.raises(UserError, match="no hidden fully-connected layer"):
         create_model("cifar_18pct", dropout=0.5)
+
+
+@pytest.mark.parametrize("name,pool", [("cifar_18pct", "overlap"), ("cifar_80sec", "overlap"),
+                                       ("cifar_18pct", "non-overlap")])
+def test_max_pooling_before_the_relu_is_exact(name: str, pool: str) -> None:
+    """The CIFAR nets with ReLU pool before their first activation (cheaper); the paper's order gives
+    the same outputs and gradients, bit for bit, so no published figure moves."""
+    activation = "relu"
+    from collections import OrderedDict
+
+    torch.manual_seed(0)
+    fast = create_model(name, num_classes=10, activation=activation, pool=pool, init="torch")
+    assert [n for n, _ in create_model(name, activation="tanh").features.named_children()][:3] == [
+        "conv1", "act1", "pool1"]  # a tanh keeps the paper's order
+    literal = copy.deepcopy(fast)
+    layers = dict(literal.features.named_children())
+    order = ["conv1", "act1", "pool1"] + [n for n in layers if n not in ("conv1", "act1", "pool1")]
+    literal.features = nn.Sequential(OrderedDict((n, layers[n]) for n in order))
+    assert [n for n, _ in fast.features.named_children()][:3] == ["conv1", "pool1", "act1"]
+    x = torch.randn(16, 3, 32, 32) * 3
+    x[:, :, :4] = -5.0  # windows whose values are all negative (ties at zero after a ReLU)
+    y = torch.randint(0, 10, (16,))
+    grads = []
+    for m in (fast, literal):
+        out = m(x)
+        torch.nn.functional.cross_entropy(out, y).backward()
+        grads.append((out.detach(), [p.grad.clone() for p in m.parameters()]))
+    assert torch.equal(grads[0][0], grads[1][0])
+    assert all(torch.equal(a, b) for a, b in zip(grads[0][1], grads[1][1]))
