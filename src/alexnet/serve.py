@@ -345,7 +345,8 @@ def create_app(clf: Any, options: ServeOptions | None = None, *, backend: str = 
             try:
                 return decode_image(data, 3 if clf.channels == 3 else 1, clf.image_size, opts.max_pixels)
             except ImageError as e:
-                metrics.image_errors += 1
+                with metrics.lock:
+                    metrics.image_errors += 1
                 raise ApiError(_image_status(str(e)), f"{name}: {e}", name) from None
 
         images = [await run_in_threadpool(decode, name, data) for name, data in files]
@@ -497,8 +498,10 @@ def serve(source: str, *, host: str = "127.0.0.1", port: int = 8000, workers: in
           f"(max batch {opts.max_batch}, max body {opts.max_bytes:,} bytes, {workers} worker{'s' * (workers > 1)})",
           flush=True)
     if workers > 1:  # each process loads the model itself; metrics are per process
-        os.environ["ALEXNET_SERVE"] = json.dumps({"source": source, "onnx": onnx or backend == "onnxruntime",
-                                                  "device": device, "options": dataclasses.asdict(opts)})
+        # the workers load what the parent found (an ONNX export made at start is not made again)
+        os.environ["ALEXNET_SERVE"] = json.dumps({"source": str(clf.path) if backend == "onnxruntime" else source,
+                                                  "onnx": backend == "onnxruntime", "device": device,
+                                                  "options": dataclasses.asdict(opts)})
         uvicorn.run("alexnet.serve:app_from_env", factory=True, host=host, port=port, workers=workers,
                     log_level=log_level)
     else:
