@@ -165,6 +165,16 @@ def test_serve_with_onnx_runtime(trained_run: Path, tmp_path: Path, red: bytes) 
         assert request(s.url, "GET", "/v1/model")[1]["backend"] == "onnxruntime"
         status, r = request(s.url, "POST", "/v1/classify", red, "image/png")
         assert status == 200 and r["results"][0]["top"][0]["label"] == "red"
+    # without a model.onnx in the run: exported once into the cache, reused by the next start
+    (run / "model.onnx").unlink()
+    cache = tmp_path / "cache"
+    for _ in range(2):
+        with ServerProcess(str(run), "--onnx", env={"ALEXNET_CACHE": str(cache)}) as s:
+            model = request(s.url, "GET", "/v1/model")[1]
+            assert model["backend"] == "onnxruntime" and model["onnx_file"].startswith(str(cache))
+            assert request(s.url, "POST", "/v1/classify", red, "image/png")[0] == 200
+        assert len(list((cache / "onnx").glob("*.onnx"))) == 1
+    assert s.log.count("exported") == 0  # the second start found the first one's export
 
 
 def test_serve_mistakes_are_one_line_errors(tmp_path: Path, trained_run: Path, capsys: pytest.CaptureFixture[str]) -> None:

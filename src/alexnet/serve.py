@@ -233,9 +233,12 @@ def model_description(clf: Any, backend: str, source: str) -> dict[str, Any]:
         transform = clf.transform.to_dict()
         transform["mean_image"] = None if clf.transform.mean_image is None else "per-pixel mean image"
     metrics = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str)) and v == v}
-    return {"name": clf.name, "options": options, "num_classes": len(clf.classes), "classes": list(clf.labels),
-            "eval_transform": transform, "metrics": metrics, "version": __version__, "backend": backend,
-            "source": source}
+    out = {"name": clf.name, "options": options, "num_classes": len(clf.classes), "classes": list(clf.labels),
+           "eval_transform": transform, "metrics": metrics, "version": __version__, "backend": backend,
+           "source": source}
+    if backend == "onnxruntime":
+        out["onnx_file"] = str(clf.path)
+    return out
 
 
 def create_app(clf: Any, options: ServeOptions | None = None, *, backend: str = "torch", source: str = "") -> Any:
@@ -452,8 +455,8 @@ class Guard:
 def load_classifier(source: str, *, onnx: bool = False, device: str = "auto") -> tuple[Any, str]:
     """(classifier, backend) for a run, checkpoint, export folder, hf-hub:ORG/NAME or a .onnx file.
 
-    ``onnx``: ONNX Runtime, with the run's ``model.onnx`` when there is one, else an export made now
-    into a temporary folder."""
+    ``onnx``: ONNX Runtime, with the run's ``model.onnx`` when there is one, else an export made once
+    per checkpoint into the cache ($ALEXNET_CACHE, else ~/.cache/alexnet, under onnx/)."""
     if source.endswith(".onnx") or onnx:
         from .onnx_runtime import OnnxClassifier
 
@@ -462,15 +465,19 @@ def load_classifier(source: str, *, onnx: bool = False, device: str = "auto") ->
         p = Path(source)
         if (p / "model.onnx").is_file():
             return OnnxClassifier(p / "model.onnx"), "onnxruntime"
-        import tempfile
+        from .checkpoint import resolve_checkpoint
+        from .data.datasets import cache_dir
+        from .share import _sha256, export_onnx
 
-        from .share import export_onnx
-
-        tmp = Path(tempfile.mkdtemp(prefix="alexnet-serve-"))
-        r = export_onnx(source, tmp / "model.onnx")
-        print(f"alexnet serve: exported {source} to {r['path']} for ONNX Runtime "
-              f"(agrees with torch to {r['max_abs_diff']:.1e}); `alexnet export {source} --format onnx` keeps one")
-        return OnnxClassifier(r["path"]), "onnxruntime"
+        # exported once per checkpoint into the cache (a restart reuses it; nothing left in /tmp)
+        src = resolve_checkpoint(source)
+        key = _sha256(src / "model.safetensors" if src.is_dir() else src)[:16]
+        path = cache_dir() / "onnx" / f"{key}-{__version__}.onnx"
+        if not path.is_file():
+            r = export_onnx(source, path)
+            print(f"alexnet serve: exported {source} to {path} for ONNX Runtime (agrees with torch to "
+                  f"{r['max_abs_diff']:.1e}); `alexnet export {source} --format onnx` puts one in the run")
+        return OnnxClassifier(path), "onnxruntime"
     from .predict import load
 
     return load(source, device), "torch"
