@@ -178,13 +178,18 @@ def test_serve_with_onnx_runtime(trained_run: Path, tmp_path: Path, red: bytes) 
 
 
 def test_serve_mistakes_are_one_line_errors(tmp_path: Path, trained_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    busy = socket.create_server(("127.0.0.1", 0))  # a port another program listens on
     for argv, message in ((["serve", str(tmp_path / "nope")], "no such checkpoint"),
                           (["serve", str(trained_run), "--max-bytes", "lots"], "--max-bytes lots: not a size"),
-                          (["serve", str(trained_run), "--max-batch", "0"], "at least 1")):
+                          (["serve", str(trained_run), "--max-batch", "0"], "at least 1"),
+                          (["serve", str(trained_run), "--port", str(busy.getsockname()[1])], "cannot listen there")):
         capsys.readouterr()
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1, err
+    busy.close()
 
 
 # ------------------------------------------------------------------------------------------ the page

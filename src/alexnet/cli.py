@@ -250,6 +250,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     if args.top_k < 1:
         raise UserError(f"--top-k must be at least 1, not {args.top_k}")
+    if args.threads is not None and args.threads < 1:
+        raise UserError(f"--threads must be at least 1, not {args.threads}")
     if args.onnx:  # every positional is an image; torch is never imported
         args.images = [args.checkpoint, *args.images] if args.checkpoint else args.images
         args.checkpoint = args.onnx
@@ -614,7 +616,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "torch hub cache, downloading when needed)")
     wt.set_defaults(func=cmd_weights)
 
-    ex = sub.add_parser("export", help="a run as model.safetensors + config.json + model card (Hugging Face layout)")
+    ex = sub.add_parser("export", help="a run as model.safetensors + config.json + model card (Hugging Face layout), "
+                        "or as one ONNX file")
     ex.add_argument("run", metavar="RUN_OR_CKPT")
     ex.add_argument("--format", default="safetensors", choices=["safetensors", "onnx"],
                     help="safetensors: a folder in the Hugging Face layout; onnx: one .onnx file for ONNX Runtime "
@@ -641,7 +644,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="largest image in pixels; larger ones are refused as decompression bombs (default: 50M)")
     sv.add_argument("--top-k", type=int, default=5, help="classes per image when the request does not say")
     sv.add_argument("--onnx", action="store_true", help="run the model with ONNX Runtime (the run's model.onnx, "
-                    "else an export made at start)")
+                    "else one exported once per checkpoint into ~/.cache/alexnet/onnx)")
     sv.add_argument("--device", default="auto")
     sv.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     sv.set_defaults(func=cmd_serve)

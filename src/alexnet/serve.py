@@ -500,6 +500,20 @@ def serve(source: str, *, host: str = "127.0.0.1", port: int = 8000, workers: in
     opts = options or ServeOptions()
     if opts.max_batch < 1 or opts.max_files < 1 or workers < 1:
         raise UserError("--max-batch, --max-files and --workers must be at least 1")
+    import socket
+
+    if source.endswith(".onnx"):  # a missing model is named first, then the port, then the model is loaded
+        if not Path(source).is_file():
+            raise UserError(f"{source}: no such ONNX file")
+    else:
+        from .checkpoint import resolve_checkpoint
+
+        resolve_checkpoint(source)
+    try:  # a port in use or a host that is not ours: one line, before the model is loaded
+        with socket.create_server((host, port)):
+            pass
+    except OSError as e:
+        raise UserError(f"--host {host} --port {port}: cannot listen there ({e.strerror or e})") from None
     clf, backend = load_classifier(source, onnx=onnx, device=device)  # a bad RUN fails here, before binding
     print(f"alexnet serve: {clf.name} ({len(clf.classes)} classes, {backend}) on http://{host}:{port}/ "
           f"(max batch {opts.max_batch}, max body {opts.max_bytes:,} bytes, {workers} worker{'s' * (workers > 1)})",
