@@ -23,6 +23,7 @@ from typing import Any, Iterable
 
 import torch
 
+from ._malloc import keep_freed_memory
 from .data.datasets import resolve_folder
 from .data.loader import BatchLoader
 from .data.packed import is_packed, load_packed
@@ -301,6 +302,8 @@ def bench_train(models: list[str], *, batch_size: int = 64, precision: str = "bf
     say = log or (lambda s: print(s, file=sys.stderr, flush=True))
     tune_cpu_allocator()  # as `alexnet train` does
     dev = pick_device(device)
+    if dev.type == "cpu":
+        keep_freed_memory()  # as train() does
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
     prec = resolve_precision(precision, dev)

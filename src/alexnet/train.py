@@ -35,6 +35,7 @@ from .data.datasets import InMemoryDataset, load_dataset, subset
 from .data.loader import BatchLoader
 from .data.pipeline import Prefetcher
 from .data.transforms import EvalTransform, TrainAugment, channel_stats
+from ._malloc import keep_freed_memory
 from .errors import UserError, user_path
 from .evaluate import EvalResult, autocast_context, evaluate_model, plot_confusion, resolve_precision, sum_dtype
 from .run import RunFolder, environment
@@ -554,6 +555,8 @@ def _train(cfg: TrainConfig, dinfo: Any, *, progress: bool, log: Callable[[str],
 
     tune_cpu_allocator()
     device = pick_device(cfg.device, dinfo.local_rank)
+    if device.type == "cpu":
+        keep_freed_memory()  # no page faults on large activations every step (see _malloc.py)
     _check_fast_paths(cfg, device, dinfo)
     precision = resolve_precision(cfg.precision, device)
     if device.type == "cuda":

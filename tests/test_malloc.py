@@ -1,0 +1,48 @@
+"""Keeping freed memory (src/alexnet/_malloc.py): after a warm-up, repeated steps that allocate
+large results map no new pages; ALEXNET_MALLOC_CACHE=0 leaves glibc as it is."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+CODE = """
+import json, resource
+import torch
+import torch.nn.functional as F
+from alexnet._malloc import keep_freed_memory
+from alexnet.models import create_model
+on = keep_freed_memory()
+torch.manual_seed(0)
+model = create_model("alexnet_tv", num_classes=10)
+opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+x, y = torch.randn(32, 3, 224, 224), torch.randint(0, 10, (32,))
+def faults_of_a_step():
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    loss = F.cross_entropy(model(x), y)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+faults = [faults_of_a_step() for _ in range(5)]
+print(json.dumps({"on": on, "faults": faults[3:]}))  # after the warm-up steps
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="glibc's mallopt: Linux only")
+@pytest.mark.parametrize("setting", ["1", "0"])
+def test_training_steps_reuse_memory_without_page_faults(setting: str) -> None:
+    p = subprocess.run([sys.executable, "-c", CODE], capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "ALEXNET_MALLOC_CACHE": setting})
+    assert p.returncode == 0, p.stderr
+    r = json.loads(p.stdout.strip().splitlines()[-1])
+    if setting == "1":
+        if not r["on"]:
+            pytest.skip("not glibc")
+        assert max(r["faults"]) < 2000  # a step reuses the pages of the one before
+    else:
+        assert r["on"] is False and min(r["faults"]) > 10_000  # glibc maps tens of MB afresh every step
