@@ -485,6 +485,9 @@ def load_classifier(source: str, *, onnx: bool = False, device: str = "auto") ->
 
 def app_from_env() -> Any:
     """The app for uvicorn's worker processes (``--workers N``): its settings come in ALEXNET_SERVE."""
+    from ._malloc import keep_freed_memory
+
+    keep_freed_memory()
     cfg = json.loads(os.environ["ALEXNET_SERVE"])
     clf, backend = load_classifier(cfg["source"], onnx=cfg["onnx"], device=cfg["device"])
     return create_app(clf, ServeOptions(**cfg["options"]), backend=backend, source=cfg["source"])
@@ -514,6 +517,9 @@ def serve(source: str, *, host: str = "127.0.0.1", port: int = 8000, workers: in
             pass
     except OSError as e:
         raise UserError(f"--host {host} --port {port}: cannot listen there ({e.strerror or e})") from None
+    from ._malloc import keep_freed_memory
+
+    keep_freed_memory()  # a long-lived process: batches reuse their memory instead of faulting it in
     clf, backend = load_classifier(source, onnx=onnx, device=device)  # a bad RUN fails here, before binding
     print(f"alexnet serve: {clf.name} ({len(clf.classes)} classes, {backend}) on http://{host}:{port}/ "
           f"(max batch {opts.max_batch}, max body {opts.max_bytes:,} bytes, {workers} worker{'s' * (workers > 1)})",
