@@ -23,32 +23,17 @@ import time
 from pathlib import Path
 
 import torch
+from _results import append_results
 
-from alexnet.checkpoint import save_checkpoint
-from alexnet.data.transforms import EvalTransform
-from alexnet.models import create_model, list_models, model_info
+from alexnet.checkpoint import save_untrained_run
+from alexnet.demo import SAMPLE
+from alexnet.models import list_models
 from alexnet.onnx_runtime import OnnxClassifier
 from alexnet.predict import expand_inputs, load
 from alexnet.run import cpu_model
 from alexnet.share import export_onnx
 
 HERE = Path(__file__).resolve().parent
-
-
-def fresh_run(root: Path, name: str) -> Path:
-    """A checkpoint of ``name`` as created (its own initialisation), at the paper's class count."""
-    torch.manual_seed(0)
-    info = model_info(name)
-    model = create_model(name, num_classes=info.num_classes)
-    pad = 2 if name == "lenet5" else 0
-    t = EvalTransform(max(info.image_size, info.input_size - 2 * pad), info.input_size - 2 * pad, pad, info.in_chans,
-                      (120.0,) * info.in_chans, (60.0,) * info.in_chans)
-    run = root / name
-    run.mkdir(parents=True)
-    classes = [str(i) for i in range(info.num_classes)]
-    save_checkpoint({"model": model.state_dict(), "model_name": name, "model_options": {}, "epoch": 0,
-                     "num_classes": info.num_classes, "classes": classes, "eval_transform": t.to_dict()}, run / "best.pt")
-    return run
 
 
 def rate(clf: object, paths: list[str]) -> float:
@@ -70,13 +55,13 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="alexnet-onnx-bench-") as tmp:
         images = args.images
         if not images:
-            with tarfile.open(HERE.parent / "demo" / "cifar10-sample.tar.gz") as tf:
+            with tarfile.open(SAMPLE) as tf:
                 tf.extractall(tmp, filter="data")
             images = str(next(Path(tmp).glob("*/test")))
         paths = sorted(expand_inputs([images]))
         paths = (paths * (args.n // len(paths) + 1))[: args.n]
         for name in list_models():
-            run = Path(runs[name]) if name in runs else fresh_run(Path(tmp) / "fresh", name)
+            run = Path(runs[name]) if name in runs else save_untrained_run(Path(tmp) / "fresh" / name, name)
             r = export_onnx(run, Path(tmp) / f"{name}.onnx")
             clf, ort_clf = load(run, device="cpu"), OnnxClassifier(r["path"])
             rate(clf, paths[:32]), rate(ort_clf, paths[:32])  # warm up both
@@ -104,11 +89,7 @@ def main() -> int:
     for r in rows:
         lines.append(f"| {r['model']} | {r['weights']} | {r['ok']} ({r['export_s']:.1f} s) | {r['diff']:.1e} | "
                      f"{r['mib']:.1f} | {r['torch']:.1f} | {r['ort']:.1f} | {r['ort'] / r['torch']:.2f}x |")
-    text = "\n".join(lines) + "\n\n"
-    print(text)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    with open(args.out, "a") as f:
-        f.write(text)
+    append_results(args.out, lines)
     return 0
 
 

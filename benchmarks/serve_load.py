@@ -14,16 +14,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from _results import append_results
 
-from alexnet.checkpoint import save_checkpoint
-from alexnet.data.transforms import EvalTransform
-from alexnet.models import create_model
+from alexnet.checkpoint import save_untrained_run
+from alexnet.demo import sample_jpegs
 from alexnet.run import cpu_model
 from alexnet.serve import ServerProcess, load_test
 
@@ -38,19 +37,8 @@ def main() -> int:
     p.add_argument("--out", default=str(HERE / "results" / "serve-load.md"))
     args = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="alexnet-serve-bench-") as tmp:
-        with tarfile.open(HERE.parent / "demo" / "cifar10-sample.tar.gz") as tf:
-            tf.extractall(tmp, filter="data")
-        images = [f.read_bytes() for f in sorted(Path(tmp).glob("*/test/*/*.jpg"))]
-        run = args.run
-        if not run:
-            run = str(Path(tmp) / "run")
-            Path(run).mkdir()
-            torch.manual_seed(0)
-            save_checkpoint({"model": create_model("cifar_18pct", num_classes=10).state_dict(),
-                             "model_name": "cifar_18pct", "model_options": {}, "num_classes": 10, "epoch": 0,
-                             "classes": [str(i) for i in range(10)],
-                             "eval_transform": EvalTransform(32, 32, 0, 3, (125.0,) * 3, (63.0,) * 3).to_dict()},
-                            Path(run) / "best.pt")
+        images = [data for _, data in sample_jpegs()]
+        run = args.run or str(save_untrained_run(Path(tmp) / "run", "cifar_18pct"))
         rows = []
         for label, max_batch, hostile in (("dynamic batching (--max-batch 32)", 32, 0.0),
                                           ("no batching (--max-batch 1)", 1, 0.0),
@@ -73,11 +61,7 @@ def main() -> int:
     for label, r in rows:
         lines.append(f"| {label} | {r['requests_per_sec']:.0f} | {r['good_per_sec']:.0f} | {r['p50_ms']:.1f} | "
                      f"{r['p99_ms']:.1f} | {r['errors']} | {r['hostile_requests']} | {r['hostile_failures']} |")
-    text = "\n".join(lines) + "\n\n"
-    print(text)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    with open(args.out, "a") as f:
-        f.write(text)
+    append_results(args.out, lines)
     return 0 if all(r["errors"] == 0 and r["hostile_failures"] == 0 for _, r in rows) else 1
 
 

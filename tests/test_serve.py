@@ -203,26 +203,15 @@ CHROMIUM = next((p for p in (os.environ.get("ALEXNET_CHROMIUM"), shutil.which("c
 def test_the_page_in_chromium_shows_five_labelled_bars(tmp_path: Path) -> None:
     """The demo-sized cifar_18pct on a real sample photo: drop it on the page, see five bars."""
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
-    import tarfile
+    from alexnet.checkpoint import save_untrained_run
+    from alexnet.demo import sample_jpegs
 
-    from alexnet.checkpoint import save_checkpoint
-    from alexnet.data.transforms import EvalTransform
-    from alexnet.models import create_model
-
-    sample = Path(__file__).resolve().parents[1] / "demo" / "cifar10-sample.tar.gz"
-    with tarfile.open(sample) as tf:
-        member = next(m for m in tf.getmembers() if m.name.endswith(".jpg") and "/test/cat/" in m.name)
-        photo = tmp_path / "cat.jpg"
-        photo.write_bytes(tf.extractfile(member).read())  # type: ignore[union-attr]
+    photo = tmp_path / "cat.jpg"
+    photo.write_bytes(sample_jpegs(label="cat")[0][1])
     classes = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
     run = Path(os.environ.get("ALEXNET_SERVE_RUN") or tmp_path / "run")  # a trained cifar_18pct run, if given
     if not os.environ.get("ALEXNET_SERVE_RUN"):  # else the untrained net: the page is the same
-        run.mkdir()
-        save_checkpoint({"model": create_model("cifar_18pct", num_classes=10).state_dict(),
-                         "model_name": "cifar_18pct", "model_options": {}, "num_classes": 10, "classes": classes,
-                         "epoch": 0, "metrics": {"val_top1_error": 0.9},
-                         "eval_transform": EvalTransform(32, 32, 0, 3, (125.0,) * 3, (63.0,) * 3).to_dict()},
-                        run / "best.pt")
+        save_untrained_run(run, "cifar_18pct", classes=classes, metrics={"val_top1_error": 0.9})
     not_image = tmp_path / "notes.jpg"
     not_image.write_bytes(b"not an image")
     with ServerProcess(str(run)) as s, sync_api.sync_playwright() as pw:
@@ -254,20 +243,11 @@ def test_the_page_in_chromium_shows_five_labelled_bars(tmp_path: Path) -> None:
 def test_load_16_clients_then_hostile_uploads_mixed_in(tmp_path: Path) -> None:
     """cifar_18pct, 16 concurrent clients posting the bundled sample's test JPEGs on loopback for
     12 s, then 12 s with 10% hostile uploads: no good request fails, p99 under 1 s."""
-    from alexnet.checkpoint import save_checkpoint
-    from alexnet.data.transforms import EvalTransform
-    from alexnet.models import create_model
+    from alexnet.checkpoint import save_untrained_run
+    from alexnet.demo import sample_jpegs
 
-    run = tmp_path / "run"
-    run.mkdir()
-    save_checkpoint({"model": create_model("cifar_18pct", num_classes=10).state_dict(), "model_name": "cifar_18pct",
-                     "model_options": {}, "num_classes": 10, "classes": [str(i) for i in range(10)], "epoch": 1,
-                     "eval_transform": EvalTransform(32, 32, 0, 3, (125.0,) * 3, (63.0,) * 3).to_dict()}, run / "best.pt")
-    import tarfile
-
-    with tarfile.open(Path(__file__).resolve().parents[1] / "demo" / "cifar10-sample.tar.gz") as tf:
-        members = [m for m in tf.getmembers() if m.name.endswith(".jpg") and "/test/" in m.name][:200]
-        images = [tf.extractfile(m).read() for m in members]  # type: ignore[union-attr]
+    run = save_untrained_run(tmp_path / "run", "cifar_18pct")
+    images = [data for _, data in sample_jpegs()[::5]]  # 200 of the 1,000, every class
     assert len(images) == 200
     with ServerProcess(str(run), "--max-bytes", "1MB") as s:
         for hostile in (0.0, 0.1):

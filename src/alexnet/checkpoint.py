@@ -27,6 +27,30 @@ def save_checkpoint(obj: dict[str, Any], path: str | os.PathLike[str]) -> None:
     atomic_torch_save({**obj, "format": FORMAT_VERSION}, path)
 
 
+def save_untrained_run(folder: str | os.PathLike[str], model_name: str, *, num_classes: int | None = None,
+                       classes: list[str] | None = None, metrics: dict[str, Any] | None = None,
+                       seed: int = 0) -> Path:
+    """A run folder (``best.pt``) holding ``model_name`` as initialised (seeded), with the model's
+    own input geometry and a plain mean/std transform: what benchmarks of speed and tests of the
+    serving and export paths need when the weights do not matter."""
+    from .data.transforms import EvalTransform
+    from .models import create_model, model_info
+
+    info = model_info(model_name)
+    n = num_classes or (len(classes) if classes else info.num_classes)
+    torch.manual_seed(seed)
+    pad = 2 if model_name == "lenet5" else 0  # LeNet-5 takes 28x28 digits padded to 32
+    crop = info.input_size - 2 * pad
+    transform = EvalTransform(max(info.image_size, crop), crop, pad, info.in_chans, (120.0,) * info.in_chans,
+                              (60.0,) * info.in_chans)
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    save_checkpoint({"model": create_model(model_name, num_classes=n).state_dict(), "model_name": model_name,
+                     "model_options": {}, "num_classes": n, "classes": classes or [str(i) for i in range(n)],
+                     "eval_transform": transform.to_dict(), "metrics": metrics or {}, "epoch": 0}, out / "best.pt")
+    return out
+
+
 def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
     """``torch.save`` to a temp file in the same folder, fsync, rename over ``path``, fsync the folder.
 

@@ -17,6 +17,19 @@ REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "demo" / "cifar10-sample.tar.gz"
 
 
+def sample_jpegs(split: str = "test", label: str = "*") -> list[tuple[str, bytes]]:
+    """(class/file name, JPEG bytes) of the bundled sample's ``split``, sorted; ``label``: one class."""
+    import fnmatch
+    import tarfile
+
+    with tarfile.open(SAMPLE) as tf:
+        found = [(m.name.split(f"/{split}/", 1)[1], tf.extractfile(m).read())  # type: ignore[union-attr]
+                 for m in tf.getmembers()
+                 if m.isfile() and m.name.endswith(".jpg") and f"/{split}/" in m.name
+                 and fnmatch.fnmatch(m.name.split(f"/{split}/", 1)[1].split("/")[0], label)]
+    return sorted(found)
+
+
 def main(args: argparse.Namespace) -> int:
     from .data.datasets import resolve_folder
     from .predict import Prediction, load

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import __version__
-from .data.images import ImageError, decode_image
+from .data.images import ImageError, NotAnImageError, decode_image
 from .errors import UserError
 
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024
@@ -191,7 +191,7 @@ class Batcher:
                 continue
             self.metrics.batch_size.observe(len(batch))
             self.metrics.images += len(batch)
-            for (_, top_k, fut), p in zip(batch, preds):
+            for (_, _, fut), p in zip(batch, preds):
                 if not fut.done():
                     fut.set_result(p)
 
@@ -207,10 +207,6 @@ class ApiError(Exception):
     def __init__(self, status: int, message: str, filename: str | None = None) -> None:
         super().__init__(message)
         self.status, self.message, self.filename = status, message, filename
-
-
-def _image_status(reason: str) -> int:
-    return 415 if reason.startswith("not an image") else 400
 
 
 @dataclass
@@ -350,7 +346,7 @@ def create_app(clf: Any, options: ServeOptions | None = None, *, backend: str = 
             except ImageError as e:
                 with metrics.lock:
                     metrics.image_errors += 1
-                raise ApiError(_image_status(str(e)), f"{name}: {e}", name) from None
+                raise ApiError(415 if isinstance(e, NotAnImageError) else 400, f"{name}: {e}", name) from None
 
         images = [await run_in_threadpool(decode, name, data) for name, data in files]
         preds = await state["batcher"].classify(images, k)

@@ -33,6 +33,10 @@ class ImageError(Exception):
     """An image file that cannot be used; the message is one line naming the reason."""
 
 
+class NotAnImageError(ImageError):
+    """A file that Pillow cannot identify as any image format (an upload gets 415, not 400)."""
+
+
 def is_image_file(path: str | os.PathLike[str]) -> bool:
     """True for a visible file whose extension is an image format's (.DS_Store, notes.txt: False)."""
     name = os.path.basename(path)
@@ -151,7 +155,7 @@ def _decode(source: Path | io.BytesIO, channels: int, min_side: int | None, max_
     except (ImageError, FileNotFoundError, PermissionError, IsADirectoryError):
         raise
     except UnidentifiedImageError:
-        raise ImageError("not an image (Pillow cannot identify it)") from None
+        raise NotAnImageError("not an image (Pillow cannot identify it)") from None
     except Image.DecompressionBombError as e:
         raise ImageError(f"refused as a decompression bomb ({e})") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:  # truncated or corrupt data
