@@ -38,7 +38,7 @@ def is_export(path: str | os.PathLike[str]) -> bool:
     return p.is_dir() and (p / "config.json").is_file() and (p / "model.safetensors").is_file()
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -70,7 +70,7 @@ def torchvision_weights(out: str | os.PathLike[str], file: str | None = None) ->
             raise UserError(f"--file {file}: no such file") from None
         except Exception as e:
             raise UserError(f"--file {file}: not a readable state dict ({type(e).__name__}); it was not loaded") from None
-        source = {"file": str(Path(file).resolve()), "sha256": _sha256(Path(file))}
+        source = {"file": str(Path(file).resolve()), "sha256": file_sha256(Path(file))}
     else:
         try:
             state = weights.get_state_dict(progress=True, check_hash=True)
@@ -130,7 +130,7 @@ def export_safetensors(run: str | os.PathLike[str], out: str | os.PathLike[str] 
         "class_names": list(ck.get("class_names") or ck["classes"]),
         "eval_transform": {**transform, "mean_image": MEAN_IMAGE_KEY if mean_image is not None else None},
         "metrics": {k: v for k, v in (ck.get("metrics") or {}).items() if isinstance(v, (int, float, str))},
-        "provenance": {"checkpoint": str(src), "checkpoint_sha256": _sha256(src), "epoch": ck.get("epoch"),
+        "provenance": {"checkpoint": str(src), "checkpoint_sha256": file_sha256(src), "epoch": ck.get("epoch"),
                        "config": ck.get("config", {}), "environment": ck.get("environment", {}),
                        "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "alexnet": __version__},
     }
