@@ -143,25 +143,17 @@ def export_safetensors(run: str | os.PathLike[str], out: str | os.PathLike[str] 
 
 class _OnnxGraph(nn.Module):
     """What the ONNX file computes: decoded uint8 squares in, probabilities and logits out, with the
-    evaluation transform (mean image, centre crop, padding, mean and std) inside the graph, so that a
-    user of the file needs only to decode, resize and take the central square."""
+    evaluation transform (``eval_batch``: mean image, centre crop, padding, mean and std) traced into
+    the graph, so that a user of the file needs only to decode, resize and take the central square."""
 
     def __init__(self, model: nn.Module, t: EvalTransform) -> None:
         super().__init__()
-        self.model, self.crop, self.pad, self.size = model, t.crop_size, t.pad, t.image_size
-        self.register_buffer("mean", torch.tensor(t.mean, dtype=torch.float32).view(1, -1, 1, 1))
-        self.register_buffer("std", torch.tensor(t.std, dtype=torch.float32).view(1, -1, 1, 1))
-        self.register_buffer("mean_image", None if t.mean_image is None else t.mean_image.float().clone())
+        self.model, self.transform = model, t
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = image.float()
-        if self.mean_image is not None:
-            x = x - self.mean_image
-        top = (self.size - self.crop) // 2
-        x = x[:, :, top : top + self.crop, top : top + self.crop]
-        if self.pad:
-            x = torch.nn.functional.pad(x, (self.pad,) * 4)
-        logits = self.model((x - self.mean) / self.std).float()
+        from .data.transforms import eval_batch
+
+        logits = self.model(eval_batch(image, self.transform)).float()
         return torch.softmax(logits, dim=1), logits
 
 
