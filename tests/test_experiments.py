@@ -90,7 +90,7 @@ def test_relu_vs_tanh_measures_the_figure_1_quantities(experiment_results: dict)
         assert set(m[cond]["chosen_lr"]) == {"relu", "tanh"}
         assert (folder / f"figure1-{cond}.png").is_file() and (folder / f"lr_search-{cond}.png").is_file()
         assert m[cond]["test"]["df"] == 1  # two seeds
-    assert set(m["standardised"]["lr_search"]["relu"]) == {"0.005", "0.01", "0.02", "0.05", "0.1"}
+    assert {"0.005", "0.01", "0.02", "0.05", "0.1"} <= set(m["standardised"]["lr_search"]["relu"])
     assert m["target_train_error"] == 0.25
     for run in r["runs"]:  # the runs stop at the target: at most the epochs asked for
         assert run["epochs"] <= r["settings"]["epochs"]
@@ -173,6 +173,35 @@ def test_experiment_cli_prints_the_table(tiny_folder: Path, tmp_path: Path, caps
 
 
 # -- statistics and verdicts ------------------------------------------------------------------------
+def test_step_125_walks_the_1_2_5_series() -> None:
+    from alexnet.experiments.paper import step_125
+
+    assert [step_125(x, True) for x in (0.0002, 0.0005, 0.001, 0.005, 0.1)] == [0.0005, 0.001, 0.002, 0.01, 0.2]
+    assert [step_125(x, False) for x in (0.0002, 0.001, 0.005, 0.01, 0.1)] == [0.0001, 0.0005, 0.002, 0.005, 0.05]
+
+
+def test_learning_rate_search_grows_the_grid_until_the_best_is_inside() -> None:
+    from alexnet.experiments.paper import search_learning_rate
+
+    tried: list[float] = []
+
+    def score(lr: float, best: float = 0.02) -> float:  # a valley at 0.02
+        tried.append(lr)
+        return abs(math.log(lr / best))
+
+    got = search_learning_rate(score, (0.001, 0.002, 0.005))
+    assert min(got, key=got.get) == 0.02 and max(got) == 0.05  # grown up to past the valley, then stopped
+    assert min(got) == 0.001 and len(tried) == len(set(tried)) == 6
+    # a rate that diverges ends the growth, the best stays the edge's
+    got = search_learning_rate(lambda lr: math.inf if lr > 0.005 else -lr, (0.001, 0.002, 0.005))
+    assert list(got) == [0.001, 0.002, 0.005, 0.01] and math.isinf(got[0.01])
+    # a valley below the grid: grown downward, at most `extend` steps
+    got = search_learning_rate(lambda lr: lr, (0.01, 0.02), extend=2)
+    assert list(got) == [0.002, 0.005, 0.01, 0.02]
+    # a best inside the grid: nothing added
+    assert list(search_learning_rate(lambda lr: abs(lr - 0.02), (0.01, 0.02, 0.05))) == [0.01, 0.02, 0.05]
+
+
 def test_epochs_to_reach_interpolates_between_epochs() -> None:
     assert epochs_to_reach([0.5, 0.3, 0.2], 0.25) == pytest.approx(2.5)
     assert epochs_to_reach([0.2, 0.1], 0.25) == 1.0

@@ -13,7 +13,7 @@ training subset, initial seed and data order.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Callable, Sequence
 
 from .base import (Context, Outcome, Row, epochs_to_reach, experiment, fmt_test, judge_gain, merge_configs,
                    paired_t_test, pct, points, seconds_to_reach, spread, stats)
@@ -56,6 +56,40 @@ def _train_set_errors(ctx: Context, runs: list, n: int = 10000) -> list[float]:
             for r in runs]
 
 
+LR_SEARCH_EXTEND = 3  # how far the learning-rate grid may grow past either end
+
+
+def step_125(x: float, up: bool) -> float:
+    """The next value of the 1-2-5 series above (or below) ``x``: 0.005 -> 0.01, 0.01 -> 0.005."""
+    exp = math.floor(math.log10(x) + 1e-9)
+    mant = round(x / 10 ** exp, 6)
+    series = [1.0, 2.0, 5.0, 10.0] if up else [0.5, 1.0, 2.0, 5.0]
+    if up:
+        nxt = next(m for m in series if m > mant + 1e-9)
+    else:
+        nxt = next(m for m in reversed(series) if m < mant - 1e-9)
+    return float(f"{nxt * 10 ** exp:.6g}")
+
+
+def search_learning_rate(score: Callable[[float], float], candidates: Sequence[float],
+                         extend: int = LR_SEARCH_EXTEND) -> dict[float, float]:
+    """``score`` (lower is better; ``inf`` for a diverging rate) at every candidate rate, the grid
+    grown past an end for as long as the best rate sits at that end (up to ``extend`` steps each way,
+    stopping at a rate that diverges). Returns every rate tried and its score."""
+    scores = {lr: score(lr) for lr in candidates}
+    for up in (True, False):
+        for _ in range(extend):
+            best = min(scores, key=lambda lr: (scores[lr], lr))
+            edge = max(scores) if up else min(scores)
+            if best != edge or math.isinf(scores[best]):
+                break
+            nxt = step_125(edge, up)
+            scores[nxt] = score(nxt)
+            if math.isinf(scores[nxt]):
+                break
+    return dict(sorted(scores.items()))
+
+
 # -- Figure 1: ReLU against tanh ------------------------------------------------------------------
 # The two conditions, fixed before any run: the paper's (cuda-convnet's initialisation, the mean
 # image subtracted from 0-255 pixels, as cuda-convnet fed its nets) first, the verdict's; and the
@@ -73,7 +107,7 @@ RELU_CONDITIONS: dict[str, dict[str, Any]] = {
     "relu-vs-tanh", title="ReLU trains faster than tanh (Figure 1)", section="§3.1, Figure 1",
     claim="a four-layer CNN with ReLUs reaches 25% training error on CIFAR-10 six times faster than the "
           "same network with tanh neurons (no regularisation; learning rates chosen separately for each)",
-    data="cifar10", seeds=3, epochs=10, train_images=None, minutes=22.1,
+    data="cifar10", seeds=3, epochs=40, train_images=None, minutes=45.0,
 )
 def relu_vs_tanh(ctx: Context) -> Outcome:
     target = 0.25
@@ -89,18 +123,21 @@ def relu_vs_tanh(ctx: Context) -> Outcome:
         base = merge_configs(common, {k: v for k, v in setting.items() if k != "candidates"})
         candidates = setting["candidates"]
         # The learning-rate search: each activation trains for one epoch at each candidate rate on the
-        # first seed; the rate with the lowest training error at the end of it is kept.
-        search: dict[str, dict[float, float]] = {"relu": {}, "tanh": {}}
-        for act in search:
-            for lr in candidates:
+        # first seed; the rate with the lowest training error at the end of it is kept. A best rate at an
+        # end of the grid is not a choice, so the grid grows that way (next 1-2-5 step) until the best is
+        # inside it or the next rate diverges (at most LR_SEARCH_EXTEND more steps).
+        search: dict[str, dict[float, float]] = {}
+        for act in ("relu", "tanh"):
+            def one_epoch(lr: float, act: str = act) -> float:
                 try:
                     r = ctx.run(f"{cond}-search-{act}-lr{lr:g}", 0, base, lr=lr, epochs=1,
                                 max_train_images=search_images, model_options={"activation": act})
-                    search[act][lr] = float(r.final["train_top1_error"])
+                    return float(r.final["train_top1_error"])
                 except Exception as e:  # a diverging rate is a result of the search, not a failure
                     if "not finite" not in str(e):
                         raise
-                    search[act][lr] = math.inf
+                    return math.inf
+            search[act] = search_learning_rate(one_epoch, candidates)
         best = {act: min(by_lr, key=lambda lr: (by_lr[lr], lr)) for act, by_lr in search.items()}
         ctx.runs = [r for r in ctx.runs if "-search-" not in r.arm]
         arms = {f"{cond}-{act}": {"lr": best[act], "target_train_error": target, "model_options": {"activation": act}}
@@ -118,13 +155,19 @@ def relu_vs_tanh(ctx: Context) -> Outcome:
         test = paired_t_test([t - r for t, r in zip(capped["tanh"], capped["relu"])])
         test.update(what=f"{cond}: tanh's epochs minus ReLU's", scale=1.0, unit=" epochs")
         tests.append(test)
-        s_ratio = stats(ratio)
         missed = {a: sum(math.isnan(v) for v in vs) for a, vs in ep.items()}
-        if test["n"] > 1 and test["p"] < 0.05 and s_ratio["mean"] >= 3:
-            verdicts[cond] = ("reproduced", f"ReLU gets there {s_ratio['mean']:.1f}x sooner ({fmt_test(test)})")
+        s_ratio = stats(ratio)
+        significant = test["n"] > 1 and test["p"] < 0.05
+        # tanh runs that never got there make the ratio a lower bound ("at least"), ReLU's an upper one
+        bound = "at least " if missed["tanh"] and not missed["relu"] else ""
+        how = f"{bound}{s_ratio['mean']:.1f}x sooner"
+        if significant and s_ratio["mean"] >= 3:
+            verdicts[cond] = ("reproduced", f"ReLU gets there {how}, at least half the paper's 6x ({fmt_test(test)})")
+        elif significant:
+            verdicts[cond] = ("partly", f"ReLU gets there {how}: significant, but less than half the paper's 6x "
+                                        f"({fmt_test(test)})")
         elif (test["mean"] or 0) > 0:
-            verdicts[cond] = ("partly", f"ReLU gets there {s_ratio['mean']:.1f}x sooner, not the paper's 6x or not "
-                                        f"significant ({fmt_test(test)})")
+            verdicts[cond] = ("partly", f"ReLU gets there {how}, not significant at 5% ({fmt_test(test)})")
         else:
             verdicts[cond] = ("not reproduced", f"ReLU is not faster ({s_ratio['mean']:.2f}x, {fmt_test(test)})")
 
@@ -165,7 +208,14 @@ def relu_vs_tanh(ctx: Context) -> Outcome:
              "The paper's setting (the verdict): cuda-convnet's initialisation (conv1 N(0, 1e-4), the others "
              "N(0, 0.01)) and the mean image subtracted from 0-255 pixels, as cuda-convnet fed its nets. The second "
              "setting (standardised inputs, PyTorch's fan-in initialisation) keeps tanh units out of saturation.",
-             "Both settings and their learning-rate candidates were fixed before any run."]
+             "Both settings and their learning-rate candidates were fixed before any run. The search grows its "
+             "grid past an end while the best rate sits there (the 1-2-5 series, up to "
+             f"{LR_SEARCH_EXTEND} steps, stopping at a rate that diverges): added after the first published run "
+             "had chosen the top of the paper setting's grid (0.005) for both activations, and fixed before this "
+             "one.",
+             f"Up to {ctx.epochs} epochs per run (the default 40 lets a 6x ratio be measured rather than bounded: "
+             "ReLU needs about 6). A run that never reaches the target counts as reaching it after the last "
+             "epoch, which makes the ratio a lower bound when tanh misses."]
     return Outcome(rows, verdict, reason, plots, measured, notes, tests)
 
 
