@@ -83,6 +83,18 @@ def test_predict_every_odd_image_kind(capsys: pytest.CaptureFixture[str], traine
     assert d["errors"] == []
 
 
+def test_predict_takes_files_after_options(capsys: pytest.CaptureFixture[str], trained_run: Path,
+                                           tmp_path: Path) -> None:
+    odd = odd_images(tmp_path / "odd")
+    a, b = str(odd["rgb_jpeg"]), str(odd["grayscale"])
+    code, out, err = run(capsys, "predict", str(trained_run), a, "--top-k", "2", b, "--json")
+    assert code == 0, err
+    assert [p["path"] for p in json.loads(out)["predictions"]] == [a, b]
+    with pytest.raises(SystemExit) as e:
+        main(["predict", str(trained_run), "--top-k", "2", a, "--no-such-flag"])
+    assert e.value.code == 2 and "unrecognized arguments: --no-such-flag" in capsys.readouterr().err
+
+
 def test_predict_reports_bad_files_and_classifies_the_rest(capsys: pytest.CaptureFixture[str], trained_run: Path,
                                                            tmp_path: Path) -> None:
     bad = bad_images(tmp_path / "bad")

@@ -223,6 +223,15 @@ def test_cifar_ablation_options_for_the_experiments() -> None:
     torch.testing.assert_close(scaled(a), plain(8.0 * a) / 8.0)
 
 
+@pytest.mark.parametrize("name", ["alexnet", "cifar_18pct", "cifar_80sec"])
+def test_both_spellings_of_the_non_overlapping_pool(name: str) -> None:
+    kinds = [[(p.kernel_size, p.stride) for p in create_model(name, pool=pool).modules() if isinstance(p, nn.MaxPool2d)]
+             for pool in ("non-overlap", "nonoverlap")]
+    assert kinds[0] == kinds[1] and kinds[0][0] == (2, 2)
+    with pytest.raises(UserError, match="pool must be 'overlap' .* or 'non-overlap'"):
+        create_model(name, pool="nonoverlapping")
+
+
 def test_unknown_option_names_it() -> None:
     with pytest.raises(UserError, match="no option 'lrm'.*lrn="):
         create_model("alexnet", lrm=False)

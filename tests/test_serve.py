@@ -183,7 +183,10 @@ def test_serve_mistakes_are_one_line_errors(tmp_path: Path, trained_run: Path, c
     busy = socket.create_server(("127.0.0.1", 0))  # a port another program listens on
     for argv, message in ((["serve", str(tmp_path / "nope")], "no such checkpoint"),
                           (["serve", str(trained_run), "--max-bytes", "lots"], "--max-bytes lots: not a size"),
-                          (["serve", str(trained_run), "--max-batch", "0"], "at least 1"),
+                          (["serve", str(trained_run), "--max-batch", "0"], "--max-batch 0: must be at least 1"),
+                          (["serve", str(trained_run), "--port", "99999"], "--port 99999: must be 0..65535"),
+                          (["serve", str(trained_run), "--top-k", "0"], "--top-k 0: must be at least 1"),
+                          (["serve", str(trained_run), "--batch-window-ms", "-1"], "--batch-window-ms -1.0: must be"),
                           (["serve", str(trained_run), "--port", str(busy.getsockname()[1])], "cannot listen there")):
         capsys.readouterr()
         assert main(argv) == 2, argv

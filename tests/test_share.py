@@ -130,7 +130,14 @@ def test_features_of_a_dataset_and_of_images(trained_run: Path, tiny_folder: Pat
     r = json.loads(capsys.readouterr().out)
     assert len(r["features"]) == 1 and len(r["features"][0]["vector"]) == 64
     assert main(["features", str(trained_run), str(img), "--layer", "fc7", "--json"]) == 2
-    assert "cifar_80sec has last" in capsys.readouterr().err
+    assert "cifar_80sec has no such layer; it has last" in capsys.readouterr().err
+    # no --layer: fc7 where the model has it, else last; files may follow the options
+    assert main(["features", str(trained_run), "--json", str(img)]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["layer"] == "last" and len(r["features"][0]["vector"]) == 64
+    # neither --out nor --json: refused before any work
+    assert main(["features", str(trained_run), "--data", "cifar10:/nonexistent"]) == 2
+    assert "give --out FILE.npz (or --json)" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("layer,dim", [("pool5", 256 * 36), ("fc6", 4096), ("fc7", 4096)])

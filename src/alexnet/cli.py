@@ -399,9 +399,15 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from .serve import ServeOptions, parse_size, serve
 
-    if args.top_k < 1 or args.max_pixels < 1 or args.batch_window_ms < 0 or not 0 <= args.port < 65536:
-        raise UserError("serve: --top-k and --max-pixels must be positive, --batch-window-ms at least 0, "
-                        "--port in 0..65535")
+    for flag, value, ok, rule in (("--port", args.port, 0 <= args.port < 65536, "0..65535"),
+                                  ("--top-k", args.top_k, args.top_k >= 1, "at least 1"),
+                                  ("--max-pixels", args.max_pixels, args.max_pixels >= 1, "at least 1"),
+                                  ("--max-batch", args.max_batch, args.max_batch >= 1, "at least 1"),
+                                  ("--max-files", args.max_files, args.max_files >= 1, "at least 1"),
+                                  ("--workers", args.workers, args.workers >= 1, "at least 1"),
+                                  ("--batch-window-ms", args.batch_window_ms, args.batch_window_ms >= 0, "at least 0")):
+        if not ok:
+            raise UserError(f"{flag} {value}: must be {rule}")
     opts = ServeOptions(max_batch=args.max_batch, max_bytes=parse_size(args.max_bytes), max_files=args.max_files,
                         max_pixels=args.max_pixels, batch_window_ms=args.batch_window_ms, top_k=args.top_k)
     serve(args.run, host=args.host, port=args.port, workers=args.workers, onnx=args.onnx, device=args.device,
@@ -416,6 +422,8 @@ def cmd_features(args: argparse.Namespace) -> int:
 
     if bool(args.data) == bool(args.images):
         raise UserError("features: give --data SPEC or image files, not both and not neither")
+    if not args.out and not args.json:  # before the work, not after it
+        raise UserError("features: give --out FILE.npz (or --json)")
     r = extract_features(args.run, layer=args.layer, data=args.data, images=args.images or (),
                          batch_size=args.batch_size, device=args.device, progress=not args.json,
                          max_images=args.max_images)
@@ -433,8 +441,6 @@ def cmd_features(args: argparse.Namespace) -> int:
         if not args.json:
             print(f"wrote {args.out}: {r['features'].shape[0]:,} x {r['features'].shape[1]:,} {r['layer']} features "
                   f"of {r['model']}")
-    elif not args.json:
-        raise UserError("features: give --out FILE.npz (or --json)")
     return 1 if r["errors"] else 0
 
 
@@ -653,7 +659,8 @@ def build_parser() -> argparse.ArgumentParser:
     fe.add_argument("run", metavar="RUN_OR_EXPORT")
     fe.add_argument("images", nargs="*", metavar="IMAGE_OR_DIR")
     fe.add_argument("--data", metavar="SPEC", help="a dataset SPEC: its training images")
-    fe.add_argument("--layer", default="fc7", help="fc7, fc6, pool5 (alexnet, alexnet_tv) or last (any model)")
+    fe.add_argument("--layer", help="fc7, fc6, pool5 (alexnet, alexnet_tv) or last (any model; the input of the "
+                    "output layer). Default: fc7 where the model has it, else last")
     fe.add_argument("--out", metavar="FILE.npz", help="features, labels and paths")
     fe.add_argument("--json", action="store_true", help="print the vectors as JSON (for a few images)")
     fe.add_argument("--batch-size", type=int, default=64)
@@ -712,7 +719,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        # files after an option (`predict RUN --top-k 3 a.jpg b.jpg`) are still the command's files
+        takes_files = isinstance(getattr(args, "images", None), list)
+        unknown = [a for a in extra if a.startswith("-")] if takes_files else extra
+        if unknown:
+            parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+        args.images += extra
     args.argv = argv
     try:
         return int(args.func(args) or 0)

@@ -346,7 +346,7 @@ def extract(model: nn.Module, model_name: str, x: torch.Tensor, layer: str) -> t
         return features(model, x).flatten(1).float()
     names = FEATURE_LAYERS.get(model_name, {})
     if layer not in names:
-        raise UserError(f"--layer {layer}: {model_name} has {', '.join(feature_layers(model_name))}")
+        raise UserError(f"--layer {layer}: {model_name} has no such layer; it has {', '.join(feature_layers(model_name))}")
     module = dict(model.named_modules())[names[layer]]
     got: list[torch.Tensor] = []
     handle = module.register_forward_hook(lambda m, i, o: got.append(o.detach().flatten(1).float().clone()))
@@ -357,11 +357,12 @@ def extract(model: nn.Module, model_name: str, x: torch.Tensor, layer: str) -> t
     return got[0]
 
 
-def extract_features(run: str, *, layer: str, data: str | None = None, images: Iterable[str] = (),
+def extract_features(run: str, *, layer: str | None = None, data: str | None = None, images: Iterable[str] = (),
                      batch_size: int = 64, device: str = "auto", progress: bool = True,
                      max_images: int | None = None) -> dict[str, Any]:
     """Features of a dataset's images (``data``: its training split) or of image files, batched, with a
-    progress bar: ``{"features": (N, D) float32, "labels": (N,) int (-1 for files), "paths": [...]}``."""
+    progress bar: ``{"features": (N, D) float32, "labels": (N,) int (-1 for files), "paths": [...]}``.
+    ``layer`` None: fc7 where the model has it, else ``last`` (the input of the output layer)."""
     import numpy as np
     from tqdm import tqdm
 
@@ -371,8 +372,9 @@ def extract_features(run: str, *, layer: str, data: str | None = None, images: I
     from .predict import load
 
     clf = load(run, device)
+    layer = layer or ("fc7" if "fc7" in feature_layers(clf.name) else "last")
     if layer not in feature_layers(clf.name):
-        raise UserError(f"--layer {layer}: {clf.name} has {', '.join(feature_layers(clf.name))}")
+        raise UserError(f"--layer {layer}: {clf.name} has no such layer; it has {', '.join(feature_layers(clf.name))}")
     t = clf.transform
     feats: list[torch.Tensor] = []
     labels: list[int] = []

@@ -8,6 +8,9 @@ from torch import nn
 
 from ._rnorm import cross_map_norm, spatial_norm
 
+# the ``pool`` option of every network: overlapping 3x3 stride-2 pools (the paper's) or 2x2 stride-2
+# ones (§3.4's comparison), spelt with or without the hyphen
+POOL_KINDS = ("overlap", "non-overlap", "nonoverlap")
 
 def exporting() -> bool:
     """True while ``torch.export`` (and so ``torch.onnx.export(dynamo=True)``) traces the model."""

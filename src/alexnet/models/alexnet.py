@@ -24,7 +24,7 @@ Choices where the paper is silent or inconsistent, and deviations:
   "torch" keeps PyTorch's default initialisation.
 
 Ablation options (the paper's claims): ``activation`` ("relu" or "tanh"), ``lrn`` (on/off),
-``pool`` ("overlap" = 3x3 stride 2, "nonoverlap" = 2x2 stride 2; both give the same map sizes),
+``pool`` ("overlap" = 3x3 stride 2, "non-overlap" or "nonoverlap" = 2x2 stride 2; both give the same map sizes),
 ``columns`` (2 grouped columns, or 1 column of the same width), ``width`` (kernel-count multiplier
 of conv1-conv4), ``top_width`` (multiplier of conv5 and the FC layers), ``dropout`` (probability,
 0 to disable), ``lrn_across_columns``.
@@ -47,7 +47,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from ._layers import CrossMapLRN, PadToStride, make_activation
+from ._layers import POOL_KINDS, CrossMapLRN, PadToStride, make_activation
 from ._registry import register_model
 
 PAPER_WIDTHS = (96, 256, 384, 384, 256)
@@ -77,8 +77,8 @@ class AlexNet(nn.Module):
         super().__init__()
         if columns not in (1, 2):
             raise ValueError(f"columns must be 1 or 2, not {columns!r}")
-        if pool not in ("overlap", "nonoverlap"):
-            raise ValueError(f"pool must be 'overlap' (3x3 stride 2) or 'nonoverlap' (2x2 stride 2), not {pool!r}")
+        if pool not in POOL_KINDS:  # both spellings of the non-overlapping pool, in every model
+            raise ValueError(f"pool must be 'overlap' (3x3 stride 2) or 'non-overlap' (2x2 stride 2), not {pool!r}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), not {dropout!r}")
         c1, c2, c3, c4 = (int(round(c * width)) for c in PAPER_WIDTHS[:4])

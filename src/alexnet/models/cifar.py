@@ -19,7 +19,7 @@ activations at cuda-convnet's scale, so feed these nets mean-subtracted 0-255 pi
 recipes do) for the normalisation to do what it did there.
 
 Ablation options (the paper's experiments, ``alexnet experiment``): ``activation`` (relu | tanh),
-``lrn``, ``pool`` ("overlap": 3x3 stride 2 as in the configs; "non-overlap": 2x2 stride 2, §3.4),
+``lrn``, ``pool`` ("overlap": 3x3 stride 2 as in the configs; "non-overlap" or "nonoverlap": 2x2 stride 2, §3.4),
 ``dropout`` (probability, on the output of the hidden fully-connected layer, as the paper drops
 the outputs of its hidden FC layers; only ``cifar_80sec`` has one),
 ``columns`` (2: conv1 and conv2 doubled into two grouped columns that meet at conv3, as the two GPUs
@@ -40,7 +40,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from ._layers import CrossMapLRN, FullWindowAvgPool2d, SpatialResponseNorm, make_activation
+from ._layers import POOL_KINDS, CrossMapLRN, FullWindowAvgPool2d, SpatialResponseNorm, make_activation
 from ._registry import register_model
 
 
@@ -64,8 +64,8 @@ class CudaConvnetCifar(nn.Module):
         super().__init__()
         if lrn not in ("none", "spatial", "cross"):
             raise ValueError(f"lrn must be 'none', 'spatial' or 'cross', not {lrn!r}")
-        if pool not in ("overlap", "non-overlap"):
-            raise ValueError(f"pool must be 'overlap' or 'non-overlap', not {pool!r}")
+        if pool not in POOL_KINDS:  # both spellings of the non-overlapping pool, in every model
+            raise ValueError(f"pool must be 'overlap' (3x3 stride 2) or 'non-overlap' (2x2 stride 2), not {pool!r}")
         if columns not in (1, 2):
             raise ValueError(f"columns must be 1 or 2, not {columns!r}")
         if not 0.0 <= dropout < 1.0:
