@@ -131,3 +131,18 @@ def test_onnx_mistakes_are_one_line_errors(trained_run: Path, tiny_folder: Path,
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1, (argv, err)
+
+
+def test_an_export_that_fails_its_check_writes_nothing_and_exits_3(trained_run: Path, tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str],
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A disagreement with torch is our bug, not the user's mistake: exit 3 (not 2), nothing written."""
+    import alexnet.share as share
+
+    real = share.export_onnx
+    monkeypatch.setattr(share, "export_onnx", lambda *a, **k: real(*a, **{**k, "tolerance": -1.0}))
+    out = tmp_path / "m.onnx"
+    assert main(["export", str(trained_run), "--format", "onnx", "--out", str(out)]) == 3
+    err = capsys.readouterr().err
+    assert "disagrees with torch" in err and "please report it" in err and err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .config import TrainConfig
-from .errors import UserError
+from .errors import CheckFailed, UserError
 
 
 def _fmt_count(n: float) -> str:
@@ -733,6 +733,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as e:
         print(f"alexnet: error: {e}", file=sys.stderr)
         return 2
+    except CheckFailed as e:
+        print(f"alexnet: error: {e} (a bug: please report it)", file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
         print("alexnet: interrupted", file=sys.stderr)
         return 130

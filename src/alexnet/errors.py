@@ -1,4 +1,5 @@
-"""The one exception type for user mistakes: the CLI prints its message on one line, no traceback."""
+"""The exception types the CLI prints on one line, no traceback: a user's mistake (exit 2), and a
+self-check of ours that failed (exit 3: a bug to report, not the user's doing)."""
 
 import os
 from pathlib import Path
@@ -6,6 +7,11 @@ from pathlib import Path
 
 class UserError(Exception):
     """A mistake in what the user asked for (a flag, a file, a config key), with a message that names it."""
+
+
+class CheckFailed(Exception):
+    """A result that failed the check it is made with before it is written (an ONNX export that
+    disagrees with torch): nothing was written, and the fault is ours, not the user's."""
 
 
 def user_path(path: str | os.PathLike[str], what: str) -> Path:

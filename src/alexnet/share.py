@@ -27,7 +27,7 @@ from torch import nn
 from . import __version__
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data.transforms import EvalTransform
-from .errors import UserError
+from .errors import CheckFailed, UserError
 
 EXPORT_FORMAT = "alexnet-export"
 MEAN_IMAGE_KEY = "__eval_transform__.mean_image"
@@ -230,8 +230,8 @@ def export_onnx(run: str | os.PathLike[str], out: str | os.PathLike[str] | None 
             got = ort_clf.probabilities(pixels)
             worst = max(worst, float(np.abs(got - ref).max()))
         if not worst <= tolerance:
-            raise UserError(f"{src}: the ONNX export of {clf.name} disagrees with torch by {worst:.2e} "
-                            f"(more than {tolerance:g}); no file written")
+            raise CheckFailed(f"{src}: the ONNX export of {clf.name} disagrees with torch by {worst:.2e} "
+                              f"(more than {tolerance:g}); no file written")
         os.replace(tmp, outp)
     except OSError as e:
         raise UserError(f"--out {outp}: cannot write ({e.strerror or e})") from None
