@@ -33,7 +33,7 @@ bench: $(STAMP)  ## time-to-accuracy of the shipped recipes on the real data (Le
 	$(BIN)/python benchmarks/time_to_accuracy.py --data-root $(DATA) --only lenet5_mnist --seeds 0 1 2
 	$(BIN)/python benchmarks/time_to_accuracy.py --data-root $(DATA) --only cifar_18pct_cifar10 --seeds 0
 
-experiments: $(STAMP)  ## every paper experiment with its defaults on the real data, then the report (about 70 min)
+experiments: $(STAMP)  ## every paper experiment with its defaults on the real data, then the report (about 2 hours)
 	ALEXNET=$(BIN)/alexnet benchmarks/paper_experiments.sh $(DATA) runs/paper
 
 clean:
