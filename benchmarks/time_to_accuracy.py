@@ -71,8 +71,8 @@ def main() -> int:
     seeds = " ".join(map(str, args.seeds))
     lines = [
         f"# Time to accuracy ({time.strftime('%Y-%m-%d')}, {machine}, seeds {seeds})", "",
-        f"Command: `python benchmarks/time_to_accuracy.py --only {' --only '.join(dict.fromkeys(r['recipe'] for r in rows))} "
-        f"--seeds {seeds}`; the last epoch's test error.", "",
+        f"Command: `python benchmarks/time_to_accuracy.py --data-root {args.data_root} --only "
+        f"{' --only '.join(dict.fromkeys(r['recipe'] for r in rows))} --seeds {seeds}`; the last epoch's test error.", "",
         "| recipe | seed | epochs | test top-1 error | top-5 | training time | img/s | target | met |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
