@@ -399,15 +399,6 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from .serve import ServeOptions, parse_size, serve
 
-    for flag, value, ok, rule in (("--port", args.port, 0 <= args.port < 65536, "0..65535"),
-                                  ("--top-k", args.top_k, args.top_k >= 1, "at least 1"),
-                                  ("--max-pixels", args.max_pixels, args.max_pixels >= 1, "at least 1"),
-                                  ("--max-batch", args.max_batch, args.max_batch >= 1, "at least 1"),
-                                  ("--max-files", args.max_files, args.max_files >= 1, "at least 1"),
-                                  ("--workers", args.workers, args.workers >= 1, "at least 1"),
-                                  ("--batch-window-ms", args.batch_window_ms, args.batch_window_ms >= 0, "at least 0")):
-        if not ok:
-            raise UserError(f"{flag} {value}: must be {rule}")
     opts = ServeOptions(max_batch=args.max_batch, max_bytes=parse_size(args.max_bytes), max_files=args.max_files,
                         max_pixels=args.max_pixels, batch_window_ms=args.batch_window_ms, top_k=args.top_k)
     serve(args.run, host=args.host, port=args.port, workers=args.workers, onnx=args.onnx, device=args.device,

@@ -502,8 +502,15 @@ def serve(source: str, *, host: str = "127.0.0.1", port: int = 8000, workers: in
     import uvicorn
 
     opts = options or ServeOptions()
-    if opts.max_batch < 1 or opts.max_files < 1 or workers < 1:
-        raise UserError("--max-batch, --max-files and --workers must be at least 1")
+    for flag, value, ok, rule in (("--port", port, 0 <= port < 65536, "0..65535"),
+                                  ("--top-k", opts.top_k, opts.top_k >= 1, "at least 1"),
+                                  ("--max-pixels", opts.max_pixels, opts.max_pixels >= 1, "at least 1"),
+                                  ("--max-batch", opts.max_batch, opts.max_batch >= 1, "at least 1"),
+                                  ("--max-files", opts.max_files, opts.max_files >= 1, "at least 1"),
+                                  ("--workers", workers, workers >= 1, "at least 1"),
+                                  ("--batch-window-ms", opts.batch_window_ms, opts.batch_window_ms >= 0, "at least 0")):
+        if not ok:  # the flag named, one line, before anything is loaded
+            raise UserError(f"{flag} {value}: must be {rule}")
     import socket
 
     if source.endswith(".onnx"):  # a missing model is named first, then the port, then the model is loaded

@@ -337,17 +337,24 @@ def feature_layers(model_name: str) -> list[str]:
     return list(FEATURE_LAYERS.get(model_name, {})) + ["last"]
 
 
+def feature_layer(model_name: str, layer: str | None) -> str:
+    """``layer`` checked against the model's (None: fc7 where the model has it, else ``last``)."""
+    names = feature_layers(model_name)
+    layer = layer or ("fc7" if "fc7" in names else "last")
+    if layer not in names:
+        raise UserError(f"--layer {layer}: {model_name} has no such layer; it has {', '.join(names)}")
+    return layer
+
+
 @torch.no_grad()
 def extract(model: nn.Module, model_name: str, x: torch.Tensor, layer: str) -> torch.Tensor:
     """(N, D) features of network inputs ``x`` at ``layer`` (``last``: the input of the output layer)."""
+    layer = feature_layer(model_name, layer)
     if layer == "last":
         from .visualize import features
 
         return features(model, x).flatten(1).float()
-    names = FEATURE_LAYERS.get(model_name, {})
-    if layer not in names:
-        raise UserError(f"--layer {layer}: {model_name} has no such layer; it has {', '.join(feature_layers(model_name))}")
-    module = dict(model.named_modules())[names[layer]]
+    module = dict(model.named_modules())[FEATURE_LAYERS[model_name][layer]]
     got: list[torch.Tensor] = []
     handle = module.register_forward_hook(lambda m, i, o: got.append(o.detach().flatten(1).float().clone()))
     try:
@@ -372,9 +379,7 @@ def extract_features(run: str, *, layer: str | None = None, data: str | None = N
     from .predict import load
 
     clf = load(run, device)
-    layer = layer or ("fc7" if "fc7" in feature_layers(clf.name) else "last")
-    if layer not in feature_layers(clf.name):
-        raise UserError(f"--layer {layer}: {clf.name} has no such layer; it has {', '.join(feature_layers(clf.name))}")
+    layer = feature_layer(clf.name, layer)  # before the work
     t = clf.transform
     feats: list[torch.Tensor] = []
     labels: list[int] = []
