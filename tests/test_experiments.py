@@ -16,7 +16,6 @@ from alexnet.cli import main
 from alexnet.experiments import EXPERIMENTS, run_experiment
 from alexnet.experiments.base import (epochs_to_reach, judge_gain, merge_configs, paired_t_test, seconds_to_reach,
                                       stats, student_t_sf)
-from alexnet.experiments.report import write_report
 
 TINY = dict(seeds=2, epochs=1, train_images=48, overrides={"batch_size": 16, "workers": 0})
 ARMS = {"relu-vs-tanh": 4, "lrn": 3, "overlap-pool": 2, "dropout": 2, "augment": 3, "ten-crop": 1, "columns": 2,

@@ -12,6 +12,7 @@ from ._rnorm import cross_map_norm, spatial_norm
 # ones (§3.4's comparison), spelt with or without the hyphen
 POOL_KINDS = ("overlap", "non-overlap", "nonoverlap")
 
+
 def exporting() -> bool:
     """True while ``torch.export`` (and so ``torch.onnx.export(dynamo=True)``) traces the model."""
     is_exporting = getattr(torch.compiler, "is_exporting", None)  # torch >= 2.5
