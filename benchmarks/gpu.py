@@ -29,7 +29,9 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "src"))
 
-from alexnet.bench import bench_train, synthetic_jpegs, synthetic_packed  # noqa: E402
+from alexnet.bench import bench_train
+
+from alexnet.testing import synthetic_jpegs, synthetic_packed  # noqa: E402
 
 
 def main() -> int:

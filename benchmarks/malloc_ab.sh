@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The effect of keeping freed memory (src/alexnet/_malloc.py) on CPU training steps: `alexnet bench
+# The effect of keeping freed memory (src/alexnet/runtime.py) on CPU training steps: `alexnet bench
 # train` with ALEXNET_MALLOC_CACHE=0 (glibc's default) and with it on, alternating, REPEATS times.
 #
 #   benchmarks/malloc_ab.sh [REPEATS]

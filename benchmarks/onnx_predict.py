@@ -25,13 +25,13 @@ from pathlib import Path
 import torch
 from _results import append_results
 
-from alexnet.checkpoint import save_untrained_run
+from alexnet.testing import save_untrained_run
 from alexnet.demo import SAMPLE
 from alexnet.models import list_models
-from alexnet.onnx_runtime import OnnxClassifier
-from alexnet.predict import expand_inputs, load
-from alexnet.run import cpu_model
-from alexnet.share import export_onnx
+from alexnet.inference.onnx import OnnxClassifier
+from alexnet.inference.classifier import expand_inputs, load
+from alexnet.runtime import cpu_model
+from alexnet.export import export_onnx
 
 HERE = Path(__file__).resolve().parent
 

@@ -21,10 +21,10 @@ from pathlib import Path
 import torch
 from _results import append_results
 
-from alexnet.checkpoint import save_untrained_run
+from alexnet.testing import save_untrained_run
 from alexnet.demo import sample_jpegs
-from alexnet.run import cpu_model
-from alexnet.serve import ServerProcess, load_test
+from alexnet.runtime import cpu_model
+from alexnet.testing import ServerProcess, load_test
 
 HERE = Path(__file__).resolve().parent
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from alexnet import TrainConfig
-from alexnet.train import train
+from alexnet.training import train
 
 HERE = Path(__file__).resolve().parent
 RECIPES = {  # recipe -> (data spec kind, target test error, time limit in minutes), from the issues
@@ -33,7 +33,7 @@ RECIPES = {  # recipe -> (data spec kind, target test error, time limit in minut
 
 
 def _cpu() -> str:
-    from alexnet.run import cpu_model
+    from alexnet.runtime import cpu_model
 
     return cpu_model()
 
@@ -51,7 +51,7 @@ def main() -> int:
         out = Path(args.out) / f"{name}-seed{seed}-{time.strftime('%Y%m%d-%H%M%S')}"
         cfg = TrainConfig.from_recipe(name, data=f"{kind}:{args.data_root}", out=str(out), seed=seed)
         # Decode (and cache) the data before the clock starts: the limit is on training.
-        from alexnet.train import build_data
+        from alexnet.engine.data import build_data
 
         build_data(cfg)
         t0 = time.perf_counter()

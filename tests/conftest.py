@@ -60,7 +60,7 @@ def tiny_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def trained_run(tiny_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A cifar_80sec run trained for 3 epochs on the tiny folder."""
     from alexnet import TrainConfig
-    from alexnet.train import train
+    from alexnet.training import train
 
     out = tmp_path_factory.mktemp("runs") / "tiny"
     cfg = TrainConfig(model="cifar_80sec", data=str(tiny_folder), out=str(out), epochs=3, batch_size=32,

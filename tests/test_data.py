@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from alexnet import UserError
-from alexnet.data.datasets import DataSpec, FolderDataset, InMemoryDataset, load_dataset
+from alexnet.data.base import FolderDataset, InMemoryDataset
+from alexnet.data.datasets import DataSpec, load_dataset
 from alexnet.data.loader import BatchLoader
 from alexnet.data.transforms import EvalTransform, TrainAugment, center_crop, eval_batch, match_channels, random_crop
 
@@ -179,7 +180,7 @@ def test_ten_crop_averages_probabilities_not_logits() -> None:
 
     from alexnet.data.loader import BatchLoader
     from alexnet.data.transforms import EvalTransform
-    from alexnet.evaluate import evaluate_model
+    from alexnet.engine.evaluation import evaluate_model
 
     class BrightSpot(nn.Module):
         def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from alexnet import TrainConfig
-from alexnet.train import train
+from alexnet.training import train
 
 ARGS = dict(model="cifar_80sec", epochs=2, batch_size=36, lr=0.05, schedule="constant", random_crop=False,
             flip=False, workers=0, max_val_images=59)  # 180 train images = 5 steps of 36; an odd val count
@@ -87,7 +87,7 @@ def test_two_process_run_stopped_mid_epoch_resumes_exactly(tmp_path: Path) -> No
 
 @pytest.mark.slow
 def test_paper_recipe_under_torchrun_leaves_a_complete_run(tmp_path: Path) -> None:
-    from alexnet.prepare import prepare
+    from alexnet.data.packed.writer import prepare
 
     from .conftest import make_folder
 

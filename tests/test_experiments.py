@@ -339,7 +339,7 @@ def test_neighbors_bad_query_is_one_line(trained_run: Path, tiny_folder: Path, t
 # -- the options the experiments use ------------------------------------------------------------------
 def test_target_train_error_ends_the_run(tiny_folder: Path, tmp_path: Path) -> None:
     from alexnet import TrainConfig
-    from alexnet.train import train
+    from alexnet.training import train
 
     cfg = TrainConfig(model="cifar_80sec", data=str(tiny_folder), out=str(tmp_path / "r"), epochs=30, batch_size=32,
                       lr=0.05, schedule="constant", model_options={"init": "torch"}, workers=0,

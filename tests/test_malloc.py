@@ -1,4 +1,4 @@
-"""Keeping freed memory (src/alexnet/_malloc.py): after a warm-up, repeated steps that allocate
+"""Keeping freed memory (src/alexnet/runtime.py): after a warm-up, repeated steps that allocate
 large results map no new pages; ALEXNET_MALLOC_CACHE=0 leaves glibc as it is."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ CODE = """
 import json, resource
 import torch
 import torch.nn.functional as F
-from alexnet._malloc import keep_freed_memory
+from alexnet.runtime import keep_freed_memory
 from alexnet.models import create_model
 on = keep_freed_memory()
 torch.manual_seed(0)

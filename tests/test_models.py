@@ -331,7 +331,7 @@ def test_cuda_convnet_average_pooling_divides_by_the_whole_window() -> None:
 
 def test_weight_decay_applies_to_the_kernels_of_every_model() -> None:
     from alexnet.models import list_models
-    from alexnet.train import decayed_parameter_names
+    from alexnet.engine.optim import decayed_parameter_names
 
     expect = {
         "alexnet": [f"features.conv{i}.weight" for i in range(1, 6)] + [f"classifier.fc{i}.weight" for i in (6, 7, 8)],

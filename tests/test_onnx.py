@@ -64,8 +64,8 @@ def make_run(root: Path, name: str, options: dict, *, mean_image: bool = False, 
 def test_every_model_exports_and_onnx_runtime_agrees(name: str, options: dict, tmp_path: Path) -> None:
     import onnxruntime as ort
 
-    from alexnet.predict import load
-    from alexnet.share import export_onnx
+    from alexnet.inference.classifier import load
+    from alexnet.export import export_onnx
 
     run = make_run(tmp_path, name, options, mean_image=name.startswith("cifar"))
     r = export_onnx(run)
@@ -137,7 +137,7 @@ def test_an_export_that_fails_its_check_writes_nothing_and_exits_3(trained_run: 
                                                                    capsys: pytest.CaptureFixture[str],
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """A disagreement with torch is our bug, not the user's mistake: exit 3 (not 2), nothing written."""
-    import alexnet.share as share
+    import alexnet.export as share
 
     real = share.export_onnx
     monkeypatch.setattr(share, "export_onnx", lambda *a, **k: real(*a, **{**k, "tolerance": -1.0}))

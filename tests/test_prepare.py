@@ -13,8 +13,8 @@ from PIL import Image
 
 from alexnet import TrainConfig, UserError
 from alexnet.data.datasets import load_dataset
-from alexnet.data.packed import load_packed, packed_stats
-from alexnet.prepare import prepare
+from alexnet.data.packed.reader import load_packed, packed_stats
+from alexnet.data.packed.writer import prepare
 
 from .conftest import CLASSES, make_folder
 from .test_images import bad_images, odd_images
@@ -79,7 +79,7 @@ def test_bad_files_are_skipped_and_listed_and_the_rest_trains(tmp_path: Path) ->
     assert len(ds) == 20 and torch.bincount(ds.labels).tolist() == [4, 12, 4]
     cfg = TrainConfig(model="cifar_80sec", data=str(tmp_path / "dst"), out=str(tmp_path / "run"), epochs=1,
                       batch_size=8, workers=0, schedule="constant")
-    from alexnet.train import train
+    from alexnet.training import train
 
     result = train(cfg, progress=False, log=lambda s: None)
     assert result.final is not None and result.final.n == 6
@@ -98,7 +98,7 @@ def test_errors_before_any_work(tmp_path: Path) -> None:
 
 
 def test_interrupted_prepare_resumes_and_matches_a_clean_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import alexnet.prepare as prep
+    import alexnet.data.packed.writer as prep
 
     src = make_folder(tmp_path / "src", {"train": 30, "val": 5}, size=16)
     prepare(src, tmp_path / "clean", size=16, workers=0, progress=False)
@@ -140,13 +140,16 @@ def test_packed_folder_is_a_data_spec(tmp_path: Path) -> None:
 
 
 def test_ilsvrc_wnids_get_human_readable_names() -> None:
-    from alexnet.prepare import _wnid_names
+    from alexnet.data.imagenet import display_names, imagenet_names, imagenet_wnids
 
-    wnids = [f"n{i:08d}" for i in range(1000)]
-    names = _wnid_names(wnids)
-    assert names[0] == "tench" and names[999] == "toilet tissue" and len(names) == 1000
-    assert _wnid_names(["n01440764", "n01443537"]) == ["n01440764", "n01443537"]  # a subset keeps its WNIDs
-    assert _wnid_names(["cat", "dog"]) == ["cat", "dog"]
+    wnids = imagenet_wnids()
+    assert len(wnids) == 1000 == len(set(wnids)) and wnids == sorted(wnids)  # the devkit's order: class indices
+    names = display_names(wnids)
+    assert names[0] == "tench" and names[999] == "toilet tissue" and names == imagenet_names()
+    # any subset of the WNIDs, in any order, is named (the README says so without a condition)
+    assert display_names(["n01443537", "n01440764"]) == ["goldfish", "tench"]
+    assert display_names(["n01440764", "cat"]) == ["tench", "cat"]  # anything else keeps its folder name
+    assert display_names(["cat", "dog"]) == ["cat", "dog"]
 
 
 def test_a_class_with_no_usable_image_is_an_error(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import torch
 
 from alexnet import TrainConfig
 from alexnet.data.datasets import load_dataset
-from alexnet.train import train
+from alexnet.training import train
 
 from .conftest import real_data_root
 

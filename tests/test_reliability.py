@@ -17,8 +17,9 @@ import torch
 from PIL import Image
 
 from alexnet import TrainConfig, UserError
-from alexnet.cli import default_recipe, main
-from alexnet.train import train
+from alexnet.cli import main
+from alexnet.commands.train import default_recipe
+from alexnet.training import train
 
 from .conftest import make_folder
 
@@ -138,7 +139,7 @@ def test_prepare_refuses_a_dataset_made_from_another_source(capsys, tmp_path: Pa
 
 
 def test_prepare_reserves_its_space(tmp_path: Path) -> None:
-    from alexnet.prepare import _reserve
+    from alexnet.data.packed.writer import _reserve
 
     _reserve(tmp_path / "f", 1 << 20)
     assert (tmp_path / "f").stat().st_size == 1 << 20
@@ -154,7 +155,7 @@ def test_a_long_strip_costs_little_memory(tmp_path: Path) -> None:
         Image.new("RGB", (1, 10000), (200, 10, 10)).save(d / "strip.png")
         Image.new("RGB", (40, 30), (10, 200, 10)).save(d / "ok.png")
     # VmHWM: this process's own peak (rusage would count the pages of the big test process it forked from)
-    code = ("import sys; from alexnet.prepare import prepare; prepare(sys.argv[1], sys.argv[2], size=256, "
+    code = ("import sys; from alexnet.data.packed.writer import prepare; prepare(sys.argv[1], sys.argv[2], size=256, "
             "workers=0, progress=False); print(next(line.split()[1] for line in open('/proc/self/status') "
             "if line.startswith('VmHWM')))")
     r = subprocess.run([sys.executable, "-c", code, str(src), str(tmp_path / "p")], capture_output=True, text=True,
@@ -210,7 +211,7 @@ def test_symlink_loops_are_walked_once(tmp_path: Path) -> None:
 # 8: disk full while writing a checkpoint ---------------------------------------------------------
 def test_a_full_disk_while_checkpointing_is_one_line_and_the_last_checkpoint_survives(
         capsys, monkeypatch: pytest.MonkeyPatch, quick_run: Path) -> None:
-    import alexnet.run as run_module
+    import alexnet.engine.runfolder as run_module
 
     before = (quick_run / "last.pt").read_bytes()
 

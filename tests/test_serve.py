@@ -21,7 +21,7 @@ pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
 from alexnet.cli import main  # noqa: E402
-from alexnet.serve import ServerProcess, hostile_payloads, load_test, multipart_body  # noqa: E402
+from alexnet.testing import ServerProcess, hostile_payloads, load_test, multipart_body  # noqa: E402
 
 MAX_BYTES, MAX_FILES = 300_000, 4
 
@@ -206,7 +206,7 @@ CHROMIUM = next((p for p in (os.environ.get("ALEXNET_CHROMIUM"), shutil.which("c
 def test_the_page_in_chromium_shows_five_labelled_bars(tmp_path: Path) -> None:
     """The demo-sized cifar_18pct on a real sample photo: drop it on the page, see five bars."""
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
-    from alexnet.checkpoint import save_untrained_run
+    from alexnet.testing import save_untrained_run
     from alexnet.demo import sample_jpegs
 
     photo = tmp_path / "cat.jpg"
@@ -246,7 +246,7 @@ def test_the_page_in_chromium_shows_five_labelled_bars(tmp_path: Path) -> None:
 def test_load_16_clients_then_hostile_uploads_mixed_in(tmp_path: Path) -> None:
     """cifar_18pct, 16 concurrent clients posting the bundled sample's test JPEGs on loopback for
     12 s, then 12 s with 10% hostile uploads: no good request fails, p99 under 1 s."""
-    from alexnet.checkpoint import save_untrained_run
+    from alexnet.testing import save_untrained_run
     from alexnet.demo import sample_jpegs
 
     run = save_untrained_run(tmp_path / "run", "cifar_18pct")

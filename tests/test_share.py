@@ -106,12 +106,12 @@ def test_export_round_trip_and_every_command_takes_the_folder(trained_run: Path,
 
 def test_export_keeps_the_mean_image(tmp_path: Path, tiny_folder: Path) -> None:
     from alexnet import TrainConfig
-    from alexnet.train import train
+    from alexnet.training import train
 
     run = tmp_path / "mi"
     train(TrainConfig(model="cifar_80sec", data=str(tiny_folder), out=str(run), epochs=1, batch_size=32, workers=0,
                       normalize="mean_image", max_train_images=48), progress=False, log=lambda s: None)
-    from alexnet.share import export_safetensors
+    from alexnet.export import export_safetensors
 
     out = export_safetensors(run, tmp_path / "e")
     a, b = alexnet.load(run), alexnet.load(out)
@@ -142,7 +142,7 @@ def test_features_of_a_dataset_and_of_images(trained_run: Path, tiny_folder: Pat
 
 @pytest.mark.parametrize("layer,dim", [("pool5", 256 * 36), ("fc6", 4096), ("fc7", 4096)])
 def test_alexnet_feature_layers(layer: str, dim: int) -> None:
-    from alexnet.share import extract
+    from alexnet.inference.features import extract
 
     for name in ("alexnet", "alexnet_tv"):
         m = alexnet.create_model(name, num_classes=10).eval()

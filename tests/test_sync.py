@@ -13,7 +13,8 @@ import torch
 
 from alexnet import TrainConfig
 from alexnet.data import transforms
-from alexnet.train import TrainStep, train
+from alexnet.engine.step import TrainStep
+from alexnet.training import train
 
 SYNCING = ("item", "__bool__", "tolist", "cpu", "__int__", "__float__", "__index__")
 

@@ -13,11 +13,12 @@ from torch import nn
 
 from alexnet import TrainConfig, UserError
 from alexnet.checkpoint import load_checkpoint, save_checkpoint
-from alexnet.data.datasets import InMemoryDataset
+from alexnet.data.base import InMemoryDataset
 from alexnet.data.loader import BatchLoader
 from alexnet.data.transforms import EvalTransform
-from alexnet.evaluate import evaluate_model, topk_correct
-from alexnet.train import LRSchedule, train
+from alexnet.engine.evaluation import evaluate_model, topk_correct
+from alexnet.engine.schedule import LRSchedule
+from alexnet.training import train
 
 
 def test_short_training_run_learns(trained_run: Path) -> None:
@@ -178,8 +179,8 @@ def test_paper_alexnet_trains_on_a_folder_at_256_224_in_bf16(tmp_path: Path) -> 
 
 def test_per_pixel_mean_image_normalisation(tmp_path: Path) -> None:
     from alexnet.data.transforms import eval_batch
-    from alexnet.predict import load
-    from alexnet.prepare import prepare
+    from alexnet.inference.classifier import load
+    from alexnet.data.packed.writer import prepare
 
     from .conftest import make_folder
 
@@ -249,7 +250,7 @@ def test_ten_crop_figures_have_their_own_columns_and_selection_uses_the_centre_c
 
 def test_multistep_schedule_bias_lr_and_per_layer_weight_decay() -> None:
     from alexnet.models import create_model
-    from alexnet.train import make_optimizer
+    from alexnet.engine.optim import make_optimizer
 
     cfg = TrainConfig(model="cifar_18pct", lr=0.001, epochs=140, schedule="multistep", milestones=[120, 130],
                       weight_decay=0.004, bias_lr_factor=2.0, weight_decay_layers={"fc10": 1.0})

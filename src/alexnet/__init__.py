@@ -7,34 +7,47 @@ Usage::
     model = alexnet.create_model("alexnet", num_classes=1000)
     cfg = alexnet.TrainConfig.from_recipe("lenet5_mnist", data="mnist:../shared/data", out="runs/lenet")
     alexnet.train(cfg)
+    alexnet.evaluate("runs/lenet", "mnist:../shared/data").top1_error
     clf = alexnet.load("runs/lenet")
     clf.predict(["digit.png"], top_k=5)
+
+The layers of the package, each importing only from those above it in this list:
+
+    version, errors, files, runtime, distributed, config   the ground: no model, no data
+    models/                                                one network per file, a registry
+    data/                                                  images, transforms, datasets, the packed format
+    checkpoint                                             the checkpoint schema, save and load
+    engine/                                                the parts of training
+    training                                               the loop
+    inference/                                             a trained run as a classifier (torch or ONNX)
+    export, weights, visualize                             runs out, published weights in, figures
+    server/, demo, bench, experiments/, testing            what is built on all of that
+    commands/, cli                                         the ``alexnet`` command
+
+This module imports lazily: ``import alexnet`` does not import torch (the CLI's ``--help``,
+``predict --onnx``). No submodule is named like a function served here (``train``, ``evaluate``,
+``load``), so importing a submodule never replaces one of them.
 """
 
-__version__ = "0.1.0"
+from .config import TrainConfig
+from .errors import UserError
+from .version import __version__
 
-from .config import TrainConfig  # noqa: E402
-from .errors import UserError  # noqa: E402
-
-
-def __getattr__(name: str):  # lazy: `import alexnet` does not import torch (the CLI's --help, predict --onnx)
-    if name in ("create_model", "list_models", "model_info"):
-        from . import models
-
-        return getattr(models, name)
-    if name == "train":
-        from .train import train
-
-        return train
-    if name in ("load", "Classifier", "Prediction"):
-        from . import predict
-
-        return getattr(predict, name)
-    if name == "evaluate":
-        from .api import evaluate
-
-        return evaluate
-    raise AttributeError(name)
+_LAZY = {
+    "create_model": "models", "list_models": "models", "model_info": "models",
+    "train": "training", "TrainResult": "training",
+    "load": "inference.classifier", "evaluate": "inference.classifier", "Classifier": "inference.classifier",
+    "Prediction": "inference.base",
+}
 
 
-__all__ = ["TrainConfig", "UserError", "create_model", "list_models", "model_info", "train", "load", "evaluate"]
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["Classifier", "Prediction", "TrainConfig", "TrainResult", "UserError", "__version__", "create_model",
+           "evaluate", "list_models", "load", "model_info", "train"]

@@ -14,6 +14,7 @@ Both sides produce batches of randomly cropped and flipped 224x224 images with t
 from __future__ import annotations
 
 import os
+import platform
 import statistics
 import sys
 import tempfile
@@ -22,15 +23,28 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import torch
+import torchvision
+from torch.utils.data import DataLoader, RandomSampler
+from torchvision import datasets, transforms
 
-from ._malloc import keep_freed_memory
+from .config import TrainConfig
 from .data.datasets import resolve_folder
 from .data.loader import BatchLoader
-from .data.packed import is_packed, load_packed
-from .data.transforms import EvalTransform, normalize, random_crop
+from .data.packed.reader import is_packed, load_packed
+from .data.packed.writer import prepare
+from .data.pipeline import Prefetcher
+from .data.transforms import IMAGENET_MEAN as MEAN
+from .data.transforms import IMAGENET_STD as STD
+from .data.transforms import EvalTransform, TrainAugment, normalize, random_crop
+from .distributed import DistInfo
+from .engine.checks import check_fast_paths
+from .engine.data import build_data, rgb_eigen
+from .engine.optim import make_optimizer
+from .engine.step import TrainStep
 from .errors import UserError
-from .train import IMAGENET_MEAN as MEAN
-from .train import IMAGENET_STD as STD
+from .models import create_model, model_info
+from .models.summary import model_summary
+from .runtime import cpu_model, keep_freed_memory, pick_device, resolve_precision
 
 
 def _rate(batches: Iterable[Any], n_batches: int, warmup: int = 2) -> float:
@@ -46,9 +60,6 @@ def _rate(batches: Iterable[Any], n_batches: int, warmup: int = 2) -> float:
 
 
 def torchvision_rate(folder: Path, batch_size: int, workers: int, n_batches: int) -> float:
-    from torch.utils.data import DataLoader, RandomSampler
-    from torchvision import datasets, transforms
-
     tf = transforms.Compose([
         transforms.RandomResizedCrop(224),
         transforms.RandomHorizontalFlip(),
@@ -91,8 +102,6 @@ def folder_bytes(path: Path) -> int:
 def bench_loader(data: str, *, packed: str | None = None, batch_size: int = 128, workers: int = 2,
                  batches: int = 20, repeats: int = 3) -> dict[str, Any]:
     """Measure both pipelines ``repeats`` times, alternating, and report the medians."""
-    from .prepare import prepare
-
     src = Path(data)
     if is_packed(src):
         raise UserError(f"--data {data}: give the image folder (the JPEGs); the packed copy goes in --packed")
@@ -169,8 +178,6 @@ def matmul_flops(device: torch.device, precision: str, n: int | None = None, rep
 
 def _lrn_off(name: str) -> dict[str, Any] | None:
     """The model option that turns its response normalisation off, if it has one that is on."""
-    from .models import model_info
-
     opts = model_info(name).options()
     if opts.get("lrn") is True:
         return {"lrn": False}
@@ -183,10 +190,6 @@ class _StepBench:
     """A model's training step (the loop's own ``TrainStep``) on synthetic data already on the device."""
 
     def __init__(self, name: str, cfg: Any, device: torch.device, num_classes: int, options: dict[str, Any]) -> None:
-        from .evaluate import resolve_precision
-        from .models import create_model, model_info
-        from .train import TrainStep, make_optimizer
-
         info = model_info(name)
         self.model = create_model(name, num_classes=num_classes, **options).to(device)
         channels_last = cfg.channels_last and device.type != "mps"
@@ -215,10 +218,6 @@ def _end_to_end(bench: _StepBench, cfg: Any, device: torch.device, built: tuple)
     """A callable that trains one step on the next batch of ``cfg.data`` the way ``alexnet train`` does:
     the loader's order, the Prefetcher's background gathers (and copies), augmentation on the device.
     ``built``: ``build_data(cfg)``."""
-    from .data.pipeline import Prefetcher
-    from .data.transforms import TrainAugment
-    from .train import _rgb_eigen
-
     train_ds, _, classes, transform = built
     loader = BatchLoader(train_ds, cfg.batch_size, shuffle=True, seed=0, workers=cfg.workers, drop_last=True)
     if len(loader) == 0:
@@ -226,7 +225,7 @@ def _end_to_end(bench: _StepBench, cfg: Any, device: torch.device, built: tuple)
     pre = Prefetcher(loader, device, depth=cfg.prefetch, threads=max(1, min(cfg.workers, 4)))
     augment = TrainAugment(cfg.random_crop, cfg.translate, cfg.flip, cfg.pca_lighting)
     if cfg.pca_lighting > 0:
-        augment.eigval, augment.eigvec = _rgb_eigen(train_ds, transform.channels)
+        augment.eigval, augment.eigvec = rgb_eigen(train_ds, transform.channels)
     gen = torch.Generator(device=device).manual_seed(0)
     channels_last = cfg.channels_last and device.type != "mps"
     state = {"epoch": 0, "it": None}
@@ -253,9 +252,6 @@ def _end_to_end(bench: _StepBench, cfg: Any, device: torch.device, built: tuple)
 def _torchvision_reference(folder: Path, batch_size: int, workers: int, device: torch.device, num_classes: int) -> Any:
     """torchvision's reference style: its AlexNet, ImageFolder + PIL RandomResizedCrop + flip,
     DataLoader workers, fp32, SGD with momentum; one step per call."""
-    from torch.utils.data import DataLoader, RandomSampler
-    from torchvision import datasets, models, transforms
-
     tf = transforms.Compose([
         transforms.RandomResizedCrop(224), transforms.RandomHorizontalFlip(), transforms.ToTensor(),
         transforms.Normalize([m / 255 for m in MEAN], [s / 255 for s in STD]),
@@ -265,7 +261,7 @@ def _torchvision_reference(folder: Path, batch_size: int, workers: int, device: 
     sampler = RandomSampler(ds, replacement=True, num_samples=10**9)
     dl = DataLoader(ds, batch_size=batch_size, sampler=sampler, num_workers=workers, persistent_workers=workers > 0,
                     pin_memory=device.type == "cuda")
-    model = models.alexnet(num_classes=num_classes).to(device)
+    model = torchvision.models.alexnet(num_classes=num_classes).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
     it = iter(dl)
 
@@ -290,20 +286,9 @@ def bench_train(models: list[str], *, batch_size: int = 64, precision: str = "bf
     training loop's pipeline) and torchvision's reference style on ``jpeg_dir``; every figure the
     median of ``repeats`` runs of ``steps`` steps, the arms interleaved so that they see the same
     machine. Also the matmul rate of the device, and the step's FLOP/s as a fraction of it."""
-    import platform
-
-    from .config import TrainConfig
-    from .evaluate import resolve_precision
-    from .models import model_info
-    from .models.summary import model_summary
-    from .distributed import DistInfo
-    from .train import _check_fast_paths, build_data, pick_device, tune_cpu_allocator
-
     say = log or (lambda s: print(s, file=sys.stderr, flush=True))
-    tune_cpu_allocator()  # as `alexnet train` does
     dev = pick_device(device)
-    if dev.type == "cpu":
-        keep_freed_memory()  # as train() does
+    keep_freed_memory()  # as `alexnet train` does
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
     prec = resolve_precision(precision, dev)
@@ -314,7 +299,7 @@ def bench_train(models: list[str], *, batch_size: int = 64, precision: str = "bf
         cfg = TrainConfig(model=name, batch_size=batch_size, precision=prec, compile=compile, compile_mode=compile_mode,
                           channels_last=channels_last, cuda_graphs=cuda_graphs, device=str(dev), workers=workers,
                           data=data or "", normalize="meanstd")
-        _check_fast_paths(cfg, dev, DistInfo())
+        check_fast_paths(cfg, dev, DistInfo())
         built = build_data(cfg, val=False) if data else None
         classes = len(built[2]) if built else mi.num_classes  # the data's classes for every arm
         bench = _StepBench(name, cfg, dev, classes, {})
@@ -337,8 +322,6 @@ def bench_train(models: list[str], *, batch_size: int = 64, precision: str = "bf
         if hasattr(fn, "close"):
             fn.close()
     flops = matmul_flops(dev, prec)
-    import torchvision
-
     results = []
     for name in models:
         rate = {a: batch_size / statistics.median(times[(m, a)]) for (m, a) in times if m == name}
@@ -379,72 +362,4 @@ def bench_train(models: list[str], *, batch_size: int = 64, precision: str = "bf
 
 
 def _cpu_name() -> str:
-    from .run import cpu_model
-
     return f"{cpu_model()} ({os.cpu_count()} cores)"
-
-
-def synthetic_packed(dst: str | os.PathLike[str], n: int, *, size: int = 256, classes: int = 100, val: int = 0,
-                     seed: int = 0) -> Path:
-    """A packed dataset of ``n`` generated images (smooth random colour fields, so that crops differ)
-    with labels, statistics and the format ``alexnet prepare`` writes: throughput measurements
-    without a dataset at hand (``benchmarks/gpu.sh``)."""
-    import json
-
-    import numpy as np
-
-    from tqdm import tqdm
-
-    from .data.packed import FORMAT, VERSION, SplitFiles
-    from .prepare import _statistics, _write_meta
-
-    root = Path(dst)
-    root.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    names = [f"class{i:03d}" for i in range(classes)]
-    meta: dict[str, Any] = {"format": FORMAT, "version": VERSION, "complete": False, "source": "generated",
-                            "image_size": size, "channels": 3, "layout": "NHWC", "dtype": "uint8", "classes": names,
-                            "class_names": names, "splits": {}}
-    base = torch.nn.functional.interpolate(torch.rand(64, 3, 8, 8), size=(size, size), mode="bilinear",
-                                           align_corners=False)
-    base = (base * 127).to(torch.uint8).permute(0, 2, 3, 1).numpy()  # 64 smooth templates, NHWC
-    noise = rng.integers(0, 32, (16, size, size, 3), dtype=np.uint8)  # reused: generating it is the slow part
-    for split, count in (("train", n), ("val", val)):
-        if count <= 0:
-            continue
-        files = SplitFiles.open(root, split, count, size, 3, "w+")
-        for k in range(0, count, 64):
-            m = min(64, count - k)
-            files.images[k : k + m] = base[rng.integers(0, len(base), m)] + noise[rng.integers(0, len(noise), m)] + \
-                rng.integers(0, 96, (m, 1, 1, 3), dtype=np.uint8)
-        files.labels[:] = rng.integers(0, classes, count)
-        files.status[:] = 1
-        files.flush()
-        (root / f"{split}_files.json").write_text(json.dumps([[f"generated/{i}", int(y)] for i, y in
-                                                              enumerate(files.labels.tolist())]))
-        meta["splits"][split] = {"count": count, "skipped": []}
-    # the statistics of the first 1,000 images (all of them would take minutes for 20,000)
-    sample = {**meta, "splits": {"train": {"count": min(n, 1000)}}}
-    meta["stats"] = _statistics(root, sample, lambda **kw: tqdm(disable=True, **kw))
-    meta["complete"] = True
-    _write_meta(root, meta)
-    return root
-
-
-def synthetic_jpegs(dst: str | os.PathLike[str], n: int, *, classes: int = 10, seed: int = 0) -> Path:
-    """``n`` photo-sized (500x375) generated JPEGs in ``dst/train/CLASS/``, quality 90, for the
-    torchvision reference pipeline (its cost is decoding and resizing, which depend on the size)."""
-    import numpy as np
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    root = Path(dst)
-    templates = torch.nn.functional.interpolate(torch.rand(16, 3, 6, 8), size=(375, 500), mode="bilinear",
-                                                align_corners=False)
-    templates = (templates * 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
-    for i in range(n):
-        d = root / "train" / f"class{i % classes:03d}"
-        d.mkdir(parents=True, exist_ok=True)
-        img = templates[rng.integers(0, 16)] // 2 + rng.integers(0, 64, (375, 500, 3), dtype=np.uint8)
-        Image.fromarray(img).save(d / f"{i:06d}.jpg", quality=90)
-    return root

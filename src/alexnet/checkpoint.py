@@ -1,113 +1,108 @@
-"""Checkpoints: written atomically, read without executing code from the file.
+"""Checkpoints: one schema, written atomically, read without executing code from the file.
 
 A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so
-``torch.load(path, weights_only=True)`` reads it. Keys:
-``model`` (state dict), ``model_name``, ``model_options``, ``num_classes``, ``classes``,
+``torch.load(path, weights_only=True)`` reads it. ``CheckpointRecord`` is its schema, and the one
+place a checkpoint dict is built. Keys:
+
+``model`` (state dict), ``model_name``, ``model_options``, ``num_classes``, ``classes`` (each class's
+identity: the dataset's folder name, an ImageNet WNID), ``class_names`` (what predictions print),
 ``eval_transform`` (dict, see ``data.transforms.EvalTransform``), ``config`` (the resolved run
-config), ``epoch``, ``metrics`` (the last epoch's), ``format`` (version), and in ``last.pt`` also
-``optimizer`` and ``train_state`` for resuming.
+config), ``environment``, ``epoch``, ``metrics`` (the last epoch's), ``format`` (version); with
+``--init``, ``init_loaded``; in ``last.pt`` also ``optimizer`` and ``train_state`` for resuming
+(``engine.resume``).
+
+An export folder (``alexnet export --format safetensors``: ``model.safetensors`` + ``config.json``)
+reads back as the same record; ``hf-hub:ORG/NAME`` names one on the Hugging Face Hub.
 """
 
 from __future__ import annotations
 
+import json
 import os
-import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file
 
 from .errors import UserError
+from .files import atomic_torch_save
 
 FORMAT_VERSION = 1
+EXPORT_FORMAT = "alexnet-export"
+MEAN_IMAGE_KEY = "__eval_transform__.mean_image"  # the mean image's name among an export's tensors
 
 
-def save_checkpoint(obj: dict[str, Any], path: str | os.PathLike[str]) -> None:
-    """Write a checkpoint atomically (see ``atomic_torch_save``), stamped with the format version."""
-    atomic_torch_save({**obj, "format": FORMAT_VERSION}, path)
+@dataclass
+class CheckpointRecord:
+    """What a checkpoint holds (see the module's docstring); ``to_dict`` is what is saved."""
+
+    model: dict[str, torch.Tensor]
+    model_name: str
+    num_classes: int
+    classes: list[str]
+    eval_transform: dict[str, Any]
+    model_options: dict[str, Any] = field(default_factory=dict)
+    class_names: list[str] | None = None  # None: the classes themselves
+    config: dict[str, Any] = field(default_factory=dict)
+    environment: dict[str, Any] = field(default_factory=dict)
+    epoch: int = 0
+    metrics: dict[str, Any] = field(default_factory=dict)
+    init_loaded: list[str] | None = None  # the parameters --init loaded (their --lr-body group)
+    optimizer: dict[str, Any] | None = None  # last.pt only
+    train_state: dict[str, Any] | None = None  # last.pt only
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "model": self.model, "model_name": self.model_name, "model_options": self.model_options,
+            "num_classes": self.num_classes, "classes": list(self.classes),
+            "class_names": list(self.class_names or self.classes), "eval_transform": self.eval_transform,
+            "config": self.config, "environment": self.environment, "epoch": self.epoch, "metrics": self.metrics,
+        }
+        if self.init_loaded:
+            d["init_loaded"] = sorted(self.init_loaded)
+        if self.optimizer is not None:
+            d["optimizer"] = self.optimizer
+        if self.train_state is not None:
+            d["train_state"] = self.train_state
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "CheckpointRecord":
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in d.items() if k in known})
 
 
-def save_untrained_run(folder: str | os.PathLike[str], model_name: str, *, num_classes: int | None = None,
-                       classes: list[str] | None = None, metrics: dict[str, Any] | None = None,
-                       seed: int = 0) -> Path:
-    """A run folder (``best.pt``) holding ``model_name`` as initialised (seeded), with the model's
-    own input geometry and a plain mean/std transform: what benchmarks of speed and tests of the
-    serving and export paths need when the weights do not matter."""
-    from .data.transforms import EvalTransform
-    from .models import create_model, model_info
-
-    info = model_info(model_name)
-    n = num_classes or (len(classes) if classes else info.num_classes)
-    torch.manual_seed(seed)
-    pad = 2 if model_name == "lenet5" else 0  # LeNet-5 takes 28x28 digits padded to 32
-    crop = info.input_size - 2 * pad
-    transform = EvalTransform(max(info.image_size, crop), crop, pad, info.in_chans, (120.0,) * info.in_chans,
-                              (60.0,) * info.in_chans)
-    out = Path(folder)
-    out.mkdir(parents=True, exist_ok=True)
-    save_checkpoint({"model": create_model(model_name, num_classes=n).state_dict(), "model_name": model_name,
-                     "model_options": {}, "num_classes": n, "classes": classes or [str(i) for i in range(n)],
-                     "eval_transform": transform.to_dict(), "metrics": metrics or {}, "epoch": 0}, out / "best.pt")
-    return out
+def save_checkpoint(obj: CheckpointRecord | dict[str, Any], path: str | os.PathLike[str]) -> None:
+    """Write a checkpoint atomically (``files.atomic_torch_save``), stamped with the format version."""
+    d = obj.to_dict() if isinstance(obj, CheckpointRecord) else obj
+    atomic_torch_save({**d, "format": FORMAT_VERSION}, path)
 
 
-def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
-    """``torch.save`` to a temp file in the same folder, fsync, rename over ``path``, fsync the folder.
+def is_export(path: str | os.PathLike[str]) -> bool:
+    p = Path(path)
+    return p.is_dir() and (p / "config.json").is_file() and (p / "model.safetensors").is_file()
 
-    A crash or Ctrl-C at any moment leaves either the old file or the new one, never half of one.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+
+def resolve_hub(path: str) -> str:
+    """``hf-hub:ORG/NAME`` to a local folder through huggingface_hub (its cache; a download when online)."""
+    if not path.startswith("hf-hub:"):
+        return path
+    repo = path[len("hf-hub:"):]
     try:
-        with os.fdopen(fd, "wb") as f:
-            rec = _RecordingWriter(f)
-            try:
-                torch.save(obj, rec)
-            except RuntimeError:
-                # torch's zip writer turns a failed write (a full disk) into "unexpected pos";
-                # the OSError behind it is what the caller can report
-                if rec.error is not None:
-                    raise rec.error from None
-                raise
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    dfd = os.open(path.parent, os.O_RDONLY)
+        from huggingface_hub import snapshot_download  # optional: the [export] extra
+    except ImportError:
+        raise UserError(f"{path}: needs huggingface_hub (pip install -e \".[export]\")") from None
     try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
-
-
-class _RecordingWriter:
-    """A file's write(), remembering the first OSError (torch.save hides it behind a RuntimeError)."""
-
-    def __init__(self, f: Any) -> None:
-        self.f, self.error = f, None
-
-    def write(self, data: Any) -> int:
-        try:
-            return self.f.write(data)
-        except OSError as e:
-            self.error = self.error or e
-            raise
-
-    def flush(self) -> None:
-        self.f.flush()
+        return snapshot_download(repo_id=repo, allow_patterns=["config.json", "model.safetensors", "README.md"])
+    except Exception as e:
+        raise UserError(f"{path}: could not be fetched ({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''})") from None
 
 
 def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
     """A run folder means its ``best.pt`` (else ``last.pt``); a file means itself; an export folder
     (``alexnet export``: config.json + model.safetensors) or ``hf-hub:ORG/NAME`` means that folder."""
-    from .share import is_export, resolve_hub
-
     p = Path(resolve_hub(str(path)))
     if is_export(p):
         return p
@@ -121,12 +116,34 @@ def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
     return p
 
 
+def load_export(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """An export folder as a checkpoint dict (``CheckpointRecord``'s keys)."""
+    p = Path(path)
+    try:
+        config = json.loads((p / "config.json").read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{p}/config.json: not readable ({e})") from None
+    if config.get("format") != EXPORT_FORMAT:
+        raise UserError(f"{p}: config.json is not an {EXPORT_FORMAT} file")
+    try:
+        tensors = load_file(str(p / "model.safetensors"))
+    except Exception as e:
+        raise UserError(f"{p}/model.safetensors: not readable ({str(e).splitlines()[0][:160]})") from None
+    transform = dict(config["eval_transform"])
+    key = transform.get("mean_image")
+    transform["mean_image"] = tensors.pop(key) if key else None
+    return CheckpointRecord(
+        model=tensors, model_name=config["model_name"], model_options=config.get("model_options", {}),
+        num_classes=config["num_classes"], classes=config["classes"], class_names=config.get("class_names"),
+        eval_transform=transform, metrics=config.get("metrics", {}),
+        config=config.get("provenance", {}).get("config", {})).to_dict()
+
+
 def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint (or a run folder's best one) safely; ``UserError`` if it is not one of ours."""
+    """Read a checkpoint (or a run folder's best one, or an export folder) safely; ``UserError`` if
+    it is not one of ours."""
     p = resolve_checkpoint(path)
     if p.is_dir():  # an export folder: safetensors and JSON, nothing unpickled
-        from .share import load_export
-
         return load_export(p)
     try:
         ckpt = torch.load(p, map_location=map_location, weights_only=True)

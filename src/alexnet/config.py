@@ -8,6 +8,7 @@ from ._toml import tomllib
 import types
 import typing
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -179,10 +180,20 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
     return value
 
 
+def recipes_dir() -> Path:
+    """The shipped recipes (package data: ``alexnet/recipes/*.toml``, installed with the wheel)."""
+    return Path(str(resources.files(__package__).joinpath("recipes")))
+
+
+def shipped_recipes() -> list[str]:
+    return sorted(p.stem for p in recipes_dir().glob("*.toml"))
+
+
 def load_recipe(path: str | Path) -> dict[str, Any]:
+    """A recipe file, or a shipped recipe by name (``lenet5_mnist``) or file name."""
     p = Path(path)
     if not p.is_file():
-        shipped = Path(__file__).resolve().parents[2] / "recipes" / p.name
+        shipped = recipes_dir() / p.name
         if not p.suffix and shipped.with_suffix(".toml").is_file():
             p = shipped.with_suffix(".toml")
         elif shipped.is_file():

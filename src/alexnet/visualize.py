@@ -16,8 +16,15 @@ from typing import Sequence
 import numpy as np
 import torch
 from torch import nn
+from tqdm import tqdm
 
+from .data.datasets import load_dataset, subset
+from .data.images import ImageError, load_image
+from .data.loader import BatchLoader
+from .data.transforms import eval_batch
 from .errors import UserError
+from .inference.classifier import load
+from .inference.features import extract
 
 
 def _pyplot():
@@ -82,38 +89,12 @@ def plot_kernels(model: nn.Module, out: Path, *, title: str = "", columns: int =
     return out
 
 
-def features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """The last hidden layer: ``forward_features`` where the model has it, else the input of its
-    last Linear layer."""
-    if hasattr(model, "forward_features"):
-        return model.forward_features(x).flatten(1)
-    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    if not linears:
-        raise UserError(f"{type(model).__name__} has no fully-connected layer whose input could serve as features")
-    got: list[torch.Tensor] = []
-    handle = linears[-1].register_forward_pre_hook(lambda m, inp: got.append(inp[0]))
-    try:
-        model(x)
-    finally:
-        handle.remove()
-    return got[0].flatten(1)
-
-
 def nearest_neighbours(run: str | os.PathLike[str], queries: Sequence[str], data: str, out: Path, *, k: int = 6,
                        max_images: int | None = None, device: str = "auto", batch_size: int = 256,
                        progress: bool = True, layer: str = "last") -> dict:
     """For each query image, the k training images nearest to it at ``layer`` (what ``alexnet
     features`` extracts; by default the last hidden layer, as in Figure 4), drawn as one PNG: a row
     per query, the query (with its top prediction) then its neighbours."""
-    from tqdm import tqdm
-
-    from .data.datasets import load_dataset, subset
-    from .data.images import ImageError, load_image
-    from .data.loader import BatchLoader
-    from .data.transforms import eval_batch
-    from .predict import load
-    from .share import extract
-
     clf = load(run, device)
     t = clf.transform
     images, names = [], []
@@ -126,8 +107,7 @@ def nearest_neighbours(run: str | os.PathLike[str], queries: Sequence[str], data
     if not images:
         raise UserError("--query: give at least one image")
     ds = load_dataset(data, "train", image_size=t.image_size, channels=t.channels, workers=2)
-    if list(ds.classes) != clf.classes:
-        raise UserError(f"--data {data}: its classes are not the checkpoint's")
+    clf.check_classes(list(ds.classes), f"--data {data}")
     ds = subset(ds, max_images, 0)
     model = clf.model
     with torch.no_grad():

@@ -1,21 +1,13 @@
-"""Data: datasets named by SPEC strings, robust image reading and batch-level transforms."""
+"""Data: datasets named by SPEC strings, robust image reading and batch-level transforms.
 
-import importlib
+    images       reading any image Pillow can (no torch)
+    transforms   batch transforms on uint8 tensors: crops, flips, PCA colour noise, normalisation
+    base         the in-memory and on-the-fly dataset types
+    imagenet     ImageNet class identities (WNIDs) and names
+    packed/      the packed fast format: format, writer (``alexnet prepare``), reader
+    datasets     a SPEC (mnist, cifar10, a folder or archive, a packed folder) to a dataset
+    loader       batches, sharded over processes
+    pipeline     background gathering and the copy to the device
 
-# lazy, so that ``alexnet.data.images`` (Pillow and numpy only) can be used without importing torch
-_WHERE = {"DataSpec": "datasets", "FolderDataset": "datasets", "InMemoryDataset": "datasets", "collate": "datasets",
-          "load_dataset": "datasets", "ImageError": "images", "load_image": "images",
-          "resize_center_square": "images", "EvalTransform": "transforms", "TrainAugment": "transforms",
-          "eval_batch": "transforms"}
-
-
-def __getattr__(name: str) -> object:
-    if name in _WHERE:
-        return getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-__all__ = [
-    "DataSpec", "EvalTransform", "FolderDataset", "ImageError", "InMemoryDataset", "TrainAugment",
-    "collate", "eval_batch", "load_dataset", "load_image", "resize_center_square",
-]
+This package's ``__init__`` imports nothing, so ``alexnet.data.images`` works without torch.
+"""

@@ -1,5 +1,5 @@
 """Datasets named by a SPEC string: ``mnist[:ROOT]``, ``cifar10[:ROOT]``, an image-folder path,
-or a packed dataset made by ``alexnet prepare`` (``packed.py``).
+or a packed dataset made by ``alexnet prepare`` (``packed/``).
 
 Every dataset yields ``(image, label)`` with ``image`` a (C, H, W) uint8 tensor at a fixed size
 (the "stored" image: for folders, shorter side resized to ``image_size`` and centre-cropped, the
@@ -20,16 +20,21 @@ import sys
 import tarfile
 import tempfile
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
+from torchvision.datasets import CIFAR10, MNIST
+from tqdm import tqdm
 
 from ..errors import UserError, user_path
-from .images import ImageError, image_to_array, load_image, resize_center_square, walk_images
+from ..files import atomic_torch_save
+from .base import FolderDataset, InMemoryDataset
+from .images import walk_images
+from .packed.reader import is_packed, load_packed
 
 VAL_DIR_NAMES = ("val", "test", "validation")
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.xz", ".zip")
@@ -60,54 +65,6 @@ class DataSpec:
         if not spec:
             raise UserError("--data is empty; give mnist[:ROOT], cifar10[:ROOT] or an image-folder path")
         return cls("folder", spec)
-
-
-class InMemoryDataset(Dataset):
-    """Images held as one (N, C, H, W) uint8 tensor."""
-
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, classes: list[str]) -> None:
-        assert images.dtype == torch.uint8 and images.ndim == 4 and len(images) == len(labels)
-        self.images, self.labels, self.classes = images, labels.long(), classes
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        return self.images[i], int(self.labels[i])
-
-
-@dataclass
-class FolderDataset(Dataset):
-    """An image folder decoded on the fly; an unusable file yields ``None`` (dropped by ``collate``)."""
-
-    samples: list[tuple[str, int]]
-    classes: list[str]
-    image_size: int
-    channels: int = 3
-    skipped: list[tuple[str, str]] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def load(self, i: int) -> torch.Tensor:
-        path, _ = self.samples[i]
-        img = resize_center_square(load_image(path, self.channels, min_side=self.image_size), self.image_size)
-        return torch.from_numpy(image_to_array(img))
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int] | tuple[None, tuple[str, str]]:
-        try:
-            return self.load(i), self.samples[i][1]
-        except ImageError as e:
-            return None, (self.samples[i][0], str(e))
-
-
-def collate(batch: list) -> tuple[torch.Tensor, torch.Tensor, list[tuple[str, str]]]:
-    """Stack uint8 images; unusable ones are dropped and their (path, reason) returned third."""
-    good = [(x, y) for x, y in batch if x is not None]
-    errors = [y for x, y in batch if x is None]
-    if not good:
-        return torch.empty(0, dtype=torch.uint8), torch.empty(0, dtype=torch.long), errors
-    return torch.stack([x for x, _ in good]), torch.tensor([y for _, y in good]), errors
 
 
 # --------------------------------------------------------------------------------------------- folders
@@ -239,8 +196,6 @@ def _preload(ds: FolderDataset, workers: int, desc: str) -> InMemoryDataset:
     so the next run over the same folder skips decoding: CIFAR-10's 50,000 JPEGs take about 30 s
     to decode on the 2-core dev machine and under a second to read back.
     """
-    from tqdm import tqdm
-
     cached = cache_dir() / "decoded" / f"{_cache_key(ds)}.pt"
     if cached.is_file():
         try:
@@ -269,8 +224,6 @@ def _preload(ds: FolderDataset, workers: int, desc: str) -> InMemoryDataset:
     for path, why in ds.skipped:
         print(f"warning: skipped {path}: {why}", file=sys.stderr)
     result = InMemoryDataset(images[:k].clone(), labels[:k], ds.classes)
-    from ..checkpoint import atomic_torch_save
-
     try:
         atomic_torch_save({"images": result.images, "labels": result.labels,
                            "skipped": [list(x) for x in ds.skipped]}, cached)
@@ -292,8 +245,6 @@ def _created_by(root: str) -> Path | None:
 
 
 def _mnist(root: str, train: bool) -> InMemoryDataset:
-    from torchvision.datasets import MNIST
-
     try:
         ds = MNIST(root, train=train, download=False)
     except RuntimeError:
@@ -325,8 +276,6 @@ def _cifar10_source(root: str) -> tuple[str, Path]:
 
 
 def _cifar10(root: str, train: bool, workers: int) -> InMemoryDataset:
-    from torchvision.datasets import CIFAR10
-
     kind, base = _cifar10_source(root)
     if kind == "folder":
         split = "train" if train else "val"
@@ -372,8 +321,6 @@ def load_dataset(
         return _mnist(s.root, split == "train")
     if s.kind == "cifar10":
         return _cifar10(s.root, split == "train", workers)
-    from .packed import is_packed, load_packed
-
     if is_packed(s.root):
         ds = load_packed(s.root, split)
         if classes is not None and list(ds.classes) != list(classes):

@@ -13,7 +13,7 @@ from typing import Iterator
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .datasets import FolderDataset, InMemoryDataset, collate
+from .base import FolderDataset, InMemoryDataset, collate
 
 
 class BatchLoader:

@@ -29,7 +29,7 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from .datasets import InMemoryDataset
+from .base import InMemoryDataset
 from .loader import BatchLoader
 
 

@@ -14,6 +14,10 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
+# ImageNet's per-channel mean and standard deviation in 0-255 units (torchvision's weights use them).
+IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
+IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
+
 # ITU-R BT.601 luma, as Pillow's convert("L").
 _LUMA = (0.299, 0.587, 0.114)
 

@@ -16,22 +16,28 @@ import math
 import os
 import platform
 import re
-import shlex
 import shutil
 import statistics
 import sys
-import time
 from .._toml import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy
 import torch
+import torchvision
 
-from .. import __version__
 from ..checkpoint import load_checkpoint
 from ..config import TrainConfig
-from ..errors import UserError
+from ..data.datasets import subset
+from ..data.loader import BatchLoader
+from ..engine.data import build_data
+from ..engine.evaluation import evaluate_model
+from ..models import create_model
+from ..runtime import cpu_model, pick_device
+from ..training import train
+from ..version import __version__
 
 
 @dataclass
@@ -140,8 +146,6 @@ class Context:
 
     def run(self, arm: str, seed: int, base: dict[str, Any], **changes: Any) -> Run:
         """Train (or reuse, when ``run.json`` there was written by the same config) one arm and seed."""
-        from ..train import train
-
         cfg = self.config(arm, seed, base, **changes)
         out = Path(cfg.out)
         record = out / "run.json"
@@ -181,12 +185,6 @@ class Context:
     def evaluate(self, run: Run, *, split: str = "val", ten_crop: bool = False, max_images: int | None = None) -> float:
         """Top-1 error of the run's final weights (last.pt) on its own test images or on the images it
         was trained on (``split="train"``: the same subset, seen through the evaluation transform)."""
-        from ..data.datasets import subset
-        from ..data.loader import BatchLoader
-        from ..evaluate import evaluate_model
-        from ..models import create_model
-        from ..train import build_data, pick_device
-
         cfg = TrainConfig.from_dict(run.config)
         train_ds, val_ds, classes, transform = build_data(cfg)
         ds = subset(train_ds if split == "train" else val_ds, max_images, 12345)
@@ -390,8 +388,6 @@ def seconds_to_reach(errors: list[float], seconds: list[float], target: float) -
 
 # -- machine and versions ----------------------------------------------------------------------
 def machine() -> dict[str, Any]:
-    from ..run import cpu_model
-
     info = {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "platform": platform.platform(), "python": platform.python_version()}
     if torch.cuda.is_available():
@@ -400,9 +396,6 @@ def machine() -> dict[str, Any]:
 
 
 def versions() -> dict[str, str]:
-    import numpy
-    import torchvision
-
     return {"alexnet": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
             "numpy": numpy.__version__}
 
@@ -422,52 +415,6 @@ def _jsonable(o: Any) -> Any:
     raise TypeError(f"not JSON: {type(o).__name__}")
 
 
-# -- running and writing ------------------------------------------------------------------------
-def run_experiment(name: str, data: str, out: str | os.PathLike[str], *, seeds: int | None = None,
-                   epochs: int | None = None, train_images: int | None = None, val_images: int | None = None,
-                   device: str = "auto", overrides: dict[str, Any] | None = None, progress: bool = True,
-                   log: Callable[[str], None] | None = None, command: str | None = None) -> dict[str, Any]:
-    """Run experiment ``name`` on dataset SPEC ``data`` into folder ``out``; returns result.json's dict."""
-    from . import paper  # noqa: F401  (registers the experiments)
-
-    if name not in EXPERIMENTS:
-        raise UserError(f"experiment {name!r}: not one of {', '.join(EXPERIMENTS)} (see `alexnet experiment list`)")
-    spec = EXPERIMENTS[name]
-    for flag, v in (("--seeds", seeds), ("--epochs", epochs), ("--train-images", train_images), ("--val-images", val_images)):
-        if v is not None and v < 1:
-            raise UserError(f"{flag}: must be at least 1, not {v}")
-    outp = Path(out)
-    outp.mkdir(parents=True, exist_ok=True)
-    ctx = Context(spec, data, outp, seeds=seeds, epochs=epochs, train_images=train_images, val_images=val_images,
-                  device=device, overrides=overrides, progress=progress, log=log)
-    t0 = time.perf_counter()
-    outcome = spec.run(ctx)
-    seconds = time.perf_counter() - t0
-    result = {
-        "experiment": spec.name,
-        "title": spec.title,
-        "section": spec.section,
-        "claim": spec.claim,
-        "command": command or f"alexnet experiment {spec.name} --data {shlex.quote(data)} --out {shlex.quote(str(out))}",
-        "data": data,
-        "settings": {"seeds": ctx.seeds, "epochs": ctx.epochs, "train_images": ctx.train_images,
-                     "val_images": ctx.val_images, "device": device, "overrides": ctx.overrides},
-        "table": [{"quantity": r.quantity, "paper": r.paper, "ours": r.ours, "values": r.values} for r in outcome.rows],
-        "measured": outcome.measured,
-        "verdict": {"status": outcome.verdict, "reason": outcome.reason, "tests": outcome.tests},
-        "notes": outcome.notes,
-        "plots": outcome.plots,
-        "runs": [{"arm": r.arm, "seed": r.seed, "folder": str(r.out.relative_to(outp)), "seconds": r.seconds,
-                  "test_top1_error": r.test_error, "epochs": len(r.metrics), **r.extra} for r in ctx.runs],
-        "seconds": seconds,
-        "train_seconds": sum(r.seconds for r in ctx.all_runs),  # training and per-epoch evaluation, every run
-        "machine": machine(),
-        "versions": versions(),
-        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-    _write_json(outp / "result.json", result)
-    (outp / "report.md").write_text(report_markdown(result))
-    return result
 
 
 def report_markdown(result: dict[str, Any], *, heading: str = "#", image_prefix: str = "") -> str:

@@ -15,9 +15,11 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, Sequence
 
-from .base import (Context, Outcome, Row, epochs_to_reach, experiment, fmt_test, judge_gain, merge_configs,
-                   paired_t_test, pct, points, seconds_to_reach, spread, stats)
+from .base import (EXPERIMENTS, Context, Outcome, Row, epochs_to_reach, experiment, fmt_test, judge_gain,
+                   merge_configs, paired_t_test, pct, points, seconds_to_reach, spread, stats)
 from .plots import plot_arms, plot_lr_search, plot_training_error
+
+__all__ = ["EXPERIMENTS"]  # the registry, filled by the @experiment functions below
 
 CIFAR: dict[str, Any] = dict(
     model="cifar_18pct", batch_size=128, lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4,

@@ -1,4 +1,4 @@
-"""``alexnet prepare SRC DST``: an image-folder tree into a packed dataset (``data/packed.py``).
+"""``alexnet prepare SRC DST``: an image-folder tree into a packed dataset (the format: ``format.py``).
 
 Every image is read robustly (``data/images.py``), its shorter side resized to ``size`` and the
 central square kept (the paper's §2), and written into the split's memory-mapped file by the
@@ -23,10 +23,11 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from .data.datasets import list_folder, resolve_folder
-from .data.images import ImageError, image_to_array, load_image, resize_center_square
-from .data.packed import FORMAT, PENDING, SKIPPED, VERSION, WRITTEN, SplitFiles, read_meta
-from .errors import UserError, user_path
+from ...errors import UserError, user_path
+from ..datasets import list_folder, resolve_folder
+from ..imagenet import display_names
+from ..images import ImageError, image_to_array, load_image, resize_center_square
+from .format import FORMAT, PENDING, SKIPPED, VERSION, WRITTEN, SplitFiles, read_meta
 
 CHUNK = 32  # images per task handed to a worker
 FLUSH_EVERY = 2048  # images between flushes of the status file (what a rerun can trust)
@@ -67,21 +68,6 @@ def _decode(task: tuple[list[int], list[str], int]) -> list[tuple[int, np.ndarra
     return out
 
 
-def _wnid_names(classes: list[str]) -> list[str]:
-    """Human-readable names for the 1000 ILSVRC WNIDs (torchvision's category list is in WNID order);
-    any other class list keeps its folder names."""
-    import re
-
-    if len(classes) == 1000 and all(re.fullmatch(r"n\d{8}", c) for c in classes):
-        try:
-            from torchvision.models import AlexNet_Weights
-
-            return list(AlexNet_Weights.IMAGENET1K_V1.meta["categories"])
-        except (ImportError, AttributeError, KeyError):
-            pass
-    return list(classes)
-
-
 ILSVRC_DEVKIT = "ILSVRC2012_devkit_t12.tar.gz"
 
 
@@ -118,7 +104,7 @@ def _initialise(src: Path, dst: Path, size: int, names: dict[str, str] | None = 
     meta: dict[str, Any] = {
         "format": FORMAT, "version": VERSION, "complete": False, "source": str(src), "image_size": size,
         "channels": 3, "layout": "NHWC", "dtype": "uint8", "classes": classes,
-        "class_names": [names.get(c, c) for c in classes] if names else _wnid_names(classes),
+        "class_names": [names.get(c, c) for c in classes] if names else display_names(classes),
         "splits": {},
     }
     need = sum(len(v) for v in splits.values()) * size * size * 3

@@ -29,10 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-
-from ..errors import UserError
-from .datasets import InMemoryDataset
+from ...errors import UserError
 
 FORMAT = "alexnet-packed"
 VERSION = 1
@@ -80,35 +77,3 @@ class SplitFiles:
         self.images.flush()
         self.labels.flush()
         self.status.flush()
-
-
-def load_packed(root: str | os.PathLike[str], split: str = "train") -> InMemoryDataset:
-    """A packed split as an ``InMemoryDataset`` whose images are a memory map (read on demand).
-
-    ``images`` is an (N, C, S, S) view of the NHWC file, so batches gathered from it come out
-    channels-last, as the convolutions want them.
-    """
-    root = Path(root)
-    meta = read_meta(root)
-    if not meta.get("complete"):
-        raise UserError(f"{root}: the packed dataset is incomplete; rerun `alexnet prepare` to finish it")
-    splits = meta["splits"]
-    if split == "val" and "val" not in splits:
-        raise UserError(f"{root}: no val split")
-    info = splits[split]
-    files = SplitFiles.open(root, split, info["count"], meta["image_size"], meta["channels"], "c")
-    images = torch.from_numpy(files.images).permute(0, 3, 1, 2)
-    labels = torch.from_numpy(np.asarray(files.labels, dtype=np.int64))
-    ds = InMemoryDataset(images, labels, list(meta["classes"]))
-    ds.meta = {**meta, "root": str(root)}  # type: ignore[attr-defined]
-    return ds
-
-
-def packed_stats(root: str | os.PathLike[str]) -> dict[str, Any]:
-    """The training-set statistics stored by ``prepare``: channel mean/std, mean image, PCA of RGB."""
-    root = Path(root)
-    meta = read_meta(root)
-    stats = dict(meta["stats"])
-    s, c = meta["image_size"], meta["channels"]
-    stats["mean_image"] = np.fromfile(root / "mean_image.f32", dtype="<f4").reshape(s, s, c)
-    return stats

@@ -22,29 +22,37 @@ bomb -> 400, a malformed request (no file, a bad ``top_k``, a broken multipart b
 
 import asyncio
 import bisect
+import dataclasses
 import json
 import os
+import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any, Callable
 
-from . import __version__
-from .data.images import ImageError, NotAnImageError, decode_image
-from .errors import UserError
+from ..checkpoint import resolve_checkpoint
+from ..data.datasets import cache_dir
+from ..data.images import ImageError, NotAnImageError, decode_image
+from ..errors import UserError
+from ..export import export_onnx
+from ..files import file_sha256
+from ..inference.classifier import load
+from ..inference.onnx import OnnxClassifier
+from ..runtime import keep_freed_memory
+from ..version import __version__
 
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024
 DEFAULT_MAX_PIXELS = 50_000_000  # 150 MB decoded as RGB: a server refuses more than a file reader does
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
-PAGE = Path(__file__).with_name("serve_page.html")
+PAGE = Path(__file__).with_name("page.html")
 
 
 def _deps() -> None:
-    from importlib.util import find_spec
-
     missing = [name for name, mods in (("fastapi", ["fastapi"]), ("uvicorn", ["uvicorn"]),
                                        ("python-multipart", ["python_multipart", "multipart"]))
                if not any(find_spec(m) for m in mods)]
@@ -459,17 +467,11 @@ def load_classifier(source: str, *, onnx: bool = False, device: str = "auto") ->
     ``onnx``: ONNX Runtime, with the run's ``model.onnx`` when there is one, else an export made once
     per checkpoint into the cache ($ALEXNET_CACHE, else ~/.cache/alexnet, under onnx/)."""
     if source.endswith(".onnx") or onnx:
-        from .onnx_runtime import OnnxClassifier
-
         if source.endswith(".onnx"):
             return OnnxClassifier(source), "onnxruntime"
         p = Path(source)
         if (p / "model.onnx").is_file():
             return OnnxClassifier(p / "model.onnx"), "onnxruntime"
-        from .checkpoint import resolve_checkpoint
-        from .data.datasets import cache_dir
-        from .share import file_sha256, export_onnx
-
         # exported once per checkpoint into the cache (a restart reuses it; nothing left in /tmp)
         src = resolve_checkpoint(source)
         key = file_sha256(src / "model.safetensors" if src.is_dir() else src)[:16]
@@ -479,15 +481,11 @@ def load_classifier(source: str, *, onnx: bool = False, device: str = "auto") ->
             print(f"alexnet serve: exported {source} to {path} for ONNX Runtime (agrees with torch to "
                   f"{r['max_abs_diff']:.1e}); `alexnet export {source} --format onnx` puts one in the run")
         return OnnxClassifier(path), "onnxruntime"
-    from .predict import load
-
     return load(source, device), "torch"
 
 
 def app_from_env() -> Any:
     """The app for uvicorn's worker processes (``--workers N``): its settings come in ALEXNET_SERVE."""
-    from ._malloc import keep_freed_memory
-
     keep_freed_memory()
     cfg = json.loads(os.environ["ALEXNET_SERVE"])
     clf, backend = load_classifier(cfg["source"], onnx=cfg["onnx"], device=cfg["device"])
@@ -497,9 +495,7 @@ def app_from_env() -> Any:
 def serve(source: str, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1, onnx: bool = False,
           device: str = "auto", options: ServeOptions | None = None, log_level: str = "info") -> None:
     _deps()
-    import dataclasses
-
-    import uvicorn
+    import uvicorn  # optional: the [serve] extra
 
     opts = options or ServeOptions()
     for flag, value, ok, rule in (("--port", port, 0 <= port < 65536, "0..65535"),
@@ -511,22 +507,16 @@ def serve(source: str, *, host: str = "127.0.0.1", port: int = 8000, workers: in
                                   ("--batch-window-ms", opts.batch_window_ms, opts.batch_window_ms >= 0, "at least 0")):
         if not ok:  # the flag named, one line, before anything is loaded
             raise UserError(f"{flag} {value}: must be {rule}")
-    import socket
-
     if source.endswith(".onnx"):  # a missing model is named first, then the port, then the model is loaded
         if not Path(source).is_file():
             raise UserError(f"{source}: no such ONNX file")
     else:
-        from .checkpoint import resolve_checkpoint
-
         resolve_checkpoint(source)
     try:  # a port in use or a host that is not ours: one line, before the model is loaded
         with socket.create_server((host, port)):
             pass
     except OSError as e:
         raise UserError(f"--host {host} --port {port}: cannot listen there ({e.strerror or e})") from None
-    from ._malloc import keep_freed_memory
-
     keep_freed_memory()  # a long-lived process: batches reuse their memory instead of faulting it in
     clf, backend = load_classifier(source, onnx=onnx, device=device)  # a bad RUN fails here, before binding
     print(f"alexnet serve: {clf.name} ({len(clf.classes)} classes, {backend}) on http://{host}:{port}/ "
@@ -537,166 +527,7 @@ def serve(source: str, *, host: str = "127.0.0.1", port: int = 8000, workers: in
         os.environ["ALEXNET_SERVE"] = json.dumps({"source": str(clf.path) if backend == "onnxruntime" else source,
                                                   "onnx": backend == "onnxruntime", "device": device,
                                                   "options": dataclasses.asdict(opts)})
-        uvicorn.run("alexnet.serve:app_from_env", factory=True, host=host, port=port, workers=workers,
+        uvicorn.run("alexnet.server.app:app_from_env", factory=True, host=host, port=port, workers=workers,
                     log_level=log_level)
     else:
         uvicorn.run(create_app(clf, opts, backend=backend, source=source), host=host, port=port, log_level=log_level)
-
-
-# ------------------------------------------------------------------------------------------ testing it
-
-
-class ServerProcess:
-    """``alexnet serve ARGS...`` in a child process on a free loopback port, until the ``with`` ends
-    (the tests and benchmarks/serve_load.py use it)."""
-
-    def __init__(self, *args: str, startup_s: float = 120.0, env: dict[str, str] | None = None) -> None:
-        self.args, self.startup_s, self.env = list(args), startup_s, env
-        self.proc: Any = None
-        self.url = ""
-        self.log = ""
-
-    def __enter__(self) -> "ServerProcess":
-        import socket
-        import subprocess
-        import sys
-        import tempfile
-        import urllib.request
-
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
-        self._log = tempfile.NamedTemporaryFile("w+", prefix="alexnet-serve-", suffix=".log", delete=False)
-        self.proc = subprocess.Popen([sys.executable, "-m", "alexnet", "serve", *self.args, "--port", str(port),
-                                      "--log-level", "warning"], stdout=self._log, stderr=subprocess.STDOUT,
-                                     env={**os.environ, **(self.env or {})})
-        deadline = time.monotonic() + self.startup_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"alexnet serve exited with {self.proc.returncode}: {self.read_log()[-2000:]}")
-            try:
-                with urllib.request.urlopen(self.url + "/healthz", timeout=2) as r:
-                    if r.status == 200:
-                        return self
-            except OSError:
-                time.sleep(0.2)
-        self.__exit__(None, None, None)
-        raise RuntimeError(f"alexnet serve did not answer within {self.startup_s:.0f} s: {self.read_log()[-2000:]}")
-
-    def read_log(self) -> str:
-        self._log.flush()
-        return Path(self._log.name).read_text(errors="replace")
-
-    def __exit__(self, *exc: object) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except Exception:
-                self.proc.kill()
-        self.log = self.read_log()
-        self._log.close()
-        Path(self._log.name).unlink(missing_ok=True)
-
-
-def multipart_body(files: list[tuple[str, bytes]], field: str = "file") -> tuple[bytes, str]:
-    """(body, content type) of a multipart/form-data request with ``files``."""
-    import uuid
-
-    boundary = uuid.uuid4().hex
-    parts = []
-    for name, data in files:
-        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{name}"\r\n'
-                     f"Content-Type: application/octet-stream\r\n\r\n".encode() + data + b"\r\n")
-    return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
-
-
-def hostile_payloads(good: bytes, max_bytes: int, max_files: int) -> list[tuple[str, bytes, str, int]]:
-    """(kind, body, content type, expected status) of uploads a server must refuse and survive."""
-    import io as _io
-
-    from PIL import Image
-
-    bomb = _io.BytesIO()
-    Image.new("1", (12000, 12000)).save(bomb, "PNG")  # 144 megapixels in about 20 KB
-    out = []
-    for kind, files, status in (("not an image", [("notes.jpg", b"this is not an image at all" * 20)], 415),
-                                ("truncated", [("cut.jpg", good[: len(good) // 3])], 400),
-                                ("decompression bomb", [("bomb.png", bomb.getvalue())], 400),
-                                ("too many files", [(f"{i}.jpg", good) for i in range(max_files + 1)], 413),
-                                ("over --max-bytes", [("big.jpg", good + b"\0" * (max_bytes + 1))], 413)):
-        body, ctype = multipart_body(files)
-        out.append((kind, body, ctype, status))
-    out.append(("malformed multipart", b"--nope\r\ngarbage", "multipart/form-data; boundary=xyz", 422))
-    return out
-
-
-def load_test(url: str, images: list[bytes], *, clients: int = 16, seconds: float = 10.0,
-              hostile_fraction: float = 0.0, max_bytes: int = DEFAULT_MAX_BYTES, max_files: int = 32,
-              seed: int = 0) -> dict[str, Any]:
-    """``clients`` threads posting ``images`` (one per multipart request) to ``url``/v1/classify for
-    ``seconds``, a ``hostile_fraction`` of the requests replaced by hostile uploads. Returns
-    requests/s, p50/p99 latency of the good requests, and the failures: a good request not answered
-    200, or a hostile one answered other than its 4xx (a 5xx, a dropped connection)."""
-    import http.client
-    import random
-    import statistics
-    from urllib.parse import urlsplit
-
-    u = urlsplit(url)
-    hostile = hostile_payloads(images[0], max_bytes, max_files) if hostile_fraction > 0 else []
-    good = [multipart_body([(f"{i}.jpg", im)]) for i, im in enumerate(images)]
-    lock = threading.Lock()
-    lat: list[float] = []
-    counts = {"good": 0, "hostile": 0, "good_failures": 0, "hostile_failures": 0}
-    failures: list[str] = []
-    stop = time.monotonic() + seconds
-
-    def client(i: int) -> None:
-        rng = random.Random(seed * 1000 + i)
-        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
-        while time.monotonic() < stop:
-            bad = hostile and rng.random() < hostile_fraction
-            if bad:
-                kind, body, ctype, want = rng.choice(hostile)
-            else:
-                (body, ctype), kind, want = rng.choice(good), "good", 200
-            t0 = time.perf_counter()
-            try:
-                conn.request("POST", "/v1/classify", body=body, headers={"Content-Type": ctype})
-                r = conn.getresponse()
-                r.read()
-                got = r.status
-                if r.getheader("connection", "").lower() == "close":
-                    conn.close()
-            except (OSError, http.client.HTTPException) as e:
-                got = f"{type(e).__name__}"
-                conn.close()
-                conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
-            dt = time.perf_counter() - t0
-            with lock:
-                counts["hostile" if bad else "good"] += 1
-                if not bad:
-                    lat.append(dt)
-                if got != want:
-                    counts["hostile_failures" if bad else "good_failures"] += 1
-                    if len(failures) < 20:
-                        failures.append(f"{kind}: wanted {want}, got {got}")
-        conn.close()
-
-    threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(clients)]
-    t0 = time.monotonic()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.monotonic() - t0
-    lat.sort()
-    q = (lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] if lat else float("nan"))
-    return {"clients": clients, "seconds": round(wall, 2), "hostile_fraction": hostile_fraction,
-            "requests": counts["good"] + counts["hostile"], "good_requests": counts["good"],
-            "hostile_requests": counts["hostile"],
-            "requests_per_sec": (counts["good"] + counts["hostile"]) / wall, "good_per_sec": counts["good"] / wall,
-            "p50_ms": 1000 * (statistics.median(lat) if lat else float("nan")), "p99_ms": 1000 * q(0.99),
-            "errors": counts["good_failures"], "hostile_failures": counts["hostile_failures"], "failures": failures}

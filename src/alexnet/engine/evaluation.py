@@ -10,9 +10,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm import tqdm
 
-from .data.loader import BatchLoader
-from .data.transforms import EvalTransform, eval_batch
+from ..data.loader import BatchLoader
+from ..data.pipeline import Prefetcher
+from ..data.transforms import EvalTransform, eval_batch
+from ..distributed import all_reduce_sum
+from ..runtime import autocast_context, sum_dtype
 
 
 @dataclass
@@ -52,26 +56,6 @@ def topk_correct(logits: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Te
     return (logits.topk(k, dim=1).indices == labels[:, None]).any(dim=1)
 
 
-def resolve_precision(precision: str, device: torch.device | str) -> str:
-    """``auto``: bf16 on a GPU that supports it (tensor cores, half the memory traffic), else fp32."""
-    if precision != "auto":
-        return precision
-    device = torch.device(device)
-    if device.type == "cuda" and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
-        return "bf16"
-    return "fp32"
-
-
-def autocast_context(device: torch.device, precision: str, cache: bool = True) -> Any:
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(resolve_precision(precision, device))
-    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None, cache_enabled=cache)
-
-
-def sum_dtype(device: torch.device) -> torch.dtype:
-    """Running sums in float64 where the device has it (MPS does not)."""
-    return torch.float32 if device.type == "mps" else torch.float64
-
-
 @torch.no_grad()
 def evaluate_model(
     model: nn.Module,
@@ -91,10 +75,6 @@ def evaluate_model(
 
     Batches come through the same ``Prefetcher`` as training's; the counts and the confusion matrix
     stay on the device until the end (no host synchronisation per batch)."""
-    from tqdm import tqdm
-
-    from .data.pipeline import Prefetcher
-
     device = torch.device(device)
     was_training = model.training
     model.eval()
@@ -122,8 +102,6 @@ def evaluate_model(
     finally:
         batches.close()
         model.train(was_training)
-    from .distributed import all_reduce_sum
-
     # Under torchrun each process saw its own share of the images: add up the counts.
     totals, confusion = all_reduce_sum(sums, confusion)
     loss_sum, n, c1, ck = totals.tolist()

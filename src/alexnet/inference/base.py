@@ -1,5 +1,5 @@
 """What a classifier answers, and which files it reads: shared by the torch ``Classifier`` and the
-ONNX Runtime one (``alexnet.onnx_runtime``), so this module imports neither torch nor onnxruntime."""
+ONNX Runtime one (``alexnet.inference.onnx``), so this module imports neither torch nor onnxruntime."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 from PIL import Image
 
-from .data.images import ImageError, load_image, walk_images
+from ..data.images import ImageError, load_image, walk_images
 
 
 @dataclass

@@ -15,15 +15,19 @@ from typing import Sequence
 import torch
 from PIL import Image
 
-from .checkpoint import load_checkpoint, resolve_checkpoint
-from .data.images import image_to_array, resize_center_square, to_mode
-from .data.transforms import EvalTransform, eval_batch
-from .errors import UserError
-from .evaluate import EvalResult, evaluate_model
-from .models import create_model
-from .prediction import ClassifierBase, Prediction, expand_inputs
+from ..checkpoint import load_checkpoint, resolve_checkpoint
+from ..data.datasets import load_dataset, subset
+from ..data.imagenet import imagenet_names, imagenet_wnids
+from ..data.images import image_to_array, resize_center_square, to_mode
+from ..data.loader import BatchLoader
+from ..data.transforms import EvalTransform, eval_batch
+from ..engine.evaluation import EvalResult, evaluate_model
+from ..errors import UserError
+from ..models import create_model
+from ..runtime import pick_device
+from .base import ClassifierBase, Prediction, expand_inputs
 
-__all__ = ["Classifier", "Prediction", "expand_inputs", "load"]
+__all__ = ["Classifier", "Prediction", "evaluate", "expand_inputs", "load"]
 
 
 class Classifier(ClassifierBase):
@@ -38,8 +42,6 @@ class Classifier(ClassifierBase):
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike[str], device: str = "auto") -> "Classifier":
-        from .train import pick_device
-
         dev = pick_device(device)
         ck = load_checkpoint(path)
         try:
@@ -60,6 +62,17 @@ class Classifier(ClassifierBase):
             for im in images
         ]
         return eval_batch(torch.stack(arrays).to(self.device), t)
+
+    def check_classes(self, data_classes: list[str], what: str) -> None:
+        """A dataset's classes must be this checkpoint's, in the same order, matched by identity (the
+        folder names: ImageNet WNIDs). A checkpoint written before identities were stored for
+        torchvision's weights holds the ImageNet display names; those are matched as their WNIDs."""
+        mine = self.classes
+        if mine == imagenet_names():
+            mine = imagenet_wnids()
+        if list(data_classes) != list(mine):
+            raise UserError(f"{what}: its classes ({', '.join(list(data_classes)[:5])}, ...) are not the "
+                            f"checkpoint's ({', '.join(mine[:5])}, ...)")
 
     @property
     def channels(self) -> int:
@@ -85,14 +98,9 @@ class Classifier(ClassifierBase):
                  max_images: int | None = None, progress: bool = True, ten_crop: bool = False) -> EvalResult:
         """Top-1/top-5 error on a dataset SPEC's split, with this checkpoint's classes and transform
         (``ten_crop``: averaged over the paper's ten patches instead of the centre crop)."""
-        from .data.datasets import load_dataset, subset
-        from .data.loader import BatchLoader
-
         t = self.transform
         ds = load_dataset(data, split, image_size=t.image_size, channels=t.channels, workers=workers)
-        if list(ds.classes) != self.classes:
-            raise UserError(f"--data {data}: its classes ({', '.join(list(ds.classes)[:5])}, ...) are not the "
-                            f"checkpoint's ({', '.join(self.classes[:5])}, ...)")
+        self.check_classes(list(ds.classes), f"--data {data}")
         ds = subset(ds, max_images, 1)
         loader = BatchLoader(ds, batch_size, workers=workers)
         return evaluate_model(self.model, loader, t, self.classes, device=self.device, progress=progress,
@@ -103,3 +111,16 @@ def load(path: str | os.PathLike[str], device: str = "auto") -> Classifier:
     """A ``Classifier`` from a run folder (its best.pt), a checkpoint file, an export folder
     (``alexnet export``) or ``hf-hub:ORG/NAME``."""
     return Classifier.from_checkpoint(path, device)
+
+
+def evaluate(checkpoint: str | os.PathLike[str], data: str, *, split: str = "val", device: str = "auto",
+             max_images: int | None = None, progress: bool = False, ten_crop: bool = False) -> EvalResult:
+    """Top-1/top-5 error of a run folder or checkpoint on a dataset SPEC (``alexnet evaluate``).
+
+    Usage::
+
+        result = alexnet.evaluate("runs/lenet5", "mnist:../shared/data")
+        print(result.top1_error, result.top5_error)
+    """
+    return load(checkpoint, device).evaluate(data, split=split, max_images=max_images, progress=progress,
+                                             ten_crop=ten_crop)

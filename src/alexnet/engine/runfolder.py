@@ -18,57 +18,21 @@ import errno
 import json
 import math
 import os
-import platform
+import shutil
 from pathlib import Path
 from typing import Any
 
-import torch
 
-from . import __version__
-from .checkpoint import load_checkpoint, save_checkpoint
-from .config import dump_toml
-from .errors import UserError
+from ..checkpoint import load_checkpoint, save_checkpoint
+from ..config import dump_toml
+from ..errors import UserError
+from ..files import atomic_write_text
 
 METRIC_FIELDS = [
     "epoch", "lr", "train_loss", "train_top1_error", "val_loss", "val_top1_error", "val_top5_error",
     "val10_top1_error", "val10_top5_error", "val_images", "train_seconds", "epoch_seconds", "elapsed_seconds",
     "images_per_sec",
 ]
-
-
-def cpu_model() -> str:
-    """The CPU's model name (``/proc/cpuinfo``), else what ``platform`` knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def environment() -> dict[str, str]:
-    import subprocess
-
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        commit = ""
-    return {
-        "alexnet": __version__,
-        "git_commit": commit or "unknown",
-        "torch": str(torch.__version__),
-        "python": platform.python_version(),
-        "machine": platform.platform(),
-    }
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def write_metrics(path: Path, rows: list[dict[str, float]]) -> None:
@@ -165,8 +129,6 @@ class RunFolder:
         return gone
 
     def _write_error(self, path: Path, e: OSError) -> UserError:
-        import shutil
-
         try:
             free = shutil.disk_usage(path.parent if path.parent.exists() else self.out).free
             space = f"; {free / 2**20:,.0f} MB free there"
@@ -183,10 +145,10 @@ class RunFolder:
             return
         try:
             self.out.mkdir(parents=True, exist_ok=True)
-            _atomic_text(self.out / "config.toml",
+            atomic_write_text(self.out / "config.toml",
                          f"# resolved config of this run; rerun with: alexnet train --recipe {self.out / 'config.toml'} "
                          "--out NEW_RUN\n" + dump_toml(resolved))
-            _atomic_text(self.out / "environment.json", json.dumps(env, indent=1) + "\n")
+            atomic_write_text(self.out / "environment.json", json.dumps(env, indent=1) + "\n")
         except OSError as e:
             raise UserError(f"--out {self.out}: cannot write there ({e.strerror or e})") from None
         from torch.utils.tensorboard import SummaryWriter

@@ -24,15 +24,15 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image
 
-from .data.images import image_to_array, resize_center_square, to_mode
-from .errors import UserError
-from .prediction import ClassifierBase, Prediction
+from ..data.images import image_to_array, resize_center_square, to_mode
+from ..errors import UserError
+from .base import ClassifierBase, Prediction
 
 ONNX_FORMAT = "alexnet-onnx"
 INPUT, OUTPUTS = "image", ("probabilities", "logits")
 
 
-def _runtime() -> Any:
+def onnxruntime_module() -> Any:
     try:
         import onnxruntime
     except ImportError:
@@ -44,7 +44,7 @@ class OnnxClassifier(ClassifierBase):
     """An exported ``model.onnx`` with its classes and transform (read from the file's metadata)."""
 
     def __init__(self, path: str | os.PathLike[str], threads: int | None = None) -> None:
-        ort = _runtime()
+        ort = onnxruntime_module()
         p = Path(path)
         if not p.is_file():
             raise UserError(f"--onnx {path}: no such file")

@@ -1,0 +1,33 @@
+"""What several commands share: option values as TOML reads them, counts as 1.23M."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from .._toml import tomllib
+from ..errors import UserError
+
+
+def fmt_count(n: float) -> str:
+    for unit, div in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= div:
+            return f"{n / div:.2f}{unit}"
+    return str(int(n))
+
+
+def literal(text: str) -> Any:
+    """A flag value as TOML would read it (true, 3, 0.5, "x"); anything else is a string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def parse_options(items: Sequence[str]) -> dict[str, Any]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"--model-opt {item!r}: expected KEY=VALUE (e.g. --model-opt lrn=false)")
+        out[key.strip()] = literal(value.strip())
+    return out

@@ -1,0 +1,70 @@
+"""``alexnet evaluate``: top-1/top-5 error, per-class accuracy and confusion matrix."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def add_parser(sub: Any) -> None:
+    e = sub.add_parser("evaluate", help="top-1/top-5 error, per-class accuracy and confusion matrix")
+    e.add_argument("checkpoint", metavar="RUN_OR_CKPT", help="a run folder (its best.pt) or a checkpoint file")
+    e.add_argument("--data", required=True, metavar="SPEC", help="mnist[:ROOT], cifar10[:ROOT] or an image folder")
+    e.add_argument("--split", default="val", choices=["val", "train"], help="val means val/ or test/ (default)")
+    e.add_argument("--json", action="store_true", help="print one JSON object")
+    e.add_argument("--ten-crop", action="store_true",
+                   help="average the softmax over the four corner and centre crops and their mirror images")
+    e.add_argument("--out", metavar="DIR", help="where confusion.png and result.json go (default: beside the checkpoint)")
+    e.add_argument("--batch-size", type=int, default=256)
+    e.add_argument("--workers", type=int, default=2)
+    e.add_argument("--max-images", type=int, metavar="N", help="evaluate a random subset of N images")
+    e.add_argument("--device", default="auto")
+    e.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..checkpoint import resolve_checkpoint
+    from ..engine.evaluation import plot_confusion
+    from ..inference.classifier import load
+
+    clf = load(args.checkpoint, args.device)
+    res = clf.evaluate(args.data, split=args.split, batch_size=args.batch_size, workers=args.workers,
+                       max_images=args.max_images, progress=not args.json, ten_crop=args.ten_crop)
+    ck = resolve_checkpoint(args.checkpoint)
+    out = Path(args.out) if args.out else (ck if ck.is_dir() else ck.parent) / "evaluate"
+    d = res.to_dict() | {"checkpoint": str(ck), "data": args.data, "split": args.split, "ten_crop": args.ten_crop,
+                         "confusion_png": str(out / "confusion.png")}
+    saved = True
+    try:  # the figures are printed whatever happens to the files
+        out.mkdir(parents=True, exist_ok=True)
+        plot_confusion(res, out / "confusion.png", f"{clf.name} ({ck.name}) on {args.data} [{args.split}]: "
+                       f"top-1 {res.top1_error:.2%}, top-{res.k} {res.top5_error:.2%}")
+        tmp = out / ".result.json.tmp"
+        tmp.write_text(json.dumps(d, indent=2) + "\n")
+        os.replace(tmp, out / "result.json")
+    except OSError as e:
+        saved = False
+        print(f"alexnet: warning: could not save the results in {out} ({e.strerror or e}); they are printed "
+              "here only (--out DIR writes them elsewhere)", file=sys.stderr)
+    if args.json:
+        print(json.dumps(d))
+        return 0 if saved else 1
+    how = "ten-patch average" if args.ten_crop else "centre crop"
+    print(f"{clf.name} ({ck}) on {args.data} [{args.split}], {res.n:,} images, {how}")
+    print(f"  top-1 error {res.top1_error:7.2%}   (accuracy {1 - res.top1_error:.2%})")
+    print(f"  top-{res.k} error {res.top5_error:7.2%}   (accuracy {1 - res.top5_error:.2%})")
+    print(f"  loss        {res.loss:.4f}")
+    acc = res.per_class_accuracy
+    totals = res.confusion.sum(1).tolist()
+    order = sorted(range(len(acc)), key=lambda i: acc[i])
+    shown = order if len(order) <= 20 else order[:10] + order[-10:]
+    print("per-class accuracy" + (" (10 worst and 10 best)" if len(order) > 20 else "") + ":")
+    for i in shown:
+        print(f"  {res.classes[i]:<24}{acc[i]:7.2%}  ({int(totals[i])} images)")
+    if saved:
+        print(f"confusion matrix: {out / 'confusion.png'}; all figures: {out / 'result.json'}")
+    return 0 if saved else 1

@@ -1,0 +1,57 @@
+"""The two kinds of dataset every SPEC becomes: images already in memory as one uint8 tensor, and an
+image folder decoded on the fly; and the batch collation that drops unusable files."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch.utils.data import Dataset
+
+from .images import ImageError, image_to_array, load_image, resize_center_square
+
+
+class InMemoryDataset(Dataset):
+    """Images held as one (N, C, H, W) uint8 tensor."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, classes: list[str]) -> None:
+        assert images.dtype == torch.uint8 and images.ndim == 4 and len(images) == len(labels)
+        self.images, self.labels, self.classes = images, labels.long(), classes
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return self.images[i], int(self.labels[i])
+
+@dataclass
+class FolderDataset(Dataset):
+    """An image folder decoded on the fly; an unusable file yields ``None`` (dropped by ``collate``)."""
+
+    samples: list[tuple[str, int]]
+    classes: list[str]
+    image_size: int
+    channels: int = 3
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def load(self, i: int) -> torch.Tensor:
+        path, _ = self.samples[i]
+        img = resize_center_square(load_image(path, self.channels, min_side=self.image_size), self.image_size)
+        return torch.from_numpy(image_to_array(img))
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int] | tuple[None, tuple[str, str]]:
+        try:
+            return self.load(i), self.samples[i][1]
+        except ImageError as e:
+            return None, (self.samples[i][0], str(e))
+
+def collate(batch: list) -> tuple[torch.Tensor, torch.Tensor, list[tuple[str, str]]]:
+    """Stack uint8 images; unusable ones are dropped and their (path, reason) returned third."""
+    good = [(x, y) for x, y in batch if x is not None]
+    errors = [y for x, y in batch if x is None]
+    if not good:
+        return torch.empty(0, dtype=torch.uint8), torch.empty(0, dtype=torch.long), errors
+    return torch.stack([x for x, _ in good]), torch.tensor([y for _, y in good]), errors

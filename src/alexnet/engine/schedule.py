@@ -1,0 +1,60 @@
+"""The learning rate of every step: warm-up, then a fixed schedule, or the paper's plateau rule."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ..config import TrainConfig
+
+
+class LRSchedule:
+    """Learning rate per step: warm-up, then constant / step / multistep / cosine / linear, or the paper's
+    plateau rule (divide by 1/gamma when the val error has not improved by ``threshold`` for
+    ``patience`` epochs, at most ``max_reductions`` times)."""
+
+    def __init__(self, cfg: TrainConfig, steps_per_epoch: int) -> None:
+        self.cfg, self.spe = cfg, steps_per_epoch
+        self.total = cfg.epochs * steps_per_epoch
+        self.best = math.inf
+        self.bad_epochs = 0
+        self.reductions = 0
+
+    def __call__(self, step: int) -> float:
+        c = self.cfg
+        warm = c.warmup_epochs * self.spe
+        if step < warm and c.schedule != "plateau":
+            return c.lr * (0.1 + 0.9 * step / warm)
+        if c.schedule == "plateau":
+            return c.lr * c.gamma**self.reductions
+        if c.schedule == "constant":
+            return c.lr
+        if c.schedule == "step":
+            return c.lr * c.gamma ** (step // (c.step_size * self.spe))
+        if c.schedule == "multistep":
+            return c.lr * c.gamma ** sum(step >= m * self.spe for m in c.milestones)
+        frac = (step - warm) / max(1.0, self.total - warm)
+        if c.schedule == "cosine":
+            return c.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
+        return c.lr * max(0.0, 1.0 - frac)  # linear to zero
+
+    def observe(self, val_error: float) -> bool:
+        """Feed an epoch's val error (plateau only); True when the rate was just reduced."""
+        if self.cfg.schedule != "plateau" or math.isnan(val_error):
+            return False
+        if val_error < self.best - self.cfg.plateau_threshold:
+            self.best, self.bad_epochs = val_error, 0
+            return False
+        self.best = min(self.best, val_error)
+        self.bad_epochs += 1
+        if self.bad_epochs >= self.cfg.plateau_patience and self.reductions < self.cfg.max_reductions:
+            self.reductions += 1
+            self.bad_epochs = 0
+            return True
+        return False
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "bad_epochs": self.bad_epochs, "reductions": self.reductions}
+
+    def load_state_dict(self, d: dict[str, Any]) -> None:
+        self.best, self.bad_epochs, self.reductions = float(d["best"]), int(d["bad_epochs"]), int(d["reductions"])

@@ -1,0 +1,114 @@
+"""One optimizer step, and one pass over an epoch's batches, without waiting for the device."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import TrainConfig
+from ..runtime import autocast_context, sum_dtype
+from .schedule import LRSchedule
+
+
+@dataclass
+class EpochState:
+    """Where an epoch stands on the host: what a mid-epoch checkpoint must hold to continue it
+    (the running loss and accuracy live on the device, in ``TrainStep``)."""
+
+    batches_done: int = 0
+    seen: int = 0
+
+class TrainStep:
+    """Forward, loss, backward, and the optimizer step every ``accumulate`` micro-batches, without
+    waiting for the device: the running loss and number correct are summed on the device, and so
+    is the non-finite check (the first optimizer step whose loss was not finite). ``read()`` is the
+    one place the host waits; the loop calls it every ``log_every`` steps and at the end of an epoch.
+
+    With ``cuda_graphs`` the forward and backward of full-size batches replay a captured CUDA graph
+    (``torch.cuda.make_graphed_callables``); a smaller last batch runs eagerly.
+    """
+
+    def __init__(self, net: nn.Module, model: nn.Module, optimizer: torch.optim.Optimizer,
+                 scaler: torch.amp.GradScaler, cfg: TrainConfig, device: torch.device, precision: str) -> None:
+        self.net, self.model, self.optimizer, self.scaler = net, model, optimizer, scaler
+        self.cfg, self.device, self.precision = cfg, device, precision
+        self.sums = torch.zeros(2, dtype=sum_dtype(device), device=device)  # loss x images, correct
+        self.first_bad = torch.full((), -1, dtype=torch.long, device=device)
+        self.step_no = torch.zeros((), dtype=torch.long, device=device)
+        self.graphed: Any = None
+        self.graph_shape: tuple[int, ...] | None = None
+
+    def reset(self, global_step: int, loss_sum: float = 0.0, correct: float = 0.0) -> None:
+        """Start an epoch (from a mid-epoch checkpoint's sums when resuming)."""
+        self.sums.copy_(torch.tensor([loss_sum, correct], dtype=self.sums.dtype))
+        self.first_bad.fill_(-1)
+        self.step_no.fill_(global_step)
+
+    def begin(self, lr: float) -> None:
+        for g in self.optimizer.param_groups:
+            g["lr"] = lr * g.get("lr_scale", 1.0)
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.cfg.cuda_graphs:
+            return self.net(x)
+        if self.graphed is None:
+            self.graph_shape = tuple(x.shape)
+            self.graphed = torch.cuda.make_graphed_callables(self.model, (x.detach().clone(),))
+        return self.graphed(x) if tuple(x.shape) == self.graph_shape else self.model(x)
+
+    def micro(self, x: torch.Tensor, y: torch.Tensor, group: int, last: bool) -> None:
+        """One micro-batch of an optimizer step's group of ``group``; ``last``: the group's last one."""
+        # DDP averages gradients once per optimizer step, on the group's last micro-batch
+        sync = contextlib.nullcontext() if last or not hasattr(self.net, "no_sync") else self.net.no_sync()
+        with sync:
+            with autocast_context(self.device, self.precision, cache=not self.cfg.cuda_graphs):
+                logits = self._forward(x)
+                loss = F.cross_entropy(logits.float(), y, label_smoothing=self.cfg.label_smoothing)
+            self.scaler.scale(loss / group).backward()
+        with torch.no_grad():
+            lo = loss.detach()
+            self.first_bad = torch.where((self.first_bad < 0) & ~torch.isfinite(lo), self.step_no, self.first_bad)
+            self.sums[0] += lo.to(self.sums.dtype) * y.shape[0]
+            self.sums[1] += (logits.detach().argmax(1) == y).sum()
+
+    def update(self) -> None:
+        self.scaler.step(self.optimizer)  # fused optimizers take the scaler's inf check without a sync
+        self.scaler.update()
+        self.step_no += 1
+
+    def read(self) -> tuple[float, float, int]:
+        """(loss sum, correct, first non-finite step or -1): waits for the device."""
+        vals = torch.cat([self.sums.double(), self.first_bad.double().view(1)]).tolist()
+        return vals[0], vals[1], int(vals[2])
+
+def train_epoch(step: TrainStep, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+                 augment: Callable[[torch.Tensor], torch.Tensor], schedule: LRSchedule, global_step: int,
+                 cfg: TrainConfig, n_batches: int, state: EpochState, bar: Any,
+                 after_step: Callable[[int, EpochState], bool]) -> tuple[int, bool]:
+    """One pass over ``batches`` (the rest of the epoch from ``state.batches_done`` on). Nothing here
+    waits for the device; ``after_step(step, state)`` runs after each optimizer step (logging,
+    checkpoints, signals) and returns True to stop. Returns (next global step, stopped early)."""
+    acc = cfg.accumulate
+    for x, y in batches:
+        # micro-batch k of an optimizer step's group (all groups full but maybe the epoch's last)
+        k = state.batches_done % acc
+        group = min(acc, n_batches - (state.batches_done - k))
+        if k == 0:
+            step.begin(schedule(global_step))
+        step.micro(augment(x), y, group, last=k == group - 1)
+        state.batches_done += 1
+        state.seen += y.shape[0]
+        bar.update(y.shape[0])
+        if k != group - 1:
+            continue
+        step.update()
+        global_step += 1
+        if after_step(global_step, state):
+            return global_step, True
+    return global_step, False

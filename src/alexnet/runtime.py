@@ -1,0 +1,140 @@
+"""Where and how a process computes: the device, the precision, the random seeds, the host
+allocator, and a description of the machine for the records.
+
+The allocator: freed memory is kept in the process on Linux, so that a training step does not
+page-fault. (One setting, applied once: there used to be two, with different trim thresholds.)
+
+glibc serves every allocation over 32 MB (its largest mmap threshold) with a fresh ``mmap`` and
+gives it back with ``munmap`` when freed. The activations of AlexNet's first layers at batch 64 are
+such allocations, so every step maps new pages and the kernel zero-fills them on first touch (about
+110,000 page faults per training step of AlexNet at batch 32 here): a ReLU over conv1's 18.6M bf16
+values took 10.7 ms that way against 1.4 ms in memory already mapped, and ``alexnet bench train``
+in bf16 ran the paper's AlexNet at 114 and 116 img/s against 142 and 146 with freed memory kept,
+``alexnet_tv`` at 136 and 144 against 169 and 168 (``benchmarks/malloc_ab.sh``, the settings
+alternating, the 2-core dev machine). ``mallopt(M_MMAP_MAX, 0)`` sends large allocations to the heap and a high
+``M_TRIM_THRESHOLD`` keeps the heap's free top, so a step reuses the pages of the one before. The
+cost: the process keeps its peak memory until it exits, which a training run does anyway.
+
+``ALEXNET_MALLOC_CACHE=0`` turns it off. Other C libraries (musl) and systems are left as they are.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import platform
+import random
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .errors import UserError
+from .version import __version__
+
+# --------------------------------------------------------------------------------------- the device
+
+
+def pick_device(name: str, local_rank: int = 0) -> torch.device:
+    """``auto``: under torchrun each process takes the GPU of its local rank."""
+    if name == "auto" or (name == "cuda" and local_rank):
+        if torch.cuda.is_available():
+            return torch.device("cuda", local_rank)
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"--device {name}: not a device (auto, cpu, cuda, cuda:N, mps)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {name}: CUDA is not available on this machine")
+    return dev
+
+
+def resolve_precision(precision: str, device: torch.device | str) -> str:
+    """``auto``: bf16 on a GPU that supports it (tensor cores, half the memory traffic), else fp32."""
+    if precision != "auto":
+        return precision
+    device = torch.device(device)
+    if device.type == "cuda" and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return "bf16"
+    return "fp32"
+
+
+def autocast_context(device: torch.device, precision: str, cache: bool = True) -> Any:
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(resolve_precision(precision, device))
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None, cache_enabled=cache)
+
+
+def sum_dtype(device: torch.device) -> torch.dtype:
+    """Running sums in float64 where the device has it (MPS does not)."""
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (1 << 32))
+    torch.manual_seed(seed)
+
+
+# ------------------------------------------------------------------------------ the host allocator
+
+M_TRIM_THRESHOLD = -1
+M_MMAP_MAX = -4
+_done: bool | None = None
+
+
+def keep_freed_memory() -> bool:
+    """Apply the allocator settings of the module's docstring once per process; True when in effect."""
+    global _done
+    if _done is not None:
+        return _done
+    _done = False
+    if sys.platform != "linux" or os.environ.get("ALEXNET_MALLOC_CACHE", "1") == "0":
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    _done = bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
+    return _done
+
+
+# ------------------------------------------------------------------------------------- the machine
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else what ``platform`` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def environment() -> dict[str, str]:
+    """Package version, git commit, torch, Python and platform: what a run folder records."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return {
+        "alexnet": __version__,
+        "git_commit": commit or "unknown",
+        "torch": str(torch.__version__),
+        "python": platform.python_version(),
+        "machine": platform.platform(),
+    }

@@ -1,0 +1,1 @@
+"""``alexnet serve``: the HTTP server (``app``) and its page (``page.html``)."""
