@@ -132,3 +132,34 @@ def test_demo_runs_end_to_end(capsys: pytest.CaptureFixture[str], tmp_path: Path
     assert code == 0, err
     assert "top-1 error" in out and "top-5 error" in out and "airplane/" in out and "next:" in out
     assert (tmp_path / "demo" / "best.pt").is_file() and (tmp_path / "demo" / "curves.png").is_file()
+
+
+def test_list_and_table_options_are_flags_as_the_readme_shows(capsys: pytest.CaptureFixture[str], tiny_folder: Path,
+                                                              tmp_path: Path) -> None:
+    # every config key is a flag, the list and table ones in TOML syntax
+    code, _, err = run(capsys, "train", "--model", "cifar_18pct", "--data", str(tiny_folder), "--out",
+                       str(tmp_path / "r"), "--epochs", "1", "--workers", "0", "--schedule", "multistep",
+                       "--milestones", "[1, 2]", "--weight-decay-layers", "{fc10 = 1.0}")
+    assert code == 0, err
+    config = (tmp_path / "r" / "config.toml").read_text()
+    assert "milestones = [1, 2]" in config and "fc10 = 1.0" in config
+
+
+def test_a_bad_flag_value_is_one_line_not_the_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--epochs", "many"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1 and err.startswith("alexnet: error: ") and "--epochs" in err
+
+
+def test_a_closed_pipe_is_not_a_traceback() -> None:
+    # `alexnet models | head -1`: the reader leaves after one line
+    p = subprocess.run(f"{sys.executable} -m alexnet models | head -1", shell=True, capture_output=True, text=True,
+                       timeout=120)
+    assert p.stdout.startswith("model") and "Traceback" not in p.stderr and "BrokenPipe" not in p.stderr
+
+
+def test_models_shows_the_options_it_was_given(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "models", "alexnet", "--model-opt", "columns=1", "--model-opt", "width=0.5")
+    options = next(line for line in out.splitlines() if line.startswith("options:"))
+    assert "columns=1 (given)" in options and "width=0.5 (given)" in options and "59,798,312" in out

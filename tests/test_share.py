@@ -57,6 +57,51 @@ def test_weights_torchvision_from_a_file_makes_a_run_that_predicts(tv_state: Pat
     assert "not torchvision's AlexNet state dict" in capsys.readouterr().err
 
 
+def test_a_torchvision_weights_run_evaluates_on_a_prepared_wnid_tree(tv_state: Path, tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """The run's classes are WNIDs (identities) with names for display, so `evaluate` takes a prepared
+    ImageNet folder: all 1000 classes or, as here, a subset whose labels are the model's own indices."""
+    from alexnet.data.imagenet import imagenet_wnids
+
+    assert main(["weights", "torchvision", "--out", str(tmp_path / "tv"), "--file", str(tv_state)]) == 0
+    ck = torch.load(tmp_path / "tv" / "best.pt", weights_only=True)
+    assert ck["classes"] == imagenet_wnids() and ck["class_names"][:2] == ["tench", "goldfish"]
+    assert (tmp_path / "tv" / "classes.txt").read_text().splitlines()[0] == "n01440764 tench"
+    wnids = ["n01443537", "n01484850", "n15075141"]  # goldfish, great white shark, toilet tissue
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for w in wnids:
+            d = tmp_path / "imagenet" / split / w
+            d.mkdir(parents=True)
+            for i in range(2):
+                Image.fromarray(rng.integers(0, 255, (200, 300, 3), dtype=np.uint8)).save(d / f"{i}.JPEG")
+    assert main(["prepare", str(tmp_path / "imagenet"), str(tmp_path / "in256"), "--workers", "1"]) == 0
+    meta = json.loads((tmp_path / "in256" / "dataset.json").read_text())
+    assert meta["class_names"] == ["goldfish", "great white shark", "toilet tissue"]  # a subset is named too
+    capsys.readouterr()
+    assert main(["evaluate", str(tmp_path / "tv"), "--data", str(tmp_path / "in256"), "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["n"] == 6
+    rows = torch.tensor(r["confusion_matrix"]).sum(1)  # images per true class, in the model's 1000 indices
+    assert rows.nonzero().flatten().tolist() == [imagenet_wnids().index(w) for w in wnids] == [1, 2, 999]
+    assert rows[[1, 2, 999]].tolist() == [2, 2, 2]
+    # a class the model does not know is one line naming it
+    (tmp_path / "imagenet" / "val" / "n00000000").mkdir()
+    (tmp_path / "imagenet" / "train" / "n00000000").mkdir()
+    for split in ("train", "val"):
+        Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(
+            tmp_path / "imagenet" / split / "n00000000" / "x.JPEG")
+    assert main(["evaluate", str(tmp_path / "tv"), "--data", str(tmp_path / "imagenet")]) == 2
+    err = capsys.readouterr().err
+    assert "n00000000" in err and "not the checkpoint's" in err and err.count("\n") == 1
+    # a run written before identities were stored (classes = the display names) still matches WNIDs
+    old = dict(ck, classes=ck["class_names"])
+    (tmp_path / "old").mkdir()
+    torch.save(old, tmp_path / "old" / "best.pt")
+    assert main(["evaluate", str(tmp_path / "old"), "--data", str(tmp_path / "in256"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["n"] == 6
+
+
 def test_weights_torchvision_offline_says_what_to_do(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     from torchvision.models import AlexNet_Weights

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import os
 import time
 import warnings
@@ -31,6 +32,17 @@ from .files import file_sha256
 from .inference.classifier import Classifier
 from .inference.onnx import INPUT, ONNX_FORMAT, OUTPUTS, OnnxClassifier, onnxruntime_module
 from .version import __version__
+
+
+def _json_safe(value: Any) -> Any:
+    """``value`` with every non-finite float (NaN, inf) replaced by None, so that it is valid JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
 
 
 def export_safetensors(run: str | os.PathLike[str], out: str | os.PathLike[str] | None = None) -> Path:
@@ -59,7 +71,8 @@ def export_safetensors(run: str | os.PathLike[str], out: str | os.PathLike[str] 
     }
     outp.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(outp / "model.safetensors"), metadata={"format": "pt", "model_name": ck["model_name"]})
-    (outp / "config.json").write_text(json.dumps(config, indent=1, default=str) + "\n")
+    # strict JSON: a metric that was never measured (NaN) is null, not the bare NaN other parsers refuse
+    (outp / "config.json").write_text(json.dumps(_json_safe(config), indent=1, default=str, allow_nan=False) + "\n")
     (outp / "README.md").write_text(model_card(config))
     return outp
 
@@ -93,7 +106,7 @@ def _onnx_metadata(clf: Any, src: Path) -> dict[str, str]:
         "provenance": {"source": str(src), "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "alexnet": __version__,
                        "torch": torch.__version__},
     }
-    return {"format": ONNX_FORMAT, **{k: json.dumps(v, default=str) for k, v in meta.items()}}
+    return {"format": ONNX_FORMAT, **{k: json.dumps(_json_safe(v), default=str, allow_nan=False) for k, v in meta.items()}}
 
 
 def export_onnx(run: str | os.PathLike[str], out: str | os.PathLike[str] | None = None, *,

@@ -22,13 +22,12 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from . import distributed
 from .checkpoint import CheckpointRecord
 from .config import TrainConfig
 from .data.loader import BatchLoader
 from .data.pipeline import Prefetcher
 from .data.transforms import EvalTransform, TrainAugment
-from .distributed import DistInfo, all_reduce_sum, any_true
+from .distributed import DistInfo, all_reduce_sum, any_true, cleanup, setup as setup_processes
 from .engine import resume
 from .engine.checks import check_batch_split, check_fast_paths, check_input_size, check_out_outside_data
 from .engine.data import build_data, rgb_eigen
@@ -66,11 +65,11 @@ def train(cfg: TrainConfig, *, progress: bool = True, log: Callable[[str], None]
     Ctrl-C keeps the last completed epoch's ``last.pt``; ``resume=True`` continues from it.
     One code path for one process and for each process of a torchrun job.
     """
-    dinfo = distributed.setup()
+    dinfo = setup_processes()
     try:
         return fit(cfg, dinfo, progress=progress and dinfo.is_main, log=log)
     finally:
-        distributed.cleanup(dinfo)
+        cleanup(dinfo)
 
 
 def fit(cfg: TrainConfig, dinfo: DistInfo, *, progress: bool, log: Callable[[str], None] | None) -> TrainResult:

@@ -107,8 +107,7 @@ def nearest_neighbours(run: str | os.PathLike[str], queries: Sequence[str], data
     if not images:
         raise UserError("--query: give at least one image")
     ds = load_dataset(data, "train", image_size=t.image_size, channels=t.channels, workers=2)
-    clf.check_classes(list(ds.classes), f"--data {data}")
-    ds = subset(ds, max_images, 0)
+    ds = subset(clf.match(ds, f"--data {data}"), max_images, 0)
     model = clf.model
     with torch.no_grad():
         qf = extract(model, clf.name, clf.preprocess(images), layer)

@@ -60,11 +60,12 @@ def run(args: argparse.Namespace) -> int:
     print(f"  loss        {res.loss:.4f}")
     acc = res.per_class_accuracy
     totals = res.confusion.sum(1).tolist()
-    order = sorted(range(len(acc)), key=lambda i: acc[i])
+    # the classes the data has (all of them, unless it holds a subset of the checkpoint's classes)
+    order = sorted((i for i in range(len(acc)) if totals[i] > 0), key=lambda i: acc[i])
     shown = order if len(order) <= 20 else order[:10] + order[-10:]
     print("per-class accuracy" + (" (10 worst and 10 best)" if len(order) > 20 else "") + ":")
     for i in shown:
-        print(f"  {res.classes[i]:<24}{acc[i]:7.2%}  ({int(totals[i])} images)")
+        print(f"  {clf.labels[i]:<24}{acc[i]:7.2%}  ({int(totals[i])} images)")
     if saved:
         print(f"confusion matrix: {out / 'confusion.png'}; all figures: {out / 'result.json'}")
     return 0 if saved else 1

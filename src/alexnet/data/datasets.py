@@ -349,3 +349,18 @@ def subset(ds: Any, n: int | None, seed: int) -> Any:
     sub = copy.copy(ds)
     sub.samples = [ds.samples[i] for i in idx.tolist()]
     return sub
+
+
+def relabel(ds: Any, mapping: list[int], classes: list[str]) -> Any:
+    """``ds`` with label ``y`` read as ``mapping[y]`` of ``classes`` (a dataset of some of a model's
+    classes, seen with the model's class indices)."""
+    if isinstance(ds, InMemoryDataset):
+        out = InMemoryDataset(ds.images, torch.tensor(mapping, dtype=torch.long)[ds.labels], list(classes))
+        if hasattr(ds, "meta"):
+            out.meta = ds.meta  # type: ignore[attr-defined]
+        return out
+    out = copy.copy(ds)
+    out.samples = [(p, mapping[y]) for p, y in ds.samples]
+    out.classes = list(classes)
+    out.skipped = ds.skipped
+    return out

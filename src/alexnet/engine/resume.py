@@ -16,10 +16,9 @@ from typing import Any, Callable
 
 import torch
 
-from .. import distributed
 from ..config import TrainConfig, load_recipe
 from ..data.transforms import EvalTransform
-from ..distributed import DistInfo, all_reduce_sum
+from ..distributed import DistInfo, all_reduce_sum, gather_objects
 from ..errors import UserError
 from .runfolder import RunFolder
 from .schedule import LRSchedule
@@ -125,7 +124,7 @@ def capture_position(st: EpochState, global_step: int, sums: tuple[float, float]
     if device.type == "cuda":
         rng["cuda_rng"] = torch.cuda.get_rng_state(device)
     return {"batches_done": st.batches_done, "global_step": global_step, "accum": acc.tolist(),
-            "rng_per_rank": distributed.gather_objects(rng)}
+            "rng_per_rank": gather_objects(rng)}
 
 
 def restore_position(partial: dict[str, Any], step: TrainStep, gen: torch.Generator, global_step: int,

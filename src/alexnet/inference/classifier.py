@@ -10,13 +10,13 @@ Usage::
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 from PIL import Image
 
 from ..checkpoint import load_checkpoint, resolve_checkpoint
-from ..data.datasets import load_dataset, subset
+from ..data.datasets import load_dataset, relabel, subset
 from ..data.imagenet import imagenet_names, imagenet_wnids
 from ..data.images import image_to_array, resize_center_square, to_mode
 from ..data.loader import BatchLoader
@@ -63,16 +63,28 @@ class Classifier(ClassifierBase):
         ]
         return eval_batch(torch.stack(arrays).to(self.device), t)
 
-    def check_classes(self, data_classes: list[str], what: str) -> None:
-        """A dataset's classes must be this checkpoint's, in the same order, matched by identity (the
-        folder names: ImageNet WNIDs). A checkpoint written before identities were stored for
-        torchvision's weights holds the ImageNet display names; those are matched as their WNIDs."""
-        mine = self.classes
-        if mine == imagenet_names():
-            mine = imagenet_wnids()
-        if list(data_classes) != list(mine):
-            raise UserError(f"{what}: its classes ({', '.join(list(data_classes)[:5])}, ...) are not the "
-                            f"checkpoint's ({', '.join(mine[:5])}, ...)")
+    @property
+    def identities(self) -> list[str]:
+        """Each output's class identity (a dataset's folder name: an ImageNet WNID). A checkpoint written
+        before identities were stored for torchvision's weights holds the display names; those are
+        the WNIDs in the same order."""
+        return imagenet_wnids() if self.classes == imagenet_names() else list(self.classes)
+
+    def match(self, ds: Any, what: str) -> Any:
+        """``ds`` with its labels as this checkpoint's outputs, classes matched by identity: the same
+        classes, or any subset of them (ImageNet's 1000 evaluated on a 10-class subset, say; every
+        output still competes). A class the checkpoint does not know is an error naming it."""
+        mine = self.identities
+        theirs = list(ds.classes)
+        if theirs == mine:
+            return ds
+        index = {c: i for i, c in enumerate(mine)}
+        unknown = [c for c in theirs if c not in index]
+        if unknown:
+            raise UserError(f"{what}: {len(unknown)} of its {len(theirs)} classes are not the checkpoint's "
+                            f"({', '.join(unknown[:5])}{', ...' if len(unknown) > 5 else ''}; the checkpoint's: "
+                            f"{', '.join(mine[:5])}, ...)")
+        return relabel(ds, [index[c] for c in theirs], self.classes)
 
     @property
     def channels(self) -> int:
@@ -100,8 +112,7 @@ class Classifier(ClassifierBase):
         (``ten_crop``: averaged over the paper's ten patches instead of the centre crop)."""
         t = self.transform
         ds = load_dataset(data, split, image_size=t.image_size, channels=t.channels, workers=workers)
-        self.check_classes(list(ds.classes), f"--data {data}")
-        ds = subset(ds, max_images, 1)
+        ds = subset(self.match(ds, f"--data {data}"), max_images, 1)
         loader = BatchLoader(ds, batch_size, workers=workers)
         return evaluate_model(self.model, loader, t, self.classes, device=self.device, progress=progress,
                               ten_crop=ten_crop)

@@ -25,7 +25,9 @@ conventions into it)::
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import platform
 import sys
 import threading
 import warnings
@@ -47,8 +49,6 @@ def _cpu_tag() -> str:
         flags = next((line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")), "")
     except OSError:
         flags = ""
-    import platform
-
     return hashlib.sha1(f"{platform.machine()}:{flags}".encode()).hexdigest()[:8]
 
 
@@ -66,8 +66,6 @@ def native() -> Any:
             return None
         src = Path(__file__).with_name("csrc") / "rnorm.cpp"
         try:
-            import logging
-
             # torch's extension builder logs a warning about CUDA at import; this build is CPU-only
             logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
             from torch.utils.cpp_extension import load

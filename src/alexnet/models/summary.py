@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from ._registry import create_model, model_info
+from .lenet import SparseConv
 
 
 @dataclass
@@ -20,8 +21,6 @@ class LayerRow:
 
 
 def _macs(m: nn.Module, out: torch.Tensor) -> int:
-    from .lenet import SparseConv
-
     if isinstance(m, nn.Conv2d):
         return out[0].numel() * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
     if isinstance(m, nn.Linear):

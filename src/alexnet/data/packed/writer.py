@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
+from torchvision.datasets import ImageNet
+from tqdm import tqdm
 
 from ...errors import UserError, user_path
 from ..datasets import list_folder, resolve_folder
@@ -78,8 +80,6 @@ def _ilsvrc_names(src: Path) -> dict[str, str] | None:
     the archives' MD5 sums), and return each WNID's first human-readable name."""
     if not ((src / ILSVRC_DEVKIT).is_file() or (src / "meta.bin").is_file()):
         return None
-    from torchvision.datasets import ImageNet
-
     names: dict[str, str] = {}
     try:
         for split in ("train", "val"):
@@ -257,8 +257,6 @@ def prepare(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, size: i
 
     Usage: ``prepare("~/data/imagenet", "~/data/imagenet-256")``.
     """
-    from tqdm import tqdm
-
     def bar(**kw: Any) -> Any:
         return tqdm(disable=not progress or None, dynamic_ncols=True, **kw)
 

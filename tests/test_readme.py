@@ -1,0 +1,278 @@
+"""The README is tested documentation: its commands and Python snippets run as a reader would run them.
+
+Every line of the README's ``bash`` blocks is either run here or named in ``NOT_RUN`` with the reason
+(a new line that is neither fails ``test_every_readme_command_is_run_or_has_a_reason``). They run in
+the order a reader meets them, in a working folder laid out as the README assumes: ``../shared/data``
+holds small stand-in copies of MNIST (IDX files) and CIFAR-10 (a train/test image tree), and the
+files a command names (``photo.jpg``, ``my_photos/``, torchvision's ``alexnet-owt-7be5be79.pth``,
+``/data/imagenet``) exist as small generated stand-ins. Each command's exit status is checked, and
+the files or fields it promises. Training commands get ``--epochs 2`` appended (the recipes' full
+length is not what is tested here; the recipes' figures are in the README's Results).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import struct
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+# README lines that are not run here, each with the reason
+NOT_RUN = {
+    "make demo": "tested by test_cli's demo test and the wheel test",
+    "make test": "this suite",
+    "make experiments DATA=../shared/data": "hours; each experiment is tested scaled down (test_experiments, realdata)",
+    "alexnet train --model alexnet --data /data/imagenet --out runs/alexnet --epochs 90 --precision bf16":
+        "the paper's AlexNet on ImageNet: days; the recipe and the model are tested on their own",
+    "alexnet train --recipe alexnet_imagenet --data /data/imagenet-256 --out runs/alexnet": "ImageNet: days",
+    "alexnet evaluate runs/alexnet --data /data/imagenet-256 --ten-crop": "needs the run of the line before",
+    "alexnet weights torchvision --out runs/alexnet-tv": "downloads (network marker: test_share)",
+    "alexnet serve runs/cifar": "a server that runs until stopped: test_serve runs it on a free port",
+    "alexnet serve runs/alexnet-tv --host 0.0.0.0 --port 8080 --workers 2 --max-batch 64":
+        "binds every interface; test_serve runs --workers on loopback",
+    "alexnet serve runs/cifar --onnx": "test_serve's ONNX test",
+    "alexnet bench train --model alexnet alexnet_tv --precision bf16 --data PACKED --jpeg-dir PHOTOS":
+        "a benchmark of minutes (test_bench runs it at toy size)",
+    "python benchmarks/train_throughput.py": "a benchmark of minutes",
+    "benchmarks/gpu.sh": "needs a GPU (its --smoke form runs in CI)",
+    "alexnet experiment lrn --data cifar10:../shared/data --out runs/paper/lrn": "an hour (scaled down: test_experiments)",
+    "alexnet experiment lenet5 --data mnist:../shared/data --out runs/paper/lenet5 --seeds 5": "an hour",
+    "alexnet report runs/paper/*/ --out runs/paper/report.md": "needs the experiments above (test_experiments)",
+    "make experiments": "hours",
+    "make test-faults": "CI runs it", "make test-load": "CI runs it", "make test-realdata": "CI runs it",
+    ".venv/bin/python -m pytest -m slow": "minutes: torch.compile, torchrun", ".venv/bin/python -m pytest -m network":
+        "needs the internet",
+}
+NOT_RUN_PREFIXES = {"torchrun ": "several processes or nodes (test_distributed runs torchrun on the CPU)",
+                    "srun ": "SLURM", "curl ": "needs a running server (test_serve sends these requests)",
+                    "sbatch ": "SLURM"}
+
+
+def readme_blocks(lang: str) -> list[str]:
+    return re.findall(rf"^```{lang}\n(.*?)^```", README.read_text(), flags=re.S | re.M)
+
+
+def readme_commands() -> list[str]:
+    """The README's shell lines: continuations joined, comments and blank lines dropped."""
+    out = []
+    for block in readme_blocks("bash"):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = re.sub(r"\s+#.*$", "", line).strip()
+            line = re.sub(r"\s+", " ", line)
+            if line and not line.startswith("#"):
+                out.append(line)
+    return out
+
+
+# ------------------------------------------------------------------------------------ stand-in data
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """An IDX file (MNIST's format): magic (0, 0, type 0x08 = ubyte, dims), big-endian sizes, data."""
+    with open(path, "wb") as f:
+        f.write(struct.pack(">BBBB", 0, 0, 0x08, array.ndim))
+        f.write(struct.pack(f">{array.ndim}I", *array.shape))
+        f.write(array.astype(np.uint8).tobytes())
+
+
+def make_mnist(root: Path, train: int = 192, test: int = 64) -> None:
+    """Digits that are learnable: class k is a bar at row 2k+4 on noise."""
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", train), ("t10k", test)):
+        labels = rng.integers(0, 10, n)
+        images = rng.integers(0, 60, (n, 28, 28))
+        for i, y in enumerate(labels):
+            images[i, 2 * y + 4: 2 * y + 7, 4:24] = 250
+        write_idx(raw / f"{prefix}-images-idx3-ubyte", images)
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels)
+
+
+def colour_image(k: int, rng: np.random.Generator, size: tuple[int, int] = (32, 32)) -> Image.Image:
+    a = rng.integers(0, 80, (size[1], size[0], 3))
+    a[..., k % 3] += 40 + 15 * (k // 3)
+    return Image.fromarray(np.clip(a, 0, 255).astype(np.uint8))
+
+
+def make_tree(root: Path, classes: list[str], counts: dict[str, int], size: tuple[int, int] = (32, 32),
+              suffix: str = ".png") -> Path:
+    rng = np.random.default_rng(1)
+    for split, n in counts.items():
+        for k, c in enumerate(classes):
+            d = root / split / c
+            d.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                colour_image(k, rng, size).save(d / f"{i:03d}{suffix}")
+    return root
+
+
+CIFAR = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+WNIDS = ["n01440764", "n01443537", "n01484850"]  # tench, goldfish, great white shark
+
+
+@pytest.fixture(scope="module")
+def reader(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A reader's working folder (returned), with ../shared/data and the files the README names."""
+    base = tmp_path_factory.mktemp("reader")
+    data = base / "shared" / "data"
+    make_mnist(data)
+    make_tree(data / "cifar10", CIFAR, {"train": 8, "test": 4})
+    work = base / "work"
+    work.mkdir()
+    rng = np.random.default_rng(2)
+    colour_image(0, rng, (320, 240)).save(work / "photo.jpg")
+    (work / "more_photos").mkdir()
+    for i in range(2):
+        colour_image(i, rng, (64, 48)).save(work / "more_photos" / f"p{i}.jpg")
+    for name in ("a.jpg", "b.jpg"):
+        colour_image(1, rng).save(work / name)
+    (work / "docs" / "figures" / "queries").mkdir(parents=True)
+    for i in range(2):
+        colour_image(i, rng).save(work / "docs" / "figures" / "queries" / f"q{i}.jpg")
+    make_tree(work / "my_photos", ["cat", "dog"], {"train": 4, "val": 2}, size=(80, 60), suffix=".jpg")
+    # torchvision's AlexNet state dict, as torchvision saves it (random weights: the README's file is 233 MB)
+    import torchvision
+
+    torch.manual_seed(0)
+    torch.save(torchvision.models.alexnet().state_dict(), work / "alexnet-owt-7be5be79.pth")
+    # an ImageNet-style tree of three WNIDs (/data/imagenet in the README)
+    make_tree(base / "imagenet", WNIDS, {"train": 2, "val": 2}, size=(300, 200), suffix=".JPEG")
+    return work
+
+
+def substitute(cmd: str, work: Path) -> str:
+    """The README's placeholders and absolute paths as a reader replaces them."""
+    base = work.parent
+    cmd = re.sub(r"\bRUN\b", "runs/cifar", cmd)
+    return (cmd.replace("/data/imagenet-256", str(base / "imagenet-256")).replace("/data/imagenet", str(base / "imagenet"))
+            .replace("[--k 6]", "--k 6").replace("--data SPEC", "--data cifar10:../shared/data")
+            .replace("--workers 16", "--workers 2"))
+
+
+# --------------------------------------------------------------------------- what each command promises
+
+
+def files(*names: str) -> Callable[[Path, str], None]:
+    def check(work: Path, out: str) -> None:
+        for n in names:
+            assert (work / n).exists(), f"{n} was not written"
+    return check
+
+
+def printed(*texts: str) -> Callable[[Path, str], None]:
+    def check(work: Path, out: str) -> None:
+        for t in texts:
+            assert t in out, f"{t!r} not in the output"
+    return check
+
+
+def strict_json_config(work: Path, out: str) -> None:
+    text = (work / "exports/cifar/config.json").read_text()
+    json.loads(text, parse_constant=lambda c: pytest.fail(f"config.json holds {c}, which is not JSON"))
+
+
+def wnid_evaluation(work: Path, out: str) -> None:
+    assert "on 6 images" in out or "6 images" in out, out
+    assert "tench" in out and "goldfish" in out  # per-class lines by name, the classes the data has
+
+
+RUN = {  # command -> check, in README order
+    "alexnet train --recipe lenet5_mnist --data mnist:../shared/data --out runs/lenet5":
+        files(*(f"runs/lenet5/{f}" for f in ("best.pt", "last.pt", "metrics.csv", "curves.png", "confusion.png",
+                                            "config.toml"))),
+    "alexnet train --recipe cifar_18pct_cifar10 --data cifar10:../shared/data --out runs/cifar":
+        files("runs/cifar/best.pt", "runs/cifar/metrics.csv"),
+    "alexnet evaluate runs/lenet5 --data mnist:../shared/data":
+        lambda w, o: (printed("top-1 error", "top-5 error", "per-class accuracy")(w, o),
+                      files("runs/lenet5/evaluate/result.json", "runs/lenet5/evaluate/confusion.png")(w, o)),
+    "alexnet predict runs/cifar photo.jpg more_photos/ --top-k 5": printed("photo.jpg", "p0.jpg", "p1.jpg", "  5. "),
+    "alexnet weights torchvision --out runs/alexnet-tv --file alexnet-owt-7be5be79.pth":
+        files("runs/alexnet-tv/best.pt", "runs/alexnet-tv/classes.txt"),
+    "alexnet predict runs/alexnet-tv photo.jpg": printed("photo.jpg", "  1. "),
+    "alexnet export runs/cifar --format safetensors --out exports/cifar":
+        lambda w, o: (files("exports/cifar/model.safetensors", "exports/cifar/config.json",
+                            "exports/cifar/README.md")(w, o), strict_json_config(w, o)),
+    "alexnet features runs/cifar --data cifar10:../shared/data --layer last --out feats.npz": files("feats.npz"),
+    "alexnet features runs/alexnet-tv photo.jpg --layer fc7 --json": printed('"layer": "fc7"', '"vector"'),
+    "alexnet train --recipe finetune --init runs/alexnet-tv --data my_photos/ --out runs/mine --freeze features":
+        files("runs/mine/best.pt"),
+    "alexnet export runs/cifar --format onnx": files("runs/cifar/model.onnx"),
+    "alexnet predict --onnx runs/cifar/model.onnx photo.jpg": printed("photo.jpg", "  1. "),
+    "alexnet prepare /data/imagenet /data/imagenet-256 --workers 16": printed("next: alexnet train"),
+    "alexnet evaluate runs/alexnet-tv --data /data/imagenet-256 --ten-crop": wnid_evaluation,
+    "alexnet experiment list": printed("relu-vs-tanh", "lrn"),
+    "alexnet visualize kernels RUN": files("runs/cifar/kernels.png"),
+    "alexnet neighbors RUN --query a.jpg b.jpg --data SPEC [--k 6]": files("runs/cifar/neighbors.png"),
+    "alexnet visualize kernels RUN --out docs/figures/kernels_cifar_18pct.png": files("docs/figures/kernels_cifar_18pct.png"),
+    "alexnet neighbors RUN --query docs/figures/queries/*.jpg --data cifar10:../shared/data --out "
+    "docs/figures/neighbors_cifar_18pct.png": files("docs/figures/neighbors_cifar_18pct.png"),
+}
+# the ImageNet evaluation needs the prepared copy: the README shows `prepare` later, in its ImageNet section
+ORDER_AFTER = {"alexnet evaluate runs/alexnet-tv --data /data/imagenet-256 --ten-crop":
+               "alexnet prepare /data/imagenet /data/imagenet-256 --workers 16"}
+
+
+def test_every_readme_command_is_run_or_has_a_reason() -> None:
+    unclassified = [c for c in readme_commands() if c not in RUN and c not in NOT_RUN
+                    and not any(c.startswith(p) for p in NOT_RUN_PREFIXES) and not c.startswith("--")]
+    assert unclassified == [], "README commands neither run by this test nor given a reason in NOT_RUN"
+    gone = [c for c in list(RUN) + list(NOT_RUN) if c not in readme_commands()]
+    assert gone == [], "commands this test expects in the README are no longer there"
+
+
+def test_readme_commands_run_as_written(reader: Path, monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    from alexnet.cli import main
+
+    monkeypatch.chdir(reader)
+    commands = [c for c in readme_commands() if c in RUN]
+    for later, first in ORDER_AFTER.items():  # a command the README shows after the one that needs it
+        commands.remove(first)
+        commands.insert(commands.index(later), first)
+    for cmd in commands:
+        argv = shlex.split(substitute(cmd, reader))[1:]
+        if argv[0] == "train":
+            argv += ["--epochs", "2"]
+        argv = [a for pattern in argv for a in (sorted(str(p.relative_to(reader)) for p in reader.glob(pattern))
+                                                if "*" in pattern else [pattern])]
+        code = main(argv)
+        out = capsys.readouterr()
+        assert code == 0, f"{cmd}: exit {code}\n{out.err[-2000:]}"
+        RUN[cmd](reader, out.out + out.err)
+
+
+def run_python_snippet(code: str, folder: Path) -> None:
+    exec(compile(code, "README.md", "exec"), {"__name__": "readme"})
+
+
+def test_readme_python_examples_run_as_written_twice_in_one_process(
+        reader: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    snippets = [b for b in readme_blocks("python") if "import alexnet" in b]
+    assert len(snippets) == 2, "the README's alexnet Python examples: the models one and the training one"
+    models, training = sorted(snippets, key=lambda b: "train" in b)
+    run_python_snippet(models, reader)
+    for attempt in range(2):  # twice in one process: the API must not change under its own imports
+        work = tmp_path / f"reader{attempt}" / "work"
+        work.mkdir(parents=True)
+        (work.parent / "shared").symlink_to(reader.parent / "shared")
+        rng = np.random.default_rng(attempt)
+        Image.fromarray(rng.integers(0, 255, (28, 28), dtype=np.uint8)).save(work / "digit.png")
+        monkeypatch.chdir(work)
+        run_python_snippet(training.replace('out="runs/lenet5")', 'out="runs/lenet5", epochs=2)'), work)
+        assert (work / "runs" / "lenet5" / "best.pt").is_file()
+    import alexnet
+
+    # the documented functions are functions, whatever was imported before
+    assert callable(alexnet.train) and callable(alexnet.evaluate) and callable(alexnet.load)
+    result = alexnet.evaluate(work / "runs" / "lenet5", "mnist:" + str(reader.parent / "shared" / "data"))
+    assert 0 <= result.top1_error <= 1 and result.n == 64
