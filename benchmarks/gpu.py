@@ -29,8 +29,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "src"))
 
-from alexnet.bench import bench_train
-
+from alexnet.bench import bench_train  # noqa: E402
 from alexnet.testing import synthetic_jpegs, synthetic_packed  # noqa: E402
 
 
