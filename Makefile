@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DATA   ?= ../shared/data
 
-.PHONY: install test test-realdata test-faults test-load test-all demo bench experiments clean
+.PHONY: install test test-realdata test-faults test-load test-triton gpu-smoke test-all demo bench experiments clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,12 @@ test-faults: $(STAMP)  ## fault injection: kill -9, full and read-only disks (tm
 
 test-load: $(STAMP)  ## alexnet serve under 16 concurrent clients (2 x 12 s, loopback), hostile uploads mixed in
 	$(BIN)/python -m pytest -q -m load -s
+
+test-triton: $(STAMP)  ## the Triton LRN kernels against the eager formula, on the CPU under Triton's interpreter
+	TRITON_INTERPRET=1 $(BIN)/python -m pytest -q -m triton
+
+gpu-smoke: $(STAMP)  ## benchmarks/gpu.sh at toy size on this machine (CUDA-only rows say so); results in $(OUT)
+	benchmarks/gpu.sh --smoke --out $(or $(OUT),runs/gpu-smoke)
 
 demo: $(STAMP)  ## train on the bundled CIFAR-10 sample, evaluate, classify a few images
 	$(BIN)/alexnet demo

@@ -1,28 +1,42 @@
-"""GPU training throughput, in one run of under 8 minutes: ``benchmarks/gpu.sh`` calls this.
+"""The GPU benchmark and check, in one run: ``benchmarks/gpu.sh`` calls this.
 
-    PYTHONPATH=src python benchmarks/gpu.py [--out benchmarks/results] [--budget 420]
+    benchmarks/gpu.sh [--out benchmarks/results] [--budget 420]     # on a CUDA GPU: under 8 minutes
+    benchmarks/gpu.sh --smoke --out DIR                             # anywhere: every row at toy size
 
-On the first CUDA GPU: the training step of ``alexnet`` and ``alexnet_tv`` on synthetic data at
-batch 128/256/512 in fp32 and bf16 (eager), then at batch 256 in bf16 with ``torch.compile`` and
-with CUDA graphs; end to end from a generated packed dataset of 20,000 256x256 images (in the page
-cache after it is written) through the training loop's input pipeline; torchvision's reference
-style (its AlexNet, ImageFolder + PIL RandomResizedCrop, DataLoader workers, fp32) on generated
-photo-sized JPEGs; and, with two or more GPUs, one epoch of 2-process DDP under torchrun. Writes
-``OUT/gpu-<device>.md`` with the card, date, command and every figure, and prints the table.
-Installs nothing: it needs torch and torchvision (and triton for --compile), as on any CUDA machine.
+Rows, each with its own time limit (a row past it is reported as such and the next one runs):
+
+1. throughput of ``alexnet`` and ``alexnet_tv`` (``alexnet bench train``): the step on synthetic data at
+   batch 128/256/512 in bf16 and fp32, with CUDA graphs and with ``torch.compile``; end to end from a
+   generated packed dataset through the training loop's input pipeline, against torchvision's
+   reference style on generated photo-sized JPEGs;
+2. a 2-epoch ``alexnet train`` of the paper's ``alexnet`` on generated packed data whose size is not a
+   multiple of the batch (each epoch ends on a short batch), without and with ``--cuda-graphs``;
+3. kill -9 and ``--resume`` under ``--deterministic``, the final weights compared bit for bit with an
+   uninterrupted run's;
+4. the Triton LRN against the torch fallback on AlexNet's two LRN layers: the largest difference and
+   the time of forward + backward;
+5. 2-process DDP under torchrun (with two GPUs or more).
+
+``--smoke`` runs every row at toy size (a few images, batch 4, one repeat) on whatever device there
+is, in well under 5 minutes on a 2-core CPU, so that the script is proven before a GPU session spends
+its minutes on it; rows that need CUDA say "skipped: needs CUDA". CI runs the smoke form.
+Writes ``OUT/gpu-<device>.md`` (the table, with the device, date and command) and ``.json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any, Callable, Iterator
 
 import torch
 
@@ -30,109 +44,250 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "src"))
 
 from alexnet.bench import bench_train  # noqa: E402
+from alexnet.runtime import cpu_model  # noqa: E402
 from alexnet.testing import synthetic_jpegs, synthetic_packed  # noqa: E402
+
+CUDA = torch.cuda.is_available()
+
+
+class RowTimeout(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float) -> Iterator[None]:
+    """Raise RowTimeout in the main thread after ``seconds`` (SIGALRM)."""
+    def expire(signum: int, frame: Any) -> None:
+        raise RowTimeout(f"over its limit of {seconds:.0f} s")
+
+    old = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, max(1.0, seconds))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def alexnet_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "alexnet", *args]
+
+
+def env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(HERE.parent / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
+
+
+def train_cli(args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    r = subprocess.run(alexnet_cmd("train", *args), capture_output=True, text=True, env=env(), timeout=timeout)
+    if r.returncode != 0:
+        raise RuntimeError((r.stderr.strip().splitlines() or ["exit %d" % r.returncode])[-1][:300])
+    return r
+
+
+def metrics(run: Path) -> list[dict[str, str]]:
+    return list(csv.DictReader(open(run / "metrics.csv")))
+
+
+def same_weights(a: Path, b: Path) -> tuple[bool, float]:
+    wa = torch.load(a, weights_only=True)["model"]
+    wb = torch.load(b, weights_only=True)["model"]
+    diff = max(float((wa[k].double() - wb[k].double()).abs().max()) for k in wa)
+    return all(torch.equal(wa[k], wb[k]) for k in wa), diff
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default=str(HERE / "results"))
-    p.add_argument("--budget", type=float, default=420, help="seconds; later rows are skipped past it")
-    p.add_argument("--images", type=int, default=20000)
+    p.add_argument("--out", default=str(HERE / "results"), help="the folder for gpu-<device>.md and .json")
+    p.add_argument("--budget", type=float, default=420, help="seconds for all rows; later rows are skipped past it")
+    p.add_argument("--smoke", action="store_true", help="every row at toy size, on any device (CI runs this)")
     args = p.parse_args()
-    if not torch.cuda.is_available():
-        print("benchmarks/gpu.py: no CUDA GPU here", file=sys.stderr)
+    smoke = args.smoke
+    if not CUDA and not smoke:
+        print("benchmarks/gpu.py: no CUDA GPU here (--smoke runs the rows at toy size anywhere)", file=sys.stderr)
         return 2
     t0 = time.perf_counter()
-    card = torch.cuda.get_device_name(0)
-    workers = min(16, os.cpu_count() or 4)
-    rows: list[dict] = []
-    notes: list[str] = []
+    device = torch.cuda.get_device_name(0) if CUDA else f"{cpu_model()} ({os.cpu_count()} cores)"
+    workers = 2 if smoke else min(16, os.cpu_count() or 4)
+    size = dict(images=48, jpegs=16, batch=4, steps=2, repeats=1, alexnet_images=21, alexnet_batch=4) if smoke else \
+        dict(images=20000, jpegs=4096, batch=256, steps=20, repeats=3, alexnet_images=5000, alexnet_batch=128)
+    table: list[dict[str, Any]] = []  # rows of the throughput table
+    checks: list[tuple[str, str]] = []  # (row, result) of the other rows
 
     def left() -> float:
         return args.budget - (time.perf_counter() - t0)
 
-    def run(label: str, models: list[str], **kw: object) -> None:
-        if left() < 20:
-            notes.append(f"skipped (time budget): {label}")
-            return
-        try:
-            for r in bench_train(models, log=lambda s: None, workers=workers, **kw):  # type: ignore[arg-type]
-                r["label"] = label
-                rows.append(r)
-                print(json.dumps({k: r[k] for k in ("label", "model", "batch_size", "precision", "step_images_per_sec",
-                                                    "images_per_sec", "baseline_images_per_sec", "lrn_share")}),
-                      flush=True)
-        except Exception as e:  # one failing configuration must not lose the others
-            notes.append(f"failed: {label}: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
-            print(notes[-1], file=sys.stderr, flush=True)
+    def row(name: str, limit: float, fn: Callable[[], Any], needs: str = "") -> None:
+        """Run one row within ``limit`` seconds (and the budget); record its outcome either way."""
+        if needs == "cuda" and not CUDA:
+            checks.append((name, "skipped: needs CUDA"))
+        elif needs == "2 GPUs" and torch.cuda.device_count() < 2:
+            checks.append((name, "skipped: needs 2 GPUs"))
+        elif left() < 10:
+            checks.append((name, "skipped: the time budget is spent"))
+        else:
+            t = time.perf_counter()
+            try:
+                with time_limit(min(limit, left())):
+                    result = fn()
+                if result is not None:
+                    checks.append((name, f"{result} ({time.perf_counter() - t:.0f} s)"))
+            except Exception as e:  # one failing row must not lose the others
+                checks.append((name, f"FAILED: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"))
+        print(f"{name}: {checks[-1][1] if checks and checks[-1][0] == name else 'done'}", flush=True)
 
-    with tempfile.TemporaryDirectory(prefix="alexnet-gpu-") as tmp:
-        packed = synthetic_packed(Path(tmp) / "packed", args.images, val=1000)
-        jpegs = synthetic_jpegs(Path(tmp) / "jpegs", 4096)
+    def throughput(label: str, models: list[str], **kw: Any) -> Callable[[], None]:
+        def go() -> None:
+            for r in bench_train(models, log=lambda s: None, workers=workers, device="cuda" if CUDA else "cpu",
+                                 steps=size["steps"], repeats=size["repeats"], **kw):
+                r["label"] = label
+                table.append(r)
+        return go
+
+    with tempfile.TemporaryDirectory(prefix="alexnet-gpu-") as tmp_name:
+        tmp = Path(tmp_name)
+        packed = synthetic_packed(tmp / "packed", size["images"], val=max(8, size["images"] // 20))
+        jpegs = synthetic_jpegs(tmp / "jpegs", size["jpegs"])
         prep = time.perf_counter() - t0
         models = ["alexnet", "alexnet_tv"]
-        run("end to end, bf16, batch 256 (+ torchvision reference, fp32)", models, batch_size=256, precision="bf16",
-            data=str(packed), jpeg_dir=str(jpegs), steps=20, repeats=3)
+        bs = size["batch"]
+        limit = 45 if smoke else 90
+        row(f"end to end, bf16, batch {bs} (+ torchvision reference, fp32)", limit,
+            throughput(f"end to end, bf16, batch {bs}", models, batch_size=bs, precision="bf16", data=str(packed),
+                       jpeg_dir=str(jpegs)))
         for precision in ("bf16", "fp32"):
-            for bs in (128, 256, 512):
-                run(f"step, {precision}, batch {bs}", models, batch_size=bs, precision=precision, steps=20, repeats=3,
-                    lrn_share=bs == 256)
-        run("step, bf16, batch 256, CUDA graphs", models, batch_size=256, precision="bf16", cuda_graphs=True,
-            steps=20, repeats=3, lrn_share=False)
-        run("step, bf16, batch 256, torch.compile", models, batch_size=256, precision="bf16", compile=True,
-            steps=20, warmup=3, repeats=3, lrn_share=False)
-        run("end to end, fp32, batch 256", models, batch_size=256, precision="fp32", data=str(packed), steps=20,
-            repeats=3, lrn_share=False)
-        ddp = None
-        if torch.cuda.device_count() >= 2 and left() > 60:
-            out = Path(tmp) / "ddp"
-            cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "alexnet",
-                   "train", "--model", "alexnet_tv", "--data", str(packed), "--out", str(out), "--epochs", "2",
-                   "--batch-size", "512", "--precision", "bf16", "--workers", str(workers // 2)]
-            env = {**os.environ, "PYTHONPATH": str(HERE.parent / "src")}
-            r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=max(30, left()))
-            if r.returncode == 0:
-                metrics = list(csv.DictReader(open(out / "metrics.csv")))
-                ddp = float(metrics[-1]["images_per_sec"])  # the second epoch: started and warm
-            else:
-                notes.append(f"DDP failed: {r.stderr.strip().splitlines()[-1][:200] if r.stderr.strip() else r.returncode}")
+            for b in ([bs] if smoke else [128, 256, 512]):
+                row(f"step, {precision}, batch {b}", limit,
+                    throughput(f"step, {precision}, batch {b}", models, batch_size=b, precision=precision,
+                               lrn_share=b == bs))
+        row(f"step, bf16, batch {bs}, CUDA graphs", limit,
+            throughput(f"step, bf16, batch {bs}, CUDA graphs", models, batch_size=bs, precision="bf16",
+                       cuda_graphs=True, lrn_share=False), needs="cuda")
+        row(f"step, bf16, batch {bs}, torch.compile", 150,
+            throughput(f"step, bf16, batch {bs}, torch.compile", models, batch_size=bs, precision="bf16",
+                       compile=True, warmup=3, lrn_share=False), needs="cuda")
+
+        # 2. the paper's alexnet trained by the CLI, each epoch ending on a short batch
+        n, b = size["alexnet_images"], size["alexnet_batch"]
+        paper = synthetic_packed(tmp / "paper", n, classes=10, val=max(8, n // 10))
+        assert n % b, "the point: an epoch's last batch is short"
+        base = ["--model", "alexnet", "--data", str(paper), "--epochs", "2", "--batch-size", str(b),
+                "--workers", str(workers), "--recipe", "none", "--normalize", "meanstd", "--lr", "0.01"]
+
+        def train_row(extra: list[str], tag: str) -> Callable[[], str]:
+            def go() -> str:
+                out = tmp / f"train-{tag}"
+                train_cli(base + ["--out", str(out), *extra], timeout=max(30, left()))
+                m = metrics(out)
+                return f"2 epochs of {n:,} images, batch {b}: {float(m[-1]['images_per_sec']):,.0f} img/s in epoch 2, " \
+                       f"train loss {float(m[-1]['train_loss']):.4f}"
+            return go
+
+        row("alexnet train, 2 epochs, short last batch", 240, train_row([], "eager"))
+        row("alexnet train, 2 epochs, short last batch, --cuda-graphs", 240, train_row(["--cuda-graphs"], "graphs"),
+            needs="cuda")
+
+        # 3. kill -9 mid-run, --resume, the same weights as an uninterrupted run
+        def kill_and_resume() -> str:
+            args3 = base + ["--deterministic", "--checkpoint-every", "2", "--epochs", "2"]
+            whole, cut = tmp / "whole", tmp / "cut"
+            train_cli(args3 + ["--out", str(whole)], timeout=max(30, left()))
+            proc = subprocess.Popen(alexnet_cmd("train", *args3, "--out", str(cut)), env=env(),
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            deadline = time.monotonic() + max(30, left())
+            while not (cut / "last.pt").exists() and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            proc.kill()  # SIGKILL: no handler runs
+            proc.wait()
+            train_cli(["--resume", str(cut)], timeout=max(30, left()))
+            same, diff = same_weights(whole / "last.pt", cut / "last.pt")
+            if not same:
+                raise RuntimeError(f"the resumed run's weights differ from the uninterrupted run's by up to {diff:.2e}")
+            return "killed after its first checkpoint, resumed: final weights bit for bit equal"
+
+        row("kill -9 and --resume under --deterministic", 300, kill_and_resume)
+
+        # 4. the Triton LRN against the torch fallback, AlexNet's two LRN layers in bf16
+        def triton_lrn() -> str:
+            from alexnet.models import _rnorm as R
+            from alexnet.models._rnorm_triton import bytes_moved
+
+            batch = 256
+            out = []
+            for c, hw in ((96, 55), (256, 27)):
+                x = (torch.randn(batch, c, hw, hw, device="cuda") * 3).relu().to(torch.bfloat16)
+                x = x.contiguous(memory_format=torch.channels_last).requires_grad_(True)
+                g = torch.randn_like(x)
+                times, results = {}, {}
+                for impl in ("triton", "torch"):
+                    def step() -> torch.Tensor:
+                        y = R.cross_map_norm(x, 5, 1e-4 / 5, 0.75, 2.0, impl=impl, groups=2)
+                        (dx,) = torch.autograd.grad(y, x, g)
+                        return torch.cat([y.flatten(), dx.flatten()])
+                    for _ in range(3):
+                        results[impl] = step()
+                    torch.cuda.synchronize()
+                    t = time.perf_counter()
+                    for _ in range(20):
+                        step()
+                    torch.cuda.synchronize()
+                    times[impl] = (time.perf_counter() - t) / 20
+                diff = float((results["triton"].float() - results["torch"].float()).abs().max())
+                moved = sum(bytes_moved(tuple(x.shape), 2).values())
+                out.append(f"{c}x{hw}x{hw}: triton {times['triton'] * 1e3:.2f} ms, torch {times['torch'] * 1e3:.2f} ms "
+                           f"({times['torch'] / times['triton']:.1f}x), max diff {diff:.1e}, "
+                           f"{moved / times['triton'] / 1e9:,.0f} GB/s of the traffic model")
+            return f"batch {batch}, bf16, forward + backward: " + "; ".join(out)
+
+        row("Triton LRN against the torch fallback", 60, triton_lrn, needs="cuda")
+
+        # 5. DDP
+        def ddp() -> str:
+            out = tmp / "ddp"
+            cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
+                   "alexnet", "train", "--model", "alexnet_tv", "--data", str(packed), "--out", str(out),
+                   "--epochs", "2", "--batch-size", "512", "--precision", "bf16", "--workers", str(workers // 2)]
+            r = subprocess.run(cmd, capture_output=True, text=True, env=env(), timeout=max(30, left()))
+            if r.returncode != 0:
+                raise RuntimeError((r.stderr.strip().splitlines() or ["?"])[-1][:200])
+            return f"2-process DDP, alexnet_tv, bf16, total batch 512: {float(metrics(out)[-1]['images_per_sec']):,.0f} img/s"
+
+        row("2-process DDP", 120, ddp, needs="2 GPUs")
     total = time.perf_counter() - t0
 
     def f(v: object, fmt: str = "{:,.0f}") -> str:
         return "—" if v is None else fmt.format(v)
 
+    command = "benchmarks/gpu.sh" + (" --smoke" if smoke else "") + f" --out {args.out}"
     lines = [
-        f"# GPU training throughput: {card}",
+        f"# GPU benchmark{' (smoke: toy sizes)' if smoke else ''}: {device}",
         "",
         f"{time.strftime('%Y-%m-%d')}; torch {torch.__version__}, CUDA {torch.version.cuda}, "
-        f"{torch.cuda.device_count()} GPU(s), {os.cpu_count()} CPU cores; command: `benchmarks/gpu.sh` "
-        f"({total:.0f} s in all, {prep:.0f} s of it generating the data). Images/s, median of 3 runs of 20 steps.",
+        f"{torch.cuda.device_count()} GPU(s), {os.cpu_count()} CPU cores; command: `{command}` "
+        f"({total:.0f} s in all, {prep:.0f} s of it generating the data). Images/s, median of {size['repeats']} "
+        f"run(s) of {size['steps']} steps.",
         "",
         "| configuration | model | batch | precision | step (synthetic) | LRN share | end to end | "
         "torchvision reference | end to end / reference | step FLOP/s of matmul |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for r in rows:
+    for r in table:
         lines.append(f"| {r['label']} | `{r['model']}` | {r['batch_size']} | {r['precision']} | "
                      f"{f(r['step_images_per_sec'])} | {f(r['lrn_share'], '{:.0%}')} | {f(r['images_per_sec'])} | "
                      f"{f(r['baseline_images_per_sec'])} | {f(r['ratio'], '{:.1f}x')} | "
                      f"{f(r['step_flops_fraction'], '{:.0%}')} |")
-    if ddp is not None:
-        lines += ["", f"2-process DDP (torchrun, `alexnet_tv`, bf16, total batch 512, second epoch of {args.images:,} "
-                      f"images from `metrics.csv`): {ddp:,.0f} images/s."]
-    if rows:
-        lines += ["", f"bf16 matmul on this card: {rows[0]['matmul_flops'] / 1e12:,.0f} TFLOP/s (8192x8192)."]
-    lines += [""] + [f"- {n}" for n in notes]
+    lines += ["", "| row | result |", "| --- | --- |"] + [f"| {name} | {result} |" for name, result in checks]
     text = "\n".join(lines) + "\n"
     print(text)
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    name = "".join(c if c.isalnum() or c in "-_" else "-" for c in card).strip("-").lower()
+    name = "".join(c if c.isalnum() or c in "-_" else "-" for c in device.split(" (")[0]).strip("-").lower()
+    name = ("smoke-" if smoke else "") + name
     (out_dir / f"gpu-{name}.md").write_text(text)
-    (out_dir / f"gpu-{name}.json").write_text(json.dumps({"rows": rows, "ddp_images_per_sec": ddp, "notes": notes},
-                                                        indent=1) + "\n")
+    (out_dir / f"gpu-{name}.json").write_text(json.dumps({"table": table, "checks": checks, "smoke": smoke},
+                                                        indent=1, default=str) + "\n")
     print(f"wrote {out_dir / f'gpu-{name}.md'}")
-    return 0
+    failed = [n for n, r in checks if r.startswith("FAILED")]
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# GPU training throughput in one run (under 8 minutes): alexnet and alexnet_tv step ceilings at
-# batch 128/256/512 in fp32/bf16, with torch.compile and CUDA graphs, end to end from a generated
-# packed dataset of 20,000 256x256 images, torchvision's reference style on the same card, and a
-# 2-process DDP line when there are two GPUs. Writes benchmarks/results/gpu-<device>.md.
-# Installs nothing: run it from the repository root on any machine with a CUDA GPU and torch.
-#   benchmarks/gpu.sh [--budget SECONDS]
+# The GPU benchmark and check in one run (under 8 minutes on a GPU): throughput of alexnet and alexnet_tv
+# (step, end to end from generated packed data, torchvision's reference), a 2-epoch `alexnet train` of
+# the paper's network with and without CUDA graphs, kill -9 and --resume under --deterministic compared
+# bit for bit, the Triton LRN against the torch fallback, and 2-process DDP with two GPUs.
+# Writes OUT/gpu-<device>.md and .json. Installs nothing.
+#   benchmarks/gpu.sh [--out DIR] [--budget SECONDS]
+#   benchmarks/gpu.sh --smoke --out DIR        # every row at toy size on any machine (CI runs it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-$(command -v python3 || command -v python)}"
+[ -x .venv/bin/python ] && PYTHON="${PYTHON_OVERRIDE:-.venv/bin/python}"
 exec "$PYTHON" benchmarks/gpu.py "$@"

@@ -97,3 +97,18 @@ def test_large_maps_and_many_channels_agree_with_the_reference() -> None:
     assert torch.allclose(out, ref, rtol=1e-5, atol=1e-6)
     g = torch.randn_like(ref)
     assert torch.allclose(torch.autograd.grad(out, x, g)[0], torch.autograd.grad(ref, x, g)[0], rtol=1e-4, atol=1e-6)
+
+
+def test_auto_means_triton_on_cuda_native_on_the_cpu_torch_under_compile() -> None:
+    yes, no = (lambda: True), (lambda: False)
+    assert R.choose_impl("cuda", 4, False, yes, no) == "triton"  # the default on a GPU
+    assert R.choose_impl("cuda", 4, False, no, no) == "torch"  # no triton: the torch Function
+    assert R.choose_impl("cuda", 4, True, yes, no) == "torch"  # torch.compile fuses the torch Function
+    assert R.choose_impl("cpu", 4, False, yes, yes) == "native"
+    assert R.choose_impl("cpu", 4, False, yes, no) == "torch"
+    assert R.choose_impl("cpu", 3, False, yes, yes) == "torch"
+
+    def never() -> bool:
+        raise AssertionError("asked whether triton imports on the CPU")
+
+    assert R.choose_impl("cpu", 4, False, never, yes) == "native"

@@ -60,16 +60,7 @@ def _rate(batches: Iterable[Any], n_batches: int, warmup: int = 2) -> float:
 
 
 def torchvision_rate(folder: Path, batch_size: int, workers: int, n_batches: int) -> float:
-    tf = transforms.Compose([
-        transforms.RandomResizedCrop(224),
-        transforms.RandomHorizontalFlip(),
-        transforms.ToTensor(),
-        transforms.Normalize([m / 255 for m in MEAN], [s / 255 for s in STD]),
-    ])
-    ds = datasets.ImageFolder(str(folder / "train"), tf)
-    sampler = RandomSampler(ds, replacement=True, num_samples=10**9)
-    dl = DataLoader(ds, batch_size=batch_size, sampler=sampler, num_workers=workers, persistent_workers=workers > 0)
-    return _rate(dl, n_batches)
+    return _rate(ReferenceLoader(folder, batch_size, workers, pin=False).loader, n_batches)
 
 
 def packed_rate(packed: Path, batch_size: int, workers: int, n_batches: int, normalise: bool = False) -> float:
@@ -149,9 +140,13 @@ def _sync(device: torch.device) -> None:
 
 
 def _timed(run_step: Any, steps: int, warmup: int, device: torch.device) -> float:
-    """Seconds per step over ``steps`` steps after ``warmup`` (compilation, allocator, caches)."""
+    """Seconds per step over ``steps`` steps (at least the arm's ``min_steps``) after ``warmup``
+    (compilation, allocator, caches) and the arm's ``before_timing``."""
     for _ in range(warmup):
         run_step()
+    if hasattr(run_step, "before_timing"):
+        run_step.before_timing()
+    steps = max(steps, getattr(run_step, "min_steps", 0))
     _sync(device)
     t0 = time.perf_counter()
     for _ in range(steps):
@@ -195,12 +190,17 @@ class _StepBench:
         channels_last = cfg.channels_last and device.type != "mps"
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
-        net = torch.compile(self.model, mode=None if cfg.compile_mode == "default" else cfg.compile_mode) \
-            if cfg.compile else self.model
         precision = resolve_precision(cfg.precision, device)
         scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16" and device.type == "cuda")
-        self.step = TrainStep(net, self.model, make_optimizer(cfg, self.model, device), scaler, cfg, device, precision)
+        self.step = TrainStep(self.model, self.model, make_optimizer(cfg, self.model, device), scaler, cfg, device,
+                              precision)
         s = info.input_size
+        full_shape = (cfg.batch_size, info.in_chans, s, s)
+        if cfg.compile:
+            self.step.accelerate(torch.compile(self.model, mode=None if cfg.compile_mode == "default"
+                                               else cfg.compile_mode), full_shape)
+        if cfg.cuda_graphs:  # as the training loop does: before any input thread runs
+            self.step.capture_graph(full_shape, channels_last)
         g = torch.Generator(device=device).manual_seed(0)
         self.x = torch.randn(cfg.batch_size, info.in_chans, s, s, device=device, generator=g)
         if channels_last:
@@ -249,30 +249,61 @@ def _end_to_end(bench: _StepBench, cfg: Any, device: torch.device, built: tuple)
     return run_step
 
 
-def _torchvision_reference(folder: Path, batch_size: int, workers: int, device: torch.device, num_classes: int) -> Any:
-    """torchvision's reference style: its AlexNet, ImageFolder + PIL RandomResizedCrop + flip,
-    DataLoader workers, fp32, SGD with momentum; one step per call."""
-    tf = transforms.Compose([
-        transforms.RandomResizedCrop(224), transforms.RandomHorizontalFlip(), transforms.ToTensor(),
-        transforms.Normalize([m / 255 for m in MEAN], [s / 255 for s in STD]),
-    ])
-    root = folder / "train" if (folder / "train").is_dir() else folder
-    ds = datasets.ImageFolder(str(root), tf)
-    sampler = RandomSampler(ds, replacement=True, num_samples=10**9)
-    dl = DataLoader(ds, batch_size=batch_size, sampler=sampler, num_workers=workers, persistent_workers=workers > 0,
-                    pin_memory=device.type == "cuda")
+class ReferenceLoader:
+    """torchvision's reference input pipeline: ImageFolder + PIL RandomResizedCrop + flip, DataLoader
+    workers, fp32 batches. Its workers start at the first batch asked for, not when it is built (they
+    would prefetch while the other arms are timed), and one loader serves every model's reference
+    arm (two would hold twice the shared memory: 16 workers x 2 batches of 154 MB each at batch 256)."""
+
+    prefetch_factor = 2
+
+    def __init__(self, folder: Path, batch_size: int, workers: int, pin: bool) -> None:
+        tf = transforms.Compose([
+            transforms.RandomResizedCrop(224), transforms.RandomHorizontalFlip(), transforms.ToTensor(),
+            transforms.Normalize([m / 255 for m in MEAN], [s / 255 for s in STD]),
+        ])
+        root = folder / "train" if (folder / "train").is_dir() else folder
+        ds = datasets.ImageFolder(str(root), tf)
+        sampler = RandomSampler(ds, replacement=True, num_samples=10**9)
+        self.workers = workers
+        self.loader = DataLoader(ds, batch_size=batch_size, sampler=sampler, num_workers=workers,
+                                 persistent_workers=workers > 0, pin_memory=pin,
+                                 prefetch_factor=self.prefetch_factor if workers > 0 else None)
+        self.it: Any = None
+
+    @property
+    def prefetched(self) -> int:
+        """Batches the workers hold ready at most: what a timing must drain first and go well past."""
+        return self.workers * self.prefetch_factor
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.it is None:
+            self.it = iter(self.loader)
+        return next(self.it)
+
+    def drain(self) -> None:
+        """Take the batches the workers prepared while something else ran, so that a timing that
+        follows sees only what the workers produce meanwhile."""
+        for _ in range(self.prefetched):
+            self.next()
+
+
+def _torchvision_reference(loader: ReferenceLoader, device: torch.device, num_classes: int) -> Any:
+    """torchvision's reference style: its AlexNet on ``loader``'s batches, fp32, SGD with momentum;
+    one step per call. ``before_timing`` drains the prefetched batches; ``min_steps`` is twice them."""
     model = torchvision.models.alexnet(num_classes=num_classes).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
-    it = iter(dl)
 
     def run_step() -> None:
-        x, y = next(it)
+        x, y = loader.next()
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         loss = torch.nn.functional.cross_entropy(model(x), y % num_classes)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
 
+    run_step.before_timing = loader.drain  # type: ignore[attr-defined]
+    run_step.min_steps = 2 * loader.prefetched  # type: ignore[attr-defined]
     return run_step
 
 
@@ -293,6 +324,7 @@ def bench_train(models: list[str], *, batch_size: int = 64, precision: str = "bf
         torch.backends.cudnn.benchmark = True
     prec = resolve_precision(precision, dev)
     arms: list[tuple[str, str, Any]] = []  # (model, arm, step callable)
+    reference = ReferenceLoader(Path(jpeg_dir), batch_size, workers, dev.type == "cuda") if jpeg_dir else None
     info: dict[str, dict[str, Any]] = {}
     for name in models:
         mi = model_info(name)
@@ -309,8 +341,8 @@ def bench_train(models: list[str], *, batch_size: int = 64, precision: str = "bf
             arms.append((name, "step_without_lrn", _StepBench(name, cfg, dev, classes, off)))
         if built:
             arms.append((name, "end_to_end", _end_to_end(bench, cfg, dev, built)))
-        if jpeg_dir:
-            arms.append((name, "baseline", _torchvision_reference(Path(jpeg_dir), batch_size, workers, dev, classes)))
+        if reference is not None:
+            arms.append((name, "baseline", _torchvision_reference(reference, dev, classes)))
         macs = int(model_summary(name)["macs"])  # type: ignore[arg-type]
         info[name] = {"macs": macs, "classes": classes}
     times: dict[tuple[str, str], list[float]] = {(m, a): [] for m, a, _ in arms}

@@ -70,6 +70,9 @@ class TrainConfig:
     compile_mode: str = "default"  # default | reduce-overhead | max-autotune | max-autotune-no-cudagraphs
     cuda_graphs: bool = False  # capture the fixed-shape forward+backward in a CUDA graph (one process, CUDA only)
     cudnn_benchmark: bool = True  # let cuDNN time its algorithms for the fixed shapes (CUDA)
+    deterministic: bool = False  # deterministic GPU kernels (no cuDNN autotuning, no TF32): bitwise resume on a GPU
+    tf32: bool = True  # TensorFloat-32 for fp32 matmuls and convolutions on CUDA (off under deterministic)
+    ddp_grad_compression: str = "none"  # none | bf16: all-reduce gradients in bf16 under torchrun (half the traffic)
     prefetch: int = 3  # batches gathered (and copied to the device) ahead of the step
     log_every: int = 50  # optimizer steps between reads of the running loss/accuracy (the only host syncs)
     accumulate: int = 1  # split each batch into this many sequential micro-batches (same gradients, less memory)
@@ -89,6 +92,7 @@ class TrainConfig:
             "precision": ("auto", "fp32", "bf16", "fp16"),
             "optimizer_impl": ("auto", "fused", "foreach", "for-loop"),
             "compile_mode": ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
+            "ddp_grad_compression": ("none", "bf16"),
         }
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:

@@ -31,18 +31,26 @@ class DistInfo:
         return self.rank == 0
 
 
-def setup() -> DistInfo:
-    """Join torchrun's process group if this process was started by torchrun (else a single process)."""
+def backend_for(device: str, cuda_available: bool) -> str:
+    """The process group's backend for the device the run asked for (not for what the host has):
+    NCCL for CUDA tensors, gloo for CPU tensors (``torchrun ... --device cpu`` on a GPU host)."""
+    wants_cuda = device.startswith("cuda") or (device == "auto" and cuda_available)
+    return "nccl" if wants_cuda and cuda_available else "gloo"
+
+
+def setup(device: str = "auto") -> DistInfo:
+    """Join torchrun's process group if this process was started by torchrun (else a single process);
+    ``device``: the run's ``--device``, which chooses the backend."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistInfo()
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     if dist.is_initialized():
         return DistInfo(rank, world, local_rank)
-    use_cuda = torch.cuda.is_available()
-    if use_cuda:
+    backend = backend_for(device, torch.cuda.is_available())
+    if backend == "nccl":
         torch.cuda.set_device(local_rank)
-    dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    dist.init_process_group(backend=backend)
     return DistInfo(rank, world, local_rank, owned=True)
 
 

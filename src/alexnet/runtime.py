@@ -55,7 +55,58 @@ def pick_device(name: str, local_rank: int = 0) -> torch.device:
         raise UserError(f"--device {name}: not a device (auto, cpu, cuda, cuda:N, mps)") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"--device {name}: CUDA is not available on this machine")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise UserError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                        f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
     return dev
+
+
+def select_device(device: torch.device) -> None:
+    """Make ``cuda:N`` the current CUDA device, so that streams, CUDA graphs and anything allocated
+    without an explicit device land on it, not on device 0."""
+    if device.type == "cuda" and device.index is not None:
+        torch.cuda.set_device(device)
+
+
+def kernel_settings(device: torch.device, *, deterministic: bool, tf32: bool, cudnn_benchmark: bool) -> dict[str, bool]:
+    """The kernel choices of a run (a decision, kept apart from applying it): under ``deterministic``
+    cuDNN neither autotunes (its timing picks differ between runs) nor uses non-deterministic
+    algorithms, and fp32 math stays fp32 (no TF32). Only CUDA has these choices."""
+    cuda = device.type == "cuda"
+    return {"deterministic": deterministic, "cudnn_benchmark": cuda and cudnn_benchmark and not deterministic,
+            "tf32": cuda and tf32 and not deterministic}
+
+
+def apply_kernel_settings(settings: dict[str, bool]) -> None:
+    """Set torch's global switches from ``kernel_settings``. Deterministic mode warns (not fails) on an
+    operation without a deterministic kernel, naming it; the model and the loss avoid the ones torch
+    lists (``loss_function``, AlexNet's identity adaptive pooling)."""
+    if settings["deterministic"]:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS' deterministic workspace
+    torch.use_deterministic_algorithms(settings["deterministic"], warn_only=True)
+    torch.backends.cudnn.deterministic = settings["deterministic"]
+    torch.backends.cudnn.benchmark = settings["cudnn_benchmark"]
+    torch.backends.cuda.matmul.allow_tf32 = settings["tf32"]
+    torch.backends.cudnn.allow_tf32 = settings["tf32"]
+
+
+class preserved_rng:
+    """``with preserved_rng(device):`` the global random states (CPU, and the device's CUDA generator)
+    are as they were before the block: warm-up work (a CUDA graph's capture runs the step three times,
+    drawing dropout masks) does not shift what the run draws after it."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+
+    def __enter__(self) -> "preserved_rng":
+        self.cpu = torch.get_rng_state()
+        self.cuda = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        torch.set_rng_state(self.cpu)
+        if self.cuda is not None:
+            torch.cuda.set_rng_state(self.cuda, self.device)
 
 
 def resolve_precision(precision: str, device: torch.device | str) -> str:

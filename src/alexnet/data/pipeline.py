@@ -21,6 +21,7 @@ page faults of a memory-mapped dataset) with the step. The order of the batches 
 
 from __future__ import annotations
 
+import functools
 import queue
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -31,6 +32,13 @@ import torch
 
 from .base import InMemoryDataset
 from .loader import BatchLoader
+
+
+@functools.lru_cache(maxsize=None)
+def side_stream(device: torch.device) -> Any:
+    """One side stream per device for the copies, shared by every Prefetcher (training and each
+    evaluation): a new stream per evaluation would be created, and never freed, at every epoch."""
+    return torch.cuda.Stream(device)
 
 
 class Prefetcher:
@@ -44,8 +52,12 @@ class Prefetcher:
         self.loader, self.device = loader, torch.device(device)
         self.depth, self.threads = max(1, depth), max(1, threads)
         self.cuda = self.device.type == "cuda"
-        self.stream = torch.cuda.Stream(self.device) if self.cuda else None
+        self.pin = self.cuda  # pinned host buffers: asynchronous copies
+        self.stream = side_stream(self.device) if self.cuda else None
         self._slots: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+        # per slot, the event of the last copy out of it, whichever pass made it: a slot is refilled
+        # only after that copy is done, also at the start of the next pass (the next epoch)
+        self._copied: list[Any] = []
         self._slot_shape: tuple[int, ...] | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._src: tuple[np.ndarray, np.ndarray, bool] | None = None
@@ -69,10 +81,15 @@ class Prefetcher:
 
     def _ring(self, shape: tuple[int, ...]) -> list[tuple[torch.Tensor, torch.Tensor]]:
         if self._slots is None or self._slot_shape != shape:
-            pin = self.cuda
+            if self._copied:  # the old buffers may still be read by copies in flight
+                for ev in self._copied:
+                    if ev is not None:
+                        ev.synchronize()
+            pin = self.pin
             self._slots = [(torch.empty(shape, dtype=torch.uint8, pin_memory=pin),
                             torch.empty(shape[0], dtype=torch.long, pin_memory=pin)) for _ in range(self.depth)]
             self._slot_shape = shape
+            self._copied = [None] * self.depth
         return self._slots
 
     def _iter_memory(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -82,7 +99,7 @@ class Prefetcher:
             return
         bs = self.loader.batch_size
         ring = self._ring((bs, *src.shape[1:]))
-        done_events: list[Any] = [None] * self.depth  # CUDA: the copy out of slot i has completed
+        done_events = self._copied  # CUDA: the last copy out of slot i (this pass or an earlier one)
 
         def gather(b: int) -> int:
             slot = b % self.depth

@@ -9,6 +9,7 @@ prepares a photo exactly as evaluation prepared the validation images.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass
 
 import torch
@@ -20,6 +21,31 @@ IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
 
 # ITU-R BT.601 luma, as Pillow's convert("L").
 _LUMA = (0.299, 0.587, 0.114)
+
+
+def _tracing() -> bool:
+    """Inside torch.compile / torch.export tracing: tensors made there are the tracer's (fake), and
+    must not be kept for later real calls."""
+    return torch.compiler.is_compiling() or torch.jit.is_tracing()
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_constant(values: tuple[float, ...], device: torch.device) -> torch.Tensor:
+    return torch.tensor(values, dtype=torch.float32, device=device)
+
+
+def device_constant(values: tuple[float, ...], device: torch.device) -> torch.Tensor:
+    """A small float32 constant (a per-channel mean, std, luma weights) on ``device``, made once: built
+    from Python numbers every step it would be a blocking host-to-device copy on a GPU. (Under a
+    tracer it is made fresh: a cached tracer's tensor would poison every real call after it.)"""
+    if _tracing():
+        return torch.tensor(values, dtype=torch.float32, device=device)
+    return _cached_constant(values, device)
+
+
+def on_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``t`` on ``device``; no call at all when it is already there (the step stays free of copies)."""
+    return t if t.device == device else t.to(device)
 
 
 @dataclass
@@ -46,10 +72,26 @@ class EvalTransform:
         return d
 
     def subtract_mean_image(self, x: torch.Tensor) -> torch.Tensor:
-        """Stored images (N, C, image_size, image_size) minus the per-pixel mean, as float; unchanged without one."""
+        """Stored images (N, C, image_size, image_size) minus the per-pixel mean, as float; unchanged without one.
+        The mean image is copied to a device once (kept beside the transform, not in its fields)."""
         if self.mean_image is None:
             return x
-        return x.float() - self.mean_image.to(x.device)
+        if _tracing():
+            return x.float() - on_device(self.mean_image, x.device)
+        cache = self.__dict__.setdefault("_mean_image_on", {})
+        if x.device not in cache:
+            cache[x.device] = on_device(self.mean_image, x.device)
+        return x.float() - cache[x.device]
+
+    def place(self, device: torch.device) -> "EvalTransform":
+        """Put the transform's constants (mean, std, the mean image) on ``device`` now, before the
+        steps that use them; returns self."""
+        device = torch.empty(0, device=device).device  # "cuda" -> "cuda:0": the key batches will use
+        device_constant(tuple(self.mean), device)
+        device_constant(tuple(self.std), device)
+        if self.mean_image is not None:
+            self.subtract_mean_image(torch.zeros(1, *self.mean_image.shape, device=device))
+        return self
 
     @classmethod
     def from_dict(cls, d: dict[str, object]) -> "EvalTransform":
@@ -68,7 +110,7 @@ def match_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
     if c == 1 and channels == 3:
         return x.expand(-1, 3, -1, -1)
     if c == 3 and channels == 1:
-        w = torch.tensor(_LUMA, device=x.device).view(1, 3, 1, 1)
+        w = device_constant(_LUMA, x.device).view(1, 3, 1, 1)
         y = (x.float() * w).sum(1, keepdim=True)
         return y.round().clamp(0, 255).to(torch.uint8) if x.dtype == torch.uint8 else y
     raise ValueError(f"cannot convert {c}-channel images to {channels} channels")
@@ -95,9 +137,9 @@ def _draw(n: int, high_y: int, high_x: int, generator: torch.Generator | None, d
     """Crop offsets and flip decisions for n images, drawn in a fixed order so that the CPU and GPU
     paths (and a resumed run) see the same numbers."""
     gen_device = generator.device if generator is not None else device
-    oy = torch.randint(0, high_y, (n,), generator=generator, device=gen_device).to(device)
-    ox = torch.randint(0, high_x, (n,), generator=generator, device=gen_device).to(device)
-    fl = (torch.rand(n, generator=generator, device=gen_device) < 0.5).to(device) if flip else None
+    oy = on_device(torch.randint(0, high_y, (n,), generator=generator, device=gen_device), device)
+    ox = on_device(torch.randint(0, high_x, (n,), generator=generator, device=gen_device), device)
+    fl = on_device(torch.rand(n, generator=generator, device=gen_device) < 0.5, device) if flip else None
     return oy, ox, fl
 
 
@@ -149,14 +191,14 @@ def _crop_gather(x: torch.Tensor, size: int, oy: torch.Tensor, ox: torch.Tensor,
 def random_flip(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """Mirror each image left-right with probability 1/2."""
     gen_device = generator.device if generator is not None else x.device
-    flip = torch.rand(x.shape[0], generator=generator, device=gen_device).to(x.device) < 0.5
+    flip = on_device(torch.rand(x.shape[0], generator=generator, device=gen_device), x.device) < 0.5
     return torch.where(flip[:, None, None, None], x.flip(-1), x)
 
 
 def normalize(x: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...], channels_last: bool = False) -> torch.Tensor:
     """uint8 (N, C, H, W) to float32 (x - mean) / std, mean and std in 0-255 units."""
-    m = torch.tensor(mean, device=x.device, dtype=torch.float32).view(1, -1, 1, 1)
-    s = torch.tensor(std, device=x.device, dtype=torch.float32).view(1, -1, 1, 1)
+    m = device_constant(tuple(mean), x.device).view(1, -1, 1, 1)
+    s = device_constant(tuple(std), x.device).view(1, -1, 1, 1)
     y = x.float()  # keeps x's memory layout
     y = (y.sub_(m) if y is not x else y - m).div_(s)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
@@ -187,8 +229,8 @@ def pca_lighting(x: torch.Tensor, eigval: torch.Tensor, eigvec: torch.Tensor, st
     fb.resnet.torch; the formula is not scale-free), so the shift is multiplied by 255 here.
     """
     gen_device = generator.device if generator is not None else x.device
-    alpha = torch.randn(x.shape[0], 3, generator=generator, device=gen_device).to(x.device) * std
-    shift = (alpha * eigval.to(x.device)) @ eigvec.to(x.device).T  # N, 3: row n is sum_i a_i l_i p_i
+    alpha = on_device(torch.randn(x.shape[0], 3, generator=generator, device=gen_device), x.device) * std
+    shift = (alpha * on_device(eigval, x.device)) @ on_device(eigvec, x.device).T  # N, 3: sum_i a_i l_i p_i
     return x + 255.0 * shift[:, :, None, None]
 
 
@@ -229,6 +271,12 @@ class TrainAugment:
     eigval: torch.Tensor | None = None
     eigvec: torch.Tensor | None = None
 
+    def place(self, device: torch.device) -> "TrainAugment":
+        """Put the PCA eigen-decomposition on ``device`` now, not in the first step; returns self."""
+        if self.eigval is not None and self.eigvec is not None:
+            self.eigval, self.eigvec = self.eigval.to(device), self.eigvec.to(device)
+        return self
+
     def __call__(self, x: torch.Tensor, t: EvalTransform, generator: torch.Generator | None = None,
                  channels_last: bool = False) -> torch.Tensor:
         x = t.subtract_mean_image(resize_batch(x, t.image_size))
@@ -244,6 +292,8 @@ class TrainAugment:
         if self.lighting > 0:
             if self.eigval is None or self.eigvec is None or x.shape[1] != 3:
                 raise ValueError("PCA lighting needs 3-channel images and the training set's eigen-decomposition")
+            if self.eigval.device != x.device:  # moved to the device once, not every step
+                self.eigval, self.eigvec = self.eigval.to(x.device), self.eigvec.to(x.device)
             x = pca_lighting(x.float(), self.eigval, self.eigvec, self.lighting, generator)
         return normalize(x, t.mean, t.std, channels_last)
 

@@ -97,7 +97,8 @@ def evaluate_model(
                 sums[0] += F.cross_entropy(logits, y, reduction="sum")
                 sums[1] += len(y)
                 sums[2:] += torch.stack([(pred == y).sum(), topk_correct(logits, y, k).sum()])
-                confusion += torch.bincount(y * nc + pred, minlength=nc * nc)
+                # index_add_, not bincount: a CUDA bincount reads the largest index on the host (a sync)
+                confusion.index_add_(0, y * nc + pred, torch.ones_like(y))
                 bar.update(len(y))
     finally:
         batches.close()

@@ -28,6 +28,7 @@ from .step import EpochState, TrainStep
 RESUMABLE_CHANGES = frozenset({
     "epochs", "workers", "device", "checkpoint_every", "log_every", "prefetch", "cache_limit_gb", "compile",
     "compile_mode", "cuda_graphs", "cudnn_benchmark", "channels_last", "optimizer_impl", "resume", "out",
+    "deterministic", "tf32",
 })
 
 
@@ -127,9 +128,24 @@ def capture_position(st: EpochState, global_step: int, sums: tuple[float, float]
             "rng_per_rank": gather_objects(rng)}
 
 
+def restore_generator(gen: torch.Generator, saved: torch.Tensor, fallback_seed: int) -> bool:
+    """Set ``gen`` to a saved state; True when that was exact. A state saved by a generator of another
+    device type (a CUDA generator's is 16 bytes, a CPU one's 5,056) cannot be set: ``gen`` is then
+    seeded with ``fallback_seed`` instead, and False returned."""
+    if saved.numel() == gen.get_state().numel():
+        try:
+            gen.set_state(saved.to(gen.get_state().device))
+            return True
+        except RuntimeError:
+            pass
+    gen.manual_seed(fallback_seed)
+    return False
+
+
 def restore_position(partial: dict[str, Any], step: TrainStep, gen: torch.Generator, global_step: int,
-                     dinfo: DistInfo, device: torch.device, where: str) -> EpochState:
-    """Continue an epoch exactly where a mid-epoch checkpoint left it: position, running sums, random states."""
+                     dinfo: DistInfo, device: torch.device, where: str, say: Callable[[str], None]) -> EpochState:
+    """Continue an epoch exactly where a mid-epoch checkpoint left it: position, running sums, random
+    states. Written on another kind of device, the epoch goes on from a fresh seed (said in the log)."""
     rngs = partial["rng_per_rank"]
     if len(rngs) != dinfo.world_size:
         raise UserError(f"--resume: {where} was written mid-epoch by {len(rngs)} processes; "
@@ -138,7 +154,14 @@ def restore_position(partial: dict[str, Any], step: TrainStep, gen: torch.Genera
     step.reset(global_step, float(accum[0]), float(accum[1]))
     mine = rngs[dinfo.rank]
     torch.set_rng_state(mine["rng"])
-    gen.set_state(mine["gen"].to(gen.get_state().device))
-    if device.type == "cuda" and "cuda_rng" in mine:
-        torch.cuda.set_rng_state(mine["cuda_rng"], device)
+    exact = restore_generator(gen, mine["gen"], fallback_seed=1_000_003 * global_step + 7919 * dinfo.rank + 17)
+    if device.type == "cuda":
+        if "cuda_rng" in mine:
+            torch.cuda.set_rng_state(mine["cuda_rng"], device)
+        else:
+            exact = False
+    if not exact:
+        say(f"--resume: {where} was written mid-epoch on another kind of device; the rest of this epoch draws "
+            "its crops, flips and dropout from a new seed (the run goes on, but is no longer bit for bit the "
+            "uninterrupted one)")
     return EpochState(int(partial["batches_done"]), int(accum[2]))

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import TrainConfig
-from ..runtime import autocast_context, sum_dtype
+from ..runtime import autocast_context, preserved_rng, sum_dtype
 from .schedule import LRSchedule
 
 
@@ -23,14 +23,36 @@ class EpochState:
     batches_done: int = 0
     seen: int = 0
 
+def uses_accelerated(shape: tuple[int, ...], full_shape: tuple[int, ...] | None) -> bool:
+    """Whether a batch of ``shape`` runs the accelerated forward (a captured CUDA graph, a compiled
+    network), which is made for the full batch only; anything else (an epoch's short last batch)
+    runs eagerly: a graph replayed with another shape fails, a compiled network recompiles."""
+    return full_shape is not None and tuple(shape) == tuple(full_shape)
+
+
+def cross_entropy(logits: torch.Tensor, y: torch.Tensor, label_smoothing: float = 0.0,
+                  deterministic: bool = False) -> torch.Tensor:
+    """The mean cross-entropy. ``deterministic``: written with ``gather`` instead of ``nll_loss``,
+    whose CUDA kernel torch lists as non-deterministic (the same value, another reduction order)."""
+    if not deterministic:
+        return F.cross_entropy(logits, y, label_smoothing=label_smoothing)
+    logp = torch.log_softmax(logits, 1)
+    nll = -logp.gather(1, y[:, None]).squeeze(1)
+    if label_smoothing:
+        nll = (1 - label_smoothing) * nll - label_smoothing * logp.mean(1)
+    return nll.mean()
+
+
 class TrainStep:
     """Forward, loss, backward, and the optimizer step every ``accumulate`` micro-batches, without
     waiting for the device: the running loss and number correct are summed on the device, and so
     is the non-finite check (the first optimizer step whose loss was not finite). ``read()`` is the
     one place the host waits; the loop calls it every ``log_every`` steps and at the end of an epoch.
 
-    With ``cuda_graphs`` the forward and backward of full-size batches replay a captured CUDA graph
-    (``torch.cuda.make_graphed_callables``); a smaller last batch runs eagerly.
+    ``net`` is the network as the step calls it (the model, or DDP around it). ``accelerate`` adds a
+    compiled network for full-size batches; ``capture_graph`` replaces the forward and backward of
+    full-size batches with a CUDA graph, captured once before any batch arrives (see ``capture_graph``).
+    Other batch shapes run ``net`` eagerly (``uses_accelerated``).
     """
 
     def __init__(self, net: nn.Module, model: nn.Module, optimizer: torch.optim.Optimizer,
@@ -40,8 +62,34 @@ class TrainStep:
         self.sums = torch.zeros(2, dtype=sum_dtype(device), device=device)  # loss x images, correct
         self.first_bad = torch.full((), -1, dtype=torch.long, device=device)
         self.step_no = torch.zeros((), dtype=torch.long, device=device)
-        self.graphed: Any = None
-        self.graph_shape: tuple[int, ...] | None = None
+        self.eager: Callable[[torch.Tensor], torch.Tensor] = net
+        self.accelerated: Callable[[torch.Tensor], torch.Tensor] | None = None
+        self.full_shape: tuple[int, ...] | None = None
+        self.deterministic_loss = cfg.deterministic and device.type == "cuda"
+
+    def accelerate(self, fn: Callable[[torch.Tensor], torch.Tensor], full_shape: tuple[int, ...]) -> None:
+        """Run ``fn`` (``torch.compile(net)``) for batches of ``full_shape``, ``net`` for the others."""
+        self.accelerated, self.full_shape = fn, tuple(full_shape)
+
+    def capture_graph(self, full_shape: tuple[int, ...], channels_last: bool,
+                      make_graphed: Callable[..., Any] | None = None) -> None:
+        """Capture the forward and backward of a ``full_shape`` batch as a CUDA graph, now.
+
+        Called while no input thread runs (a pinned-memory allocation by another thread during a
+        capture invalidates it), with a batch of zeros of the full shape (not the first real batch,
+        which after a resume may be an epoch's short last one), under the step's autocast (the casts
+        are part of the graph), with the random states restored after the warm-up iterations that
+        ``make_graphed_callables`` runs (they draw dropout masks). ``make_graphed_callables`` replaces
+        the module's forward in training mode, so the original forward is kept for other shapes.
+        """
+        make_graphed = make_graphed or torch.cuda.make_graphed_callables
+        eager_forward = self.model.forward  # the bound forward as it is before the graph replaces it
+        x = torch.zeros(full_shape, device=self.device)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with preserved_rng(self.device), autocast_context(self.device, self.precision, cache=False):
+            graphed = make_graphed(self.model, (x,))
+        self.eager, self.accelerated, self.full_shape = eager_forward, graphed, tuple(full_shape)
 
     def reset(self, global_step: int, loss_sum: float = 0.0, correct: float = 0.0) -> None:
         """Start an epoch (from a mid-epoch checkpoint's sums when resuming)."""
@@ -55,12 +103,9 @@ class TrainStep:
         self.optimizer.zero_grad(set_to_none=True)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.cfg.cuda_graphs:
-            return self.net(x)
-        if self.graphed is None:
-            self.graph_shape = tuple(x.shape)
-            self.graphed = torch.cuda.make_graphed_callables(self.model, (x.detach().clone(),))
-        return self.graphed(x) if tuple(x.shape) == self.graph_shape else self.model(x)
+        if self.accelerated is not None and uses_accelerated(tuple(x.shape), self.full_shape):
+            return self.accelerated(x)
+        return self.eager(x)
 
     def micro(self, x: torch.Tensor, y: torch.Tensor, group: int, last: bool) -> None:
         """One micro-batch of an optimizer step's group of ``group``; ``last``: the group's last one."""
@@ -69,7 +114,7 @@ class TrainStep:
         with sync:
             with autocast_context(self.device, self.precision, cache=not self.cfg.cuda_graphs):
                 logits = self._forward(x)
-                loss = F.cross_entropy(logits.float(), y, label_smoothing=self.cfg.label_smoothing)
+                loss = cross_entropy(logits.float(), y, self.cfg.label_smoothing, self.deterministic_loss)
             self.scaler.scale(loss / group).backward()
         with torch.no_grad():
             lo = loss.detach()

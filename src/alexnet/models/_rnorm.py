@@ -1,12 +1,15 @@
 """Response normalisation, fused: the cross-map LRN of AlexNet §3.3 and cuda-convnet's spatial rnorm.
 
-Three implementations of the same two functions, chosen per call:
+Four implementations of the same two functions, chosen per call:
 
 - **native** (CPU): ``csrc/rnorm.cpp``, one pass over memory forward and one backward, compiled on
   first use with the C++ compiler torch's extensions use (``torch.utils.cpp_extension``) and cached
   (``$TORCH_EXTENSIONS_DIR``, else ``~/.cache/torch_extensions``). On the 2-core dev machine it
   makes the paper's AlexNet training step 3x faster in bf16 (README "Performance").
-- **torch** (GPUs, ``torch.compile``, and the CPU when no compiler is at hand): a custom autograd
+- **triton** (CUDA, by default where triton is installed, as it is with torch's CUDA builds):
+  ``_rnorm_triton.py``, one kernel forward and one backward that reads x and the incoming gradient
+  once, in either memory layout; tested on the CPU under Triton's interpreter.
+- **torch** (``torch.compile``, GPUs without triton, and the CPU when no compiler is at hand): a custom autograd
   Function with the analytic gradient. It saves the input and the scale ``d`` (not the window sums)
   and needs three window sums in all; under ``torch.compile`` inductor fuses it into a few kernels.
 - **reference**: the straightforward eager formula the project started with, kept for the tests
@@ -19,7 +22,8 @@ conventions into it)::
     spatial:    d   = k + a * sum_{size x size window, zero padded} x^2          y   = x * d^-b
     gradient:   dx  = g * d^-b - 2 a b x * W^T(g * y / d)
 
-``ALEXNET_NATIVE=0`` turns the compiled kernel off (``=1`` makes a failure to build it an error).
+``ALEXNET_NATIVE=0`` turns the compiled kernel off (``=1`` makes a failure to build it an error);
+``ALEXNET_TRITON=0`` the Triton kernels.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import os
 import platform
 import sys
 import threading
+import types
 import warnings
 from pathlib import Path
 from typing import Any
@@ -38,6 +43,8 @@ import torch
 import torch.nn.functional as F
 
 _native_lock = threading.Lock()
+_triton_module: Any = None
+_triton_state = "untried"  # untried | loaded | unavailable
 _native_module: Any = None
 _native_state = "untried"  # untried | loaded | unavailable
 
@@ -93,12 +100,38 @@ def native() -> Any:
         return _native_module
 
 
-def _use_native(x: torch.Tensor) -> bool:
-    if x.device.type != "cpu" or x.dim() != 4:
-        return False
-    if torch.compiler.is_compiling():  # inductor fuses the torch version itself
-        return False
-    return native() is not None
+def triton_kernels() -> Any:
+    """The Triton kernels' module, or None where triton cannot be imported (or ALEXNET_TRITON=0)."""
+    global _triton_module, _triton_state
+    if _triton_state == "untried":
+        _triton_state = "unavailable"
+        if os.environ.get("ALEXNET_TRITON", "auto").lower() not in ("0", "off", "false", "no"):
+            try:
+                from ._rnorm_triton import CrossMapTriton, SpatialTriton  # optional: triton
+
+                _triton_module = types.SimpleNamespace(CrossMapTriton=CrossMapTriton, SpatialTriton=SpatialTriton)
+                _triton_state = "loaded"
+            except ImportError:
+                pass
+    return _triton_module
+
+
+def choose_impl(device_type: str, dim: int, compiling: bool, has_triton: Any, has_native: Any) -> str:
+    """The implementation "auto" means for a tensor: Triton on CUDA, the compiled kernel on the CPU,
+    each where it can be had; the torch Function under ``torch.compile`` (inductor fuses it itself)
+    and everywhere else. ``has_triton``/``has_native`` are called only when they matter."""
+    if dim != 4 or compiling:
+        return "torch"
+    if device_type == "cuda" and has_triton():
+        return "triton"
+    if device_type == "cpu" and has_native():
+        return "native"
+    return "torch"
+
+
+def _auto(x: torch.Tensor) -> str:
+    return choose_impl(x.device.type, x.dim(), torch.compiler.is_compiling(), lambda: triton_kernels() is not None,
+                       lambda: native() is not None)
 
 
 def _inverse_power(d: torch.Tensor, power: float) -> torch.Tensor:
@@ -207,13 +240,17 @@ def cross_map_norm(x: torch.Tensor, size: int, a: float, beta: float, k: float, 
     """Cross-map LRN of an (N, C, H, W) tensor: ``x * (k + a * window sum of x^2 over size maps)^-beta``;
     with ``groups``, each of that many equal groups of channels is normalised on its own.
 
-    ``impl``: "auto" (native on the CPU when it builds, else torch), "native", "torch" or "reference".
+    ``impl``: "auto" (Triton on CUDA, native on the CPU, where each can be had; else torch), "triton",
+    "native", "torch" or "reference".
     """
     if x.shape[1] % groups:
         raise ValueError(f"LRN: {x.shape[1]} channels do not split into {groups} groups")
     if impl == "reference":
         return cross_map_norm_reference(x, size, a, beta, k, groups)
-    if impl == "native" or (impl == "auto" and _use_native(x)):
+    impl = _auto(x) if impl == "auto" else impl
+    if impl == "triton":
+        return triton_kernels().CrossMapTriton.apply(x, size, float(a), float(beta), float(k), groups)
+    if impl == "native":
         return _CrossMapNative.apply(x, size, float(a), float(beta), float(k), groups)
     return _CrossMapTorch.apply(x, size, float(a), float(beta), float(k), groups)
 
@@ -224,7 +261,10 @@ def spatial_norm(x: torch.Tensor, size: int, a: float, beta: float, k: float, im
         raise ValueError(f"spatial response norm: the window size must be odd, not {size}")
     if impl == "reference":
         return spatial_norm_reference(x, size, a, beta, k)
-    if impl == "native" or (impl == "auto" and _use_native(x)):
+    impl = _auto(x) if impl == "auto" else impl
+    if impl == "triton":
+        return triton_kernels().SpatialTriton.apply(x, size, float(a), float(beta), float(k))
+    if impl == "native":
         return _SpatialNative.apply(x, size, float(a), float(beta), float(k))
     return _SpatialTorch.apply(x, size, float(a), float(beta), float(k))
 
