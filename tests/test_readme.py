@@ -49,6 +49,7 @@ NOT_RUN = {
     "alexnet report runs/paper/*/ --out runs/paper/report.md": "needs the experiments above (test_experiments)",
     "make experiments": "hours",
     "make test-faults": "CI runs it", "make test-load": "CI runs it", "make test-realdata": "CI runs it",
+    "make test-triton": "CI runs it", "make gpu-smoke": "CI runs it",
     ".venv/bin/python -m pytest -m slow": "minutes: torch.compile, torchrun", ".venv/bin/python -m pytest -m network":
         "needs the internet",
 }

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from ._toml import tomllib
 import types
 import typing
@@ -109,6 +110,16 @@ class TrainConfig:
                 raise bad("weight_decay_layers", f"{layer}: expected a non-negative number, got {wd!r}")
         if self.freeze and not self.init:
             raise bad("freeze", "needs --init (freezing randomly initialised layers would keep them random)")
+        for f in dataclasses.fields(self):  # inf and nan are floats, and pass every comparison below
+            v = getattr(self, f.name)
+            if isinstance(v, float) and not math.isfinite(v):
+                raise bad(f.name, f"must be a finite number, not {v}")
+        for layer, wd in self.weight_decay_layers.items():
+            if isinstance(wd, float) and not math.isfinite(wd):
+                raise bad("weight_decay_layers", f"{layer}: must be a finite number, not {wd}")
+        if self.momentum >= 1 or self.label_smoothing >= 1 or self.gamma <= 0:
+            which = "momentum" if self.momentum >= 1 else "label_smoothing" if self.label_smoothing >= 1 else "gamma"
+            raise bad(which, f"must be below 1 (and gamma above 0), not {getattr(self, which)}")
         for key in ("lr", "cache_limit_gb", "bias_lr_factor", "lr_body"):
             if not getattr(self, key) > 0:
                 raise bad(key, f"must be positive, not {getattr(self, key)}")

@@ -28,7 +28,7 @@ from torch import nn
 from .checkpoint import EXPORT_FORMAT, MEAN_IMAGE_KEY, load_checkpoint, resolve_checkpoint
 from .data.transforms import EvalTransform, eval_batch
 from .errors import CheckFailed, UserError
-from .files import file_sha256
+from .files import file_sha256, staged_folder
 from .inference.classifier import Classifier
 from .inference.onnx import INPUT, ONNX_FORMAT, OUTPUTS, OnnxClassifier, onnxruntime_module
 from .version import __version__
@@ -51,7 +51,7 @@ def export_safetensors(run: str | os.PathLike[str], out: str | os.PathLike[str] 
     src = resolve_checkpoint(run)
     ck = load_checkpoint(src)
     outp = Path(out) if out else (src.parent / "export")
-    if outp.exists() and any(outp.iterdir()):
+    if outp.exists() and (not outp.is_dir() or any(outp.iterdir())):
         raise UserError(f"--out {outp}: already holds files; choose a new or empty folder")
     transform = dict(ck["eval_transform"])
     tensors = {k: v.detach().contiguous().cpu() for k, v in ck["model"].items()}
@@ -69,11 +69,11 @@ def export_safetensors(run: str | os.PathLike[str], out: str | os.PathLike[str] 
                        "config": ck.get("config", {}), "environment": ck.get("environment", {}),
                        "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "alexnet": __version__},
     }
-    outp.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(outp / "model.safetensors"), metadata={"format": "pt", "model_name": ck["model_name"]})
-    # strict JSON: a metric that was never measured (NaN) is null, not the bare NaN other parsers refuse
-    (outp / "config.json").write_text(json.dumps(_json_safe(config), indent=1, default=str, allow_nan=False) + "\n")
-    (outp / "README.md").write_text(model_card(config))
+    with staged_folder(outp) as tmp:  # the folder appears whole, or not at all
+        save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt", "model_name": ck["model_name"]})
+        # strict JSON: a metric that was never measured (NaN) is null, not the bare NaN other parsers refuse
+        (tmp / "config.json").write_text(json.dumps(_json_safe(config), indent=1, default=str, allow_nan=False) + "\n")
+        (tmp / "README.md").write_text(model_card(config))
     return outp
 
 

@@ -7,13 +7,17 @@ file or the new one, never half of one.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, IO
+from typing import IO, Any, Callable, Iterator
 
 import torch
+
+from .errors import UserError, user_path
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], Any]) -> None:
@@ -85,3 +89,57 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+FIGURE_FORMATS = ("png", "pdf", "svg", "jpg", "jpeg")
+
+
+def figure_format(path: str | os.PathLike[str], flag: str = "--out") -> str:
+    """The image format a figure's file name asks for; anything else is the user's mistake, named."""
+    fmt = Path(path).suffix.lower().lstrip(".")
+    if fmt not in FIGURE_FORMATS:
+        raise UserError(f"{flag} {path}: not an image file name (.{', .'.join(FIGURE_FORMATS)})")
+    return fmt
+
+
+def atomic_savefig(fig: Any, path: str | os.PathLike[str], dpi: int) -> None:
+    """A matplotlib figure written whole or not at all (``atomic_write``), in the format its name says."""
+    fmt = figure_format(path)
+    atomic_write(path, lambda f: fig.savefig(f, format="jpeg" if fmt == "jpg" else fmt, dpi=dpi))
+
+
+def new_output(path: str | os.PathLike[str], flag: str, force: bool) -> Path:
+    """An output the user named: refused, before any work, when it exists and ``--force`` is not
+    given (an existing file is replaced only on purpose, and then atomically)."""
+    p = user_path(path, flag)
+    if p.is_dir():
+        raise UserError(f"{flag} {path}: a folder; name the file to write")
+    if p.exists() and not force:
+        raise UserError(f"{flag} {path}: already exists; --force replaces it")
+    return p
+
+
+@contextlib.contextmanager
+def staged_folder(out: str | os.PathLike[str], flag: str = "--out") -> Iterator[Path]:
+    """``with staged_folder(out) as tmp:`` write a folder's files into ``tmp`` (a hidden sibling of ``out``);
+    at the end it is renamed to ``out`` (which must be new or empty) in one step. Whatever fails (a
+    read-only parent, a name under a file, a full disk) leaves no ``out`` and no half-written files,
+    and a failure to write is one line naming the flag."""
+    outp = Path(out)
+    try:
+        if outp.exists() and (not outp.is_dir() or any(outp.iterdir())):
+            raise UserError(f"{flag} {outp}: already holds files; choose a new or empty folder")
+        outp.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{outp.name}.", suffix=".tmp", dir=outp.parent))
+    except OSError as e:
+        raise UserError(f"{flag} {outp}: cannot write there ({e.strerror or e})") from None
+    try:
+        yield tmp
+        if outp.is_dir():
+            outp.rmdir()  # empty, checked above
+        os.replace(tmp, outp)
+    except OSError as e:
+        raise UserError(f"{flag} {outp}: cannot write there ({e.strerror or e}); nothing was left behind") from None
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)

@@ -77,8 +77,20 @@ def train(cfg: TrainConfig, *, progress: bool = True, log: Callable[[str], None]
 def fit(cfg: TrainConfig, dinfo: DistInfo, *, progress: bool, log: Callable[[str], None] | None) -> TrainResult:
     """The run, top-down: check, set up, restore, then for each epoch train, evaluate, record, save."""
     say = (log or (lambda s: print(s, file=sys.stderr))) if dinfo.is_main else (lambda s: None)
-    cfg, folder = check(cfg, dinfo, say)
-    run = setup(cfg, dinfo, folder, say)
+    cfg, folder = check(cfg, dinfo, say)  # the run folder is this process's from here on
+    try:
+        run = setup(cfg, dinfo, folder, say)
+        try:
+            return train_epochs(run, say, progress)
+        finally:
+            run.batches.close()
+    finally:
+        folder.close()
+
+
+def train_epochs(run: "Run", say: Callable[[str], None], progress: bool) -> TrainResult:
+    """Restore, then for each epoch: train, evaluate, record, save; then the final figures."""
+    cfg, folder = run.cfg, run.folder
     state = run.restore() if cfg.resume else TrainState()
     run.start()
     run.transform.place(run.device)  # constants on the device once, not in the steps
@@ -106,8 +118,7 @@ def fit(cfg: TrainConfig, dinfo: DistInfo, *, progress: bool, log: Callable[[str
         say(f"\ninterrupted: {folder.out}/last.pt holds the run as far as it got; continue with --resume")
         raise
     finally:
-        folder.close()
-        run.batches.close()
+        folder.close_writer()
     return run.finish(state, final, final10)
 
 
@@ -118,12 +129,19 @@ def check(cfg: TrainConfig, dinfo: DistInfo, say: Callable[[str], None]) -> tupl
     check_batch_split(cfg, dinfo.world_size)
     if not cfg.out:
         raise UserError("--out is required: the run folder to write")
-    folder = RunFolder(cfg.out, main=dinfo.is_main)
-    folder.check(cfg.resume)
     if cfg.data:
         check_out_outside_data(cfg)
-    if cfg.resume:
-        cfg = resume.preflight(cfg, folder, say)
+    folder = RunFolder(cfg.out, main=dinfo.is_main)
+    took_over = folder.lock()  # before the folder is looked at: two processes cannot both pass
+    try:
+        if took_over:
+            say(took_over)
+        folder.check(cfg.resume)
+        if cfg.resume:
+            cfg = resume.preflight(cfg, folder, say)
+    except BaseException:
+        folder.close()
+        raise
     return cfg, folder
 
 

@@ -23,6 +23,7 @@ from .data.images import ImageError, load_image
 from .data.loader import BatchLoader
 from .data.transforms import eval_batch
 from .errors import UserError
+from .files import atomic_savefig
 from .inference.classifier import load
 from .inference.features import extract
 
@@ -84,7 +85,7 @@ def plot_kernels(model: nn.Module, out: Path, *, title: str = "", columns: int =
     fig.suptitle(title or f"{name}: {k} kernels of size {h}x{w}x{c_in}", fontsize=10)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=150)
+    atomic_savefig(fig, out, 150)
     plt.close(fig)
     return out
 
@@ -108,6 +109,7 @@ def nearest_neighbours(run: str | os.PathLike[str], queries: Sequence[str], data
         raise UserError("--query: give at least one image")
     ds = load_dataset(data, "train", image_size=t.image_size, channels=t.channels, workers=2)
     ds = subset(clf.match(ds, f"--data {data}"), max_images, 0)
+    k = min(k, len(ds))  # no more neighbours than images searched
     model = clf.model
     with torch.no_grad():
         qf = extract(model, clf.name, clf.preprocess(images), layer)
@@ -155,7 +157,7 @@ def nearest_neighbours(run: str | os.PathLike[str], queries: Sequence[str], data
                  f"({offset:,} images searched)", fontsize=9)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=130)
+    atomic_savefig(fig, out, 130)
     plt.close(fig)
     result["out"] = str(out)
     result["searched"] = offset

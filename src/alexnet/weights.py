@@ -15,7 +15,7 @@ from .checkpoint import CheckpointRecord, save_checkpoint
 from .data.imagenet import imagenet_names, imagenet_wnids
 from .data.transforms import IMAGENET_MEAN, IMAGENET_STD, EvalTransform
 from .errors import UserError
-from .files import file_sha256
+from .files import file_sha256, staged_folder
 from .models import create_model
 from .version import __version__
 
@@ -28,7 +28,7 @@ def torchvision_weights(out: str | os.PathLike[str], file: str | None = None) ->
     transform is that of those weights: shorter side 256, centre 224, ImageNet mean and std."""
     weights = AlexNet_Weights.IMAGENET1K_V1
     outp = Path(out)
-    if outp.exists() and any(outp.iterdir()):
+    if outp.exists() and (not outp.is_dir() or any(outp.iterdir())):
         raise UserError(f"--out {outp}: already holds files; choose a new or empty folder")
     if file:
         try:
@@ -48,6 +48,11 @@ def torchvision_weights(out: str | os.PathLike[str], file: str | None = None) ->
         source = {"url": weights.url}
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]
+    bad = sorted(k for k, v in state.items() if isinstance(v, torch.Tensor) and v.is_floating_point()
+                 and not torch.isfinite(v).all()) if isinstance(state, dict) else []
+    if bad:  # not what torchvision published: refused rather than labelled IMAGENET1K_V1
+        raise UserError(f"--file {file}: holds NaN or infinite values ({', '.join(bad[:3])}); not torchvision's "
+                        "trained weights")
     model = create_model("alexnet_tv", num_classes=1000)
     try:
         model.load_state_dict(state)
@@ -63,7 +68,7 @@ def torchvision_weights(out: str | os.PathLike[str], file: str | None = None) ->
         eval_transform=transform.to_dict(),
         config={"model": "alexnet_tv", "data": "imagenet (torchvision's training)", "weights": source},
         environment={"alexnet": __version__, "torch": str(torch.__version__)}, epoch=90, metrics=metrics)
-    outp.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(ck, outp / "best.pt")
-    (outp / "classes.txt").write_text("".join(f"{w} {n}\n" for w, n in zip(classes, names)))
+    with staged_folder(outp) as tmp:  # the run folder appears whole, or not at all
+        save_checkpoint(ck, tmp / "best.pt")
+        (tmp / "classes.txt").write_text("".join(f"{w} {n}\n" for w, n in zip(classes, names)))
     return outp

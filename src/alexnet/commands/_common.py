@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from typing import Any, Sequence
 
 from .._toml import tomllib
@@ -31,3 +32,24 @@ def parse_options(items: Sequence[str]) -> dict[str, Any]:
             raise UserError(f"--model-opt {item!r}: expected KEY=VALUE (e.g. --model-opt lrn=false)")
         out[key.strip()] = literal(value.strip())
     return out
+
+
+def at_least(low: int) -> Any:
+    """An argparse type: an integer of at least ``low`` (a bad value is the parser's one-line error)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, not {value}")
+        return value
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
+def shown(path: object) -> str:
+    """A file name as printed: control characters (a newline, a terminal escape) escaped, so that a
+    hostile name cannot forge output lines or drive the terminal."""
+    text = str(path)
+    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")

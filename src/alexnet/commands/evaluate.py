@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
+
+from ..errors import UserError
+from ._common import at_least
 
 
 def add_parser(sub: Any) -> None:
@@ -18,10 +20,12 @@ def add_parser(sub: Any) -> None:
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.add_argument("--ten-crop", action="store_true",
                    help="average the softmax over the four corner and centre crops and their mirror images")
-    e.add_argument("--out", metavar="DIR", help="where confusion.png and result.json go (default: beside the checkpoint)")
-    e.add_argument("--batch-size", type=int, default=256)
-    e.add_argument("--workers", type=int, default=2)
-    e.add_argument("--max-images", type=int, metavar="N", help="evaluate a random subset of N images")
+    e.add_argument("--out", metavar="DIR", help="where confusion.png and result.json go (default: RUN/evaluate/, "
+                   "replaced at each evaluation); files already in an --out DIR are replaced only with --force")
+    e.add_argument("--force", action="store_true", help="replace confusion.png and result.json in --out")
+    e.add_argument("--batch-size", type=at_least(1), default=256)
+    e.add_argument("--workers", type=at_least(0), default=2)
+    e.add_argument("--max-images", type=at_least(1), metavar="N", help="evaluate a random subset of N images")
     e.add_argument("--device", default="auto")
     e.set_defaults(func=run)
 
@@ -29,11 +33,17 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..checkpoint import resolve_checkpoint
     from ..engine.evaluation import plot_confusion
+    from ..files import atomic_write_text, new_output
     from ..inference.classifier import load
 
+    if args.out:  # an --out DIR of the user's: its files are replaced only on purpose, checked before the work
+        for name in ("confusion.png", "result.json"):
+            new_output(Path(args.out) / name, "--out", args.force)
     clf = load(args.checkpoint, args.device)
     res = clf.evaluate(args.data, split=args.split, batch_size=args.batch_size, workers=args.workers,
                        max_images=args.max_images, progress=not args.json, ten_crop=args.ten_crop)
+    if res.n == 0:
+        raise UserError(f"--data {args.data}: no images to evaluate in its {args.split} split")
     ck = resolve_checkpoint(args.checkpoint)
     out = Path(args.out) if args.out else (ck if ck.is_dir() else ck.parent) / "evaluate"
     d = res.to_dict() | {"checkpoint": str(ck), "data": args.data, "split": args.split, "ten_crop": args.ten_crop,
@@ -43,9 +53,7 @@ def run(args: argparse.Namespace) -> int:
         out.mkdir(parents=True, exist_ok=True)
         plot_confusion(res, out / "confusion.png", f"{clf.name} ({ck.name}) on {args.data} [{args.split}]: "
                        f"top-1 {res.top1_error:.2%}, top-{res.k} {res.top5_error:.2%}")
-        tmp = out / ".result.json.tmp"
-        tmp.write_text(json.dumps(d, indent=2) + "\n")
-        os.replace(tmp, out / "result.json")
+        atomic_write_text(out / "result.json", json.dumps(d, indent=2) + "\n")
     except OSError as e:
         saved = False
         print(f"alexnet: warning: could not save the results in {out} ({e.strerror or e}); they are printed "
@@ -62,9 +70,9 @@ def run(args: argparse.Namespace) -> int:
     totals = res.confusion.sum(1).tolist()
     # the classes the data has (all of them, unless it holds a subset of the checkpoint's classes)
     order = sorted((i for i in range(len(acc)) if totals[i] > 0), key=lambda i: acc[i])
-    shown = order if len(order) <= 20 else order[:10] + order[-10:]
+    listed = order if len(order) <= 20 else order[:10] + order[-10:]
     print("per-class accuracy" + (" (10 worst and 10 best)" if len(order) > 20 else "") + ":")
-    for i in shown:
+    for i in listed:
         print(f"  {clf.labels[i]:<24}{acc[i]:7.2%}  ({int(totals[i])} images)")
     if saved:
         print(f"confusion matrix: {out / 'confusion.png'}; all figures: {out / 'result.json'}")

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from ._common import shown
 
 
 def add_parser(sub: Any) -> None:
@@ -64,18 +65,18 @@ def run(args: argparse.Namespace) -> int:
 
     def note(path: str, why: str) -> None:
         errors.append({"path": path, "error": why})
-        print(f"alexnet: error: {path}: {why}", file=sys.stderr)
+        print(f"alexnet: error: {shown(path)}: {why}", file=sys.stderr)
 
     for r in clf.predict_paths(expand_inputs(args.images, note), args.top_k):
         if isinstance(r, Prediction):
             preds.append(r.to_dict())
             if not args.json:
-                print(r.path)
+                print(shown(r.path))
                 for rank, (label, p) in enumerate(zip(r.labels, r.probs), 1):
                     print(f"  {rank}. {label:<24} {p:7.2%}")
         else:
             errors.append({"path": r[0], "error": r[1]})
-            print(f"alexnet: error: {r[0]}: {r[1]}", file=sys.stderr)
+            print(f"alexnet: error: {shown(r[0])}: {r[1]}", file=sys.stderr)
     if args.json:
         print(json.dumps({"checkpoint": str(args.checkpoint), "predictions": preds, "errors": errors}))
     if not preds and not errors:

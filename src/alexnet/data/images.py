@@ -161,6 +161,11 @@ def _decode(source: Path | io.BytesIO, channels: int, min_side: int | None, max_
     except (OSError, SyntaxError, ValueError, EOFError) as e:  # truncated or corrupt data
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ImageError(f"unreadable image ({msg})") from None
+    except Exception as e:  # noqa: BLE001 - any other failure of any Pillow plugin on a hostile file
+        # (a corrupt AVIF raises RuntimeError, a TIFF OverflowError, a SPIDER file AttributeError):
+        # one unusable file, never a crash of a long run
+        msg = str(e).splitlines()[0][:160] if str(e) else ""
+        raise ImageError(f"unreadable image ({type(e).__name__}{': ' + msg if msg else ''})") from None
 
 
 def resize_center_square(img: Image.Image, size: int) -> Image.Image:

@@ -16,6 +16,7 @@ from ..data.loader import BatchLoader
 from ..data.pipeline import Prefetcher
 from ..data.transforms import EvalTransform, eval_batch
 from ..distributed import all_reduce_sum
+from ..files import atomic_savefig
 from ..runtime import autocast_context, sum_dtype
 
 
@@ -141,5 +142,5 @@ def plot_confusion(result: EvalResult, path: str | Path, title: str = "") -> Non
     ax.set_ylabel("true")
     ax.set_title(title or f"top-1 error {result.top1_error:.2%}, top-{result.k} error {result.top5_error:.2%} (n={result.n})")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    atomic_savefig(fig, path, 110)
     plt.close(fig)

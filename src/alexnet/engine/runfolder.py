@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import csv
 import errno
+import fcntl
 import json
 import math
 import os
 import shutil
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +28,7 @@ from typing import Any
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..config import dump_toml
 from ..errors import UserError
-from ..files import atomic_write_text
+from ..files import atomic_savefig, atomic_write_text
 
 METRIC_FIELDS = [
     "epoch", "lr", "train_loss", "train_top1_error", "val_loss", "val_top1_error", "val_top5_error",
@@ -69,8 +71,11 @@ def plot_curves(path: Path, rows: list[dict[str, float]], title: str) -> None:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    atomic_savefig(fig, path, 110)
     plt.close(fig)
+
+
+LOCK = ".lock"  # RUN/.lock: held (flock) by the one process that trains into RUN
 
 
 class RunFolder:
@@ -79,6 +84,34 @@ class RunFolder:
     def __init__(self, out: str | os.PathLike[str], *, main: bool = True) -> None:
         self.out, self.main = Path(out), main
         self.writer: Any = None
+        self._lock_fd: int | None = None
+        self._created = False
+
+    def lock(self) -> str | None:
+        """Take the run folder for this process, for its whole life: a second ``train`` into the same
+        ``--out`` (or a second ``--resume`` of it) is refused in one line before any work. The lock is
+        the kernel's (``flock``): it goes with the process, however it ends, so a lock file left by a
+        process that died is taken over (returned as a note to print). Only the main process locks."""
+        if not self.main:
+            return None
+        try:
+            self._created = not self.out.exists()
+            self.out.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.out / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise UserError(f"--out {self.out}: cannot write there ({e.strerror or e})") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise UserError(f"--out {self.out}: in use by {holder}, which is training into it; wait for it "
+                            "to end or choose another folder") from None
+        before = os.pread(fd, 200, 0).decode(errors="replace").strip()
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"alexnet process {os.getpid()} on {socket.gethostname()}".encode(), 0)
+        self._lock_fd = fd
+        return f"{self.out}: took over the lock left by {before}, which is no longer running" if before else None
 
     def check(self, resume: bool) -> None:
         """A new run needs a new or empty folder (a folder holding a run's files, or anything else,
@@ -97,7 +130,7 @@ class RunFolder:
             return
         if out.is_dir():
             try:
-                entries = sorted(e.name for e in os.scandir(out))
+                entries = sorted(e.name for e in os.scandir(out) if e.name != LOCK)
             except OSError as e:
                 raise UserError(f"--out {out}: cannot be read ({e.strerror})") from None
             if entries:
@@ -113,7 +146,7 @@ class RunFolder:
         out = self.out
         if not out.exists():
             return True
-        allowed = {"config.toml", "environment.json", "tensorboard"}
+        allowed = {"config.toml", "environment.json", "tensorboard", LOCK}
         return all(e.name in allowed or e.name.endswith(".tmp") for e in os.scandir(out))
 
     def remove_stale_temporaries(self) -> list[Path]:
@@ -189,7 +222,18 @@ class RunFolder:
         except OSError as e:
             raise self._write_error(self.out / "metrics.csv", e) from None
 
-    def close(self) -> None:
+    def close_writer(self) -> None:
         if self.writer is not None:
             self.writer.close()
             self.writer = None
+
+    def close(self) -> None:
+        """Close the TensorBoard writer and release the lock; a folder this process created and left
+        empty (a run refused before its first file) is removed."""
+        self.close_writer()
+        if self._lock_fd is not None:
+            if self._created and {e.name for e in os.scandir(self.out)} <= {LOCK}:
+                shutil.rmtree(self.out, ignore_errors=True)
+            os.ftruncate(self._lock_fd, 0)  # a clean end: no holder to report to the next process
+            os.close(self._lock_fd)  # releases the flock
+            self._lock_fd = None

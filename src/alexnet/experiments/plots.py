@@ -8,6 +8,7 @@ import statistics
 from pathlib import Path
 from typing import Sequence
 
+from ..files import atomic_savefig
 from .base import Run
 
 COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
@@ -43,7 +44,7 @@ def _finish(fig, ax, path: Path, title: str) -> str:
     ax.legend()
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    atomic_savefig(fig, path, 110)
     _pyplot().close(fig)
     return path.name
 
@@ -86,7 +87,7 @@ def plot_arms(path: Path, arms: dict[str, Sequence[Run]], title: str, *, final: 
     if lows:
         b.set_ylim(bottom=max(0.0, 0.8 * min(lows)))
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    atomic_savefig(fig, path, 110)
     plt.close(fig)
     return path.name
 

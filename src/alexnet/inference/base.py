@@ -10,7 +10,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 from PIL import Image
 
-from ..data.images import ImageError, load_image, walk_images
+from ..data.images import ImageError, load_image, resize_center_square, walk_images
 
 
 @dataclass
@@ -41,7 +41,10 @@ class ClassifierBase:
         batch: list[tuple[str, Image.Image]] = []
         for path in paths:
             try:
-                img = load_image(path, 3 if self.channels == 3 else 1, min_side=self.image_size)
+                # shrunk to the model's scale as soon as it is decoded (as training reads images): a batch
+                # holds small squares, not 32 full-size decodes (8 PNGs of 13000x13000 took 6 GB so)
+                img = resize_center_square(load_image(path, 3 if self.channels == 3 else 1, min_side=self.image_size),
+                                           self.image_size)
                 batch.append((str(path), img))
             except ImageError as e:
                 yield str(path), str(e)

@@ -95,6 +95,21 @@ def create_model(name: str, *, num_classes: int | None = None, **options: object
             f"model {name!r} has no option {', '.join(map(repr, unknown))}; "
             f"its options are: {', '.join(f'{k}={v!r}' for k, v in valid.items())}"
         )
+    for key, value in options.items():  # a value of another type than the default's: named, not a traceback
+        default = valid[key]
+        if default is None or key == "in_chans":
+            continue
+        if isinstance(default, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(default, (int, float)):
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        elif isinstance(default, str):
+            ok = isinstance(value, str)
+        else:
+            ok = True
+        if not ok:
+            raise UserError(f"model {name!r}: option {key} takes a {type(default).__name__} like its default "
+                            f"{default!r}, not {value!r}")
     try:
         return info.builder(num_classes=num_classes or info.num_classes, **options)
     except (ValueError, TypeError) as e:

@@ -71,8 +71,8 @@ def parse_size(text: str | int) -> int:
     else:
         m = 1
     try:
-        n = int(float(s) * m)
-    except ValueError:
+        n = int(float(s) * m)  # inf and nan do not make an int: OverflowError, ValueError
+    except (ValueError, OverflowError):
         raise UserError(f"--max-bytes {text}: not a size (e.g. 20MB, 512KB, 1000000)") from None
     if n < 1:
         raise UserError(f"--max-bytes {text}: must be positive")
