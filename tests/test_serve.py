@@ -155,6 +155,28 @@ def test_model_health_metrics_and_page(server: ServerProcess, red: bytes) -> Non
     assert not re.search(r'(src|href)="(https?:)?//', page)  # self-contained: nothing fetched from elsewhere
 
 
+def test_head_and_invented_methods_and_metrics_that_stay_small(server: ServerProcess) -> None:
+    assert request(server.url, "HEAD", "/")[0] == 200
+    for i in range(5):  # a method token per request: /metrics must not grow a label for each
+        request(server.url, f"XMETHOD{i}", "/healthz")
+    text = request(server.url, "GET", "/metrics")[1]
+    assert isinstance(text, str) and "XMETHOD" not in text and 'method="other"' in text
+
+
+def test_a_run_with_nan_weights_is_refused_at_start(tmp_path: Path, trained_run: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    import torch
+
+    ck = torch.load(trained_run / "best.pt", weights_only=True)
+    first = next(k for k, v in ck["model"].items() if v.is_floating_point())
+    ck["model"][first] = ck["model"][first].clone().fill_(float("nan"))
+    (tmp_path / "nan").mkdir()
+    torch.save(ck, tmp_path / "nan" / "best.pt")
+    assert main(["serve", str(tmp_path / "nan"), "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "NaN or infinite" in err and first in err and err.count("\n") == 1
+
+
 def test_serve_with_onnx_runtime(trained_run: Path, tmp_path: Path, red: bytes) -> None:
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")

@@ -37,7 +37,7 @@ from typing import Any, Callable
 
 from ..checkpoint import resolve_checkpoint
 from ..data.datasets import cache_dir
-from ..data.images import ImageError, NotAnImageError, decode_image
+from ..data.images import ImageError, NotAnImageError, decode_image, resize_center_square
 from ..errors import UserError
 from ..export import export_onnx
 from ..files import file_sha256
@@ -297,7 +297,7 @@ def create_app(clf: Any, options: ServeOptions | None = None, *, backend: str = 
     async def _http(request: Request, e: StarletteHTTPException) -> JSONResponse:
         return error(e.status_code, str(e.detail))
 
-    @app.get("/", response_class=HTMLResponse)
+    @app.api_route("/", methods=["GET", "HEAD"], response_class=HTMLResponse)
     async def index() -> HTMLResponse:
         return HTMLResponse(page)
 
@@ -324,9 +324,12 @@ def create_app(clf: Any, options: ServeOptions | None = None, *, backend: str = 
         if ctype == "multipart/form-data":
             from starlette.datastructures import UploadFile
             from starlette.formparsers import MultiPartException
+            from starlette.requests import ClientDisconnect
 
             try:
                 form = await request.form(max_files=opts.max_files, max_fields=opts.max_files + 16)
+            except ClientDisconnect:  # the client went away mid-upload: nothing to answer, no traceback
+                raise ApiError(400, "the client disconnected during the upload")
             except (MultiPartException, StarletteHTTPException) as e:  # starlette wraps the first in the second
                 msg = str(getattr(e, "message", None) or getattr(e, "detail", None) or e)
                 if "Too many files" in msg:
@@ -343,7 +346,12 @@ def create_app(clf: Any, options: ServeOptions | None = None, *, backend: str = 
             if not files:
                 raise ApiError(422, "malformed request: no 'file' field in the multipart body")
         elif ctype.startswith("image/") or ctype in ("application/octet-stream", ""):
-            files.append((filename, await request.body()))
+            from starlette.requests import ClientDisconnect
+
+            try:
+                files.append((filename, await request.body()))
+            except ClientDisconnect:
+                raise ApiError(400, "the client disconnected during the upload")
             if not files[0][1]:
                 raise ApiError(422, "malformed request: an empty body; send an image (or multipart 'file' fields)")
         else:
@@ -352,8 +360,9 @@ def create_app(clf: Any, options: ServeOptions | None = None, *, backend: str = 
             raise ApiError(413, f"too many files in one request ({len(files)}; at most {opts.max_files}; --max-files)")
 
         def decode(name: str, data: bytes) -> Any:
-            try:
-                return decode_image(data, 3 if clf.channels == 3 else 1, clf.image_size, opts.max_pixels)
+            try:  # shrunk to the model's scale at once: a request holds small squares, not full decodes
+                return resize_center_square(decode_image(data, 3 if clf.channels == 3 else 1, clf.image_size,
+                                                         opts.max_pixels), clf.image_size)
             except ImageError as e:
                 with metrics.lock:
                     metrics.image_errors += 1
@@ -371,6 +380,9 @@ def create_app(clf: Any, options: ServeOptions | None = None, *, backend: str = 
 
 
 KNOWN_PATHS = {"/", "/healthz", "/v1/model", "/metrics", "/v1/classify", "/docs", "/openapi.json"}
+# /metrics labels: any other method token is "other", as any other path is (a label per random token
+# a client invents would grow /metrics without bound)
+KNOWN_METHODS = {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"}
 
 
 class Guard:
@@ -393,8 +405,9 @@ class Guard:
         try:
             await self._guarded(scope, receive, send, status)
         finally:
-            path = scope.get("path", "")
-            self.metrics.record(scope.get("method", ""), path if path in KNOWN_PATHS else "other", status[0],
+            path, method = scope.get("path", ""), scope.get("method", "")
+            self.metrics.record(method if method in KNOWN_METHODS else "other",
+                                path if path in KNOWN_PATHS else "other", status[0],
                                 time.perf_counter() - t0)
 
     async def _guarded(self, scope: dict, receive: Callable, send: Callable, status: list[int]) -> None:
@@ -518,6 +531,7 @@ def serve(source: str, *, host: str = "127.0.0.1", port: int = 8000, workers: in
         raise UserError(f"--host {host} --port {port}: cannot listen there ({e.strerror or e})") from None
     keep_freed_memory()  # a long-lived process: batches reuse their memory instead of faulting it in
     clf, backend = load_classifier(source, onnx=onnx, device=device)  # a bad RUN fails here, before binding
+    check_finite(clf, source)
     print(f"alexnet serve: {clf.name} ({len(clf.classes)} classes, {backend}) on http://{host}:{port}/ "
           f"(max batch {opts.max_batch}, max body {opts.max_bytes:,} bytes, {workers} worker{'s' * (workers > 1)})",
           flush=True)
@@ -527,6 +541,23 @@ def serve(source: str, *, host: str = "127.0.0.1", port: int = 8000, workers: in
                                                   "onnx": backend == "onnxruntime", "device": device,
                                                   "options": dataclasses.asdict(opts)})
         uvicorn.run("alexnet.server.app:app_from_env", factory=True, host=host, port=port, workers=workers,
-                    log_level=log_level)
+                    log_level=log_level, **UVICORN_LIMITS)
     else:
-        uvicorn.run(create_app(clf, opts, backend=backend, source=source), host=host, port=port, log_level=log_level)
+        uvicorn.run(create_app(clf, opts, backend=backend, source=source), host=host, port=port, log_level=log_level,
+                    **UVICORN_LIMITS)
+
+
+# SIGTERM: requests in flight get this long, then the server stops (a stalled upload cannot hold it);
+# an idle kept-alive connection is closed after this long
+UVICORN_LIMITS = {"timeout_graceful_shutdown": 5, "timeout_keep_alive": 5}
+
+
+def check_finite(clf: Any, source: str) -> None:
+    """A model with NaN or infinite weights would answer every request with a 500 (NaN is not JSON):
+    refused at start-up instead, naming the first such tensor."""
+    model = getattr(clf, "model", None)
+    if model is None:  # ONNX Runtime: its weights were checked against torch's when it was exported
+        return
+    for name, t in model.state_dict().items():
+        if t.is_floating_point() and not bool(t.isfinite().all()):
+            raise UserError(f"{source}: its weights hold NaN or infinite values ({name}); not served")
