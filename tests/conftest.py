@@ -22,25 +22,29 @@ except ImportError:
     pass
 
 
-def make_image(label: int, rng: np.random.Generator, size: int = 32) -> Image.Image:
-    """A noisy image whose dominant colour is its class (learnable in a few steps)."""
-    a = rng.integers(0, 90, (size, size, 3)).astype(np.int16)
-    channel = {0: 2, 1: 1, 2: 0}[label]
-    a[..., channel] += 120
+def make_image(label: int, rng: np.random.Generator, size: int | tuple[int, int] = 32) -> Image.Image:
+    """A noisy image whose dominant colour is its class (learnable in a few steps); classes past the
+    third repeat the colours a shade brighter. ``size``: a side, or (width, height)."""
+    w, h = (size, size) if isinstance(size, int) else size
+    a = rng.integers(0, 90, (h, w, 3)).astype(np.int16)
+    channel = {0: 2, 1: 1, 2: 0}[label % 3]
+    a[..., channel] += 120 + 10 * (label // 3)
     # a random bar, so that the images are not all alike
-    r = rng.integers(0, size - 8)
+    r = rng.integers(0, h - 8)
     a[r : r + 6, :, :] += 40
     return Image.fromarray(np.clip(a, 0, 255).astype(np.uint8))
 
 
-def make_folder(root: Path, per_class: dict[str, int], size: int = 32, seed: int = 0) -> Path:
+def make_folder(root: Path, per_class: dict[str, int], size: int | tuple[int, int] = 32, seed: int = 0,
+                classes: list[str] = CLASSES, suffix: str = ".png") -> Path:
+    """``root/SPLIT/CLASS/NNNN.png`` (or ``suffix``): ``per_class[SPLIT]`` images of each class."""
     rng = np.random.default_rng(seed)
     for split, n in per_class.items():
-        for label, name in enumerate(CLASSES):
+        for label, name in enumerate(classes):
             d = root / split / name
             d.mkdir(parents=True, exist_ok=True)
             for i in range(n):
-                make_image(label, rng, size).save(d / f"{i:04d}.png")
+                make_image(label, rng, size).save(d / f"{i:04d}{suffix}")
     return root
 
 

@@ -24,6 +24,8 @@ import pytest
 import torch
 from PIL import Image
 
+from .conftest import make_folder, make_image
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 # README lines that are not run here, each with the reason
@@ -99,24 +101,6 @@ def make_mnist(root: Path, train: int = 192, test: int = 64) -> None:
         write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels)
 
 
-def colour_image(k: int, rng: np.random.Generator, size: tuple[int, int] = (32, 32)) -> Image.Image:
-    a = rng.integers(0, 80, (size[1], size[0], 3))
-    a[..., k % 3] += 40 + 15 * (k // 3)
-    return Image.fromarray(np.clip(a, 0, 255).astype(np.uint8))
-
-
-def make_tree(root: Path, classes: list[str], counts: dict[str, int], size: tuple[int, int] = (32, 32),
-              suffix: str = ".png") -> Path:
-    rng = np.random.default_rng(1)
-    for split, n in counts.items():
-        for k, c in enumerate(classes):
-            d = root / split / c
-            d.mkdir(parents=True, exist_ok=True)
-            for i in range(n):
-                colour_image(k, rng, size).save(d / f"{i:03d}{suffix}")
-    return root
-
-
 CIFAR = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 WNIDS = ["n01440764", "n01443537", "n01484850"]  # tench, goldfish, great white shark
 
@@ -127,27 +111,27 @@ def reader(tmp_path_factory: pytest.TempPathFactory) -> Path:
     base = tmp_path_factory.mktemp("reader")
     data = base / "shared" / "data"
     make_mnist(data)
-    make_tree(data / "cifar10", CIFAR, {"train": 8, "test": 4})
+    make_folder(data / "cifar10", {"train": 8, "test": 4}, classes=CIFAR)
     work = base / "work"
     work.mkdir()
     rng = np.random.default_rng(2)
-    colour_image(0, rng, (320, 240)).save(work / "photo.jpg")
+    make_image(0, rng, (320, 240)).save(work / "photo.jpg")
     (work / "more_photos").mkdir()
     for i in range(2):
-        colour_image(i, rng, (64, 48)).save(work / "more_photos" / f"p{i}.jpg")
+        make_image(i, rng, (64, 48)).save(work / "more_photos" / f"p{i}.jpg")
     for name in ("a.jpg", "b.jpg"):
-        colour_image(1, rng).save(work / name)
+        make_image(1, rng).save(work / name)
     (work / "docs" / "figures" / "queries").mkdir(parents=True)
     for i in range(2):
-        colour_image(i, rng).save(work / "docs" / "figures" / "queries" / f"q{i}.jpg")
-    make_tree(work / "my_photos", ["cat", "dog"], {"train": 4, "val": 2}, size=(80, 60), suffix=".jpg")
+        make_image(i, rng).save(work / "docs" / "figures" / "queries" / f"q{i}.jpg")
+    make_folder(work / "my_photos", {"train": 4, "val": 2}, size=(80, 60), classes=["cat", "dog"], suffix=".jpg")
     # torchvision's AlexNet state dict, as torchvision saves it (random weights: the README's file is 233 MB)
     import torchvision
 
     torch.manual_seed(0)
     torch.save(torchvision.models.alexnet().state_dict(), work / "alexnet-owt-7be5be79.pth")
     # an ImageNet-style tree of three WNIDs (/data/imagenet in the README)
-    make_tree(base / "imagenet", WNIDS, {"train": 2, "val": 2}, size=(300, 200), suffix=".JPEG")
+    make_folder(base / "imagenet", {"train": 2, "val": 2}, size=(300, 200), classes=WNIDS, suffix=".JPEG")
     return work
 
 

@@ -94,6 +94,8 @@ class RunFolder:
         process that died is taken over (returned as a note to print). Only the main process locks."""
         if not self.main:
             return None
+        if self.out.exists() and not self.out.is_dir():
+            raise UserError(f"--out {self.out}: exists and is not a folder")
         try:
             self._created = not self.out.exists()
             self.out.mkdir(parents=True, exist_ok=True)

@@ -52,6 +52,29 @@ def _coords(e, C, H, W, CHANNELS_LAST: tl.constexpr):
 
 
 @triton.jit
+def _cross_block(total, C, H, W, sn, sh, sw, GS, BLOCK: tl.constexpr, CHANNELS_LAST: tl.constexpr):
+    """This program's elements: (mask, channel, offset of the pixel's channel 0, first channel of the group)."""
+    e = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    n, c, h, w = _coords(e, C, H, W, CHANNELS_LAST)
+    return e < total, c, n * sn + h * sh + w * sw, (c // GS) * GS
+
+
+@triton.jit
+def _spatial_block(total, C, H, W, sn, sc, BLOCK: tl.constexpr, CHANNELS_LAST: tl.constexpr):
+    """This program's elements: (mask, row, column, offset of the element's map)."""
+    e = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    n, c, h, w = _coords(e, C, H, W, CHANNELS_LAST)
+    return e < total, h, w, n * sn + c * sc
+
+
+@triton.jit
+def _ld(ptr, offsets, mask, F64: tl.constexpr):
+    """A masked load (0 outside), in the compute precision: fp64 for fp64 tensors, else fp32."""
+    v = tl.load(ptr + offsets, mask=mask, other=0.0)
+    return v.to(tl.float64) if F64 else v.to(tl.float32)
+
+
+@triton.jit
 def _cross_scale(x_ptr, base, c, m, g0, GS, sc, a, k, SIZE: tl.constexpr, BEFORE: tl.constexpr,
                  F64: tl.constexpr):
     """d = k + a * sum of x^2 over the window of channel c (inside its group [g0, g0 + GS))."""
@@ -59,8 +82,7 @@ def _cross_scale(x_ptr, base, c, m, g0, GS, sc, a, k, SIZE: tl.constexpr, BEFORE
     for j in tl.static_range(SIZE):
         cj = c + (j - BEFORE)
         mj = m & (cj >= g0) & (cj < g0 + GS)
-        v = tl.load(x_ptr + base + cj * sc, mask=mj, other=0.0)
-        v = v.to(tl.float64) if F64 else v.to(tl.float32)
+        v = _ld(x_ptr, base + cj * sc, mj, F64)
         acc += v * v
     return k + a * acc
 
@@ -69,14 +91,9 @@ def _cross_scale(x_ptr, base, c, m, g0, GS, sc, a, k, SIZE: tl.constexpr, BEFORE
 def _cross_forward(x_ptr, y_ptr, total, C, H, W, sn, sc, sh, sw, a, b, k, GS,
                    SIZE: tl.constexpr, BEFORE: tl.constexpr, BLOCK: tl.constexpr, CHANNELS_LAST: tl.constexpr,
                    F64: tl.constexpr):
-    e = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    m = e < total
-    n, c, h, w = _coords(e, C, H, W, CHANNELS_LAST)
-    base = n * sn + h * sh + w * sw
-    g0 = (c // GS) * GS
+    m, c, base, g0 = _cross_block(total, C, H, W, sn, sh, sw, GS, BLOCK, CHANNELS_LAST)
     d = _cross_scale(x_ptr, base, c, m, g0, GS, sc, a, k, SIZE, BEFORE, F64)
-    x = tl.load(x_ptr + base + c * sc, mask=m, other=0.0)
-    x = x.to(tl.float64) if F64 else x.to(tl.float32)
+    x = _ld(x_ptr, base + c * sc, m, F64)
     y = x * tl.exp(-b * tl.log(d))
     tl.store(y_ptr + base + c * sc, y.to(y_ptr.dtype.element_ty), mask=m)
 
@@ -86,27 +103,19 @@ def _cross_backward(x_ptr, g_ptr, dx_ptr, total, C, H, W, sn, sc, sh, sw, a, b, 
                     SIZE: tl.constexpr, BEFORE: tl.constexpr, BLOCK: tl.constexpr, CHANNELS_LAST: tl.constexpr,
                     F64: tl.constexpr):
     """dx_c = g_c f_c - 2ab x_c sum over the c' whose window holds c of g_c' x_c' f_c' / d_c', f = d^-b."""
-    e = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    m = e < total
-    n, c, h, w = _coords(e, C, H, W, CHANNELS_LAST)
-    base = n * sn + h * sh + w * sw
-    g0 = (c // GS) * GS
+    m, c, base, g0 = _cross_block(total, C, H, W, sn, sh, sw, GS, BLOCK, CHANNELS_LAST)
     AFTER: tl.constexpr = SIZE - 1 - BEFORE
     s = tl.zeros(c.shape, dtype=tl.float64 if F64 else tl.float32)
     for t in tl.static_range(SIZE):
         cp = c + (t - AFTER)  # the window of cp = c - AFTER .. c + BEFORE holds c
         mp = m & (cp >= g0) & (cp < g0 + GS)
         dp = _cross_scale(x_ptr, base, cp, mp, g0, GS, sc, a, k, SIZE, BEFORE, F64)
-        xp = tl.load(x_ptr + base + cp * sc, mask=mp, other=0.0)
-        gp = tl.load(g_ptr + base + cp * sc, mask=mp, other=0.0)
-        xp = xp.to(tl.float64) if F64 else xp.to(tl.float32)
-        gp = gp.to(tl.float64) if F64 else gp.to(tl.float32)
+        xp = _ld(x_ptr, base + cp * sc, mp, F64)
+        gp = _ld(g_ptr, base + cp * sc, mp, F64)
         s += gp * xp * tl.exp(-b * tl.log(dp)) / dp
     d = _cross_scale(x_ptr, base, c, m, g0, GS, sc, a, k, SIZE, BEFORE, F64)
-    x = tl.load(x_ptr + base + c * sc, mask=m, other=0.0)
-    g = tl.load(g_ptr + base + c * sc, mask=m, other=0.0)
-    x = x.to(tl.float64) if F64 else x.to(tl.float32)
-    g = g.to(tl.float64) if F64 else g.to(tl.float32)
+    x = _ld(x_ptr, base + c * sc, m, F64)
+    g = _ld(g_ptr, base + c * sc, m, F64)
     dx = g * tl.exp(-b * tl.log(d)) - (2.0 * a * b) * x * s
     tl.store(dx_ptr + base + c * sc, dx.to(dx_ptr.dtype.element_ty), mask=m)
 
@@ -121,8 +130,7 @@ def _spatial_scale(x_ptr, nc, h, w, m, H, W, sh, sw, a, k, SIZE: tl.constexpr, F
             hh = h + (i - HALF)
             ww = w + (j - HALF)
             mj = m & (hh >= 0) & (hh < H) & (ww >= 0) & (ww < W)
-            v = tl.load(x_ptr + nc + hh * sh + ww * sw, mask=mj, other=0.0)
-            v = v.to(tl.float64) if F64 else v.to(tl.float32)
+            v = _ld(x_ptr, nc + hh * sh + ww * sw, mj, F64)
             acc += v * v
     return k + a * acc
 
@@ -130,13 +138,9 @@ def _spatial_scale(x_ptr, nc, h, w, m, H, W, sh, sw, a, k, SIZE: tl.constexpr, F
 @triton.jit
 def _spatial_forward(x_ptr, y_ptr, total, C, H, W, sn, sc, sh, sw, a, b, k,
                      SIZE: tl.constexpr, BLOCK: tl.constexpr, CHANNELS_LAST: tl.constexpr, F64: tl.constexpr):
-    e = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    m = e < total
-    n, c, h, w = _coords(e, C, H, W, CHANNELS_LAST)
-    nc = n * sn + c * sc
+    m, h, w, nc = _spatial_block(total, C, H, W, sn, sc, BLOCK, CHANNELS_LAST)
     d = _spatial_scale(x_ptr, nc, h, w, m, H, W, sh, sw, a, k, SIZE, F64)
-    x = tl.load(x_ptr + nc + h * sh + w * sw, mask=m, other=0.0)
-    x = x.to(tl.float64) if F64 else x.to(tl.float32)
+    x = _ld(x_ptr, nc + h * sh + w * sw, m, F64)
     y = x * tl.exp(-b * tl.log(d))
     tl.store(y_ptr + nc + h * sh + w * sw, y.to(y_ptr.dtype.element_ty), mask=m)
 
@@ -145,10 +149,7 @@ def _spatial_forward(x_ptr, y_ptr, total, C, H, W, sn, sc, sh, sw, a, b, k,
 def _spatial_backward(x_ptr, g_ptr, dx_ptr, total, C, H, W, sn, sc, sh, sw, a, b, k,
                       SIZE: tl.constexpr, BLOCK: tl.constexpr, CHANNELS_LAST: tl.constexpr, F64: tl.constexpr):
     """dx = g f - 2ab x * (window sum of g x f / d): a centred window is its own transpose."""
-    e = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    m = e < total
-    n, c, h, w = _coords(e, C, H, W, CHANNELS_LAST)
-    nc = n * sn + c * sc
+    m, h, w, nc = _spatial_block(total, C, H, W, sn, sc, BLOCK, CHANNELS_LAST)
     HALF: tl.constexpr = SIZE // 2
     s = tl.zeros(h.shape, dtype=tl.float64 if F64 else tl.float32)
     for i in tl.static_range(SIZE):
@@ -157,16 +158,12 @@ def _spatial_backward(x_ptr, g_ptr, dx_ptr, total, C, H, W, sn, sc, sh, sw, a, b
             wp = w + (j - HALF)
             mp = m & (hp >= 0) & (hp < H) & (wp >= 0) & (wp < W)
             dp = _spatial_scale(x_ptr, nc, hp, wp, mp, H, W, sh, sw, a, k, SIZE, F64)
-            xp = tl.load(x_ptr + nc + hp * sh + wp * sw, mask=mp, other=0.0)
-            gp = tl.load(g_ptr + nc + hp * sh + wp * sw, mask=mp, other=0.0)
-            xp = xp.to(tl.float64) if F64 else xp.to(tl.float32)
-            gp = gp.to(tl.float64) if F64 else gp.to(tl.float32)
+            xp = _ld(x_ptr, nc + hp * sh + wp * sw, mp, F64)
+            gp = _ld(g_ptr, nc + hp * sh + wp * sw, mp, F64)
             s += gp * xp * tl.exp(-b * tl.log(dp)) / dp
     d = _spatial_scale(x_ptr, nc, h, w, m, H, W, sh, sw, a, k, SIZE, F64)
-    x = tl.load(x_ptr + nc + h * sh + w * sw, mask=m, other=0.0)
-    g = tl.load(g_ptr + nc + h * sh + w * sw, mask=m, other=0.0)
-    x = x.to(tl.float64) if F64 else x.to(tl.float32)
-    g = g.to(tl.float64) if F64 else g.to(tl.float32)
+    x = _ld(x_ptr, nc + h * sh + w * sw, m, F64)
+    g = _ld(g_ptr, nc + h * sh + w * sw, m, F64)
     dx = g * tl.exp(-b * tl.log(d)) - (2.0 * a * b) * x * s
     tl.store(dx_ptr + nc + h * sh + w * sw, dx.to(dx_ptr.dtype.element_ty), mask=m)
 
