@@ -188,7 +188,8 @@ def main() -> int:
 
         # 3. kill -9 mid-run, --resume, the same weights as an uninterrupted run
         def kill_and_resume() -> str:
-            args3 = base + ["--deterministic", "--checkpoint-every", "2", "--epochs", "2"]
+            every = max(2, (n // b) // 4)  # a few mid-epoch checkpoints per epoch (each is AlexNet + momentum)
+            args3 = base + ["--deterministic", "--checkpoint-every", str(every), "--epochs", "2"]
             whole, cut = tmp / "whole", tmp / "cut"
             train_cli(args3 + ["--out", str(whole)], timeout=max(30, left()))
             proc = subprocess.Popen(alexnet_cmd("train", *args3, "--out", str(cut)), env=env(),
