@@ -245,3 +245,13 @@ def test_file_names_with_control_characters_are_printed_escaped(capsys, trained_
     assert main(["predict", str(trained_run), str(name)]) == 0
     out = capsys.readouterr().out
     assert "\x1b" not in out and "evil\\n\\x1b[31mname.png" in out
+
+
+@pytest.mark.parametrize("text", ["inf", "nan", "-1MB", "0", "lots"])
+def test_serve_max_bytes_must_be_a_size(text: str) -> None:
+    from alexnet.errors import UserError
+    from alexnet.server.app import parse_size
+
+    with pytest.raises(UserError, match="--max-bytes"):
+        parse_size(text)
+    assert parse_size("20MB") == 20 * 2**20
