@@ -282,3 +282,39 @@ def test_load_16_clients_then_hostile_uploads_mixed_in(tmp_path: Path) -> None:
             assert r["hostile_failures"] == 0, r["failures"]
             assert r["p99_ms"] < 1000 and r["good_requests"] > 100
             assert request(s.url, "GET", "/healthz")[0] == 200
+
+
+def test_slow_clients_are_timed_out_and_the_server_keeps_serving(trained_run: Path) -> None:
+    """A connection that sends nothing, one that sends half its headers, and one whose body stops:
+    each is answered 408 (JSON) and closed within its timeout, while /healthz answers meanwhile."""
+    import socket
+    import time
+
+    with ServerProcess(str(trained_run), "--header-timeout", "1", "--body-timeout", "1") as s:
+        u = urlsplit(s.url)
+
+        def open_with(payload: bytes) -> socket.socket:
+            c = socket.create_connection((u.hostname, u.port))
+            c.settimeout(10)
+            if payload:
+                c.sendall(payload)
+            return c
+
+        bare = open_with(b"")
+        half = open_with(b"POST /v1/classify HTTP/1.1\r\nHost: x\r\n")
+        stalled = open_with(b"POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+                            b"Content-Length: 1000\r\n\r\n" + b"\x89PNG")
+        t0 = time.monotonic()
+        assert request(s.url, "GET", "/healthz") == (200, {"status": "ok"})
+        for c in (bare, half, stalled):
+            data = b""
+            while True:
+                chunk = c.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+            c.close()
+            assert data.startswith(b"HTTP/1.1 408"), data[:200]
+            assert b'"status": 408' in data or b'"status":408' in data
+        assert time.monotonic() - t0 < 8
+        assert request(s.url, "GET", "/healthz")[0] == 200

@@ -28,6 +28,14 @@ def add_parser(sub: Any) -> None:
     sv.add_argument("--onnx", action="store_true", help="run the model with ONNX Runtime (the run's model.onnx, "
                     "else one exported once per checkpoint into ~/.cache/alexnet/onnx)")
     sv.add_argument("--device", default="auto")
+    sv.add_argument("--header-timeout", type=float, default=10.0, metavar="S",
+                    help="a connection must send a request's line and headers within S seconds, else 408 and closed "
+                    "(default: 10)")
+    sv.add_argument("--body-timeout", type=float, default=30.0, metavar="S",
+                    help="a request body may go S seconds without a byte, else 408 (default: 30)")
+    sv.add_argument("--max-connections", type=int, metavar="N",
+                    help="requests beyond N open connections get 503 (default: the open-file limit, raised to its "
+                    "hard limit, less 128)")
     sv.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     sv.set_defaults(func=run)
 
@@ -36,7 +44,9 @@ def run(args: argparse.Namespace) -> int:
     from ..server.app import ServeOptions, parse_size, serve
 
     opts = ServeOptions(max_batch=args.max_batch, max_bytes=parse_size(args.max_bytes), max_files=args.max_files,
-                        max_pixels=args.max_pixels, batch_window_ms=args.batch_window_ms, top_k=args.top_k)
+                        max_pixels=args.max_pixels, batch_window_ms=args.batch_window_ms, top_k=args.top_k,
+                        body_timeout=args.body_timeout)
     serve(args.run, host=args.host, port=args.port, workers=args.workers, onnx=args.onnx, device=args.device,
-          options=opts, log_level=args.log_level)
+          options=opts, log_level=args.log_level, header_timeout=args.header_timeout,
+          max_connections=args.max_connections)
     return 0

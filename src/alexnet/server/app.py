@@ -25,6 +25,7 @@ import bisect
 import dataclasses
 import json
 import os
+import resource
 import socket
 import threading
 import time
@@ -34,6 +35,11 @@ from dataclasses import dataclass, field
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any, Callable
+
+try:  # optional: the [serve] extra (checked with a one-line message before serving)
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+except ImportError:  # pragma: no cover - serve() says what to install
+    H11Protocol = asyncio.Protocol
 
 from ..checkpoint import resolve_checkpoint
 from ..data.datasets import cache_dir
@@ -208,6 +214,10 @@ class Batcher:
 # ------------------------------------------------------------------------------------------ the app
 
 
+class _Stalled(Exception):
+    """A request body that stopped arriving (``--body-timeout``)."""
+
+
 class _TooLarge(Exception):
     """The body passed --max-bytes while it was being read."""
 
@@ -230,6 +240,7 @@ class ServeOptions:
     max_pixels: int = DEFAULT_MAX_PIXELS
     batch_window_ms: float = 5.0
     top_k: int = 5
+    body_timeout: float = 30.0  # seconds a request body may go without a byte arriving, then 408
 
 
 def model_description(clf: Any, backend: str, source: str) -> dict[str, Any]:
@@ -282,6 +293,12 @@ def create_app(clf: Any, options: ServeOptions | None = None, *, backend: str = 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, e: ApiError) -> JSONResponse:
         return error(e.status, e.message, e.filename)
+
+    @app.exception_handler(_Stalled)
+    async def _body_stalled(request: Request, e: _Stalled) -> JSONResponse:
+        r = error(408, f"the request body stopped arriving (no byte for {opts.body_timeout:g} s; --body-timeout)")
+        r.headers["connection"] = "close"
+        return r
 
     @app.exception_handler(_TooLarge)
     async def _body_too_large(request: Request, e: _TooLarge) -> JSONResponse:
@@ -376,7 +393,7 @@ def create_app(clf: Any, options: ServeOptions | None = None, *, backend: str = 
                                        for lab, i, p in zip(pr.labels[:k], pr.indices[:k], pr.probs[:k])], "ms": ms}
             for (name, _), pr in zip(files, preds)]})
 
-    return Guard(app, opts.max_bytes, metrics)
+    return Guard(app, opts.max_bytes, metrics, opts.body_timeout)
 
 
 KNOWN_PATHS = {"/", "/healthz", "/v1/model", "/metrics", "/v1/classify", "/docs", "/openapi.json"}
@@ -394,8 +411,8 @@ class Guard:
     Plain ASGI rather than FastAPI's ``@app.middleware("http")``, which runs the app in a task group
     and turns an exception raised while the body is read into an exception group (a 500)."""
 
-    def __init__(self, app: Any, max_bytes: int, metrics: Metrics) -> None:
-        self.app, self.max_bytes, self.metrics = app, max_bytes, metrics
+    def __init__(self, app: Any, max_bytes: int, metrics: Metrics, body_timeout: float = 30.0) -> None:
+        self.app, self.max_bytes, self.metrics, self.body_timeout = app, max_bytes, metrics, body_timeout
         self.drain_limit = 4 * max_bytes  # bodies larger than this are cut off unread
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
@@ -426,7 +443,10 @@ class Guard:
 
         async def limited_receive() -> dict:
             nonlocal received
-            msg = await receive()
+            try:  # a client that stops sending its body holds the request (and its buffer) for ever
+                msg = await asyncio.wait_for(receive(), self.body_timeout)
+            except asyncio.TimeoutError:
+                raise _Stalled from None
             if msg["type"] == "http.request":
                 received += len(msg.get("body", b""))
                 if received > self.max_bytes:
@@ -447,6 +467,9 @@ class Guard:
             if not started:
                 status[0] = 413
                 await self._reply_413(send, message)
+        except _Stalled:
+            if not started:
+                status[0] = 408
 
     async def _drain(self, receive: Callable, budget: int) -> None:
         """Read and drop the rest of a refused body (up to ``budget`` bytes) before answering: a
@@ -500,12 +523,14 @@ def app_from_env() -> Any:
     """The app for uvicorn's worker processes (``--workers N``): its settings come in ALEXNET_SERVE."""
     keep_freed_memory()
     cfg = json.loads(os.environ["ALEXNET_SERVE"])
+    TimedH11Protocol.header_timeout = cfg["header_timeout"]
     clf, backend = load_classifier(cfg["source"], onnx=cfg["onnx"], device=cfg["device"])
     return create_app(clf, ServeOptions(**cfg["options"]), backend=backend, source=cfg["source"])
 
 
 def serve(source: str, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1, onnx: bool = False,
-          device: str = "auto", options: ServeOptions | None = None, log_level: str = "info") -> None:
+          device: str = "auto", options: ServeOptions | None = None, log_level: str = "info",
+          header_timeout: float = 10.0, max_connections: int | None = None) -> None:
     _deps()
     import uvicorn  # optional: the [serve] extra
 
@@ -516,7 +541,11 @@ def serve(source: str, *, host: str = "127.0.0.1", port: int = 8000, workers: in
                                   ("--max-batch", opts.max_batch, opts.max_batch >= 1, "at least 1"),
                                   ("--max-files", opts.max_files, opts.max_files >= 1, "at least 1"),
                                   ("--workers", workers, workers >= 1, "at least 1"),
-                                  ("--batch-window-ms", opts.batch_window_ms, opts.batch_window_ms >= 0, "at least 0")):
+                                  ("--batch-window-ms", opts.batch_window_ms, opts.batch_window_ms >= 0, "at least 0"),
+                                  ("--header-timeout", header_timeout, 0 < header_timeout < 3600, "in (0, 3600) s"),
+                                  ("--body-timeout", opts.body_timeout, 0 < opts.body_timeout < 3600, "in (0, 3600) s"),
+                                  ("--max-connections", max_connections,
+                                   max_connections is None or max_connections >= 1, "at least 1")):
         if not ok:  # the flag named, one line, before anything is loaded
             raise UserError(f"{flag} {value}: must be {rule}")
     if source.endswith(".onnx"):  # a missing model is named first, then the port, then the model is loaded
@@ -532,6 +561,8 @@ def serve(source: str, *, host: str = "127.0.0.1", port: int = 8000, workers: in
     keep_freed_memory()  # a long-lived process: batches reuse their memory instead of faulting it in
     clf, backend = load_classifier(source, onnx=onnx, device=device)  # a bad RUN fails here, before binding
     check_finite(clf, source)
+    TimedH11Protocol.header_timeout = header_timeout
+    limits = {**UVICORN_LIMITS, "http": TimedH11Protocol, "limit_concurrency": connection_limit(max_connections)}
     print(f"alexnet serve: {clf.name} ({len(clf.classes)} classes, {backend}) on http://{host}:{port}/ "
           f"(max batch {opts.max_batch}, max body {opts.max_bytes:,} bytes, {workers} worker{'s' * (workers > 1)})",
           flush=True)
@@ -539,17 +570,85 @@ def serve(source: str, *, host: str = "127.0.0.1", port: int = 8000, workers: in
         # the workers load what the parent found (an ONNX export made at start is not made again)
         os.environ["ALEXNET_SERVE"] = json.dumps({"source": str(clf.path) if backend == "onnxruntime" else source,
                                                   "onnx": backend == "onnxruntime", "device": device,
-                                                  "options": dataclasses.asdict(opts)})
+                                                  "options": dataclasses.asdict(opts), "header_timeout": header_timeout})
         uvicorn.run("alexnet.server.app:app_from_env", factory=True, host=host, port=port, workers=workers,
-                    log_level=log_level, **UVICORN_LIMITS)
+                    log_level=log_level, **limits)
     else:
         uvicorn.run(create_app(clf, opts, backend=backend, source=source), host=host, port=port, log_level=log_level,
-                    **UVICORN_LIMITS)
+                    **limits)
 
 
 # SIGTERM: requests in flight get this long, then the server stops (a stalled upload cannot hold it);
 # an idle kept-alive connection is closed after this long
 UVICORN_LIMITS = {"timeout_graceful_shutdown": 5, "timeout_keep_alive": 5}
+
+
+def connection_limit(requested: int | None) -> int:
+    """Concurrent connections served before new requests get 503: ``requested``, else the process's
+    open-file limit (raised to its hard limit first) less a margin for the model's and the log's files,
+    so that the accept loop never runs out of descriptors ("Too many open files")."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else max(soft, 65536),
+                                                         hard))
+            soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        except (ValueError, OSError):
+            pass
+    ceiling = max(16, soft - 128)
+    if requested is None:
+        return ceiling
+    if requested > ceiling:
+        raise UserError(f"--max-connections {requested}: more than this process can hold open (at most {ceiling}, "
+                        f"from its open-file limit {soft})")
+    return requested
+
+
+class TimedH11Protocol(H11Protocol):  # type: ignore[misc,valid-type]
+    """uvicorn's HTTP/1.1 protocol with a clock on the request line and headers: a connection that
+    sends nothing, or a request's headers only in part, for ``header_timeout`` seconds gets a JSON 408
+    and is closed (uvicorn itself waits for ever, and 1,100 such connections took a server's every
+    descriptor). A class attribute, set in each server process (``serve``, ``app_from_env``)."""
+
+    header_timeout = 10.0
+    _header_timer: Any = None
+
+    def _between_requests(self) -> bool:
+        return self.cycle is None or self.cycle.response_complete
+
+    def _arm(self) -> None:
+        if self._header_timer is None:
+            self._header_timer = self.loop.call_later(self.header_timeout, self._too_slow)
+
+    def _disarm(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _too_slow(self) -> None:
+        self._header_timer = None
+        if self._between_requests() and not self.transport.is_closing():
+            body = json.dumps({"error": f"request headers not received within {self.header_timeout:g} s "
+                                        "(--header-timeout)", "status": 408}).encode()
+            self.transport.write(b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
+                                 b"content-length: " + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n"
+                                 + body)
+            self.transport.close()
+
+    def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self._between_requests():
+            self._arm()  # bytes of a request line or headers: the clock runs until they are whole
+        else:
+            self._disarm()  # a request runs; its body has --body-timeout
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
 
 
 def check_finite(clf: Any, source: str) -> None:
