@@ -68,11 +68,6 @@ class CheckpointRecord:
             d["train_state"] = self.train_state
         return d
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "CheckpointRecord":
-        known = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in d.items() if k in known})
-
 
 def save_checkpoint(obj: CheckpointRecord | dict[str, Any], path: str | os.PathLike[str]) -> None:
     """Write a checkpoint atomically (``files.atomic_torch_save``), stamped with the format version."""

@@ -28,7 +28,7 @@ from torch import nn
 from .checkpoint import EXPORT_FORMAT, MEAN_IMAGE_KEY, load_checkpoint, resolve_checkpoint
 from .data.transforms import EvalTransform, eval_batch
 from .errors import CheckFailed, UserError
-from .files import file_sha256, staged_folder
+from .files import file_sha256, new_folder, staged_folder
 from .inference.classifier import Classifier
 from .inference.onnx import INPUT, ONNX_FORMAT, OUTPUTS, OnnxClassifier, onnxruntime_module
 from .version import __version__
@@ -51,8 +51,7 @@ def export_safetensors(run: str | os.PathLike[str], out: str | os.PathLike[str] 
     src = resolve_checkpoint(run)
     ck = load_checkpoint(src)
     outp = Path(out) if out else (src.parent / "export")
-    if outp.exists() and (not outp.is_dir() or any(outp.iterdir())):
-        raise UserError(f"--out {outp}: already holds files; choose a new or empty folder")
+    new_folder(outp)  # before the work
     transform = dict(ck["eval_transform"])
     tensors = {k: v.detach().contiguous().cpu() for k, v in ck["model"].items()}
     mean_image = transform.pop("mean_image", None)

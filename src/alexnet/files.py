@@ -119,16 +119,22 @@ def new_output(path: str | os.PathLike[str], flag: str, force: bool) -> Path:
     return p
 
 
+def new_folder(out: str | os.PathLike[str], flag: str = "--out") -> Path:
+    """A folder to be written: refused, before any work, when it exists and is not an empty folder."""
+    outp = Path(out)
+    if outp.exists() and (not outp.is_dir() or any(outp.iterdir())):
+        raise UserError(f"{flag} {outp}: already holds files; choose a new or empty folder")
+    return outp
+
+
 @contextlib.contextmanager
 def staged_folder(out: str | os.PathLike[str], flag: str = "--out") -> Iterator[Path]:
     """``with staged_folder(out) as tmp:`` write a folder's files into ``tmp`` (a hidden sibling of ``out``);
     at the end it is renamed to ``out`` (which must be new or empty) in one step. Whatever fails (a
     read-only parent, a name under a file, a full disk) leaves no ``out`` and no half-written files,
     and a failure to write is one line naming the flag."""
-    outp = Path(out)
     try:
-        if outp.exists() and (not outp.is_dir() or any(outp.iterdir())):
-            raise UserError(f"{flag} {outp}: already holds files; choose a new or empty folder")
+        outp = new_folder(out, flag)  # again: it may have been filled since the caller checked
         outp.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{outp.name}.", suffix=".tmp", dir=outp.parent))
     except OSError as e:

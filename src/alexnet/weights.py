@@ -15,7 +15,7 @@ from .checkpoint import CheckpointRecord, save_checkpoint
 from .data.imagenet import imagenet_names, imagenet_wnids
 from .data.transforms import IMAGENET_MEAN, IMAGENET_STD, EvalTransform
 from .errors import UserError
-from .files import file_sha256, staged_folder
+from .files import file_sha256, new_folder, staged_folder
 from .models import create_model
 from .version import __version__
 
@@ -28,8 +28,7 @@ def torchvision_weights(out: str | os.PathLike[str], file: str | None = None) ->
     transform is that of those weights: shorter side 256, centre 224, ImageNet mean and std."""
     weights = AlexNet_Weights.IMAGENET1K_V1
     outp = Path(out)
-    if outp.exists() and (not outp.is_dir() or any(outp.iterdir())):
-        raise UserError(f"--out {outp}: already holds files; choose a new or empty folder")
+    new_folder(outp)  # before the work
     if file:
         try:
             state = torch.load(file, map_location="cpu", weights_only=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import errno
+import io
 import fcntl
 import json
 import math
@@ -38,13 +39,12 @@ METRIC_FIELDS = [
 
 
 def write_metrics(path: Path, rows: list[dict[str, float]]) -> None:
-    tmp = path.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=METRIC_FIELDS, extrasaction="ignore")
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
-    os.replace(tmp, path)
+    text = io.StringIO(newline="")
+    w = csv.DictWriter(text, fieldnames=METRIC_FIELDS, extrasaction="ignore")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
+    atomic_write_text(path, text.getvalue())
 
 
 def plot_curves(path: Path, rows: list[dict[str, float]], title: str) -> None:
