@@ -131,21 +131,63 @@ def test_loader_order_depends_on_seed_and_epoch_only() -> None:
     assert len(a) == 3
 
 
-def test_pca_lighting_covariance_matches_the_eigen_decomposition() -> None:
-    from alexnet.data.transforms import pca_lighting, rgb_pca
-
+def _correlated_images() -> torch.Tensor:
     g = torch.Generator().manual_seed(0)
     images = (torch.rand(200, 3, 8, 8, generator=g) * 255).to(torch.uint8)
     images[:, 1] = images[:, 0] // 2 + images[:, 1] // 2  # correlated channels
+    return images
+
+
+def test_pca_lighting_per_component_std_is_coefficient_times_sqrt_lambda() -> None:
+    """cuda-convnet2's form: along each eigenvector p_i the shift has std = coefficient x sqrt(lambda_i)
+    grey levels, lambda_i the eigenvalue of the 0-255 RGB covariance; checked over 40,000 draws
+    within sampling error (the std of a sample std is about std / sqrt(2n): 0.35%; allowed 2%)."""
+    from alexnet.data.transforms import pca_lighting, rgb_pca
+
+    images = _correlated_images()
     eigval, eigvec = rgb_pca(images)
-    x = torch.zeros(40000, 3, 1, 1)
-    shift = pca_lighting(x, eigval, eigvec, std=0.1, generator=torch.Generator().manual_seed(1))[:, :, 0, 0] / 255.0
-    expect = eigvec @ torch.diag((0.1 * eigval) ** 2) @ eigvec.T
-    measured = torch.cov(shift.T.double(), correction=0).float()
-    assert torch.allclose(measured, expect, rtol=0.05, atol=0.02 * expect.abs().max().item())
+    cov255 = torch.cov(images.permute(1, 0, 2, 3).reshape(3, -1).double(), correction=0)
+    lam255 = torch.linalg.eigvalsh(cov255).flip(0)  # descending, as rgb_pca's
+    assert torch.allclose(eigval.double() * 255**2, lam255, rtol=1e-4)
+    for coeff in (0.1, 0.5):
+        shift = pca_lighting(torch.zeros(40000, 3, 1, 1), eigval, eigvec, std=coeff,
+                             generator=torch.Generator().manual_seed(1))[:, :, 0, 0].double()
+        along = shift @ eigvec.double()  # the shift's coordinates along p_1, p_2, p_3
+        want = coeff * lam255.sqrt()
+        assert torch.allclose(along.std(0), want, rtol=0.02), (along.std(0), want)
+        assert abs(torch.corrcoef(along.T)[0, 1].item()) < 0.03  # independent components
     # one shift per image: every pixel of an image moves by the same colour
     y = pca_lighting(torch.zeros(4, 3, 5, 5), eigval, eigvec, generator=torch.Generator().manual_seed(2))
     assert torch.all(y == y[:, :, :1, :1])
+
+
+def test_pca_lighting_fb_resnet_form_scales_by_the_eigenvalue() -> None:
+    """fb.resnet.torch's convention, kept as an option: shift covariance 255^2 (std x lambda)^2 along p_i
+    with lambda of pixels in [0, 1]."""
+    from alexnet.data.transforms import pca_lighting, rgb_pca
+
+    eigval, eigvec = rgb_pca(_correlated_images())
+    shift = pca_lighting(torch.zeros(40000, 3, 1, 1), eigval, eigvec, std=0.1, generator=torch.Generator().manual_seed(1),
+                         form="fb.resnet")[:, :, 0, 0] / 255.0
+    expect = eigvec @ torch.diag((0.1 * eigval) ** 2) @ eigvec.T
+    measured = torch.cov(shift.T.double(), correction=0).float()
+    assert torch.allclose(measured, expect, rtol=0.05, atol=0.02 * expect.abs().max().item())
+
+
+def test_cuda_convnet_form_scales_the_centred_batch_by_one_over_one_plus_coefficient() -> None:
+    from alexnet.data.transforms import EvalTransform, TrainAugment, rgb_pca
+
+    images = _correlated_images()
+    eigval, eigvec = rgb_pca(images)
+    t = EvalTransform(8, 8, 0, 3, (100.0, 110.0, 120.0), (1.0, 1.0, 1.0))
+    x = images[:16]
+    plain = TrainAugment(False, 0, False)(x, t)
+    zero = TrainAugment(False, 0, False, 0.3, "cuda-convnet", eigval, eigvec)
+    out = zero(x, t, torch.Generator().manual_seed(3))
+    noise = out * 1.3 - plain  # undo the scaling: what is left is the per-image colour shift
+    assert torch.allclose(noise, noise[:, :, :1, :1].expand_as(noise), atol=1e-3)
+    fb = TrainAugment(False, 0, False, 0.3, "fb.resnet", eigval, eigvec)(x, t, torch.Generator().manual_seed(3))
+    assert torch.allclose(fb - plain, (fb - plain)[:, :, :1, :1].expand_as(fb), atol=1e-3)  # no rescaling
 
 
 def test_ten_crop_geometry() -> None:
@@ -247,3 +289,22 @@ def test_prefetcher_yields_the_loaders_batches_in_order(threads: int, depth: int
         assert len(got) == len(expect) == len(loader) - start
         for (a, b), (c, d) in zip(got, expect):
             assert torch.equal(a, c) and torch.equal(b, d)
+
+
+def test_lenet5_input_range_is_the_papers(tiny_folder) -> None:
+    """LeCun et al. 1998: background -0.1, foreground 1.175 (``normalize = "lecun"``, the recipe's),
+    the 2-pixel padding of the 28x28 digits at the background's level."""
+    from alexnet import TrainConfig
+    from alexnet.data.transforms import eval_batch
+    from alexnet.engine.data import build_data
+
+    cfg = TrainConfig.from_recipe("lenet5_mnist", data=str(tiny_folder), workers=0)
+    assert cfg.normalize == "lecun"
+    *_, t = build_data(cfg)
+    x = torch.zeros(2, 1, 28, 28, dtype=torch.uint8)
+    x[1] = 255
+    y = eval_batch(x, t)
+    assert y.shape == (2, 1, 32, 32)
+    assert torch.allclose(y[0], torch.full_like(y[0], -0.1))
+    assert torch.allclose(y[1, :, 2:-2, 2:-2], torch.full((1, 28, 28), 1.175))
+    assert torch.allclose(y[1, :, :2], torch.full((1, 2, 32), -0.1))

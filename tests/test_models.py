@@ -257,6 +257,21 @@ def test_cross_map_lrn_is_the_papers_formula() -> None:
     assert torch.allclose(caffe(a), nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0)(a), rtol=1e-5, atol=1e-6)
 
 
+def test_alexnets_default_lrn_is_cuda_convnets_alpha_over_n() -> None:
+    """cuda-convnet divides the cross-map scale by the window size (and Caffe's bvlc_alexnet uses
+    alpha/n): AlexNet's default norm is b = a / (2 + 1e-4 / 5 * sum a^2)^0.75, known values."""
+    norm = create_model("alexnet", columns=1).features.norm1
+    a = torch.zeros(1, 96, 1, 1)
+    a[0, :3, 0, 0] = torch.tensor([100.0, 200.0, -50.0])
+    out = norm(a)[0, :, 0, 0]
+    # map 0 sees maps 0-2 (zero-padded below): 100^2 + 200^2 + 50^2 = 52,500
+    assert out[0].item() == pytest.approx(100.0 / (2 + 1e-4 / 5 * 52500) ** 0.75, rel=1e-5)
+    assert out[1].item() == pytest.approx(200.0 / (2 + 1e-4 / 5 * 52500) ** 0.75, rel=1e-5)
+    assert out[2].item() == pytest.approx(-50.0 / (2 + 1e-4 / 5 * 52500) ** 0.75, rel=1e-5)
+    literal = create_model("alexnet", columns=1, lrn_alpha_over_n=False).features.norm1
+    assert literal(a)[0, 0, 0, 0].item() == pytest.approx(100.0 / (2 + 1e-4 * 52500) ** 0.75, rel=1e-5)
+
+
 def test_spatial_response_norm_is_cuda_convnets() -> None:
     torch.manual_seed(0)
     a = torch.randn(1, 2, 5, 5) * 50
@@ -315,18 +330,44 @@ def test_alexnet_lrn_normalises_each_column_on_its_own() -> None:
     assert one.groups == 1
 
 
-def test_cuda_convnet_average_pooling_divides_by_the_whole_window() -> None:
-    """cuda-convnet's AvgPooler: every window divided by 9, also where it overhangs the border."""
-    m = create_model("cifar_18pct")
-    pool = m.features.pool2
-    out = pool(torch.ones(1, 1, 32, 32))
-    assert out.shape == (1, 1, 16, 16)
-    assert torch.allclose(out[0, 0, :-1, :-1], torch.ones(15, 15))
-    assert torch.allclose(out[0, 0, -1, :-1], torch.full((15,), 6 / 9))  # the last row's windows hold 2 of 3 rows
-    assert torch.allclose(out[0, 0, -1, -1], torch.tensor(4 / 9))
+def test_cuda_convnet_average_pooling_divides_by_the_pixels_inside_the_map() -> None:
+    """cuda-convnet's AvgPooler divides by regionSize, the window's pixels inside the map: an all-ones
+    map pools to all ones, also in the last row and column, whose windows overhang the border."""
     for name in ("cifar_18pct", "cifar_80sec"):
-        for p in (create_model(name).features.pool2, create_model(name).features.pool3):
-            assert p.divisor_override == 9
+        for size, pool in ((32, "pool2"), (16, "pool3")):
+            p = getattr(create_model(name).features, pool)
+            out = p(torch.ones(2, 3, size, size))
+            assert out.shape == (2, 3, size // 2, size // 2)
+            assert torch.equal(out, torch.ones_like(out))
+
+
+def _avg_pool_loop(x: torch.Tensor, k: int, s: int) -> torch.Tensor:
+    """Average pooling written as cuda-convnet's kernel does it: windows start every s pixels, the
+    output size rounded up, each window's sum over the pixels inside the map divided by their count."""
+    n, c, h, w = x.shape
+    oh, ow = -(-(h - k) // s) + 1, -(-(w - k) // s) + 1
+    out = torch.empty(n, c, oh, ow, dtype=torch.float64)
+    for i in range(oh):
+        for j in range(ow):
+            y0, x0 = i * s, j * s
+            y1, x1 = min(h, y0 + k), min(w, x0 + k)
+            out[:, :, i, j] = x[:, :, y0:y1, x0:x1].double().sum((2, 3)) / ((y1 - y0) * (x1 - x0))
+    return out
+
+
+def test_average_pooling_matches_a_loop_over_in_map_pixels_forward_and_backward() -> None:
+    torch.manual_seed(0)
+    m = create_model("cifar_18pct")
+    for size, pool in ((32, m.features.pool2), (16, m.features.pool3), (8, m.features.pool3)):
+        x = torch.randn(2, 4, size, size, dtype=torch.float64, requires_grad=True)
+        got = pool(x)
+        want = _avg_pool_loop(x, 3, 2)
+        assert torch.allclose(got, want, atol=1e-12)
+        g = torch.randn_like(want)
+        (gx,) = torch.autograd.grad((got * g).sum(), x)
+        x2 = x.detach().clone().requires_grad_(True)
+        (gx2,) = torch.autograd.grad((_avg_pool_loop(x2, 3, 2) * g).sum(), x2)
+        assert torch.allclose(gx, gx2, atol=1e-12)
 
 
 def test_weight_decay_applies_to_the_kernels_of_every_model() -> None:

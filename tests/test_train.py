@@ -268,3 +268,56 @@ def test_multistep_schedule_bias_lr_and_per_layer_weight_decay() -> None:
         make_optimizer(TrainConfig(model="cifar_18pct", weight_decay_layers={"fc99": 1.0}), model)
     with pytest.raises(UserError, match="milestones"):
         TrainConfig(schedule="multistep").validate()
+
+
+def test_val_split_is_disjoint_from_training_and_fixed_by_the_seed(tiny_folder: Path) -> None:
+    """--val-split: the held-out images never reach the training set, the split depends on the seed
+    only (the same in every build: a resume rebuilds it, each torchrun process builds it before its
+    shard is taken), and the dataset's test split is build_test's."""
+    from alexnet.engine.data import build_data, build_test
+
+    def files(ds) -> list[str]:
+        return [p for p, _ in ds.samples]
+
+    # a tiny cache limit: the folder is read from disk, so each image keeps its path
+    folder = dict(model="cifar_80sec", data=str(tiny_folder), workers=0, cache_limit_gb=1e-9)
+    cfg = TrainConfig(**folder, val_split=0.2)
+    train_ds, val_ds, classes, t = build_data(cfg)
+    again = build_data(cfg)
+    assert len(val_ds) == 36 and len(train_ds) == 144  # 20% of 180
+    assert not set(files(train_ds)) & set(files(val_ds))
+    assert files(again[0]) == files(train_ds) and files(again[1]) == files(val_ds)
+    assert all("/train/" in p for p in files(val_ds))
+    other = build_data(TrainConfig(**folder, val_split=0.2, seed=1))
+    assert files(other[1]) != files(val_ds)
+    test = build_test(cfg, classes, t)
+    assert len(test) == 60 and all("/val/" in p for p in files(test))
+    assert build_test(TrainConfig(**folder), classes, t) is None
+    # with a training subset, the held-out images stay out of it
+    sub = build_data(TrainConfig(**folder, val_split=0.2, max_train_images=50))
+    assert len(sub[0]) == 50 and files(sub[1]) == files(val_ds) and not set(files(sub[0])) & set(files(val_ds))
+    # two processes' shards of the training loader cover the rest, never a held-out image
+    shards = [BatchLoader(train_ds, 16, shuffle=True, seed=0, workers=0, rank=r, world_size=2) for r in (0, 1)]
+    seen = set()
+    for loader in shards:
+        loader.set_epoch(0)
+        seen |= {files(train_ds)[i] for b in loader.batch_indices() for i in b.tolist()}
+    assert seen == set(files(train_ds))
+    with pytest.raises(UserError, match="val-split"):
+        TrainConfig(val_split=1.0).validate()
+
+
+def test_a_val_split_run_selects_on_held_out_images_and_tests_once(tiny_folder: Path, tmp_path: Path) -> None:
+    out = tmp_path / "split"
+    cfg = TrainConfig(model="cifar_80sec", data=str(tiny_folder), out=str(out), epochs=2, batch_size=32, lr=0.05,
+                      schedule="constant", model_options={"init": "torch"}, workers=0, val_split=0.2)
+    result = train(cfg, progress=False, log=lambda s: None)
+    rows = list(csv.DictReader(open(out / "metrics.csv")))
+    assert [int(r["val_images"]) for r in rows] == [36, 36]
+    assert [int(r["test_images"]) for r in rows] == [0, 60]  # the test split: once, at the end
+    assert math.isnan(float(rows[0]["test_top1_error"]))
+    assert result.test is not None and float(rows[1]["test_top1_error"]) == pytest.approx(result.test.top1_error)
+    # resumed for a third epoch: the same held-out images (the same count, the same config)
+    train(TrainConfig.from_recipe(out / "config.toml", resume=True, epochs=3), progress=False, log=lambda s: None)
+    rows = list(csv.DictReader(open(out / "metrics.csv")))
+    assert [int(r["val_images"]) for r in rows] == [36, 36, 36] and int(rows[2]["test_images"]) == 60

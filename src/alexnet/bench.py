@@ -223,7 +223,7 @@ def _end_to_end(bench: _StepBench, cfg: Any, device: torch.device, built: tuple)
     if len(loader) == 0:
         raise UserError(f"--data {cfg.data}: fewer than --batch-size {cfg.batch_size} training images")
     pre = Prefetcher(loader, device, depth=cfg.prefetch, threads=max(1, min(cfg.workers, 4)))
-    augment = TrainAugment(cfg.random_crop, cfg.translate, cfg.flip, cfg.pca_lighting)
+    augment = TrainAugment(cfg.random_crop, cfg.translate, cfg.flip, cfg.pca_lighting, cfg.pca_lighting_form)
     if cfg.pca_lighting > 0:
         augment.eigval, augment.eigvec = rgb_eigen(train_ds, transform.channels)
     gen = torch.Generator(device=device).manual_seed(0)

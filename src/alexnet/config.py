@@ -56,9 +56,11 @@ class TrainConfig:
     translate: int = 0  # zero-pad by this much before the random crop (CIFAR-style shifts)
     flip: bool = True  # random horizontal reflections
     pca_lighting: float = 0.0  # std of the PCA colour noise's alphas (the paper's: 0.1); 0 turns it off
-    normalize: str = "meanstd"  # meanstd | mean | mean_image (the paper's per-pixel mean) | imagenet | none
+    pca_lighting_form: str = "cuda-convnet"  # cuda-convnet (alpha x sqrt(eigenvalue) grey levels, batch / (1 + std), Krizhevsky's code) | fb.resnet (alpha x eigenvalue of [0, 1] pixels)
+    normalize: str = "meanstd"  # meanstd | mean | mean_image (the paper's per-pixel mean) | imagenet | lecun (LeNet-5's: background -0.1, ink 1.175) | none
     max_train_images: int | None = None  # train on a random subset of this size
     max_val_images: int | None = None  # evaluate on a random subset of this size
+    val_split: float = 0.0  # hold out this fraction of the training images (by seed) for selection, the plateau rule and best.pt; the test split is then evaluated once, at the end (0: select on the val/test split)
     workers: int = 2  # loader processes for folders decoded on the fly
     cache_limit_gb: float = 4.0  # folders smaller than this (decoded) are kept in memory
     # machinery
@@ -89,7 +91,8 @@ class TrainConfig:
         choices = {
             "optimizer": ("sgd", "adamw"),
             "schedule": ("plateau", "step", "multistep", "cosine", "linear", "constant"),
-            "normalize": ("meanstd", "mean", "mean_image", "imagenet", "none"),
+            "normalize": ("meanstd", "mean", "mean_image", "imagenet", "lecun", "none"),
+            "pca_lighting_form": ("cuda-convnet", "fb.resnet"),
             "precision": ("auto", "fp32", "bf16", "fp16"),
             "optimizer_impl": ("auto", "fused", "foreach", "for-loop"),
             "compile_mode": ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
@@ -127,6 +130,8 @@ class TrainConfig:
                     "pca_lighting", "checkpoint_every", "target_train_error"):
             if getattr(self, key) < 0:
                 raise bad(key, f"must not be negative, not {getattr(self, key)}")
+        if not 0.0 <= self.val_split < 1.0:
+            raise bad("val_split", f"must be a fraction in [0, 1), not {self.val_split}")
         for key in ("image_size", "crop_size", "max_train_images", "max_val_images"):
             v = getattr(self, key)
             if v is not None and v < 1:
@@ -219,6 +224,18 @@ def load_recipe(path: str | Path) -> dict[str, Any]:
         return tomllib.loads(p.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise UserError(f"--recipe {p}: not valid TOML ({e})") from None
+
+
+# Keys whose default changed after runs were written with them absent: what those runs did.
+# (pca_lighting_form: before it existed, the colour noise had fb.resnet.torch's scale.)
+FORMER_DEFAULTS = {"pca_lighting_form": "fb.resnet"}
+
+
+def load_run_config(path: str | Path) -> dict[str, Any]:
+    """A run folder's config.toml as that run used it: keys it was written without take the value
+    the run had (``FORMER_DEFAULTS``), not today's default."""
+    values = load_recipe(path)
+    return {**FORMER_DEFAULTS, **values}
 
 
 def _toml_value(v: Any) -> str:

@@ -31,7 +31,7 @@ from .data.transforms import EvalTransform, TrainAugment
 from .distributed import DistInfo, all_reduce_sum, any_true, cleanup, setup as setup_processes
 from .engine import resume
 from .engine.checks import check_batch_split, check_fast_paths, check_input_size, check_out_outside_data
-from .engine.data import build_data, rgb_eigen
+from .engine.data import build_data, build_test, rgb_eigen
 from .engine.evaluation import EvalResult, evaluate_model, plot_confusion
 from .engine.finetune import freeze_layers, init_source, load_init
 from .engine.optim import base_lr, make_optimizer
@@ -57,6 +57,7 @@ class TrainResult:
     seconds: float
     skipped: list[tuple[str, str]] = field(default_factory=list)
     final_ten_crop: EvalResult | None = None  # the last evaluation with the paper's ten patches (ten_crop_eval)
+    test: EvalResult | None = None  # with val_split: the final weights on the test split, evaluated once at the end
 
 
 def train(cfg: TrainConfig, *, progress: bool = True, log: Callable[[str], None] | None = None) -> TrainResult:
@@ -97,6 +98,7 @@ def train_epochs(run: "Run", say: Callable[[str], None], progress: bool) -> Trai
     run.augment.place(run.device)
     final: EvalResult | None = None
     final10: EvalResult | None = None
+    test: EvalResult | None = None
     try:
         with StopSignals() as stop:
             for epoch in range(state.start_epoch, cfg.epochs):
@@ -106,7 +108,9 @@ def train_epochs(run: "Run", say: Callable[[str], None], progress: bool) -> Trai
                 final = run.evaluate(progress) if (epoch + 1) % cfg.eval_every == 0 or last else None
                 # the paper's ten-patch test, in its own columns: selection and curves use the centre crop
                 final10 = run.evaluate(progress, ten_crop=True) if cfg.ten_crop_eval and last else None
-                row, improved = run.record(state, epoch, totals, final, final10)
+                # with a held-out validation split, the test split is seen once: by the final weights
+                test = run.evaluate(progress, test=True) if last and run.test_loader is not None else None
+                row, improved = run.record(state, epoch, totals, final, final10, test)
                 run.save_epoch(state, epoch, row, improved)
                 if any_true(bool(stop), run.device):
                     raise KeyboardInterrupt
@@ -119,7 +123,7 @@ def train_epochs(run: "Run", say: Callable[[str], None], progress: bool) -> Trai
         raise
     finally:
         folder.close_writer()
-    return run.finish(state, final, final10)
+    return run.finish(state, final, final10, test)
 
 
 def check(cfg: TrainConfig, dinfo: DistInfo, say: Callable[[str], None]) -> tuple[TrainConfig, RunFolder]:
@@ -183,6 +187,7 @@ class Run:
     step: TrainStep
     train_loader: BatchLoader
     val_loader: BatchLoader
+    test_loader: BatchLoader | None  # with val_split: the dataset's test split
     batches: Prefetcher
     schedule: LRSchedule
     augment: TrainAugment
@@ -212,8 +217,10 @@ class Run:
                                     "precision": self.precision}
         self.folder.start(self.resolved, self.env)
         t = self.transform
+        held = f" (held out: {self.cfg.val_split:g} of the training split)" if self.test_loader is not None else ""
+        test = f" / {len(self.test_loader.dataset):,} test" if self.test_loader is not None else ""  # type: ignore[arg-type]
         self.say(f"{self.cfg.model}: {count_params(self.model):,} parameters | {len(self.train_ds):,} train / "
-            f"{len(self.val_ds):,} val images, {len(self.classes)} classes | input "
+            f"{len(self.val_ds):,} val{held}{test} images, {len(self.classes)} classes | input "
             f"{t.channels}x{t.input_size}x{t.input_size} | {self.device}, {self.precision}")
 
     # ---------------------------------------------------------------------------------------- an epoch
@@ -286,15 +293,17 @@ class Run:
                             f"the last checkpoint written before it, if any, is kept in {self.cfg.out}")
         return loss_sum, correct
 
-    def evaluate(self, progress: bool, ten_crop: bool = False) -> EvalResult:
-        return evaluate_model(self.model, self.val_loader, self.transform, self.classes, device=self.device,
+    def evaluate(self, progress: bool, ten_crop: bool = False, test: bool = False) -> EvalResult:
+        loader = self.test_loader if test else self.val_loader
+        assert loader is not None
+        return evaluate_model(self.model, loader, self.transform, self.classes, device=self.device,
                               precision=self.precision, channels_last=self.channels_last, progress=progress,
                               prefetch=self.cfg.prefetch, ten_crop=ten_crop)
 
     # ---------------------------------------------------------------------------------------- records
 
     def record(self, state: TrainState, epoch: int, totals: EpochTotals, final: EvalResult | None,
-               final10: EvalResult | None) -> tuple[dict[str, float], bool]:
+               final10: EvalResult | None, test: EvalResult | None = None) -> tuple[dict[str, float], bool]:
         """The epoch's row of metrics.csv, the plateau rule, the best epoch so far (and whether this is
         it), the log line."""
         row = {
@@ -308,6 +317,9 @@ class Run:
             "val10_top1_error": final10.top1_error if final10 else math.nan,
             "val10_top5_error": final10.top5_error if final10 else math.nan,
             "val_images": final.n if final else 0,
+            "test_top1_error": test.top1_error if test else math.nan,
+            "test_top5_error": test.top5_error if test else math.nan,
+            "test_images": test.n if test else 0,
             "train_seconds": totals.seconds,
             "epoch_seconds": time.perf_counter() - totals.t0,
             "elapsed_seconds": self.elapsed(state),
@@ -319,6 +331,7 @@ class Run:
         if improved:
             state.best_err, state.best_epoch = final.top1_error, epoch + 1  # type: ignore[union-attr]
         ten = f" | ten-patch top-1 {row['val10_top1_error']:.2%}" if final10 else ""
+        ten += f" | test top-1 {test.top1_error:.2%} top-{test.k} {test.top5_error:.2%}" if test else ""
         self.say(f"epoch {epoch + 1:3d}/{self.cfg.epochs} | lr {row['lr']:.3g} | train loss {row['train_loss']:.4f} "
             f"err {row['train_top1_error']:.2%} | val loss {row['val_loss']:.4f} top-1 {row['val_top1_error']:.2%} "
             f"top-{final.k if final else 5} {row['val_top5_error']:.2%}{ten} | {row['images_per_sec']:.0f} img/s "
@@ -349,18 +362,21 @@ class Run:
     def elapsed(self, state: TrainState) -> float:
         return state.elapsed_before + time.perf_counter() - self.t_start
 
-    def finish(self, state: TrainState, final: EvalResult | None, final10: EvalResult | None) -> TrainResult:
+    def finish(self, state: TrainState, final: EvalResult | None, final10: EvalResult | None,
+               test: EvalResult | None = None) -> TrainResult:
         """The confusion matrix of the last evaluation, and what the run did."""
-        shown = final10 or final
+        shown = test or final10 or final
         if shown is not None and self.dinfo.is_main:
-            how = "ten-patch" if final10 else "centre-crop"
+            how = "test split" if test else "ten-patch" if final10 else "centre-crop"
             plot_confusion(shown, self.folder.out / "confusion.png",
                            f"{self.cfg.model}, epoch {state.rows[-1]['epoch']} ({how}): "
                            f"top-1 error {shown.top1_error:.2%}, top-{shown.k} error {shown.top5_error:.2%}")
+        test_ds = self.test_loader.dataset if self.test_loader is not None else None
         skipped = (list(getattr(self.train_ds, "skipped", [])) + list(getattr(self.val_ds, "skipped", []))
+                   + list(getattr(test_ds, "skipped", []))
                    + self.train_loader.skipped)
         return TrainResult(self.folder.out, state.rows, state.best_err, state.best_epoch, final, self.elapsed(state),
-                           skipped, final10)
+                           skipped, final10, test)
 
 
 def setup(cfg: TrainConfig, dinfo: DistInfo, folder: RunFolder, say: Callable[[str], None]) -> Run:
@@ -414,15 +430,18 @@ def setup(cfg: TrainConfig, dinfo: DistInfo, folder: RunFolder, say: Callable[[s
     shard = dict(rank=dinfo.rank, world_size=dinfo.world_size)
     train_loader = BatchLoader(train_ds, micro_batch, shuffle=True, seed=cfg.seed, workers=cfg.workers, **shard)
     val_loader = BatchLoader(val_ds, max(cfg.batch_size, 256), workers=cfg.workers, pad_shards=False, **shard)
+    test_ds = build_test(cfg, classes, transform)
+    test_loader = None if test_ds is None else BatchLoader(test_ds, max(cfg.batch_size, 256), workers=cfg.workers,
+                                                           pad_shards=False, **shard)
     if len(train_loader) == 0:
         raise UserError(f"--data {cfg.data}: no training images")
     batches = Prefetcher(train_loader, device, depth=cfg.prefetch, threads=max(1, min(cfg.workers, 4)))
     steps_per_epoch = -(-len(train_loader) // cfg.accumulate)  # optimizer steps
-    augment = TrainAugment(cfg.random_crop, cfg.translate, cfg.flip, cfg.pca_lighting)
+    augment = TrainAugment(cfg.random_crop, cfg.translate, cfg.flip, cfg.pca_lighting, cfg.pca_lighting_form)
     if cfg.pca_lighting > 0:
         augment.eigval, augment.eigvec = rgb_eigen(train_ds, transform.channels)
     return Run(cfg, dinfo, folder, device, precision, channels_last, train_ds, val_ds, classes, transform, model,
-               model_options, loaded, optimizer, scaler, step, train_loader, val_loader, batches,
+               model_options, loaded, optimizer, scaler, step, train_loader, val_loader, test_loader, batches,
                LRSchedule(cfg, steps_per_epoch), augment, steps_per_epoch, resume_ck, t_start, say)
 
 

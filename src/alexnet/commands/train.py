@@ -13,7 +13,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from ..config import TrainConfig, load_recipe
+from ..config import TrainConfig, load_recipe, load_run_config
 from ..errors import UserError
 from ._common import literal, parse_options
 
@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
             raise UserError("--resume RUN continues RUN with its own config.toml; leave out --recipe")
         if not (run / "config.toml").is_file():
             raise UserError(f"--resume {resume}: no config.toml there (not a run folder?)")
-        cfg = cfg.update(load_recipe(run / "config.toml"), source=str(run / "config.toml"))
+        cfg = cfg.update(load_run_config(run / "config.toml"), source=str(run / "config.toml"))
         flags["out"] = resume
     elif args.recipe and args.recipe.lower() != "none":
         cfg = cfg.update(load_recipe(args.recipe), source=args.recipe)
@@ -123,6 +123,10 @@ def run(args: argparse.Namespace) -> int:
     print()
     print(f"done in {result.seconds / 60:.1f} min: best val top-1 error {result.best_top1_error:.2%} (epoch {result.best_epoch})"
           + (f"; last epoch top-1 {f.top1_error:.2%}, top-{f.k} {f.top5_error:.2%} on {f.n:,} images" if f else ""))
+    if result.test is not None:
+        t = result.test
+        print(f"test split (seen once, by the final weights): top-1 {t.top1_error:.2%}, top-{t.k} {t.top5_error:.2%} "
+              f"on {t.n:,} images")
     if result.skipped:
         print(f"{len(result.skipped)} unusable image files were skipped (listed above)")
     out = result.out

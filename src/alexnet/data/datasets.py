@@ -340,7 +340,26 @@ def subset(ds: Any, n: int | None, seed: int) -> Any:
     """A seeded random subset of n images (in-memory datasets are copied, folders re-listed)."""
     if n is None or n >= len(ds):
         return ds
-    idx = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))[:n].sort().values
+    return _pick(ds, torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))[:n].sort().values)
+
+
+def hold_out(ds: Any, fraction: float, seed: int) -> tuple[Any, Any]:
+    """``ds`` split into (the rest, a held-out validation set of ``round(fraction x len)`` images),
+    chosen at random by ``seed`` alone: the same split in every resume and in every process of a
+    torchrun job (each builds it before the loader shards the rest)."""
+    if not 0.0 < fraction < 1.0:
+        raise UserError(f"--val-split {fraction}: must be a fraction between 0 and 1")
+    n_held = round(fraction * len(ds))
+    if n_held < 1 or n_held >= len(ds):
+        raise UserError(f"--val-split {fraction}: holds out {n_held} of {len(ds)} training images; "
+                        "both parts need at least one")
+    order = torch.randperm(len(ds), generator=torch.Generator().manual_seed(10_007 + seed))
+    held, rest = order[:n_held].sort().values, order[n_held:].sort().values
+    return _pick(ds, rest), _pick(ds, held)
+
+
+def _pick(ds: Any, idx: torch.Tensor) -> Any:
+    """The images of ``ds`` at ``idx`` (sorted), as a dataset of the same kind."""
     if isinstance(ds, InMemoryDataset):
         sub = InMemoryDataset(ds.images[idx].clone(), ds.labels[idx], ds.classes)
         if hasattr(ds, "meta"):  # a packed dataset's statistics still describe its training set

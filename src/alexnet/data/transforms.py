@@ -218,20 +218,35 @@ def eval_batch(x: torch.Tensor, t: EvalTransform, channels_last: bool = False, t
     return normalize(match_channels(x, t.channels), t.mean, t.std, channels_last)
 
 
+PCA_FORMS = ("cuda-convnet", "fb.resnet")
+
+
 def pca_lighting(x: torch.Tensor, eigval: torch.Tensor, eigvec: torch.Tensor, std: float = 0.1,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
+                 generator: torch.Generator | None = None, form: str = "cuda-convnet") -> torch.Tensor:
     """The paper's PCA colour augmentation (§4.1) on a float (N, 3, H, W) batch in 0-255 units.
 
-    To every pixel of image n add ``[p1, p2, p3] @ [a1 l1, a2 l2, a3 l3]``, where p_i and l_i are the
-    eigenvectors (columns of ``eigvec``) and eigenvalues of the 3x3 covariance of the training
-    set's RGB values, and a_i ~ N(0, std) is drawn once per image per use. The eigenvalues are of
-    pixel values scaled to [0, 1] (the convention of cuda-convnet's successors and of
-    fb.resnet.torch; the formula is not scale-free), so the shift is multiplied by 255 here.
+    To every pixel of image n add ``sum_i a_i s_i p_i``: p_i are the eigenvectors (columns of
+    ``eigvec``) of the 3x3 covariance of the training set's RGB values, a_i ~ N(0, std) is drawn
+    once per image per use, and ``eigval`` holds the eigenvalues of pixels scaled to [0, 1] (what
+    ``rgb_pca`` returns and ``prepare`` stores). The two forms differ in s_i:
+
+    - ``"cuda-convnet"`` (Krizhevsky's own code, cuda-convnet2's ``convdata.py``): s_i is the standard
+      deviation along p_i in grey levels, ``sqrt(lambda_i)`` of the 0-255 covariance, so the shift
+      along p_i has std ``std * sqrt(lambda_i)`` grey levels (CIFAR-10, std 0.1: about 10, 3 and 1.3
+      grey levels). The batch is then scaled by 1 / (1 + std) (``TrainAugment`` does it after the
+      normalisation, on centred data, as cuda-convnet scaled its mean-subtracted batch).
+    - ``"fb.resnet"`` (fb.resnet.torch and torchvision-era ports): s_i is the eigenvalue of [0, 1]
+      pixels, times 255: on CIFAR-10 a shift of std 4.4, 0.32 and 0.07 grey levels, two of the three
+      below quantisation; no rescaling.
     """
+    if form not in PCA_FORMS:
+        raise ValueError(f"PCA lighting form must be one of {', '.join(PCA_FORMS)}, not {form!r}")
     gen_device = generator.device if generator is not None else x.device
     alpha = on_device(torch.randn(x.shape[0], 3, generator=generator, device=gen_device), x.device) * std
-    shift = (alpha * on_device(eigval, x.device)) @ on_device(eigvec, x.device).T  # N, 3: sum_i a_i l_i p_i
-    return x + 255.0 * shift[:, :, None, None]
+    val = on_device(eigval, x.device)
+    scale = 255.0 * (val.clamp_min(0).sqrt() if form == "cuda-convnet" else val)  # grey levels per unit of a_i
+    shift = (alpha * scale) @ on_device(eigvec, x.device).T  # N, 3: sum_i a_i s_i p_i
+    return x + shift[:, :, None, None]
 
 
 def rgb_pca(images: torch.Tensor, max_images: int = 10000) -> tuple[torch.Tensor, torch.Tensor]:
@@ -262,12 +277,14 @@ def ten_crop(x: torch.Tensor, size: int) -> torch.Tensor:
 @dataclass
 class TrainAugment:
     """Training-time augmentation: random crop (optionally after a zero-pad shift), flips and the
-    PCA colour noise (``lighting`` = the std of its alphas; 0 turns it off)."""
+    PCA colour noise (``lighting`` = the std of its alphas; 0 turns it off; ``lighting_form``: see
+    ``pca_lighting``). ``place`` puts the eigen-decomposition on the training device."""
 
     random_crop: bool = True
     translate: int = 0
     flip: bool = True
     lighting: float = 0.0
+    lighting_form: str = "cuda-convnet"  # see pca_lighting
     eigval: torch.Tensor | None = None
     eigvec: torch.Tensor | None = None
 
@@ -292,9 +309,9 @@ class TrainAugment:
         if self.lighting > 0:
             if self.eigval is None or self.eigvec is None or x.shape[1] != 3:
                 raise ValueError("PCA lighting needs 3-channel images and the training set's eigen-decomposition")
-            if self.eigval.device != x.device:  # moved to the device once, not every step
-                self.eigval, self.eigvec = self.eigval.to(x.device), self.eigvec.to(x.device)
-            x = pca_lighting(x.float(), self.eigval, self.eigvec, self.lighting, generator)
+            x = pca_lighting(x.float(), self.eigval, self.eigvec, self.lighting, generator, self.lighting_form)
+            if self.lighting_form == "cuda-convnet":  # the batch scaled down as cuda-convnet's was, once centred
+                return normalize(x, t.mean, t.std, channels_last) * (1.0 / (1.0 + self.lighting))
         return normalize(x, t.mean, t.std, channels_last)
 
 

@@ -8,11 +8,16 @@ from typing import Any
 import torch
 
 from ..config import TrainConfig
-from ..data.datasets import InMemoryDataset, load_dataset, subset
+from ..data.datasets import InMemoryDataset, hold_out, load_dataset, subset
 from ..data.packed.reader import packed_stats
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, EvalTransform, channel_stats, match_channels, mean_image, rgb_pca
 from ..errors import UserError
 from ..models import model_info
+
+
+# (x - 20) / 200 maps 0 to -0.1 and 255 to 1.175: LeNet-5's input range, mean about 0 and variance
+# about 1 on MNIST (LeCun et al. 1998, §II.A)
+LECUN_MEAN, LECUN_STD = 20.0, 200.0
 
 
 def _sample_images(train_ds: Any, n: int = 1000) -> torch.Tensor:
@@ -29,6 +34,8 @@ def _normalisation(cfg: TrainConfig, train_ds: Any, channels: int, image_size: i
     ones = (1.0,) * channels
     if cfg.normalize == "none":
         return (0.0,) * channels, ones, None
+    if cfg.normalize == "lecun":  # LeCun et al. 1998: background (0) -> -0.1, ink (255) -> 1.175
+        return (LECUN_MEAN,) * channels, (LECUN_STD,) * channels, None
     if cfg.normalize == "imagenet":
         if channels != 3:
             raise UserError("normalize: 'imagenet' needs 3-channel input")
@@ -61,7 +68,9 @@ def rgb_eigen(train_ds: Any, channels: int) -> tuple[torch.Tensor, torch.Tensor]
 
 def build_data(cfg: TrainConfig, *, val: bool = True) -> tuple[Any, Any, list[str], EvalTransform]:
     """The training and validation sets and the evaluation transform of a config (``val=False``:
-    no validation set, None in its place)."""
+    no validation set, None in its place). With ``val_split`` the validation set is that fraction
+    of the training split, held out (``hold_out``); the dataset's own test split is then
+    ``build_test``'s, evaluated only at the end."""
     info = model_info(cfg.model)
     channels = int(cfg.model_options.get("in_chans", info.in_chans))
     image_size = cfg.image_size or info.image_size
@@ -70,14 +79,34 @@ def build_data(cfg: TrainConfig, *, val: bool = True) -> tuple[Any, Any, list[st
         raise UserError(f"crop-size {crop_size} is larger than image-size {image_size}")
     if not cfg.data:
         raise UserError("--data is required (mnist[:ROOT], cifar10[:ROOT] or an image-folder path)")
-    limit = int(cfg.cache_limit_gb * (1 << 30))
-    kw = dict(image_size=image_size, channels=channels, workers=cfg.workers, cache_limit_bytes=limit)
-    train_ds = load_dataset(cfg.data, "train", **kw)
-    val_ds = load_dataset(cfg.data, "val", classes=list(train_ds.classes), **kw) if val else None
+    train_ds = load_dataset(cfg.data, "train", **_load_options(cfg, image_size, channels))
+    val_ds = None
+    if cfg.val_split > 0:
+        train_ds, held = hold_out(train_ds, cfg.val_split, cfg.seed)
+        val_ds = subset(held, cfg.max_val_images, cfg.seed + 1) if val else None
+    elif val:
+        val_ds = subset(_test_split(cfg, list(train_ds.classes), image_size, channels), cfg.max_val_images, cfg.seed + 1)
     train_ds = subset(train_ds, cfg.max_train_images, cfg.seed)
-    val_ds = subset(val_ds, cfg.max_val_images, cfg.seed + 1) if val else None
     mean, std, mimage = _normalisation(cfg, train_ds, channels, image_size)
     if mimage is not None and mimage.shape[0] != channels:
         raise UserError(f"normalize: the per-pixel mean has {mimage.shape[0]} channels, the model takes {channels}")
     t = EvalTransform(image_size, crop_size, cfg.pad, channels, tuple(mean), tuple(std), mimage)
     return train_ds, val_ds, list(train_ds.classes), t
+
+
+def build_test(cfg: TrainConfig, classes: list[str], transform: EvalTransform) -> Any:
+    """With ``val_split``: the dataset's test split (``val/`` or ``test/`` of a folder, the test set of
+    MNIST and CIFAR-10), for the evaluation at the end of the run; without it, None (the validation
+    set is that split)."""
+    if cfg.val_split <= 0:
+        return None
+    return subset(_test_split(cfg, classes, transform.image_size, transform.channels), cfg.max_val_images, cfg.seed + 1)
+
+
+def _load_options(cfg: TrainConfig, image_size: int, channels: int) -> dict[str, Any]:
+    limit = int(cfg.cache_limit_gb * (1 << 30))
+    return dict(image_size=image_size, channels=channels, workers=cfg.workers, cache_limit_bytes=limit)
+
+
+def _test_split(cfg: TrainConfig, classes: list[str], image_size: int, channels: int) -> Any:
+    return load_dataset(cfg.data, "val", classes=classes, **_load_options(cfg, image_size, channels))

@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import torch
 
-from ..config import TrainConfig, load_recipe
+from ..config import TrainConfig, load_run_config
 from ..data.transforms import EvalTransform
 from ..distributed import DistInfo, all_reduce_sum, gather_objects
 from ..errors import UserError
@@ -49,7 +49,7 @@ def preflight(cfg: TrainConfig, folder: RunFolder, say: Callable[[str], None]) -
     its first checkpoint starts again from the beginning (returned with ``resume`` off)."""
     saved_toml = folder.out / "config.toml"
     if saved_toml.is_file():
-        check_resume_config(cfg, load_recipe(saved_toml), str(saved_toml))
+        check_resume_config(cfg, load_run_config(saved_toml), str(saved_toml))
     if not (folder.out / "last.pt").is_file():
         say(f"--resume: {folder.out} holds no checkpoint yet (stopped while starting); starting the run from the "
             "beginning")

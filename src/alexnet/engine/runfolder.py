@@ -33,7 +33,8 @@ from ..files import atomic_savefig, atomic_write_text
 
 METRIC_FIELDS = [
     "epoch", "lr", "train_loss", "train_top1_error", "val_loss", "val_top1_error", "val_top5_error",
-    "val10_top1_error", "val10_top5_error", "val_images", "train_seconds", "epoch_seconds", "elapsed_seconds",
+    "val10_top1_error", "val10_top5_error", "val_images", "test_top1_error", "test_top5_error", "test_images",
+    "train_seconds", "epoch_seconds", "elapsed_seconds",
     "images_per_sec",
 ]
 
@@ -214,9 +215,10 @@ class RunFolder:
         if not self.main:
             return
         row = rows[-1]
-        self.log_scalars({(k.replace("_", "/", 1) if k.startswith(("train", "val")) else k): row[k]
+        self.log_scalars({(k.replace("_", "/", 1) if k.startswith(("train", "val", "test")) else k): row[k]
                           for k in ("train_loss", "train_top1_error", "val_loss", "val_top1_error", "val_top5_error",
-                                    "val10_top1_error", "val10_top5_error", "lr", "images_per_sec")
+                                    "val10_top1_error", "val10_top5_error", "test_top1_error", "test_top5_error", "lr",
+                                    "images_per_sec")
                           if k in row}, int(row["epoch"]))
         try:
             write_metrics(self.out / "metrics.csv", rows)

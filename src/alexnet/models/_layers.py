@@ -19,30 +19,6 @@ def exporting() -> bool:
     return bool(is_exporting and is_exporting())
 
 
-class FullWindowAvgPool2d(nn.AvgPool2d):
-    """Average pooling that divides every window by kernel x kernel, as cuda-convnet's AvgPooler does,
-    also where a ceil-mode window overhangs the border (``divisor_override``).
-
-    ONNX's AveragePool has no such divisor and torch's ONNX exporter drops ``divisor_override``
-    without a word (measured: outputs off by 0.37 on a 16x16 map), so under export the overhang is
-    padded with zeros explicitly and the padded map pooled: the same sums of the same cells over 9."""
-
-    def __init__(self, kernel_size: int, stride: int, ceil_mode: bool = False) -> None:
-        super().__init__(kernel_size, stride, ceil_mode=ceil_mode, divisor_override=kernel_size * kernel_size)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not exporting():
-            return super().forward(x)
-        k, s = int(self.kernel_size), int(self.stride)  # type: ignore[arg-type]
-
-        def overhang(n: int) -> int:
-            out = -(-(n - k) // s) + 1 if self.ceil_mode else (n - k) // s + 1
-            return max(0, (out - 1) * s + k - n)
-
-        h, w = x.shape[-2:]
-        return F.avg_pool2d(F.pad(x, (0, overhang(int(w)), 0, overhang(int(h)))), k, s)
-
-
 class ScaledTanh(nn.Module):
     """LeCun's squashing function f(a) = 1.7159 tanh(2a/3) (LeCun et al. 1998, Appendix A)."""
 

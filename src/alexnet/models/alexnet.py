@@ -11,10 +11,13 @@ Choices where the paper is silent or inconsistent, and deviations:
 - Input size. (224 - 11) / 4 + 1 is not an integer. We follow Krizhevsky's own cuda-convnet,
   which rounds the output size up: a 224x224 input is zero-padded by 3 pixels on the right and
   bottom before conv1. A 227x227 input (Caffe's crop) is used as it is. Both give 55x55x96.
-- LRN constant. We use the paper's formula literally, alpha = 1e-4 multiplying the plain sum of
-  squares over n = 5 maps (torch's ``LocalResponseNorm(5, alpha=5e-4, beta=0.75, k=2)``). Caffe and
-  cuda-convnet2 divide alpha by n (a normalisation five times weaker); ``lrn_alpha_over_n=True``
-  selects theirs.
+- LRN constant. The paper's formula read literally (alpha = 1e-4 multiplying the plain sum of
+  squares over n = 5 maps) is five times stronger than what produced its numbers: Krizhevsky's
+  cuda-convnet divides the configured scale by the window (``dic['scale'] /= dic['size']`` for
+  cross-map normalisation in its ``layer.py``), and Caffe's bvlc_alexnet, which reproduced the
+  paper, uses alpha/n too. So the default is alpha/n, b = a / (2 + 1e-4 / 5 * sum a^2)^0.75
+  (torch's ``LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2)``); ``lrn_alpha_over_n=False`` is
+  the literal reading (``LocalResponseNorm(5, alpha=5e-4, ...)``).
 - The two GPUs are simulated with grouped convolutions on one device. Within conv1 and conv3 a
   column's kernels see every input map, which is exactly an ungrouped convolution.
 - An adaptive 6x6 average pool follows pool5. It is the identity on the paper's 224/227 inputs
@@ -65,7 +68,7 @@ class AlexNet(nn.Module):
         in_chans: int = 3,
         activation: str = "relu",
         lrn: bool = True,
-        lrn_alpha_over_n: bool = False,
+        lrn_alpha_over_n: bool = True,
         pool: str = "overlap",
         columns: int = 2,
         width: float = 1.0,

@@ -7,9 +7,11 @@ From the layer configs shipped with cuda-convnet (``layers-80sec.cfg``, ``layers
   (18% in 20 min, GTX 580).
 All convolutions are 5x5 with padding 2 and ReLU; pools are 3x3 stride 2 with the output size
 rounded up (32 -> 16 -> 8 -> 4, ``ceil_mode=True``); the first pool is max, the others average.
-cuda-convnet's AvgPooler divides every window by size x size (9), also the last window of a row,
-which overhangs the border; torch's ceil-mode average pool would divide by the part inside, so
-the average pools here set ``divisor_override`` to the full window.
+cuda-convnet's AvgPooler divides each window by the number of its pixels inside the map
+(``regionSize = (loopEndY - loopStartY) * (loopEndX - loopStartX)`` in its pooling kernels, the
+backward pass likewise): the last window of a row, which overhangs the border, holds 2 of 3 columns
+and is divided by 6. torch's ceil-mode ``AvgPool2d`` (no padding) does exactly that, so the average
+pools are plain ``nn.AvgPool2d`` (and export to ONNX's AveragePool as they are).
 
 The 18pct net's normalisation (``lrn="spatial"``) is cuda-convnet's ``rnorm``: over a 3x3
 neighbourhood within each map, scale 5e-5 (divided by the 9 pixels of the window), power 0.75.
@@ -26,7 +28,10 @@ the outputs of its hidden FC layers; only ``cifar_80sec`` has one),
 of §3.2 do; 1: the configs' single column, i.e. "half the kernels"), ``hidden`` (width of
 80sec's hidden fc layer), ``input_size`` (32, or 24 for the paper-style random crops) and
 ``lrn_scale`` (the normalisation acts as on activations this many times larger: with standardised
-inputs, ``lrn_scale=64`` puts cuda-convnet's constants back at the scale of its raw 0-255 pixels).
+inputs, ``lrn_scale=64`` puts cuda-convnet's constants back at the scale of its raw 0-255 pixels),
+``width`` (kernels per column in conv1 and conv2; 32 in the configs), ``pools`` ("cuda-convnet": max,
+average, average as in the configs; "max": all three max, for §3.4's claim about max pooling) and
+``hidden_bias`` (the initial bias of conv2, conv3 and fc64: §5's 1; None keeps the init's).
 
 Initialisation ("cuda-convnet"): weights from N(0, initW) with the configs' initW (conv1 1e-4,
 the other conv layers 1e-2, fc64 and fc10 1e-1 for 80sec, fc10 1e-2 for 18pct); biases 0.
@@ -40,7 +45,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from ._layers import POOL_KINDS, CrossMapLRN, FullWindowAvgPool2d, SpatialResponseNorm, make_activation
+from ._layers import POOL_KINDS, CrossMapLRN, SpatialResponseNorm, make_activation
 from ._registry import register_model
 
 
@@ -60,8 +65,15 @@ class CudaConvnetCifar(nn.Module):
         input_size: int = 32,
         lrn_scale: float = 1.0,
         init: str = "cuda-convnet",
+        width: int = 32,
+        pools: str = "cuda-convnet",
+        hidden_bias: float | None = None,
     ) -> None:
         super().__init__()
+        if pools not in ("cuda-convnet", "max"):
+            raise ValueError(f"pools must be 'cuda-convnet' (max, average, average) or 'max' (all three), not {pools!r}")
+        if width < 1:
+            raise ValueError(f"width must be at least 1, not {width!r}")
         if lrn not in ("none", "spatial", "cross"):
             raise ValueError(f"lrn must be 'none', 'spatial' or 'cross', not {lrn!r}")
         if pool not in POOL_KINDS:  # both spellings of the non-overlapping pool, in every model
@@ -86,10 +98,14 @@ class CudaConvnetCifar(nn.Module):
 
         # 3x3 stride 2 rounded up (32 -> 16 -> 8 -> 4) or 2x2 stride 2 (the same sizes)
         k, ceil = (3, True) if pool == "overlap" else (2, False)
+
+        def later_pool(k: int, ceil: bool) -> nn.Module:  # pool2 and pool3: average in the configs
+            return nn.MaxPool2d(k, 2, ceil_mode=ceil) if pools == "max" else nn.AvgPool2d(k, 2, ceil_mode=ceil)
+
         if dropout > 0 and not fc64:
             raise ValueError("dropout: this net has no hidden fully-connected layer whose outputs could be dropped "
                              "(the paper drops the outputs of hidden FC layers); use cifar_80sec")
-        c = 32 * columns
+        c = width * columns
         # With ReLU, max pooling runs before the activation: relu(pool(x)) == pool(relu(x)), the
         # gradients too, bit for bit (the ReLU's derivative is 0 or 1; a test checks it), and the
         # ReLU then runs on a quarter of the values (README "Performance"). A tanh keeps the paper's
@@ -105,11 +121,11 @@ class CudaConvnetCifar(nn.Module):
                     ("norm1", norm(c)),
                     ("conv2", nn.Conv2d(c, c, 5, padding=2, groups=columns)),
                     ("act2", make_activation(activation)),
-                    ("pool2", FullWindowAvgPool2d(k, 2, ceil_mode=ceil)),
+                    ("pool2", later_pool(k, ceil)),
                     ("norm2", norm(c)),
                     ("conv3", nn.Conv2d(c, 64, 5, padding=2)),  # the columns meet here
                     ("act3", make_activation(activation)),
-                    ("pool3", FullWindowAvgPool2d(k, 2, ceil_mode=ceil)),
+                    ("pool3", later_pool(k, ceil)),
                 ]
             )
         )
@@ -124,6 +140,11 @@ class CudaConvnetCifar(nn.Module):
         head += [("fc10", nn.Linear(hidden if fc64 else flat, num_classes))]
         self.classifier = nn.Sequential(OrderedDict(head))
         self.init_weights(init, fc_std=0.1 if fc64 else 0.01)
+        if hidden_bias is not None:  # AlexNet §5's bias of 1 in the hidden layers after the first
+            for name in ("conv2", "conv3", "fc64"):
+                layer = getattr(self.features, name, None) or getattr(self.classifier, name, None)
+                if layer is not None:
+                    nn.init.constant_(layer.bias, float(hidden_bias))
 
     def init_weights(self, scheme: str, fc_std: float) -> None:
         if scheme == "torch":
@@ -150,19 +171,21 @@ class CudaConvnetCifar(nn.Module):
 def cifar_80sec(
     *, num_classes: int = 10, in_chans: int = 3, activation: str = "relu", lrn: str = "none", pool: str = "overlap",
     dropout: float = 0.0, columns: int = 1, hidden: int = 64, input_size: int = 32, lrn_scale: float = 1.0,
-    init: str = "cuda-convnet",
+    init: str = "cuda-convnet", width: int = 32, pools: str = "cuda-convnet", hidden_bias: float | None = None,
 ) -> CudaConvnetCifar:
     """cuda-convnet's layers-80sec: conv32-maxpool-conv32-avgpool-conv64-avgpool-fc64-fc10."""
     return CudaConvnetCifar(num_classes, in_chans=in_chans, activation=activation, lrn=lrn, fc64=True, hidden=hidden,
                             pool=pool, dropout=dropout, columns=columns, input_size=input_size, lrn_scale=lrn_scale,
-                            init=init)
+                            init=init, width=width, pools=pools, hidden_bias=hidden_bias)
 
 
 @register_model("cifar_18pct", input_size=32, num_classes=10, description="cuda-convnet layers-18pct CIFAR-10 net (18% in 20 min)")
 def cifar_18pct(
     *, num_classes: int = 10, in_chans: int = 3, activation: str = "relu", lrn: str = "spatial", pool: str = "overlap",
     dropout: float = 0.0, columns: int = 1, input_size: int = 32, lrn_scale: float = 1.0, init: str = "cuda-convnet",
+    width: int = 32, pools: str = "cuda-convnet", hidden_bias: float | None = None,
 ) -> CudaConvnetCifar:
     """cuda-convnet's layers-18pct: conv32-maxpool-rnorm-conv32-avgpool-rnorm-conv64-avgpool-fc10."""
     return CudaConvnetCifar(num_classes, in_chans=in_chans, activation=activation, lrn=lrn, fc64=False, pool=pool,
-                            dropout=dropout, columns=columns, input_size=input_size, lrn_scale=lrn_scale, init=init)
+                            dropout=dropout, columns=columns, input_size=input_size, lrn_scale=lrn_scale, init=init,
+                            width=width, pools=pools, hidden_bias=hidden_bias)

@@ -20,6 +20,10 @@ Recognition", Proc. IEEE 1998 (§II.B, Table I, Appendix A).
   there instead (+850 parameters at 10 classes).
 - Training in 1998 used stochastic diagonal Levenberg-Marquardt; our recipes use SGD.
 
+``c3="full"`` (every C3 map sees all six S2 maps), ``subsampling="max"`` (2x2 max pooling in place of
+the trainable S2/S4 and their squashing) and ``output="linear"`` change one part of the original
+at a time (the 1998 network's parts, ``alexnet experiment lenet5``).
+
 ``variant="modern"`` is the common simplification: a full C3, max pooling, ReLU and a linear
 output (61,706 parameters at 10 classes).
 """
@@ -135,7 +139,8 @@ class LeNet5(nn.Module):
     """LeNet-5 as in LeCun et al. 1998 (``variant="original"``) or its modern simplification."""
 
     def __init__(
-        self, num_classes: int = 10, *, in_chans: int = 1, variant: str = "original", output: str | None = None
+        self, num_classes: int = 10, *, in_chans: int = 1, variant: str = "original", output: str | None = None,
+        c3: str | None = None, subsampling: str | None = None,
     ) -> None:
         super().__init__()
         if variant not in ("original", "modern"):
@@ -143,17 +148,29 @@ class LeNet5(nn.Module):
         output = output or ("rbf" if variant == "original" else "linear")
         if output not in ("rbf", "linear"):
             raise ValueError(f"output must be 'rbf' or 'linear', not {output!r}")
+        c3 = c3 or ("table" if variant == "original" else "full")
+        subsampling = subsampling or ("trainable" if variant == "original" else "max")
+        if c3 not in ("table", "full"):
+            raise ValueError(f"c3 must be 'table' (Table I) or 'full', not {c3!r}")
+        if subsampling not in ("trainable", "max"):
+            raise ValueError(f"subsampling must be 'trainable' (the paper's S2/S4) or 'max', not {subsampling!r}")
+        if variant == "modern" and (c3, subsampling) != ("full", "max"):
+            raise ValueError("c3 and subsampling: the modern variant is full C3 and max pooling; change the "
+                             "original's parts one at a time instead (variant='original', c3='full', ...)")
         self.variant = variant
-        if variant == "original":
+        if variant == "original":  # c3 and subsampling change one part of it at a time (the parts' ablation)
+            def sub(maps: int, n: int) -> list[tuple[str, nn.Module]]:
+                if subsampling == "max":
+                    return [(f"s{n}", nn.MaxPool2d(2))]
+                return [(f"s{n}", Subsampling(maps)), (f"act{n}", ScaledTanh())]
+
             layers = [
                 ("c1", nn.Conv2d(in_chans, 6, 5)),
                 ("act1", ScaledTanh()),
-                ("s2", Subsampling(6)),
-                ("act2", ScaledTanh()),
-                ("c3", SparseConv(6, 16, 5, C3_TABLE)),
+                *sub(6, 2),
+                ("c3", SparseConv(6, 16, 5, C3_TABLE) if c3 == "table" else nn.Conv2d(6, 16, 5)),
                 ("act3", ScaledTanh()),
-                ("s4", Subsampling(16)),
-                ("act4", ScaledTanh()),
+                *sub(16, 4),
                 ("c5", nn.Conv2d(16, 120, 5)),
                 ("act5", ScaledTanh()),
             ]
