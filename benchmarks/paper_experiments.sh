@@ -8,7 +8,7 @@ root=${1:?usage: benchmarks/paper_experiments.sh DATA_ROOT [OUT] [NAME...]}
 out=${2:-runs/paper}
 shift $(( $# >= 2 ? 2 : 1 ))
 names=("$@")
-[ ${#names[@]} -gt 0 ] || names=(relu-vs-tanh lrn overlap-pool dropout augment ten-crop columns lenet5)
+[ ${#names[@]} -gt 0 ] || names=(relu-vs-tanh lrn overlap-pool dropout augment ten-crop columns lenet5 weight-decay bias-one)
 alexnet=${ALEXNET:-alexnet}
 mkdir -p "$out"
 for name in "${names[@]}"; do

@@ -14,12 +14,13 @@ from PIL import Image
 
 from alexnet.cli import main
 from alexnet.experiments import EXPERIMENTS, run_experiment
-from alexnet.experiments.base import (epochs_to_reach, judge_gain, merge_configs, paired_t_test, seconds_to_reach,
-                                      stats, student_t_sf)
+from alexnet.experiments.base import (STATUSES, detectable, epochs_to_reach, judge, judge_level, merge_configs,
+                                      paired_t_test, power, seconds_to_reach, seeds_for, sign_test, stats,
+                                      student_t_sf)
 
 TINY = dict(seeds=2, epochs=1, train_images=48, overrides={"batch_size": 16, "workers": 0})
-ARMS = {"relu-vs-tanh": 4, "lrn": 3, "overlap-pool": 2, "dropout": 2, "augment": 3, "ten-crop": 1, "columns": 2,
-        "lenet5": 2}
+ARMS = {"relu-vs-tanh": 4, "lrn": 2, "overlap-pool": 2, "dropout": 2, "augment": 3, "ten-crop": 1, "columns": 2,
+        "lenet5": 5, "weight-decay": 2, "bias-one": 2}
 
 
 @pytest.fixture(scope="session")
@@ -62,8 +63,14 @@ def test_experiment_writes_complete_results(name: str, experiment_results: dict)
                 "machine", "versions", "settings"):
         assert on_disk[key] not in (None, "", [], {}), key
     assert on_disk["settings"]["seeds"] == [0, 1]
-    assert on_disk["verdict"]["status"] in ("reproduced", "partly", "not reproduced")
-    assert on_disk["verdict"]["reason"]
+    assert on_disk["verdict"]["status"] in STATUSES
+    assert on_disk["verdict"]["reason"] and on_disk["verdict"]["figure"]
+    assert on_disk["verdict"]["claims"][0]["status"] == on_disk["verdict"]["status"]
+    # every arm with its network, options and parameter count
+    assert len(on_disk["arms"]) == ARMS[name]
+    for arm in on_disk["arms"]:
+        assert set(arm) == {"name", "model", "options", "parameters"} and arm["parameters"] > 1000
+    assert on_disk["protocol"]["path"] == "docs/paper/protocol.md"
     assert on_disk["versions"]["torch"] == torch.__version__
     # every arm trained for every seed, each a complete run folder
     assert len(on_disk["runs"]) == 2 * ARMS[name]
@@ -88,8 +95,8 @@ def test_relu_vs_tanh_measures_the_figure_1_quantities(experiment_results: dict)
     for cond in ("paper", "standardised"):  # the paper's setting and the easier one, in one report
         assert set(m[cond]["chosen_lr"]) == {"relu", "tanh"}
         assert (folder / f"figure1-{cond}.png").is_file() and (folder / f"lr_search-{cond}.png").is_file()
-        assert m[cond]["test"]["df"] == 1  # two seeds
-    assert {"0.005", "0.01", "0.02", "0.05", "0.1"} <= set(m["standardised"]["lr_search"]["relu"])
+    assert {"0.01", "0.02", "0.05", "0.1"} <= set(m["standardised"]["lr_search"]["relu"])
+    assert [c["claim"].split(":")[0] for c in r["verdict"]["claims"]] == ["paper's setting", "standardised inputs"]
     assert m["target_train_error"] == 0.25
     for run in r["runs"]:  # the runs stop at the target: at most the epochs asked for
         assert run["epochs"] <= r["settings"]["epochs"]
@@ -113,8 +120,8 @@ def test_rerun_reuses_finished_runs_and_adds_seeds(tiny_folder: Path, experiment
                            **{**TINY, "seeds": 3})
     reused = [s for s in logs if "reusing" in s]
     trained = [s for s in logs if s.startswith("[lrn] training")]
-    assert len(reused) == 6 and len(trained) == 3  # seeds 0 and 1 kept, seed 2 trained for every arm
-    assert [r["test_top1_error"] for r in again["runs"][:6]] == [r["test_top1_error"] for r in first["runs"]]
+    assert len(reused) == 4 and len(trained) == 2  # seeds 0 and 1 kept, seed 2 trained for every arm
+    assert [r["test_top1_error"] for r in again["runs"][:4]] == [r["test_top1_error"] for r in first["runs"]]
 
 
 def test_an_interrupted_run_is_resumed_not_restarted(tiny_folder: Path, experiment_results: dict) -> None:
@@ -141,7 +148,8 @@ def test_report_gathers_folders_into_markdown_and_html(experiment_results: dict,
             assert (tmp_path / link.split("](")[1][:-1]).resolve().is_file()
     assert page.count("data:image/png;base64,") == sum(
         len(json.loads((d / "result.json").read_text())["plots"]) for d in dirs)
-    assert "| experiment | paper's claim | ours | verdict |" in md
+    assert "| experiment | paper's claim | ours (the verdict's figure) | verdict | test |" in md
+    assert "docs/paper/protocol.md" in md and "docs/paper/protocol.md" in page
 
 
 def test_report_and_experiment_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -215,15 +223,27 @@ def test_every_arm_of_every_experiment_gets_the_options_it_declares(experiment_r
         for run in r["runs"]:
             cfg = json.loads((folder / run["folder"] / "run.json").read_text())["config"]
             opts = cfg["model_options"]
+            assert cfg["val_split"] == 0.1, (name, run["arm"])  # selection never on the test split
             if name == "lenet5":
-                assert opts["variant"] in ("original", "modern")
+                assert opts["variant"] in ("original", "modern") and cfg["normalize"] == "lecun"
+                assert cfg["translate"] == 0 and not cfg["random_crop"]  # the paper's no-distortion setting
                 continue
-            if name == "relu-vs-tanh" and run["arm"].startswith("paper-"):
+            if (name == "relu-vs-tanh" and run["arm"].startswith("paper-")) or name == "lrn":
                 assert opts["init"] == "cuda-convnet" and cfg["normalize"] == "mean_image", run["arm"]
+            elif name == "bias-one":
+                assert opts["init"] == "cuda-convnet" and opts["hidden_bias"] in (0.0, 1.0)
             else:
                 assert opts["init"] == "torch", (name, run["arm"])
-            if name != "lrn":
+            if name == "lrn":
+                assert opts["lrn"] in ("none", "cross") and cfg["lr"] == 0.001 and not cfg["nesterov"]
+            else:
                 assert opts["lrn"] == "none", (name, run["arm"])
+            if name == "relu-vs-tanh":
+                assert not cfg["nesterov"], run["arm"]  # classical momentum, as cuda-convnet and §5
+            if name == "overlap-pool":
+                assert opts["pools"] == "max"
+            if name == "columns":
+                assert (opts["columns"], opts["width"]) in ((1, 53), (2, 32))
             if name in ("augment", "ten-crop"):
                 assert opts["input_size"] == 24 and cfg["crop_size"] == 24, (name, run["arm"])
             if name == "dropout":
@@ -250,41 +270,122 @@ def test_student_t_matches_scipy() -> None:
 
 
 def test_three_seeds_at_two_standard_errors_are_not_significant() -> None:
-    """The dropout case of the review: mean 2.50 pts, SE 0.90, n = 3 -> t = 2.78, p = 0.054: partly."""
+    """The dropout case of the old review: mean 2.50 pts, SE 0.90, n = 3 -> t = 2.78, p = 0.054: not
+    significant (no longer "partly"), the test in the reason."""
     gains = [0.025 - 0.009 * 3**0.5, 0.025, 0.025 + 0.009 * 3**0.5]
-    verdict, reason, test = judge_gain(gains, None, "the gap's drop")
-    assert test["t"] == pytest.approx(2.78, abs=0.01) and test["df"] == 2 and 0.05 < test["p"] < 0.06
-    assert verdict == "partly" and "t = 2.78, df = 2, p = 0.054" in reason
+    v = judge(gains, None, "the gap's drop", figure="+2.50 pts")
+    assert v.test["t"] == pytest.approx(2.78, abs=0.01) and v.test["df"] == 2 and 0.05 < v.test["p"] < 0.06
+    assert v.status == "not significant" and "t = 2.78, df = 2, p = 0.054" in v.reason
 
 
-def test_lenet5_verdict_can_say_not_reproduced(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_judge_follows_the_protocols_rules() -> None:
+    assert judge([0.02, 0.021, 0.019], 0.02, "x", figure="f").status == "reproduced"
+    small = judge([0.002, 0.0021, 0.0019], 0.02, "x", figure="f")  # real but a tenth of the paper's
+    assert small.status == "reproduced in direction, size differs" and small.test["ratio_to_paper"] == pytest.approx(0.1)
+    big = judge([0.06, 0.061, 0.059], 0.02, "x", figure="f")  # three times the paper's: said so, not "reproduced"
+    assert big.status == "reproduced in direction, size differs" and "3.00x" in big.reason
+    assert judge([0.03, -0.02, 0.01], 0.02, "x", figure="f").status == "not significant"  # the sign, in the noise
+    assert judge([-0.01, -0.02, -0.011], 0.02, "x", figure="f").status == "contradicted"
+    assert judge([0.05], 0.02, "x", figure="f").status == "inconclusive"  # one seed cannot tell
+    # no number in the paper: significance is enough
+    assert judge([0.002, 0.0021, 0.0019], None, "x", figure="f").status == "reproduced"
+    # a ratio claim ("six times"): effects are log ratios
+    assert judge([math.log(5.5), math.log(6.5), math.log(6.1)], 6.0, "x", figure="f", log=True).status == "reproduced"
+    assert judge([math.log(1.4), math.log(1.5), math.log(1.45)], 6.0, "x", figure="f", log=True).status == \
+        "reproduced in direction, size differs"
+    s = stats([0.1, 0.2, math.nan])
+    assert s["n"] == 2 and s["mean"] == pytest.approx(0.15)
+
+
+def test_a_censored_measurement_can_never_be_reproduced() -> None:
+    """relu-vs-tanh's old flaw: tanh runs stopped at the cap make tanh's variance zero by construction
+    and the t statistic huge. Whatever the bound says, a censored measurement is at best "in direction",
+    and only when the censoring-aware sign test supports it."""
+    huge = [math.log(40 / 5.9), math.log(40 / 5.8), math.log(40 / 5.85)]  # every tanh run censored at 40 epochs
+    for n_seeds, status in ((3, "inconclusive"), (5, "reproduced in direction, size censored")):
+        logs = (huge * 2)[:n_seeds]
+        v = judge(logs, 6.0, "x", figure="f", log=True, censored=n_seeds, signs=[1] * n_seeds)
+        assert v.status == status and v.test["kind"] == "sign"
+        assert v.test["p"] == pytest.approx(0.5**n_seeds)
+    # some pairs the other way, some unknown (both censored): the sign test counts the ordered pairs only
+    assert sign_test([1, 1, -1, 0, 1])["p"] == pytest.approx(5 / 16)
+    v = judge([1.0, 1.0, 1.0, 1.0, 1.0], 6.0, "x", figure="f", log=True, censored=1, signs=[1, 1, 1, 1, 1])
+    assert v.status != "reproduced"
+
+
+def test_level_claims_against_a_tolerance() -> None:
+    """LeNet-5's 0.95%: reproduced when significantly below 1.25 x 0.95%, contradicted when above."""
+    assert judge_level([0.0100, 0.0102, 0.0098], 0.0095, "x", figure="f").status == "reproduced"
+    assert judge_level([0.0140, 0.0150, 0.0145], 0.0095, "x", figure="f").status == "contradicted"
+    assert judge_level([0.0090, 0.0150, 0.0120], 0.0095, "x", figure="f").status == "not significant"
+
+
+def test_power_calculation_matches_known_values() -> None:
+    """The shifted-central-t approximation against the exact power, simulated (400,000 draws of n
+    normal differences, one-sided t-test at 5%): d = 1, n = 8: 0.815; d = 2, n = 4: 0.908. The
+    approximation errs low by under 0.01; the inverse functions agree with it."""
+    assert power(1.0, 1.0, 8) == pytest.approx(0.815, abs=0.015)
+    assert power(2.0, 1.0, 4) == pytest.approx(0.908, abs=0.015)
+    n = seeds_for(1.0, 1.0)
+    assert power(1.0, 1.0, n) >= 0.8 > power(1.0, 1.0, n - 1)
+    assert power(detectable(1.0, 8), 1.0, 8) == pytest.approx(0.8, abs=1e-3)
+
+
+def test_lenet5_verdict_can_say_contradicted(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from alexnet.experiments import base, paper
 
     def fake_run(self, arm, seed, cfg_base, **changes):  # type: ignore[no-untyped-def]
-        err = {"1998": [0.0140, 0.0150, 0.0145], "modern": [0.009, 0.0085, 0.0088]}[arm][seed]
-        return base.Run(arm, seed, tmp_path, {}, [{"epoch": 1, "val_top1_error": err, "train_top1_error": 0.01,
-                                                   "train_loss": 0.1, "val_loss": 0.1, "val_top5_error": 0.0}], 1.0)
+        err = 0.0145 + 0.0005 * (seed - 1) if arm == "1998" else 0.009
+        return base.Run(arm, seed, tmp_path, {}, [{"epoch": 1, "val_top1_error": 0.01, "test_top1_error": err,
+                                                   "train_top1_error": 0.01, "train_loss": 0.1, "val_loss": 0.1,
+                                                   "val_top5_error": 0.0}], 1.0)
 
     monkeypatch.setattr(base.Context, "run", fake_run)
     monkeypatch.setattr(paper, "plot_arms", lambda path, *a, **k: str(path.name))
     ctx = base.Context(EXPERIMENTS["lenet5"], "mnist", tmp_path, seeds=3)
     out = EXPERIMENTS["lenet5"].run(ctx)
-    assert out.verdict == "not reproduced" and "p = " in out.reason
-    assert out.tests[0]["mean"] == pytest.approx(0.0145 - 0.0095)
+    assert out.verdicts[0].status == "contradicted" and "p = " in out.verdicts[0].reason
+    assert out.verdicts[0].figure == "1.45% ± 0.05 (3 seeds)"  # the test split's error, not the validation's
+    assert {v.status for v in out.verdicts[1:]} == {"measured"}
 
 
-def test_judge_gain() -> None:
-    assert judge_gain([0.02, 0.021, 0.019], 0.02, "x")[0] == "reproduced"
-    assert judge_gain([0.002, 0.0021, 0.0019], 0.02, "x")[0] == "partly"  # real but a tenth of the paper's
-    assert judge_gain([0.03, -0.02, 0.01], 0.02, "x")[0] == "partly"  # the sign, within the noise
-    assert judge_gain([-0.01, -0.02, -0.01], 0.02, "x")[0] == "not reproduced"
-    assert judge_gain([0.05], 0.02, "x")[0] == "partly"  # one seed cannot tell
-    # no number in the paper: beyond the noise is enough, and the reason cites none
-    verdict, reason, _ = judge_gain([0.002, 0.0021, 0.0019], None, "x")
-    assert verdict == "reproduced" and "paper" not in reason
-    assert judge_gain([0.0, 0.0], None, "x")[0] == "not reproduced"
-    s = stats([0.1, 0.2, math.nan])
-    assert s["n"] == 2 and s["mean"] == pytest.approx(0.15)
+def test_the_summary_row_shows_the_figure_its_verdict_rests_on(experiment_results: dict, tmp_path: Path) -> None:
+    from alexnet.experiments.report import write_report
+
+    dirs = [experiment_results[n][0] for n in sorted(experiment_results)]
+    md, _ = write_report(dirs, tmp_path / "paper.md")
+    text = md.read_text()
+    for name, (folder, _) in experiment_results.items():
+        r = json.loads((folder / "result.json").read_text())  # as written last (another test adds seeds)
+        row = next(line for line in text.splitlines() if line.startswith(f"| [{name}]"))
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[2] == r["verdict"]["figure"] == r["verdict"]["claims"][0]["figure"]
+        assert cells[3] == f"**{r['verdict']['status']}**"
+
+
+def test_published_results_come_after_the_protocol() -> None:
+    """docs/paper: every result.json finished after the protocol's last commit (results may only come
+    from runs that started under the protocol they follow), and records its arms' parameter counts."""
+    import subprocess
+    from datetime import datetime
+
+    root = Path(__file__).resolve().parents[1]
+    protocol = root / "docs" / "paper" / "protocol.md"
+    assert protocol.is_file()
+    done = subprocess.run(["git", "-C", str(root), "log", "-1", "--format=%cI", "--", "docs/paper/protocol.md"],
+                          capture_output=True, text=True)
+    if done.returncode != 0 or not done.stdout.strip():
+        pytest.skip("not a git checkout with the protocol committed")
+    committed = datetime.fromisoformat(done.stdout.strip())
+    results = sorted((root / "docs" / "paper").glob("*/result.json"))
+    assert results
+    for f in results:
+        r = json.loads(f.read_text())
+        finished = datetime.strptime(r["finished"], "%Y-%m-%dT%H:%M:%S%z")
+        assert finished > committed, f"{f}: finished {finished}, before the protocol's commit {committed}"
+        assert all(a["parameters"] > 0 for a in r["arms"]) and r["arms"], f
+        assert r["protocol"]["commit"], f
+        assert "/work/" not in r["command"] and not r["command"].split("--out ")[-1].startswith("/"), f
 
 
 # -- qualitative figures ----------------------------------------------------------------------------

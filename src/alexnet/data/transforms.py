@@ -232,7 +232,7 @@ def pca_lighting(x: torch.Tensor, eigval: torch.Tensor, eigvec: torch.Tensor, st
 
     - ``"cuda-convnet"`` (Krizhevsky's own code, cuda-convnet2's ``convdata.py``): s_i is the standard
       deviation along p_i in grey levels, ``sqrt(lambda_i)`` of the 0-255 covariance, so the shift
-      along p_i has std ``std * sqrt(lambda_i)`` grey levels (CIFAR-10, std 0.1: about 10, 3 and 1.3
+      along p_i has std ``std * sqrt(lambda_i)`` grey levels (CIFAR-10, std 0.1: 10.6, 2.9 and 1.3
       grey levels). The batch is then scaled by 1 / (1 + std) (``TrainAugment`` does it after the
       normalisation, on centred data, as cuda-convnet scaled its mean-subtracted batch).
     - ``"fb.resnet"`` (fb.resnet.torch and torchvision-era ports): s_i is the eigenvalue of [0, 1]

@@ -32,9 +32,10 @@ from ..checkpoint import load_checkpoint
 from ..config import TrainConfig
 from ..data.datasets import subset
 from ..data.loader import BatchLoader
-from ..engine.data import build_data
+from ..engine.data import build_data, build_test
 from ..engine.evaluation import evaluate_model
 from ..models import create_model
+from ..models.summary import count_params
 from ..runtime import cpu_model, pick_device
 from ..training import train
 from ..version import __version__
@@ -50,17 +51,22 @@ class Spec:
     seeds: int  # default number of seeds
     epochs: int  # default epochs per run
     train_images: int | None  # default training subset (None: all)
-    minutes: float  # measured default run time on the reference machine (README), for `experiment list`
+    minutes: float  # estimated default run time on the reference machine (README), for `experiment list`
     run: Callable[["Context"], "Outcome"] = field(repr=False)
+    # the protocol's power calculation: the paper's effect (in the primary test's units), the per-seed
+    # standard deviation of the paired difference from the pilot (the previous published run), and
+    # where that pilot figure comes from
+    pilot: tuple[float, float, str] | None = None
 
 
 EXPERIMENTS: dict[str, Spec] = {}
 
 
 def experiment(name: str, *, title: str, section: str, claim: str, data: str, seeds: int, epochs: int,
-               train_images: int | None = None, minutes: float = 0.0) -> Callable[[Callable[["Context"], "Outcome"]], Any]:
+               train_images: int | None = None, minutes: float = 0.0, pilot: tuple[float, float, str] | None = None
+               ) -> Callable[[Callable[["Context"], "Outcome"]], Any]:
     def register(fn: Callable[["Context"], "Outcome"]) -> Callable[["Context"], "Outcome"]:
-        EXPERIMENTS[name] = Spec(name, title, section, claim, data, seeds, epochs, train_images, minutes, fn)
+        EXPERIMENTS[name] = Spec(name, title, section, claim, data, seeds, epochs, train_images, minutes, fn, pilot)
         return fn
 
     return register
@@ -84,7 +90,10 @@ class Run:
 
     @property
     def test_error(self) -> float:
-        return float(self.final["val_top1_error"])
+        """The final weights' top-1 error on the test split (seen once, at the end, with a val_split;
+        without one, the per-epoch evaluation is on the test split)."""
+        test = float(self.final.get("test_top1_error", math.nan))
+        return test if not math.isnan(test) else float(self.final["val_top1_error"])
 
     def train_seconds(self) -> list[float]:
         """Cumulative training seconds at the end of each epoch (evaluation excluded)."""
@@ -108,12 +117,10 @@ class Row:
 @dataclass
 class Outcome:
     rows: list[Row]
-    verdict: str  # reproduced | partly | not reproduced
-    reason: str
+    verdicts: list["Verdict"]  # one per claim; the first is the protocol's primary claim, the experiment's verdict
     plots: list[str]
     measured: dict[str, Any]  # every figure, by name: {"mean", "std", "values"} or a plain number
     notes: list[str] = field(default_factory=list)
-    tests: list[dict[str, Any]] = field(default_factory=list)  # the t-tests behind the verdict (judge_gain's)
 
 
 class Context:
@@ -133,6 +140,7 @@ class Context:
         self.log = log or (lambda s: print(s, file=sys.stderr, flush=True))
         self.runs: list[Run] = []  # the runs the result reports
         self.all_runs: list[Run] = []  # and any others it trained (a learning-rate search), for the time
+        self.arms: dict[str, dict[str, Any]] = {}  # arm -> {name, model, options, parameters}
 
     # -- training -----------------------------------------------------------------------------
     def config(self, arm: str, seed: int, base: dict[str, Any], **changes: Any) -> TrainConfig:
@@ -154,8 +162,7 @@ class Context:
             if _without_out(saved.get("config", {})) == _without_out(cfg.to_dict()):  # the folder may have moved
                 self.log(f"[{self.spec.name}] {arm} seed {seed}: reusing {out}")
                 run = Run(arm, seed, out, cfg.to_dict(), saved["metrics"], saved["seconds"], saved.get("extra", {}))
-                self.runs.append(run)
-                self.all_runs.append(run)
+                self._record(run)
                 return run
         if (out / "last.pt").exists():
             if _same_config(out / "config.toml", cfg):  # interrupted: continue where it stopped
@@ -166,10 +173,24 @@ class Context:
         self.log(f"[{self.spec.name}] {verb} {arm}, seed {seed} ({cfg.epochs} epochs)")
         result = train(cfg, progress=self.progress, log=self.log)
         run = Run(arm, seed, out, cfg.to_dict(), result.metrics, result.seconds)
+        self.save_run(run)
+        self._record(run)
+        return run
+
+    def _record(self, run: Run) -> None:
         self.runs.append(run)
         self.all_runs.append(run)
-        self.save_run(run)
-        return run
+        if run.arm not in self.arms:  # the arm as trained: its network, options and parameter count
+            ck = load_checkpoint(run.out / "last.pt")
+            options = dict(ck.get("model_options", {}))
+            model = create_model(ck["model_name"], num_classes=int(ck["num_classes"]), **options)
+            self.arms[run.arm] = {"name": run.arm, "model": ck["model_name"], "options": options,
+                                  "parameters": count_params(model)}
+
+    def reported_arms(self) -> list[dict[str, Any]]:
+        """The arms of the runs the result reports (a learning-rate search's are left out)."""
+        names = list(dict.fromkeys(r.arm for r in self.runs))
+        return [self.arms[a] for a in names]
 
     def save_run(self, run: Run) -> None:
         _write_json(run.out / "run.json", {"config": run.config, "metrics": run.metrics, "seconds": run.seconds,
@@ -182,12 +203,15 @@ class Context:
             self.save_run(run)
         return run.extra[key]
 
-    def evaluate(self, run: Run, *, split: str = "val", ten_crop: bool = False, max_images: int | None = None) -> float:
-        """Top-1 error of the run's final weights (last.pt) on its own test images or on the images it
-        was trained on (``split="train"``: the same subset, seen through the evaluation transform)."""
+    def evaluate(self, run: Run, *, split: str = "test", ten_crop: bool = False, max_images: int | None = None) -> float:
+        """Top-1 error of the run's final weights (last.pt) on its test images or on the images it was
+        trained on (``split="train"``: the same subset, seen through the evaluation transform)."""
         cfg = TrainConfig.from_dict(run.config)
         train_ds, val_ds, classes, transform = build_data(cfg)
-        ds = subset(train_ds if split == "train" else val_ds, max_images, 12345)
+        if split not in ("train", "test"):
+            raise ValueError(f"split must be 'train' or 'test', not {split!r}")
+        test_ds = build_test(cfg, classes, transform) if split == "test" else None
+        ds = subset(train_ds if split == "train" else test_ds if test_ds is not None else val_ds, max_images, 12345)
         ck = load_checkpoint(run.out / "last.pt")
         device = pick_device(cfg.device)
         model = create_model(ck["model_name"], num_classes=int(ck["num_classes"]), **ck.get("model_options", {}))
@@ -327,29 +351,169 @@ def fmt_test(test: dict[str, Any]) -> str:
     return f"t = {test['t']:.2f}, df = {test['df']}, p = {test['p']:.3g}"
 
 
-def judge_gain(gains: list[float], paper_gain: float | None, what: str) -> tuple[str, str, dict[str, Any]]:
-    """Verdict on a claimed improvement from its per-seed paired measurements (positive = as the
-    paper says), by a one-sided paired t-test at 5% with n - 1 degrees of freedom.
+# -- verdicts (docs/paper/protocol.md, "Verdicts") ------------------------------------------------
+ALPHA = 0.05
+SIZE_RANGE = (0.5, 2.0)  # an effect within this factor of the paper's is "the paper's size"
+STATUSES = ("reproduced", "reproduced in direction, size differs", "reproduced in direction, size censored",
+            "not significant", "contradicted", "inconclusive", "measured")
 
-    Reproduced: significant, and at least half the paper's effect where it gives a number; partly:
-    significant but smaller, or the paper's sign without significance; not reproduced: no gain or
-    the other way. Returns (verdict, reason, test), the test's t, df and p in both."""
-    test = paired_t_test(gains)
-    test["what"] = what
-    m, n = test["mean"], test["n"]
-    if n == 0 or m is None:
-        return "not reproduced", "no measurement", test
+
+@dataclass
+class Verdict:
+    """One claim's verdict: its status (one of STATUSES), the figure it rests on (what the summary
+    row shows), why, and the test behind it."""
+
+    claim: str
+    status: str
+    figure: str
+    reason: str
+    test: dict[str, Any] = field(default_factory=dict)
+    paper: str = ""  # the paper's side of the claim, as the summary row shows it
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _verdict(paper: str, *args: Any) -> Verdict:
+    return Verdict(*args, paper=paper)
+
+
+def sign_test(signs: list[int]) -> dict[str, Any]:
+    """One-sided exact sign test that pairs favour the paper's direction (+1) over the other (-1);
+    pairs whose order is unknown (0: both runs censored) are left out. Censoring-aware: a run that
+    never reached its target still orders its pair when the other run did."""
+    known = [s for s in signs if s]
+    n, k = len(known), sum(1 for s in known if s > 0)
+    p = sum(math.comb(n, i) for i in range(k, n + 1)) / 2**n if n else 1.0
+    return {"kind": "sign", "n": n, "df": None, "positive": k, "p": p, "t": None, "alpha": ALPHA,
+            "sided": "one (the paper's direction)"}
+
+
+def judge(effects: list[float], paper: float | None, claim: str, *, figure: str, claimed: str = "",
+          scale: float = 100.0, unit: str = " pts", log: bool = False, censored: int = 0,
+          signs: list[int] | None = None) -> Verdict:
+    """The protocol's verdict on one claim from per-seed paired effects (positive = the paper's
+    direction), by a one-sided paired t-test at 5% with n - 1 degrees of freedom.
+
+    - reproduced: significant, and the mean effect within SIZE_RANGE times the paper's (or the paper
+      gives no size);
+    - reproduced in direction, size differs: significant, outside that range (the ratio is given);
+    - not significant: p >= 0.05, whatever the sign; contradicted: significant the other way;
+    - censored measurements (``censored`` runs never reached their target, so ``effects`` are bounds):
+      never "reproduced"; the exact sign test on ``signs`` (the censoring-aware test) decides between
+      "reproduced in direction, size censored" and "inconclusive".
+    ``log``: effects are logs of ratios and ``paper`` is the paper's ratio (e.g. 6 for "six times")."""
+    test = paired_t_test(effects)
+    test.update(what=claim, scale=scale, unit=unit)
+    target = None if paper is None else (math.log(paper) if log else paper)
+    if censored:
+        st = sign_test(signs or [])
+        st.update(what=f"{claim} (sign test: {censored} censored run(s))")
+        if st["n"] and st["p"] < ALPHA:
+            return _verdict(claimed, claim, "reproduced in direction, size censored", figure,
+                           f"{censored} run(s) never reached the target, so the size is only a bound; the sign test "
+                           f"supports the direction ({st['positive']} of {st['n']} pairs, p = {st['p']:.3g})", st)
+        return _verdict(claimed, claim, "inconclusive", figure,
+                       f"{censored} run(s) never reached the target and the sign test does not support the claim "
+                       f"({st['positive']} of {st['n']} ordered pairs, p = {st['p']:.3g})", st)
+    if test["n"] < 2 or test["mean"] is None:
+        return _verdict(claimed, claim, "inconclusive", figure, f"no test: {test['n']} seed(s)", test)
     stat = fmt_test(test)
-    paper = "" if paper_gain is None else f"; paper {paper_gain * 100:.1f} pts"
-    if m <= 0:
-        way = "is zero" if m == 0 else "goes the other way"
-        return "not reproduced", f"{what} {way}: {m * 100:+.2f} pts over {n} seed(s) ({stat}{paper})", test
-    significant = n > 1 and test["p"] < 0.05
-    if significant and (paper_gain is None or m >= 0.5 * paper_gain):
-        return "reproduced", f"{what}: {m * 100:+.2f} pts, significant ({stat}{paper})", test
-    if significant:
-        return "partly", f"{what} is significant but smaller: {m * 100:+.2f} pts ({stat}{paper})", test
-    return "partly", f"{what} has the paper's sign ({m * 100:+.2f} pts) but is not significant at 5% ({stat}{paper})", test
+    if test["p"] >= ALPHA:
+        opposite = 1.0 - test["p"] if test["t"] is not None else 0.0
+        if opposite < ALPHA and test["mean"] < 0:
+            return _verdict(claimed, claim, "contradicted", figure, f"significant the other way ({stat}, one-sided p the other "
+                                                          f"way {opposite:.3g})", test)
+        return _verdict(claimed, claim, "not significant", figure, stat, test)
+    if target is None:
+        return _verdict(claimed, claim, "reproduced", figure, f"significant ({stat}); the paper gives no size", test)
+    ratio = math.exp(test["mean"] - target) if log else test["mean"] / target
+    test["ratio_to_paper"] = ratio
+    lo, hi = SIZE_RANGE
+    if lo <= ratio <= hi:
+        return _verdict(claimed, claim, "reproduced", figure, f"significant ({stat}); {ratio:.2f}x the paper's effect", test)
+    return _verdict(claimed, claim, "reproduced in direction, size differs", figure,
+                   f"significant ({stat}); {ratio:.2f}x the paper's effect, outside {lo:g}x-{hi:g}x", test)
+
+
+def judge_level(values: list[float], paper: float, claim: str, *, figure: str, claimed: str = "",
+                tolerance: float = 0.25) -> Verdict:
+    """A claimed level (an error rate), not a difference: reproduced when a one-sided one-sample
+    t-test puts the mean below (1 + tolerance) x the paper's figure at 5%; contradicted when it puts
+    it above; otherwise not significant."""
+    bound = paper * (1 + tolerance)
+    below = paired_t_test([bound - v for v in values])
+    below.update(what=f"{claim}: below {bound * 100:.3g}% ({1 + tolerance:g}x the paper's)", scale=100.0, unit=" pts")
+    if below["n"] < 2 or below["p"] is None:
+        return _verdict(claimed, claim, "inconclusive", figure, f"no test: {below['n']} seed(s)", below)
+    if below["p"] < ALPHA:
+        return _verdict(claimed, claim, "reproduced", figure, f"below {bound * 100:.3g}% ({fmt_test(below)})", below)
+    above = paired_t_test([v - bound for v in values])
+    if above["p"] is not None and above["p"] < ALPHA:
+        above.update(what=f"{claim}: above {bound * 100:.3g}%", scale=100.0, unit=" pts")
+        return _verdict(claimed, claim, "contradicted", figure, f"above {bound * 100:.3g}% ({fmt_test(above)})", above)
+    return _verdict(claimed, claim, "not significant", figure, f"not below {bound * 100:.3g}% at 5% ({fmt_test(below)})", below)
+
+
+def measured(effects: list[float], claim: str, *, figure: str, claimed: str = "—", scale: float = 100.0,
+             unit: str = " pts") -> Verdict:
+    """An effect the paper makes no claim about (LeNet-5's parts): reported with its one-sided paired
+    t-test (positive: an increase), status "measured", no verdict."""
+    test = paired_t_test(effects)
+    test.update(what=claim, scale=scale, unit=unit)
+    return _verdict(claimed, claim, "measured", figure, fmt_test(test), test)
+
+
+# -- power (docs/paper/protocol.md, "Seeds") -----------------------------------------------------
+def t_quantile(q: float, df: int) -> float:
+    """The t value with P(T > t) = 1 - q (bisection on student_t_sf)."""
+    lo, hi = -50.0, 50.0
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        if student_t_sf(mid, df) > 1 - q:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
+def power(effect: float, sd: float, n: int, alpha: float = ALPHA) -> float:
+    """Power of the one-sided paired t-test with n seeds to detect a mean effect ``effect`` when the
+    per-seed differences have standard deviation ``sd`` (the noncentral t approximated by a shifted
+    central t: under 0.01 below the simulated exact power at n = 4-9, tests/test_experiments.py)."""
+    if n < 2 or sd <= 0:
+        return math.nan
+    crit = t_quantile(1 - alpha, n - 1)
+    return student_t_sf(crit - effect / sd * math.sqrt(n), n - 1)
+
+
+def power_summary(spec: Spec, n: int) -> dict[str, Any] | None:
+    """The protocol's power figures for ``spec`` run with n seeds (None without a pilot)."""
+    if spec.pilot is None:
+        return None
+    effect, sd, source = spec.pilot
+    return {"paper_effect": effect, "pilot_sd": sd, "pilot": source, "seeds": n, "power": power(effect, sd, n),
+            "seeds_for_80_percent": seeds_for(effect, sd), "detectable_at_80_percent": detectable(sd, n)}
+
+
+def seeds_for(effect: float, sd: float, target: float = 0.8, most: int = 200) -> int:
+    """The fewest seeds (at least 3) whose power reaches ``target`` (``most`` + 1 if none up to it)."""
+    for n in range(3, most + 1):
+        if power(effect, sd, n) >= target:
+            return n
+    return most + 1
+
+
+def detectable(sd: float, n: int, target: float = 0.8) -> float:
+    """The smallest mean effect n seeds detect with power ``target`` (bisection on ``power``)."""
+    lo, hi = 0.0, 100 * sd
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        if power(mid, sd, n) >= target:
+            hi = mid
+        else:
+            lo = mid
+    return hi
 
 
 def merge_configs(*configs: dict[str, Any]) -> dict[str, Any]:
@@ -417,10 +581,15 @@ def _jsonable(o: Any) -> Any:
 
 
 
+PROTOCOL = "docs/paper/protocol.md"  # the protocol the verdicts follow, in the repository
+
+
 def report_markdown(result: dict[str, Any], *, heading: str = "#", image_prefix: str = "") -> str:
-    """One experiment's page: the claim, a table of paper against measurement, the verdict, plots."""
+    """One experiment's page: the claim, a table of paper against measurement, each claim's verdict
+    with its test, the arms, plots."""
     r = result
     s = r["settings"]
+    v = r["verdict"]
     lines = [
         f"{heading} {r['title']}",
         "",
@@ -430,27 +599,39 @@ def report_markdown(result: dict[str, Any], *, heading: str = "#", image_prefix:
         "| --- | --- | --- |",
         *[f"| {row['quantity']} | {row['paper']} | {row['ours']} |" for row in r["table"]],
         "",
-        f"**Verdict: {r['verdict']['status']}** — {r['verdict']['reason']}.",
+        f"**Verdict: {v['status']}** ({v.get('figure', '')}) — {v['reason']}.",
         "",
     ]
-    tests = r["verdict"].get("tests") or []
-    if tests:
-        lines += ["| paired t-test (one-sided, the paper's direction, 5%) | mean | t | df | p |",
-                  "| --- | --- | --- | --- | --- |"]
-        for t in tests:
-            scale = t.get("scale", 100.0)
-            unit = t.get("unit", " pts")
-            mean = "—" if t["mean"] is None else f"{t['mean'] * scale:+.2f}{unit}"
-            lines.append(f"| {t['what']} | {mean} | {t['t']:.2f} | {t['df']} | {t['p']:.3g} |"
-                         if t["n"] > 1 else f"| {t['what']} | {mean} | — | {t['df']} | — |")
+    claims = v.get("claims") or []
+    if claims:
+        lines += ["| claim | figure | verdict | test | effect / paper's |", "| --- | --- | --- | --- | --- |"]
+        for c in claims:
+            t = c.get("test") or {}
+            ratio = t.get("ratio_to_paper")
+            lines.append(f"| {c['claim']} | {c['figure']} | **{c['status']}** | {fmt_any_test(t)} | "
+                         f"{'—' if ratio is None else f'{ratio:.2f}x'} |")
+        lines.append("")
+    arms = r.get("arms") or []
+    if arms:
+        lines += ["| arm | model | options | parameters |", "| --- | --- | --- | --- |"]
+        lines += [f"| {a['name']} | {a['model']} | {_options_text(a['options'])} | {a['parameters']:,} |" for a in arms]
         lines.append("")
     lines += [f"- {n}" for n in r.get("notes", [])]
     if r.get("notes"):
         lines.append("")
     lines += [f"![{Path(p).stem}]({image_prefix}{p})" for p in r["plots"]]
     m = r["machine"]
+    proto = r.get("protocol") or {}
+    pw = r.get("power")
+    if pw:
+        lines += ["", f"Power (protocol): with {pw['seeds']} seeds the one-sided paired t-test detects the paper's "
+                      f"effect ({pw['paper_effect'] * 100:.2g} pts, pilot SD {pw['pilot_sd'] * 100:.2g} pts: "
+                      f"{pw['pilot']}) with probability {pw['power']:.2f}; 80% needs {pw['seeds_for_80_percent']} "
+                      f"seeds; these seeds detect {pw['detectable_at_80_percent'] * 100:.2g} pts with 80%."]
     lines += [
         "",
+        f"Protocol: `{proto.get('path', PROTOCOL)}`, section `{r['experiment']}`"
+        + (f" (commit {proto['commit'][:10]})" if proto.get("commit") else "") + ".  ",
         f"Command: `{r['command']}`  ",
         f"Seeds {len(s['seeds'])}, {s['epochs']} epochs per run, training images: "
         f"{s['train_images'] or 'all'}; {len(r['runs'])} runs, {r['train_seconds'] / 60:.1f} min of training "
@@ -459,3 +640,18 @@ def report_markdown(result: dict[str, Any], *, heading: str = "#", image_prefix:
         "",
     ]
     return "\n".join(lines)
+
+
+def fmt_any_test(t: dict[str, Any]) -> str:
+    """A verdict's test in one cell: the t-test's t, df, p, or the sign test's count and p."""
+    if not t:
+        return "—"
+    if t.get("kind") == "sign":
+        return f"sign test: {t['positive']} of {t['n']} pairs, p = {t['p']:.3g}"
+    if t.get("n", 0) < 2 or t.get("t") is None:
+        return f"no test ({t.get('n', 0)} seeds)"
+    return f"t = {t['t']:.2f}, df = {t['df']}, p = {t['p']:.3g}"
+
+
+def _options_text(options: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in options.items() if k != "in_chans") or "—"

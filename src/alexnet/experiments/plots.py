@@ -51,12 +51,12 @@ def _finish(fig, ax, path: Path, title: str) -> str:
 
 def plot_arms(path: Path, arms: dict[str, Sequence[Run]], title: str, *, final: dict[str, list[float]] | None = None,
               final_label: str = "test top-1 error (%)") -> str:
-    """Left: test (solid) and training (dashed) top-1 error per epoch for each arm. Right: each arm's
+    """Left: validation (solid; the held-out split) and training (dashed) top-1 error per epoch for each arm. Right: each arm's
     final figure (``final``, default the last test error) as a bar with the seeds' std and points."""
     plt = _pyplot()
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [1.6, 1]})
     for (arm, runs), colour in zip(arms.items(), COLOURS):
-        for key, style, label in (("val_top1_error", "-", "test"), ("train_top1_error", "--", "train")):
+        for key, style, label in (("val_top1_error", "-", "validation"), ("train_top1_error", "--", "train")):
             ep, mean, lo, hi = _mean_curve(runs, key)
             if ep:
                 a.plot(ep, mean, style, color=colour, label=f"{arm} ({label})")

@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import UserError
-from .base import report_markdown
+from .base import PROTOCOL, _options_text, fmt_any_test, report_markdown
 
-VERDICT_COLOURS = {"reproduced": "#1a7f37", "partly": "#9a6700", "not reproduced": "#cf222e"}
+VERDICT_COLOURS = {"reproduced": "#1a7f37", "reproduced in direction, size differs": "#9a6700",
+                   "reproduced in direction, size censored": "#9a6700", "not significant": "#57606a",
+                   "inconclusive": "#57606a", "contradicted": "#cf222e"}
 
 
 def load_results(dirs: Sequence[str | os.PathLike[str]]) -> list[tuple[Path, dict[str, Any]]]:
@@ -37,9 +39,16 @@ def load_results(dirs: Sequence[str | os.PathLike[str]]) -> list[tuple[Path, dic
 
 
 def _headline(result: dict[str, Any]) -> str:
-    """The row of the table whose paper column names the claimed figure, for the summary."""
-    rows = [r for r in result["table"] if r["paper"] not in ("—", "")]
-    return rows[-1]["ours"] if rows else (result["table"][0]["ours"] if result["table"] else "")
+    """The figure the verdict rests on, for the summary row (the verdict's own, never another row's)."""
+    return result["verdict"].get("figure") or ""
+
+
+def _claimed(result: dict[str, Any]) -> str:
+    """The paper's side of the primary claim: its claims table row, else the last row with a paper figure."""
+    claims = result["verdict"].get("claims") or []
+    if claims and claims[0].get("paper"):
+        return claims[0]["paper"]
+    return next((row["paper"] for row in reversed(result["table"]) if row["paper"] not in ("—", "")), "")
 
 
 def write_report(dirs: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str]) -> tuple[Path, Path]:
@@ -53,11 +62,13 @@ def write_report(dirs: Sequence[str | os.PathLike[str]], out: str | os.PathLike[
     base = md_path.parent.resolve()
 
     lines = ["# AlexNet (2012): the paper's claims, measured", "",
-             "| experiment | paper's claim | ours | verdict |", "| --- | --- | --- | --- |"]
+             f"Every verdict follows the protocol in `{PROTOCOL}`, committed before the runs.", "",
+             "| experiment | paper's claim | ours (the verdict's figure) | verdict | test |",
+             "| --- | --- | --- | --- | --- |"]
     for folder, r in results:
-        paper = next((row["paper"] for row in reversed(r["table"]) if row["paper"] not in ("—", "")), "")
-        lines.append(f"| [{r['experiment']}](#{_anchor(r['title'])}) | {paper} | {_headline(r)} | "
-                     f"**{r['verdict']['status']}** |")
+        test = (r["verdict"].get("claims") or [{}])[0].get("test") or {}
+        lines.append(f"| [{r['experiment']}](#{_anchor(r['title'])}) | {_claimed(r)} | {_headline(r)} | "
+                     f"**{r['verdict']['status']}** | {fmt_any_test(test)} |")
     lines.append("")
     for folder, r in results:
         prefix = os.path.relpath(folder.resolve(), base).replace(os.sep, "/") + "/"
@@ -92,13 +103,15 @@ def _html(results: list[tuple[Path, dict[str, Any]]]) -> str:
            "vertical-align:top}th{background:#f4f4f4}img{max-width:100%;margin:0.5em 0}code{background:#f4f4f4;"
            "padding:1px 4px}.v{font-weight:bold}.small{color:#555;font-size:0.9em}</style></head><body>",
            "<h1>AlexNet (2012): the paper's claims, measured</h1>",
-           "<table><tr><th>experiment</th><th>paper's claim</th><th>ours</th><th>verdict</th></tr>"]
+           f"<p>Every verdict follows the protocol in <code>{e(PROTOCOL)}</code>, committed before the runs.</p>",
+           "<table><tr><th>experiment</th><th>paper's claim</th><th>ours (the verdict's figure)</th><th>verdict</th>"
+           "<th>test</th></tr>"]
     for _, r in results:
-        paper = next((row["paper"] for row in reversed(r["table"]) if row["paper"] not in ("—", "")), "")
         status = r["verdict"]["status"]
-        out.append(f"<tr><td><a href='#{_anchor(r['title'])}'>{e(r['experiment'])}</a></td><td>{e(paper)}</td>"
+        test = (r["verdict"].get("claims") or [{}])[0].get("test") or {}
+        out.append(f"<tr><td><a href='#{_anchor(r['title'])}'>{e(r['experiment'])}</a></td><td>{e(_claimed(r))}</td>"
                    f"<td>{e(_headline(r))}</td><td class='v' style='color:{VERDICT_COLOURS.get(status, '#222')}'>"
-                   f"{e(status)}</td></tr>")
+                   f"{e(status)}</td><td>{e(fmt_any_test(test))}</td></tr>")
     out.append("</table>")
     for folder, r in results:
         status = r["verdict"]["status"]
@@ -109,8 +122,17 @@ def _html(results: list[tuple[Path, dict[str, Any]]]) -> str:
                 *[f"<tr><td>{e(row['quantity'])}</td><td>{e(row['paper'])}</td><td>{e(row['ours'])}</td></tr>"
                   for row in r["table"]],
                 "</table>",
-                f"<p class='v' style='color:{VERDICT_COLOURS.get(status, '#222')}'>Verdict: {e(status)}</p>"
-                f"<p>{e(r['verdict']['reason'])}.</p>"]
+                f"<p class='v' style='color:{VERDICT_COLOURS.get(status, '#222')}'>Verdict: {e(status)} "
+                f"({e(r['verdict'].get('figure', ''))})</p><p>{e(r['verdict']['reason'])}.</p>"]
+        claims = r["verdict"].get("claims") or []
+        if claims:
+            out.append("<table><tr><th>claim</th><th>figure</th><th>verdict</th><th>test</th></tr>" + "".join(
+                f"<tr><td>{e(c['claim'])}</td><td>{e(c['figure'])}</td><td>{e(c['status'])}</td>"
+                f"<td>{e(fmt_any_test(c.get('test') or {}))}</td></tr>" for c in claims) + "</table>")
+        if r.get("arms"):
+            out.append("<table><tr><th>arm</th><th>model</th><th>options</th><th>parameters</th></tr>" + "".join(
+                f"<tr><td>{e(a['name'])}</td><td>{e(a['model'])}</td><td>{e(_options_text(a['options']))}</td>"
+                f"<td>{a['parameters']:,}</td></tr>" for a in r["arms"]) + "</table>")
         if r.get("notes"):
             out.append("<ul>" + "".join(f"<li>{e(n)}</li>" for n in r["notes"]) + "</ul>")
         out += [_img(folder / p) for p in r["plots"]]

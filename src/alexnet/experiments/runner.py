@@ -11,16 +11,34 @@ from __future__ import annotations
 
 import os
 import shlex
+import subprocess
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import UserError
-from .base import Context, _write_json, machine, report_markdown, versions
+from .base import PROTOCOL, Context, _write_json, machine, power_summary, report_markdown, versions
 from .paper import EXPERIMENTS  # the registry, filled as paper.py registers its experiments
 
 
 # -- running and writing ------------------------------------------------------------------------
+def protocol_version() -> dict[str, Any]:
+    """Where the protocol is and, in a git checkout, the commit that last changed it (a result must
+    finish after it: tests/test_experiments.py checks the published ones)."""
+    out: dict[str, Any] = {"path": PROTOCOL, "commit": None, "committed": None}
+    root = Path(__file__).resolve().parents[3]
+    if (root / PROTOCOL).is_file():
+        try:
+            done = subprocess.run(["git", "-C", str(root), "log", "-1", "--format=%H %cI", "--", PROTOCOL],
+                                  capture_output=True, text=True, timeout=10)
+            if done.returncode == 0 and done.stdout.strip():
+                out["commit"], out["committed"] = done.stdout.split()
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return out
+
+
+
 def run_experiment(name: str, data: str, out: str | os.PathLike[str], *, seeds: int | None = None,
                    epochs: int | None = None, train_images: int | None = None, val_images: int | None = None,
                    device: str = "auto", overrides: dict[str, Any] | None = None, progress: bool = True,
@@ -39,6 +57,7 @@ def run_experiment(name: str, data: str, out: str | os.PathLike[str], *, seeds: 
     t0 = time.perf_counter()
     outcome = spec.run(ctx)
     seconds = time.perf_counter() - t0
+    primary = outcome.verdicts[0]  # the protocol's primary claim
     result = {
         "experiment": spec.name,
         "title": spec.title,
@@ -50,7 +69,11 @@ def run_experiment(name: str, data: str, out: str | os.PathLike[str], *, seeds: 
                      "val_images": ctx.val_images, "device": device, "overrides": ctx.overrides},
         "table": [{"quantity": r.quantity, "paper": r.paper, "ours": r.ours, "values": r.values} for r in outcome.rows],
         "measured": outcome.measured,
-        "verdict": {"status": outcome.verdict, "reason": outcome.reason, "tests": outcome.tests},
+        "verdict": {"status": primary.status, "figure": primary.figure, "reason": primary.reason,
+                    "tests": [v.test for v in outcome.verdicts], "claims": [v.to_dict() for v in outcome.verdicts]},
+        "arms": ctx.reported_arms(),
+        "power": power_summary(spec, len(ctx.seeds)),
+        "protocol": protocol_version(),
         "notes": outcome.notes,
         "plots": outcome.plots,
         "runs": [{"arm": r.arm, "seed": r.seed, "folder": str(r.out.relative_to(outp)), "seconds": r.seconds,
