@@ -318,3 +318,128 @@ def test_slow_clients_are_timed_out_and_the_server_keeps_serving(trained_run: Pa
             assert b'"status": 408' in data or b'"status":408' in data
         assert time.monotonic() - t0 < 8
         assert request(s.url, "GET", "/healthz")[0] == 200
+
+
+def test_decoded_pixels_are_budgeted_per_request_and_in_flight(trained_run: Path) -> None:
+    """--max-request-pixels: a request whose images' headers add up to more decoded pixels gets a
+    JSON 413 naming the flag before any decoding (the old failure: 32 small PNGs of 7000x7000
+    pixels held 4.7 GB at once); a JPEG counts at the scale it is drafted at. --max-pixels-in-flight
+    bounds the pixels decoded at once over all requests (PixelBudget, tested directly below)."""
+    from alexnet.data.images import decoded_pixels
+
+    big = png(Image.new("1", (5000, 1000)))  # 5 megapixels in a few hundred bytes
+    assert decoded_pixels(big, 32) == 5_000_000
+    jpeg = io.BytesIO()
+    Image.new("RGB", (4000, 3000), (200, 30, 30)).save(jpeg, "JPEG")
+    assert decoded_pixels(jpeg.getvalue(), 32) == 500 * 375  # drafted at 1/8
+    assert decoded_pixels(jpeg.getvalue(), 2000) == 4000 * 3000  # no draft: the image is needed whole
+    assert decoded_pixels(b"not an image") is None
+    with ServerProcess(str(trained_run), "--max-pixels", "12000000", "--max-request-pixels", "12000000",
+                       "--max-pixels-in-flight", "12000000") as s:
+        status, r = request(s.url, "POST", "/v1/classify", *multipart_body([("a.png", big), ("b.png", big)]))
+        assert status == 200 and len(r["results"]) == 2, r
+        status, r = request(s.url, "POST", "/v1/classify", *multipart_body([(f"{i}.png", big) for i in range(3)]))
+        assert status == 413 and "--max-request-pixels" in r["error"] and "15,000,000" in r["error"], r
+        # many JPEGs fit: each is decoded at 1/8 of its size
+        status, r = request(s.url, "POST", "/v1/classify", *multipart_body([(f"{i}.jpg", jpeg.getvalue()) for i in range(3)]))
+        assert status == 200, r
+        assert request(s.url, "GET", "/healthz") == (200, {"status": "ok"})
+    assert main(["serve", str(trained_run), "--max-pixels", "100", "--max-pixels-in-flight", "50"]) == 2
+
+
+def test_the_in_flight_budget_waits_then_refuses() -> None:
+    import asyncio
+    import time
+
+    from alexnet.server.app import ApiError, PixelBudget
+
+    async def scenario() -> list[str]:
+        budget, events = PixelBudget(10, wait_s=0.3), []
+        await budget.acquire(6)
+
+        async def second() -> None:
+            await budget.acquire(6)  # waits for the first to finish
+            events.append("second in")
+            await budget.release(6)
+
+        task = asyncio.create_task(second())
+        await asyncio.sleep(0.05)
+        events.append("first out")
+        await budget.release(6)
+        await task
+        await budget.acquire(8)
+        t0 = time.perf_counter()
+        try:
+            await budget.acquire(5)  # never fits while 8 are held: refused after wait_s
+        except ApiError as e:
+            events.append(f"{e.status} after {time.perf_counter() - t0:.1f} s: {'--max-pixels-in-flight' in e.message}")
+        return events
+
+    assert asyncio.run(scenario()) == ["first out", "second in", "503 after 0.3 s: True"]
+
+
+def test_accept_errors_are_one_line_per_interval() -> None:
+    """asyncio logs a traceback for every failed accept (EMFILE), once a second per listener, ~8 MB/s
+    under a flood of connections: the server's handler writes one line per 10 s with the count."""
+    import errno as errno_
+
+    from alexnet.server.app import AcceptErrors
+
+    lines: list[str] = []
+    handler = AcceptErrors(every=10.0, write=lines.append)
+    err = OSError(errno_.EMFILE, "Too many open files")
+    for _ in range(1000):
+        handler(None, {"message": "socket.accept() out of system resource", "exception": err})
+    assert len(lines) == 1 and "Too many open files" in lines[0] and "--max-connections" in lines[0]
+    handler.last -= 11  # ten seconds later
+    handler(None, {"message": "socket.accept() out of system resource", "exception": err})
+    assert len(lines) == 2 and "1000 time(s)" in lines[1]
+
+    class Loop:
+        seen: list[dict] = []
+
+        def default_exception_handler(self, context: dict) -> None:
+            self.seen.append(context)
+
+    loop = Loop()
+    handler(loop, {"message": "Task exception was never retrieved", "exception": ValueError("x")})
+    assert len(loop.seen) == 1 and len(lines) == 2  # anything else: asyncio's own handler
+
+
+@pytest.mark.load
+def test_a_thousand_idle_connections_under_a_lowered_file_limit(trained_run: Path, red: bytes) -> None:
+    """1,000 connections that send nothing, against a server whose open-file limit is 512 (so
+    --max-connections defaults to 384): the oldest idle connections make room for new ones, the
+    descriptors never run out, /healthz answers within a second while they are held, a classify
+    request works, and the log has no accept tracebacks."""
+    import socket
+    import time
+
+    with ServerProcess(str(trained_run), nofile=512) as s:
+        u = urlsplit(s.url)
+        held = []
+        try:
+            for _ in range(1000):
+                held.append(socket.create_connection((u.hostname, u.port), timeout=10))
+            # once the server has taken the 1,000 from its accept queue (the first /healthz waits
+            # behind them), every request is answered within a second while they are held
+            assert request(s.url, "GET", "/healthz") == (200, {"status": "ok"})
+            for _ in range(5):
+                t0 = time.perf_counter()
+                assert request(s.url, "GET", "/healthz") == (200, {"status": "ok"})
+                assert time.perf_counter() - t0 < 1.0
+            status, r = request(s.url, "POST", "/v1/classify", *multipart_body([("a.png", red)]))
+            assert status == 200, r
+            # the oldest were told why they were closed: they made room (503), or, on a machine slow
+            # enough that opening the 1,000 took over 10 s, their headers timed out first (408)
+            held[0].settimeout(15)
+            said = b""
+            while chunk := held[0].recv(4096):
+                said += chunk
+            assert (said.startswith(b"HTTP/1.1 503") and b"--max-connections" in said) or \
+                (said.startswith(b"HTTP/1.1 408") and b"--header-timeout" in said), said
+        finally:
+            for c in held:
+                c.close()
+        log = s.read_log()
+        assert "Too many open files" not in log and "Traceback" not in log, log[-3000:]

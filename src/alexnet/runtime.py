@@ -138,7 +138,9 @@ def seed_everything(seed: int) -> None:
 # ------------------------------------------------------------------------------ the host allocator
 
 M_TRIM_THRESHOLD = -1
+M_MMAP_THRESHOLD = -3
 M_MMAP_MAX = -4
+M_ARENA_MAX = -8
 _done: bool | None = None
 
 
@@ -158,6 +160,42 @@ def keep_freed_memory() -> bool:
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     _done = bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
     return _done
+
+
+def return_freed_memory(keep_bytes: int = 64 << 20) -> bool:
+    """The server's allocator setting, the opposite of ``keep_freed_memory``: a long-lived process
+    whose peaks come from clients (uploads, decoded images, bodies of aborted requests) gives freed
+    memory back to the system. Blocks of 1 MB and more are mapped and unmapped on their own (a fixed
+    threshold: glibc's default one rises after each free up to 32 MB, and then keeps such blocks in
+    the heap), the heap is trimmed once more than ``keep_bytes`` is free at its top, and at most 4
+    arenas serve the request threads (glibc's default, 8 per core, multiplies what stays). Applied
+    once per process instead of ``keep_freed_memory``; True when in effect."""
+    global _done
+    if _done is not None:
+        return _done
+    _done = False
+    if sys.platform != "linux" or os.environ.get("ALEXNET_MALLOC_CACHE", "1") == "0":
+        return False
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):  # not glibc
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    _done = all(bool(mallopt(k, v)) for k, v in ((M_MMAP_THRESHOLD, 1 << 20), (M_TRIM_THRESHOLD, keep_bytes),
+                                                 (M_ARENA_MAX, 4)))
+    return _done
+
+
+def trim_freed_memory() -> None:
+    """Give the free memory of every malloc arena back to the system now (glibc's ``malloc_trim``):
+    the server calls it after a request that brought a large body, kept or aborted, whose 64 KB
+    chunks would otherwise stay scattered in the arenas of the threads that read them."""
+    if sys.platform != "linux":
+        return
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 # ------------------------------------------------------------------------------------- the machine

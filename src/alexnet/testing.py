@@ -124,8 +124,9 @@ class ServerProcess:
     """``alexnet serve ARGS...`` in a child process on a free loopback port, until the ``with`` ends
     (the tests and benchmarks/serve_load.py use it)."""
 
-    def __init__(self, *args: str, startup_s: float = 120.0, env: dict[str, str] | None = None) -> None:
-        self.args, self.startup_s, self.env = list(args), startup_s, env
+    def __init__(self, *args: str, startup_s: float = 120.0, env: dict[str, str] | None = None,
+                 nofile: int | None = None) -> None:
+        self.args, self.startup_s, self.env, self.nofile = list(args), startup_s, env, nofile
         self.proc: Any = None
         self.url = ""
         self.log = ""
@@ -138,7 +139,7 @@ class ServerProcess:
         self._log = tempfile.NamedTemporaryFile("w+", prefix="alexnet-serve-", suffix=".log", delete=False)
         self.proc = subprocess.Popen([sys.executable, "-m", "alexnet", "serve", *self.args, "--port", str(port),
                                       "--log-level", "warning"], stdout=self._log, stderr=subprocess.STDOUT,
-                                     env={**os.environ, **(self.env or {})})
+                                     env={**os.environ, **(self.env or {})}, preexec_fn=self._limit_files)
         deadline = time.monotonic() + self.startup_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -151,6 +152,13 @@ class ServerProcess:
                 time.sleep(0.2)
         self.__exit__(None, None, None)
         raise RuntimeError(f"alexnet serve did not answer within {self.startup_s:.0f} s: {self.read_log()[-2000:]}")
+
+    def _limit_files(self) -> None:
+        """In the child: its open-file limit, soft and hard, lowered to ``nofile`` (it cannot raise it)."""
+        if self.nofile is not None:
+            import resource
+
+            resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
 
     def read_log(self) -> str:
         self._log.flush()

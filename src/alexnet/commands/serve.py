@@ -24,6 +24,12 @@ def add_parser(sub: Any) -> None:
     sv.add_argument("--max-files", type=int, default=32, help="most files in one request (default: 32)")
     sv.add_argument("--max-pixels", type=int, default=50_000_000,
                     help="largest image in pixels; larger ones are refused as decompression bombs (default: 50M)")
+    sv.add_argument("--max-request-pixels", type=int, default=100_000_000,
+                    help="most decoded pixels in one request, all its images together (read from their headers; a "
+                    "JPEG counts at the scale it is decoded at); more get 413 (default: 100M)")
+    sv.add_argument("--max-pixels-in-flight", type=int, default=200_000_000,
+                    help="most pixels being decoded at once over all requests; an image waits up to 10 s for room, "
+                    "then 503 (default: 200M, about 0.6-1.4 GB)")
     sv.add_argument("--top-k", type=int, default=5, help="classes per image when the request does not say")
     sv.add_argument("--onnx", action="store_true", help="run the model with ONNX Runtime (the run's model.onnx, "
                     "else one exported once per checkpoint into ~/.cache/alexnet/onnx)")
@@ -45,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
 
     opts = ServeOptions(max_batch=args.max_batch, max_bytes=parse_size(args.max_bytes), max_files=args.max_files,
                         max_pixels=args.max_pixels, batch_window_ms=args.batch_window_ms, top_k=args.top_k,
-                        body_timeout=args.body_timeout)
+                        body_timeout=args.body_timeout, max_request_pixels=args.max_request_pixels,
+                        max_pixels_in_flight=args.max_pixels_in_flight)
     serve(args.run, host=args.host, port=args.port, workers=args.workers, onnx=args.onnx, device=args.device,
           options=opts, log_level=args.log_level, header_timeout=args.header_timeout,
           max_connections=args.max_connections)

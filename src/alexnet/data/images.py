@@ -127,6 +127,26 @@ def load_image(path: str | os.PathLike[str], channels: int = 3, min_side: int | 
         raise ImageError("is a directory") from None
 
 
+def decoded_pixels(data: bytes, min_side: int | None = None) -> int | None:
+    """How many pixels ``decode_image(data, ..., min_side)`` will hold while it decodes, from the
+    header alone (no pixel is decoded): width x height, divided by the square of the scale a JPEG
+    is drafted at (as ``_decode`` drafts it). None when Pillow cannot read the header (decoding
+    then says why)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as img:
+                w, h, fmt = img.width, img.height, img.format
+    except Exception:  # noqa: BLE001 - any plugin on any hostile header: the decode reports it
+        return None
+    n = w * h
+    s = min(w, h)
+    if min_side and fmt == "JPEG" and s > 2 * min_side:
+        scale = next(k for k in (8, 4, 2, 1) if s // k >= min_side)
+        n = -(-w // scale) * -(-h // scale)
+    return n
+
+
 def decode_image(data: bytes, channels: int = 3, min_side: int | None = None,
                  max_pixels: int | None = None) -> Image.Image:
     """``load_image`` for the bytes of an image file (an upload)."""

@@ -23,12 +23,16 @@ bomb -> 400, a malformed request (no file, a bad ``top_k``, a broken multipart b
 import asyncio
 import bisect
 import dataclasses
+import errno
 import json
+import math
 import os
 import resource
 import socket
+import sys
 import threading
 import time
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -43,13 +47,13 @@ except ImportError:  # pragma: no cover - serve() says what to install
 
 from ..checkpoint import resolve_checkpoint
 from ..data.datasets import cache_dir
-from ..data.images import ImageError, NotAnImageError, decode_image, resize_center_square
+from ..data.images import ImageError, NotAnImageError, decode_image, decoded_pixels, resize_center_square
 from ..errors import UserError
 from ..export import export_onnx
 from ..files import file_sha256
 from ..inference.classifier import load
 from ..inference.onnx import OnnxClassifier
-from ..runtime import keep_freed_memory
+from ..runtime import return_freed_memory, trim_freed_memory
 from ..version import __version__
 
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024
@@ -241,6 +245,37 @@ class ServeOptions:
     batch_window_ms: float = 5.0
     top_k: int = 5
     body_timeout: float = 30.0  # seconds a request body may go without a byte arriving, then 408
+    max_request_pixels: int = 2 * DEFAULT_MAX_PIXELS  # decoded pixels of all of a request's images, else 413
+    max_pixels_in_flight: int = 4 * DEFAULT_MAX_PIXELS  # decoded pixels being decoded at once, all requests
+    pixel_wait: float = 10.0  # seconds an image waits for room in the in-flight budget, then 503
+
+
+class PixelBudget:
+    """The decoded pixels held at once by every request's decoding (an image is decoded at full size,
+    or a JPEG at its draft scale, before it is shrunk to the model's): an image waits for room, up to
+    ``wait_s`` seconds, then the request gets 503. Bounds the server's decoding memory whatever the
+    number of concurrent requests (each pixel is 1-4 bytes decoded, 3 more while converted to RGB)."""
+
+    def __init__(self, limit: int, wait_s: float) -> None:
+        self.limit, self.wait_s, self.used = limit, wait_s, 0
+        self._cond: asyncio.Condition | None = None
+
+    async def acquire(self, n: int) -> None:
+        if self._cond is None:  # made in the event loop that uses it
+            self._cond = asyncio.Condition()
+        async with self._cond:
+            try:
+                await asyncio.wait_for(self._cond.wait_for(lambda: self.used + n <= self.limit), self.wait_s)
+            except asyncio.TimeoutError:
+                raise ApiError(503, f"busy: {self.used:,} pixels are being decoded (--max-pixels-in-flight "
+                                    f"{self.limit:,}); retry") from None
+            self.used += n
+
+    async def release(self, n: int) -> None:
+        assert self._cond is not None
+        async with self._cond:
+            self.used -= n
+            self._cond.notify_all()
 
 
 def model_description(clf: Any, backend: str, source: str) -> dict[str, Any]:
@@ -271,6 +306,7 @@ def create_app(clf: Any, options: ServeOptions | None = None, *, backend: str = 
 
     opts = options or ServeOptions()
     metrics = Metrics()
+    budget = PixelBudget(opts.max_pixels_in_flight, opts.pixel_wait)
     info = model_description(clf, backend, source)
     page = PAGE.read_text(encoding="utf-8")
     state: dict[str, Batcher] = {}
@@ -279,6 +315,7 @@ def create_app(clf: Any, options: ServeOptions | None = None, *, backend: str = 
     async def lifespan(app: Any):  # type: ignore[no-untyped-def]
         state["batcher"] = Batcher(clf, opts.max_batch, opts.batch_window_ms / 1000, metrics)
         state["batcher"].start()
+        asyncio.get_running_loop().set_exception_handler(AcceptErrors())  # one line per 10 s, not a flood
         yield
         await state["batcher"].stop()
 
@@ -376,6 +413,13 @@ def create_app(clf: Any, options: ServeOptions | None = None, *, backend: str = 
         if len(files) > opts.max_files:
             raise ApiError(413, f"too many files in one request ({len(files)}; at most {opts.max_files}; --max-files)")
 
+        # the decoded pixels, read from the headers: over the request's budget -> 413 before any decoding
+        # (an image over --max-pixels is refused on its own, 400, and never decoded: it counts 0)
+        sizes = [n if (n := decoded_pixels(data, clf.image_size) or 0) <= opts.max_pixels else 0 for _, data in files]
+        if sum(sizes) > opts.max_request_pixels:
+            raise ApiError(413, f"{sum(sizes):,} decoded pixels in this request's {len(files)} image(s), over the "
+                                f"{opts.max_request_pixels:,}-pixel limit (--max-request-pixels)")
+
         def decode(name: str, data: bytes) -> Any:
             try:  # shrunk to the model's scale at once: a request holds small squares, not full decodes
                 return resize_center_square(decode_image(data, 3 if clf.channels == 3 else 1, clf.image_size,
@@ -385,7 +429,13 @@ def create_app(clf: Any, options: ServeOptions | None = None, *, backend: str = 
                     metrics.image_errors += 1
                 raise ApiError(415 if isinstance(e, NotAnImageError) else 400, f"{name}: {e}", name) from None
 
-        images = [await run_in_threadpool(decode, name, data) for name, data in files]
+        images = []
+        for (name, data), n in zip(files, sizes):  # one at a time, each within the budget of all requests
+            await budget.acquire(n)
+            try:
+                images.append(await run_in_threadpool(decode, name, data))
+            finally:
+                await budget.release(n)
         preds = await state["batcher"].classify(images, k)
         ms = round((time.perf_counter() - t0) * 1000, 2)
         return JSONResponse({"model": clf.name, "results": [
@@ -400,6 +450,7 @@ KNOWN_PATHS = {"/", "/healthz", "/v1/model", "/metrics", "/v1/classify", "/docs"
 # /metrics labels: any other method token is "other", as any other path is (a label per random token
 # a client invents would grow /metrics without bound)
 KNOWN_METHODS = {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"}
+TRIM_AFTER_BYTES = 1 << 20  # a request that brought this much body trims the allocator's arenas after it
 
 
 class Guard:
@@ -418,16 +469,19 @@ class Guard:
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        t0, status = time.perf_counter(), [500]
+        t0, status, received = time.perf_counter(), [500], [0]
         try:
-            await self._guarded(scope, receive, send, status)
+            await self._guarded(scope, receive, send, status, received)
         finally:
             path, method = scope.get("path", ""), scope.get("method", "")
             self.metrics.record(method if method in KNOWN_METHODS else "other",
                                 path if path in KNOWN_PATHS else "other", status[0],
                                 time.perf_counter() - t0)
+            if received[0] >= TRIM_AFTER_BYTES:  # its chunks, kept or aborted, go back to the system
+                await asyncio.get_running_loop().run_in_executor(None, trim_freed_memory)
 
-    async def _guarded(self, scope: dict, receive: Callable, send: Callable, status: list[int]) -> None:
+    async def _guarded(self, scope: dict, receive: Callable, send: Callable, status: list[int],
+                       counted: list[int]) -> None:
         message = _too_large(self.max_bytes).encode()
         length = dict(scope.get("headers") or []).get(b"content-length")
         try:
@@ -449,6 +503,7 @@ class Guard:
                 raise _Stalled from None
             if msg["type"] == "http.request":
                 received += len(msg.get("body", b""))
+                counted[0] = received
                 if received > self.max_bytes:
                     if msg.get("more_body"):
                         await self._drain(receive, self.drain_limit - received)
@@ -521,9 +576,10 @@ def load_classifier(source: str, *, onnx: bool = False, device: str = "auto") ->
 
 def app_from_env() -> Any:
     """The app for uvicorn's worker processes (``--workers N``): its settings come in ALEXNET_SERVE."""
-    keep_freed_memory()
+    return_freed_memory()
     cfg = json.loads(os.environ["ALEXNET_SERVE"])
     TimedH11Protocol.header_timeout = cfg["header_timeout"]
+    TimedH11Protocol.max_connections = cfg["max_connections"]
     clf, backend = load_classifier(cfg["source"], onnx=cfg["onnx"], device=cfg["device"])
     return create_app(clf, ServeOptions(**cfg["options"]), backend=backend, source=cfg["source"])
 
@@ -538,6 +594,11 @@ def serve(source: str, *, host: str = "127.0.0.1", port: int = 8000, workers: in
     for flag, value, ok, rule in (("--port", port, 0 <= port < 65536, "0..65535"),
                                   ("--top-k", opts.top_k, opts.top_k >= 1, "at least 1"),
                                   ("--max-pixels", opts.max_pixels, opts.max_pixels >= 1, "at least 1"),
+                                  ("--max-request-pixels", opts.max_request_pixels,
+                                   opts.max_request_pixels >= opts.max_pixels, f"at least --max-pixels ({opts.max_pixels:,})"),
+                                  ("--max-pixels-in-flight", opts.max_pixels_in_flight,
+                                   opts.max_pixels_in_flight >= opts.max_pixels,
+                                   f"at least --max-pixels ({opts.max_pixels:,}): an image that size must fit"),
                                   ("--max-batch", opts.max_batch, opts.max_batch >= 1, "at least 1"),
                                   ("--max-files", opts.max_files, opts.max_files >= 1, "at least 1"),
                                   ("--workers", workers, workers >= 1, "at least 1"),
@@ -558,11 +619,14 @@ def serve(source: str, *, host: str = "127.0.0.1", port: int = 8000, workers: in
             pass
     except OSError as e:
         raise UserError(f"--host {host} --port {port}: cannot listen there ({e.strerror or e})") from None
-    keep_freed_memory()  # a long-lived process: batches reuse their memory instead of faulting it in
+    return_freed_memory()  # client-driven peaks (uploads, aborted bodies) go back to the system
     clf, backend = load_classifier(source, onnx=onnx, device=device)  # a bad RUN fails here, before binding
     check_finite(clf, source)
     TimedH11Protocol.header_timeout = header_timeout
-    limits = {**UVICORN_LIMITS, "http": TimedH11Protocol, "limit_concurrency": connection_limit(max_connections)}
+    TimedH11Protocol.max_connections = connection_limit(max_connections)
+    # the cap is the protocol's (idle connections make room; uvicorn's limit_concurrency would answer
+    # 503 to every request while the cap's worth of idle connections is held)
+    limits = {**UVICORN_LIMITS, "http": TimedH11Protocol}
     print(f"alexnet serve: {clf.name} ({len(clf.classes)} classes, {backend}) on http://{host}:{port}/ "
           f"(max batch {opts.max_batch}, max body {opts.max_bytes:,} bytes, {workers} worker{'s' * (workers > 1)})",
           flush=True)
@@ -570,7 +634,8 @@ def serve(source: str, *, host: str = "127.0.0.1", port: int = 8000, workers: in
         # the workers load what the parent found (an ONNX export made at start is not made again)
         os.environ["ALEXNET_SERVE"] = json.dumps({"source": str(clf.path) if backend == "onnxruntime" else source,
                                                   "onnx": backend == "onnxruntime", "device": device,
-                                                  "options": dataclasses.asdict(opts), "header_timeout": header_timeout})
+                                                  "options": dataclasses.asdict(opts), "header_timeout": header_timeout,
+                                                  "max_connections": TimedH11Protocol.max_connections})
         uvicorn.run("alexnet.server.app:app_from_env", factory=True, host=host, port=port, workers=workers,
                     log_level=log_level, **limits)
     else:
@@ -579,8 +644,12 @@ def serve(source: str, *, host: str = "127.0.0.1", port: int = 8000, workers: in
 
 
 # SIGTERM: requests in flight get this long, then the server stops (a stalled upload cannot hold it);
-# an idle kept-alive connection is closed after this long
-UVICORN_LIMITS = {"timeout_graceful_shutdown": 5, "timeout_keep_alive": 5}
+# an idle kept-alive connection is closed after this long. backlog: asyncio accepts up to this many
+# connections in one go before any of them reaches the protocol that caps them, and an evicted one's
+# descriptor is closed a loop iteration or two later: uvicorn's 2,048 let a burst of idle connections
+# take every descriptor above the cap (64: one EMFILE per run of the 1,000-connection test); 32 keeps
+# three bursts within connection_limit's margin of 128 descriptors
+UVICORN_LIMITS = {"timeout_graceful_shutdown": 5, "timeout_keep_alive": 5, "backlog": 32}
 
 
 def connection_limit(requested: int | None) -> int:
@@ -611,6 +680,8 @@ class TimedH11Protocol(H11Protocol):  # type: ignore[misc,valid-type]
     descriptor). A class attribute, set in each server process (``serve``, ``app_from_env``)."""
 
     header_timeout = 10.0
+    max_connections: int | None = None  # open connections per process; see connection_made
+    _open: "OrderedDict[TimedH11Protocol, None]" = OrderedDict()  # this process's, oldest first
     _header_timer: Any = None
 
     def _between_requests(self) -> bool:
@@ -637,7 +708,30 @@ class TimedH11Protocol(H11Protocol):  # type: ignore[misc,valid-type]
 
     def connection_made(self, transport: Any) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        open_ = TimedH11Protocol._open
+        open_[self] = None
+        if self.max_connections is not None and len(open_) > self.max_connections:
+            # At the cap, the oldest connection with no request running makes room (it sent nothing
+            # yet, or waits between requests): 1,000 idle connections cannot lock out a client that
+            # has a request to make, and the descriptors in use stay below the file limit, so the
+            # accept loop never fails. With every connection busy, the new one is refused.
+            idle = next((c for c in open_ if c is not self and c._between_requests()), None)
+            victim = idle or self
+            victim._refuse("the server is at its connection limit (--max-connections)"
+                           + (": this idle connection made room for a new one" if idle else ""))
+            if victim is self:
+                return
         self._arm()
+
+    def _refuse(self, why: str) -> None:
+        TimedH11Protocol._open.pop(self, None)
+        self._disarm()
+        if not self.transport.is_closing():
+            body = json.dumps({"error": why, "status": 503}).encode()
+            self.transport.write(b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
+                                 b"content-length: " + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n"
+                                 + body)
+            self.transport.close()
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
@@ -647,8 +741,33 @@ class TimedH11Protocol(H11Protocol):  # type: ignore[misc,valid-type]
             self._disarm()  # a request runs; its body has --body-timeout
 
     def connection_lost(self, exc: Exception | None) -> None:
+        TimedH11Protocol._open.pop(self, None)
         self._disarm()
         super().connection_lost(exc)
+
+
+class AcceptErrors:
+    """The event loop's handler for errors outside any request, installed at start-up: failures of
+    ``accept`` (out of descriptors or memory: asyncio retries each second and logs a traceback each
+    time, ~8 MB/s under a flood) become one line per ``every`` seconds with how many there were;
+    anything else goes to asyncio's own handler."""
+
+    def __init__(self, every: float = 10.0, write: Callable[[str], None] | None = None) -> None:
+        self.every, self.count, self.last = every, 0, -math.inf
+        self.write = write or (lambda line: print(line, file=sys.stderr, flush=True))
+
+    def __call__(self, loop: Any, context: dict) -> None:
+        exc = context.get("exception")
+        if "accept" not in context.get("message", "") and not (
+                isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)):
+            loop.default_exception_handler(context)
+            return
+        self.count += 1
+        now = time.monotonic()
+        if now - self.last >= self.every:
+            self.write(f"alexnet serve: accepting connections failed {self.count} time(s) since the last report "
+                       f"({exc or context.get('message')}); new connections wait (see --max-connections)")
+            self.count, self.last = 0, now
 
 
 def check_finite(clf: Any, source: str) -> None:
