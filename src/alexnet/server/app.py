@@ -278,6 +278,70 @@ class PixelBudget:
             self._cond.notify_all()
 
 
+# what the API answers besides 200, each a JSON ``{"error", "status"[, "filename"]}``
+ERROR_RESPONSES = {
+    400: "an image that cannot be decoded (truncated, corrupt, a decompression bomb), named by `filename`",
+    408: "the request body stopped arriving (--body-timeout) or its headers did not come (--header-timeout)",
+    413: "a body over --max-bytes, more files than --max-files, more decoded pixels than --max-request-pixels",
+    415: "a content type other than an image or multipart/form-data, or a file that is not an image",
+    422: "a malformed request: top_k below 1, no 'file' field, an empty body",
+    503: "busy: the decoding budget (--max-pixels-in-flight) stayed full, or the connection limit was reached",
+}
+# the request body of /v1/classify: multipart 'file' fields (one or more images) or one raw image
+def classify_body(max_files: int, max_bytes: int) -> dict[str, Any]:
+    """The request body of /v1/classify as OpenAPI says it: multipart 'file' fields (1 to --max-files
+    images) or one raw image, never empty (422). --max-bytes (413) is the description's: JSON Schema's
+    maxLength counts characters, and API testers read it so of binary data."""
+    binary = {"type": "string", "format": "binary", "minLength": 1,
+              "description": f"an image file's bytes; a body over {max_bytes:,} bytes gets 413 (--max-bytes)"}
+    return {
+        "required": True,
+        "content": {
+            "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
+                "file": {"type": "array", "items": binary, "minItems": 1, "maxItems": max_files}}}},
+            "image/png": {"schema": binary},
+            "image/jpeg": {"schema": binary},
+            "application/octet-stream": {"schema": binary},
+        },
+    }
+
+
+def api_schemas() -> dict[str, Any]:
+    """The pydantic models the OpenAPI schema describes the answers with (pydantic comes with FastAPI)."""
+    from pydantic import BaseModel, ConfigDict, Field
+
+    class Error(BaseModel):
+        error: str = Field(description="what went wrong, one line, naming the flag or the file")
+        status: int
+        filename: str | None = Field(None, description="the file the error is about, when there is one")
+
+    class Health(BaseModel):
+        status: str
+
+    class Prediction(BaseModel):
+        label: str
+        index: int
+        prob: float = Field(ge=0.0, le=1.0)
+
+    class Result(BaseModel):
+        filename: str
+        top: list[Prediction]
+        ms: float
+
+    class Classification(BaseModel):
+        model: str
+        results: list[Result]
+
+    class ModelInfo(BaseModel):
+        model_config = ConfigDict(extra="allow", protected_namespaces=())
+        name: str
+        num_classes: int
+        classes: list[str]
+        backend: str
+
+    return {"Error": Error, "Health": Health, "Classification": Classification, "ModelInfo": ModelInfo}
+
+
 def model_description(clf: Any, backend: str, source: str) -> dict[str, Any]:
     if backend == "onnxruntime":
         meta = clf.metadata
@@ -298,7 +362,7 @@ def model_description(clf: Any, backend: str, source: str) -> dict[str, Any]:
 
 def create_app(clf: Any, options: ServeOptions | None = None, *, backend: str = "torch", source: str = "") -> Any:
     """The FastAPI application serving ``clf`` (a ``Classifier`` or an ``OnnxClassifier``)."""
-    from fastapi import FastAPI, Request
+    from fastapi import FastAPI, Query, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
     from starlette.concurrency import run_in_threadpool
@@ -349,26 +413,37 @@ def create_app(clf: Any, options: ServeOptions | None = None, *, backend: str = 
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, e: StarletteHTTPException) -> JSONResponse:
-        return error(e.status_code, str(e.detail))
+        r = error(e.status_code, str(e.detail))
+        r.headers.update(e.headers or {})  # a 405's Allow (RFC 9110 requires it)
+        return r
 
-    @app.api_route("/", methods=["GET", "HEAD"], response_class=HTMLResponse)
+    schemas = api_schemas()
+    errors = {code: {"model": schemas["Error"], "description": why} for code, why in ERROR_RESPONSES.items()}
+
+    @app.api_route("/", methods=["GET", "HEAD"], response_class=HTMLResponse,
+                   responses={200: {"content": {"text/html": {}}, "description": "the page"}})
     async def index() -> HTMLResponse:
         return HTMLResponse(page)
 
-    @app.get("/healthz")
+    @app.get("/healthz", response_model=schemas["Health"])
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/v1/model")
+    @app.get("/v1/model", response_model=schemas["ModelInfo"])
     async def model() -> dict[str, Any]:
         return info
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=PlainTextResponse,
+             responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
+                              "description": "Prometheus text format 0.0.4"}})
     async def prometheus() -> PlainTextResponse:
         return PlainTextResponse(metrics.text(), media_type="text/plain; version=0.0.4")
 
-    @app.post("/v1/classify")
-    async def classify(request: Request, top_k: int | None = None, filename: str = "image") -> JSONResponse:
+    @app.post("/v1/classify", response_model=schemas["Classification"],
+              responses={k: v for k, v in errors.items()}, openapi_extra={"requestBody": classify_body(opts.max_files, opts.max_bytes)})
+    async def classify(request: Request, top_k: int | None = Query(None, ge=1, description="classes per image "
+                       "(default: the server's --top-k)"), filename: str = Query("image", description="the name a "
+                       "raw image body is reported under")) -> JSONResponse:
         t0 = time.perf_counter()
         k = opts.top_k if top_k is None else top_k
         if k < 1:
