@@ -44,7 +44,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "src"))
 
 from alexnet.bench import bench_train  # noqa: E402
-from alexnet.runtime import cpu_model  # noqa: E402
+from alexnet.bench import cpu_name  # noqa: E402
 from alexnet.testing import synthetic_jpegs, synthetic_packed  # noqa: E402
 
 CUDA = torch.cuda.is_available()
@@ -106,7 +106,7 @@ def main() -> int:
         print("benchmarks/gpu.py: no CUDA GPU here (--smoke runs the rows at toy size anywhere)", file=sys.stderr)
         return 2
     t0 = time.perf_counter()
-    device = torch.cuda.get_device_name(0) if CUDA else f"{cpu_model()} ({os.cpu_count()} cores)"
+    device = torch.cuda.get_device_name(0) if CUDA else cpu_name()
     workers = 2 if smoke else min(16, os.cpu_count() or 4)
     size = dict(images=48, jpegs=16, batch=4, steps=2, repeats=1, alexnet_images=21, alexnet_batch=4) if smoke else \
         dict(images=20000, jpegs=4096, batch=256, steps=20, repeats=3, alexnet_images=5000, alexnet_batch=128)

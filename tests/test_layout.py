@@ -20,7 +20,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "alexnet"
 # third-party imports allowed inside functions: the reason each is not imported at the top
 OPTIONAL = {
     "onnx": "the [export] extra", "onnxruntime": "the [export] extra", "onnxscript": "the [export] extra",
-    "huggingface_hub": "the [export] extra", "fastapi": "the [serve] extra", "starlette": "the [serve] extra",
+    "huggingface_hub": "the [export] extra", "fastapi": "the [serve] extra", "starlette": "the [serve] extra", "pydantic": "the [serve] extra (with fastapi)",
     "uvicorn": "the [serve] extra", "matplotlib": "plots: a second to import, and only some commands draw",
     "torch.utils.tensorboard": "TensorBoard: seconds to import, only training writes events",
     "torch.utils.cpp_extension": "builds the optional fused kernel (needs a compiler)", "triton": "GPU kernels",

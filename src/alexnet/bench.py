@@ -382,7 +382,7 @@ def bench_train(models: list[str], *, batch_size: int = 64, precision: str = "bf
             "data": data,
             "jpeg_dir": jpeg_dir,
             "workers": workers,
-            "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else _cpu_name(),
+            "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else cpu_name(),
             "torch": torch.__version__,
             "torchvision": torchvision.__version__,
             "threads": torch.get_num_threads(),
@@ -393,5 +393,6 @@ def bench_train(models: list[str], *, batch_size: int = 64, precision: str = "bf
     return results
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
+    """The CPU as the benchmarks' records name it (``benchmarks/gpu.py`` too)."""
     return f"{cpu_model()} ({os.cpu_count()} cores)"

@@ -69,6 +69,15 @@ class CheckpointRecord:
         return d
 
 
+def nonfinite_tensors(state: Any) -> list[str]:
+    """The names of a state dict's floating-point tensors that hold NaN or infinite values (sorted).
+    Such weights are refused where they would be used: ``weights --file``, ``serve``."""
+    if not isinstance(state, dict):
+        return []
+    return sorted(k for k, v in state.items() if isinstance(v, torch.Tensor) and v.is_floating_point()
+                  and not bool(torch.isfinite(v).all()))
+
+
 def save_checkpoint(obj: CheckpointRecord | dict[str, Any], path: str | os.PathLike[str]) -> None:
     """Write a checkpoint atomically (``files.atomic_torch_save``), stamped with the format version."""
     d = obj.to_dict() if isinstance(obj, CheckpointRecord) else obj

@@ -13,6 +13,7 @@ import http.client
 import io
 import json
 import os
+import resource
 import random
 import socket
 import statistics
@@ -156,8 +157,6 @@ class ServerProcess:
     def _limit_files(self) -> None:
         """In the child: its open-file limit, soft and hard, lowered to ``nofile`` (it cannot raise it)."""
         if self.nofile is not None:
-            import resource
-
             resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
 
     def read_log(self) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torchvision.models import AlexNet_Weights
 
-from .checkpoint import CheckpointRecord, save_checkpoint
+from .checkpoint import CheckpointRecord, nonfinite_tensors, save_checkpoint
 from .data.imagenet import imagenet_names, imagenet_wnids
 from .data.transforms import IMAGENET_MEAN, IMAGENET_STD, EvalTransform
 from .errors import UserError
@@ -47,8 +47,7 @@ def torchvision_weights(out: str | os.PathLike[str], file: str | None = None) ->
         source = {"url": weights.url}
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]
-    bad = sorted(k for k, v in state.items() if isinstance(v, torch.Tensor) and v.is_floating_point()
-                 and not torch.isfinite(v).all()) if isinstance(state, dict) else []
+    bad = nonfinite_tensors(state)
     if bad:  # not what torchvision published: refused rather than labelled IMAGENET1K_V1
         raise UserError(f"--file {file}: holds NaN or infinite values ({', '.join(bad[:3])}); not torchvision's "
                         "trained weights")

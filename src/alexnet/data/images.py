@@ -205,6 +205,13 @@ def resize_center_square(img: Image.Image, size: int) -> Image.Image:
     return img
 
 
+def load_square(path: str | os.PathLike[str], channels: int, size: int) -> Image.Image:
+    """An image file as a model's input square: decoded at the smallest scale that keeps it at least
+    ``size`` (``load_image``), shrunk at once to ``size`` x ``size`` (``resize_center_square``), so
+    that many of them in a batch hold small squares, never full decodes."""
+    return resize_center_square(load_image(path, channels, min_side=size), size)
+
+
 def image_to_array(img: Image.Image) -> np.ndarray:
     """A Pillow 'RGB' or 'L' image as a (C, H, W) uint8 array."""
     a = np.array(img, dtype=np.uint8)  # a writable copy: torch.from_numpy warns on read-only arrays

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 
-from ..checkpoint import load_checkpoint, save_checkpoint
+from ..checkpoint import CheckpointRecord, load_checkpoint, save_checkpoint
 from ..config import dump_toml
 from ..errors import UserError
 from ..files import atomic_savefig, atomic_write_text
@@ -194,7 +194,7 @@ class RunFolder:
     def resume_checkpoint(self) -> dict[str, Any]:
         return load_checkpoint(self.out / "last.pt")
 
-    def save(self, checkpoint: dict[str, Any], name: str) -> None:
+    def save(self, checkpoint: CheckpointRecord | dict[str, Any], name: str) -> None:
         """Write a checkpoint atomically; a full disk ends the run with one line, the old file intact."""
         if self.main:
             try:

@@ -10,7 +10,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 from PIL import Image
 
-from ..data.images import ImageError, load_image, resize_center_square, walk_images
+from ..data.images import ImageError, load_square, walk_images
 
 
 @dataclass
@@ -43,8 +43,7 @@ class ClassifierBase:
             try:
                 # shrunk to the model's scale as soon as it is decoded (as training reads images): a batch
                 # holds small squares, not 32 full-size decodes (8 PNGs of 13000x13000 took 6 GB so)
-                img = resize_center_square(load_image(path, 3 if self.channels == 3 else 1, min_side=self.image_size),
-                                           self.image_size)
+                img = load_square(path, 3 if self.channels == 3 else 1, self.image_size)
                 batch.append((str(path), img))
             except ImageError as e:
                 yield str(path), str(e)

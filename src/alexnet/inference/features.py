@@ -13,7 +13,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ..data.datasets import load_dataset, subset
-from ..data.images import ImageError, load_image, resize_center_square
+from ..data.images import ImageError, load_square
 from ..data.loader import BatchLoader
 from ..data.transforms import eval_batch
 from ..errors import UserError
@@ -100,8 +100,7 @@ def extract_features(run: str, *, layer: str | None = None, data: str | None = N
             batch, names = [], []
             for f in files[k:k + batch_size]:
                 try:
-                    img = load_image(f, 3 if t.channels == 3 else 1, min_side=t.image_size)
-                    batch.append(resize_center_square(img, t.image_size))  # small at once: bounded memory
+                    batch.append(load_square(f, 3 if t.channels == 3 else 1, t.image_size))  # small at once
                     names.append(f)
                 except ImageError as e:
                     errors.append((f, str(e)))

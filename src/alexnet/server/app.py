@@ -45,7 +45,7 @@ try:  # optional: the [serve] extra (checked with a one-line message before serv
 except ImportError:  # pragma: no cover - serve() says what to install
     H11Protocol = asyncio.Protocol
 
-from ..checkpoint import resolve_checkpoint
+from ..checkpoint import nonfinite_tensors, resolve_checkpoint
 from ..data.datasets import cache_dir
 from ..data.images import ImageError, NotAnImageError, decode_image, decoded_pixels, resize_center_square
 from ..errors import UserError
@@ -851,6 +851,6 @@ def check_finite(clf: Any, source: str) -> None:
     model = getattr(clf, "model", None)
     if model is None:  # ONNX Runtime: its weights were checked against torch's when it was exported
         return
-    for name, t in model.state_dict().items():
-        if t.is_floating_point() and not bool(t.isfinite().all()):
-            raise UserError(f"{source}: its weights hold NaN or infinite values ({name}); not served")
+    bad = nonfinite_tensors(model.state_dict())
+    if bad:
+        raise UserError(f"{source}: its weights hold NaN or infinite values ({bad[0]}); not served")
