@@ -8,11 +8,15 @@ write files. Without those variables everything below is a no-op.
 
 from __future__ import annotations
 
+import datetime
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
+
+from .errors import UserError
 
 
 @dataclass(frozen=True)
@@ -50,8 +54,24 @@ def setup(device: str = "auto") -> DistInfo:
     backend = backend_for(device, torch.cuda.is_available())
     if backend == "nccl":
         torch.cuda.set_device(local_rank)
-    dist.init_process_group(backend=backend)
+    dist.init_process_group(backend=backend, **_timeout())
     return DistInfo(rank, world, local_rank, owned=True)
+
+
+def _timeout() -> dict[str, Any]:
+    """``ALEXNET_DIST_TIMEOUT`` (seconds): how long joining the group and each collective may wait,
+    instead of torch's 30 minutes (10 for NCCL). An elastic job (torchrun --max-restarts) is restarted
+    when a worker times out, so a group whose join hangs (seen on the CPU with gloo after a restart,
+    in about 1 attempt of 3 here) tries again instead of waiting out the default."""
+    value = os.environ.get("ALEXNET_DIST_TIMEOUT")
+    if not value:
+        return {}
+    try:
+        seconds = float(value)
+        assert seconds > 0
+    except (ValueError, AssertionError):
+        raise UserError(f"ALEXNET_DIST_TIMEOUT={value}: must be a positive number of seconds") from None
+    return {"timeout": datetime.timedelta(seconds=seconds)}
 
 
 def cleanup(info: DistInfo) -> None:
