@@ -39,7 +39,7 @@ bench: $(STAMP)  ## time-to-accuracy of the shipped recipes on the real data (Le
 	$(BIN)/python benchmarks/time_to_accuracy.py --data-root $(DATA) --only lenet5_mnist --seeds 0 1 2
 	$(BIN)/python benchmarks/time_to_accuracy.py --data-root $(DATA) --only cifar_18pct_cifar10 --seeds 0
 
-experiments: $(STAMP)  ## every paper experiment with its defaults on the real data, then the report (about 2 hours)
+experiments: $(STAMP)  ## every paper experiment with its defaults on the real data, then the report (about 5 hours on 2 CPU cores)
 	ALEXNET=$(BIN)/alexnet benchmarks/paper_experiments.sh $(DATA) runs/paper
 
 clean:

@@ -144,32 +144,9 @@ M_ARENA_MAX = -8
 _done: bool | None = None
 
 
-def keep_freed_memory() -> bool:
-    """Apply the allocator settings of the module's docstring once per process; True when in effect."""
-    global _done
-    if _done is not None:
-        return _done
-    _done = False
-    if sys.platform != "linux" or os.environ.get("ALEXNET_MALLOC_CACHE", "1") == "0":
-        return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # not glibc
-        return False
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    _done = bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
-    return _done
-
-
-def return_freed_memory(keep_bytes: int = 64 << 20) -> bool:
-    """The server's allocator setting, the opposite of ``keep_freed_memory``: a long-lived process
-    whose peaks come from clients (uploads, decoded images, bodies of aborted requests) gives freed
-    memory back to the system. Blocks of 1 MB and more are mapped and unmapped on their own (a fixed
-    threshold: glibc's default one rises after each free up to 32 MB, and then keeps such blocks in
-    the heap), the heap is trimmed once more than ``keep_bytes`` is free at its top, and at most 4
-    arenas serve the request threads (glibc's default, 8 per core, multiplies what stays). Applied
-    once per process instead of ``keep_freed_memory``; True when in effect."""
+def _mallopt(settings: tuple[tuple[int, int], ...]) -> bool:
+    """Apply glibc ``mallopt`` settings once per process (the first caller's; a process is either a
+    trainer or a server); True when in effect. ``ALEXNET_MALLOC_CACHE=0`` and non-glibc systems: no."""
     global _done
     if _done is not None:
         return _done
@@ -181,9 +158,24 @@ def return_freed_memory(keep_bytes: int = 64 << 20) -> bool:
     except (OSError, AttributeError):  # not glibc
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    _done = all(bool(mallopt(k, v)) for k, v in ((M_MMAP_THRESHOLD, 1 << 20), (M_TRIM_THRESHOLD, keep_bytes),
-                                                 (M_ARENA_MAX, 4)))
+    _done = all(bool(mallopt(k, v)) for k, v in settings)
     return _done
+
+
+def keep_freed_memory() -> bool:
+    """Apply the allocator settings of the module's docstring once per process; True when in effect."""
+    return _mallopt(((M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, 2**31 - 1)))
+
+
+def return_freed_memory(keep_bytes: int = 64 << 20) -> bool:
+    """The server's allocator setting, the opposite of ``keep_freed_memory``: a long-lived process
+    whose peaks come from clients (uploads, decoded images, bodies of aborted requests) gives freed
+    memory back to the system. Blocks of 1 MB and more are mapped and unmapped on their own (a fixed
+    threshold: glibc's default one rises after each free up to 32 MB, and then keeps such blocks in
+    the heap), the heap is trimmed once more than ``keep_bytes`` is free at its top, and at most 4
+    arenas serve the request threads (glibc's default, 8 per core, multiplies what stays). Applied
+    once per process instead of ``keep_freed_memory``; True when in effect."""
+    return _mallopt(((M_MMAP_THRESHOLD, 1 << 20), (M_TRIM_THRESHOLD, keep_bytes), (M_ARENA_MAX, 4)))
 
 
 def trim_freed_memory() -> None:
