@@ -51,7 +51,7 @@ class Spec:
     seeds: int  # default number of seeds
     epochs: int  # default epochs per run
     train_images: int | None  # default training subset (None: all)
-    minutes: float  # estimated default run time on the reference machine (README), for `experiment list`
+    minutes: float  # default run time on the reference machine (measured 2026-11-29 where run, else estimated), for `experiment list`
     run: Callable[["Context"], "Outcome"] = field(repr=False)
     # the protocol's power calculation: the paper's effect (in the primary test's units), the per-seed
     # standard deviation of the paired difference from the pilot (the previous published run), and

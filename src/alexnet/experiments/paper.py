@@ -257,7 +257,7 @@ def relu_vs_tanh(ctx: Context) -> Outcome:
 @experiment(
     "lrn", title="Local response normalisation lowers the error (§3.3)", section="§3.3",
     claim="on CIFAR-10 a four-layer CNN had 13% test error without normalisation and 11% with it",
-    data="cifar10", seeds=7, epochs=8, train_images=10000, minutes=16.0,
+    data="cifar10", seeds=7, epochs=8, train_images=10000, minutes=9.0,
     pilot=(0.02, 0.017, "the previous run's pixel-scale arm, 3 seeds"),
 )
 def lrn(ctx: Context) -> Outcome:
@@ -326,7 +326,7 @@ def overlap_pool(ctx: Context) -> Outcome:
     "dropout", title="Dropout removes overfitting, at twice the iterations (§4.2)", section="§4.2",
     claim="without dropout the network overfits substantially; dropout roughly doubles the number of "
           "iterations required to converge",
-    data="cifar10", seeds=5, epochs=12, train_images=10000, minutes=12.0,
+    data="cifar10", seeds=5, epochs=12, train_images=10000, minutes=10.2,
 )
 def dropout(ctx: Context) -> Outcome:
     # cifar_80sec with a 256-unit hidden layer, no augmentation and a constant rate so that neither
@@ -381,7 +381,7 @@ CROPS = dict(image_size=32, crop_size=24, model_options={"input_size": 24})  # 2
     "augment", title="Data augmentation: crops and flips, PCA colour noise (§4.1)", section="§4.1",
     claim="without random crops and flips the network overfits badly; the PCA colour noise lowers top-1 "
           "error by over 1%",
-    data="cifar10", seeds=9, epochs=10, train_images=10000, minutes=13.0,
+    data="cifar10", seeds=9, epochs=10, train_images=10000, minutes=14.7,
     pilot=(0.01, 0.0105, "the previous run's PCA arm (fb.resnet form), 3 seeds"),
 )
 def augment(ctx: Context) -> Outcome:
@@ -429,7 +429,7 @@ def augment(ctx: Context) -> Outcome:
     "ten-crop", title="Ten-patch testing (§4.1, §6)", section="§4.1, Table 1",
     claim="averaging the softmax over ten patches (four corners, centre and their reflections) gives 37.5% "
           "top-1 error where one centre patch gives 39.0%",
-    data="cifar10", seeds=3, epochs=10, train_images=20000, minutes=8.0,
+    data="cifar10", seeds=3, epochs=10, train_images=20000, minutes=3.1,
     pilot=(0.015, 0.0022, "the previous run, 3 seeds"),
 )
 def ten_crop(ctx: Context) -> Outcome:
@@ -537,7 +537,7 @@ def lenet5(ctx: Context) -> Outcome:
     "weight-decay", title="Weight decay lowers the training error (§5)", section="§5",
     claim="this small amount of weight decay (0.0005) is important for the model to learn: it is not merely a "
           "regularizer, it reduces the model's training error",
-    data="cifar10", seeds=5, epochs=10, train_images=10000, minutes=5.0,
+    data="cifar10", seeds=5, epochs=10, train_images=10000, minutes=8.5,
 )
 def weight_decay(ctx: Context) -> Outcome:
     runs = _paired(ctx, CIFAR, {"no weight decay": {"weight_decay": 0.0}, "weight decay 5e-4": {"weight_decay": 5e-4}})
@@ -564,7 +564,7 @@ def weight_decay(ctx: Context) -> Outcome:
     "bias-one", title="Biases of 1 speed up early learning (§5)", section="§5",
     claim="initialising the neuron biases of the hidden layers to the constant 1 accelerates the early stages "
           "of learning by providing the ReLUs with positive inputs",
-    data="cifar10", seeds=5, epochs=3, train_images=10000, minutes=2.0,
+    data="cifar10", seeds=5, epochs=3, train_images=10000, minutes=2.7,
 )
 def bias_one(ctx: Context) -> Outcome:
     # cuda-convnet's Gaussian initialisation (biases 0), against the same with conv2's and conv3's biases 1;
