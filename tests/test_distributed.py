@@ -6,8 +6,10 @@ from __future__ import annotations
 import csv
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -106,3 +108,71 @@ def test_paper_recipe_under_torchrun_leaves_a_complete_run(tmp_path: Path) -> No
     assert len(rows) == 2 and int(rows[-1]["val_images"]) == 12
     ck = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
     assert ck["config"]["ten_crop_eval"] and ck["config"]["pca_lighting"] == 0.1
+
+
+def _worker_pid(out: Path, local_rank: int, attempt: int) -> int | None:
+    """The pid of the torchrun worker of ``local_rank`` in restart ``attempt`` training into ``out``."""
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            env = dict(kv.split("=", 1) for kv in (d / "environ").read_bytes().decode(errors="replace").split("\0")
+                       if "=" in kv)
+            cmdline = (d / "cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if (str(out) in cmdline and env.get("LOCAL_RANK") == str(local_rank)
+                and env.get("TORCHELASTIC_RESTART_COUNT") == str(attempt)):
+            return int(d.name)
+    return None
+
+
+@pytest.mark.slow
+def test_a_torchrun_job_survives_a_lost_worker_bit_for_bit(tmp_path: Path) -> None:
+    """The elastic command of the README: torchrun --max-restarts 2 ... train --resume. Killing the
+    worker of local rank 1 mid-epoch (SIGKILL, after a mid-epoch checkpoint) makes torchrun restart
+    the group; the restarted workers resume from the last checkpoint, and the final weights equal an
+    uninterrupted 2-process run's bit for bit.
+
+    A slow test, not in the faults suite: on this machine (torch 2.14.1, gloo on the CPU) the restarted
+    group's join fails in about half the attempts (gloo's connectFullMesh times out), so with three
+    restarts the job still fails now and then (7 runs: 4 passed, 3 failed)."""
+    import shutil as shutil_
+
+    from .conftest import make_folder
+    from .test_resume import _cmd, _position
+
+    torchrun = shutil_.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
+    data = make_folder(tmp_path / "data", {"train": 30, "val": 4}, size=128)
+    # a restarted group's join hangs in about 1 attempt of 3 on this machine (gloo, torch 2.14.1): with a
+    # 30 s timeout such an attempt fails and torchrun tries again, as an elastic job on a cluster would
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ALEXNET_DIST_TIMEOUT": "30"}
+
+    def cmd(out: Path, *extra: str) -> list[str]:
+        return [torchrun, "--standalone", "--nproc_per_node=2", "--max-restarts=3", *_cmd(data, out, *extra)[1:]]
+
+    r = subprocess.run(cmd(tmp_path / "straight"), capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = tmp_path / "elastic"
+    proc = subprocess.Popen(cmd(out, "--resume"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        t0 = time.time()
+        while True:  # a checkpoint written mid-epoch, then the second worker dies
+            assert proc.poll() is None and time.time() - t0 < 300, "the job ended before a worker could be killed"
+            epoch, batches = _position(out / "last.pt") if (out / "last.pt").exists() else (-1, -1)
+            if epoch >= 1 and batches > 0:
+                break
+            time.sleep(0.05)
+        pid = _worker_pid(out, 1, 0)
+        assert pid is not None, "no worker of local rank 1"
+        os.kill(pid, signal.SIGKILL)
+        log, _ = proc.communicate(timeout=600)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, log[-3000:]
+    assert all(_worker_pid(out, 1, attempt) is None for attempt in range(4))  # no worker left behind
+    a = torch.load(tmp_path / "straight" / "last.pt", weights_only=True)
+    b = torch.load(out / "last.pt", weights_only=True)
+    assert int(b["epoch"]) == 3 and b["environment"]["processes"] == "2"
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert "exitcode: -9" in log and "local_rank: 1" in log, log[-3000:]  # torchrun saw the worker die
