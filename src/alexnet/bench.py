@@ -226,6 +226,7 @@ def _end_to_end(bench: _StepBench, cfg: Any, device: torch.device, built: tuple)
     augment = TrainAugment(cfg.random_crop, cfg.translate, cfg.flip, cfg.pca_lighting, cfg.pca_lighting_form)
     if cfg.pca_lighting > 0:
         augment.eigval, augment.eigvec = rgb_eigen(train_ds, transform.channels)
+    augment.place(device)  # the eigen-decomposition on the device once, not copied every step
     gen = torch.Generator(device=device).manual_seed(0)
     channels_last = cfg.channels_last and device.type != "mps"
     state = {"epoch": 0, "it": None}
