@@ -41,11 +41,16 @@ def test_cifar10_archive_loads_both_splits() -> None:
 
 
 @needs_data
-def test_lenet5_learns_mnist_in_one_short_epoch(tmp_path: Path) -> None:
-    cfg = TrainConfig.from_recipe("lenet5_mnist", data=f"mnist:{ROOT}", out=str(tmp_path / "r"), epochs=1,
+def test_lenet5_learns_mnist_in_two_short_epochs(tmp_path: Path) -> None:
+    # The recipe's input range is the 1998 paper's (background -0.1, ink 1.175): smaller inputs than
+    # standardising gives, so LeNet-5 starts slower (measured 2026-11-29: 13.0% after one epoch of
+    # 10,000 images, 6.6% validation / 7.3% test after two; standardised inputs: 6.5%, then 4.0%).
+    cfg = TrainConfig.from_recipe("lenet5_mnist", data=f"mnist:{ROOT}", out=str(tmp_path / "r"), epochs=2,
                                   max_train_images=10000, max_val_images=2000, warmup_epochs=0.0)
     result = train(cfg, progress=False, log=lambda s: None)
-    assert result.final is not None and result.final.top1_error < 0.08
+    assert result.final is not None and result.final.top1_error < 0.10  # the held-out validation split
+    # max_val_images caps the test split too
+    assert result.test is not None and result.test.n == 2000 and result.test.top1_error < 0.10
 
 
 @needs_data
@@ -65,6 +70,12 @@ def test_experiment_runs_on_the_real_data(name: str, kind: str, epochs: int, ima
         assert metrics[-1]["val_images"] == 1000 and len(metrics) == epochs
         if name == "ten-crop":
             assert 0.0 <= run["ten_crop_top1_error"] <= 1.0
-        else:  # 156 steps of LeNet-5 on real digits, the first a warm-up: below chance (90%); the
-            # 1998 network is still erratic this early (0.44 or 0.67 by the rounding of the updates)
-            assert run["test_top1_error"] < 0.8
+        else:
+            assert 0.0 <= run["test_top1_error"] <= 1.0
+    if name == "lenet5":  # 156 steps, the first 78 a warm-up, in the paper's input range: the judged
+        # network (1998) learns (measured: 10.0% test error; chance is 90%). The linear-output arm and
+        # the modern net have not left chance yet this early (88.8%, 82.6%): measured, not asserted.
+        (old,) = [run for run in on_disk["runs"] if run["arm"] == "1998"]
+        assert old["test_top1_error"] < 0.3
+        assert {a["name"] for a in on_disk["arms"]} == {"1998", "1998, full C3", "1998, max pooling",
+                                                        "1998, linear output", "modern"}
