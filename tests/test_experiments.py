@@ -392,6 +392,20 @@ def test_published_results_come_after_the_protocol() -> None:
         assert "/work/" not in r["command"] and not r["command"].split("--out ")[-1].startswith("/"), f
 
 
+def test_the_readme_paper_table_is_the_generator_output() -> None:
+    """README "Reproducing the paper": the claims table is `benchmarks/paper_table.py docs/paper`'s
+    output as it is now (a rerun experiment changes it; the README must follow)."""
+    import importlib.util
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("paper_table", root / "benchmarks" / "paper_table.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    generated = module.table(root / "docs" / "paper")
+    assert generated.count("\n") >= 2 and "| **" in generated
+    assert generated in (root / "README.md").read_text()
+
+
 # -- qualitative figures ----------------------------------------------------------------------------
 def test_visualize_kernels(trained_run: Path, tmp_path: Path) -> None:
     from alexnet.visualize import kernel_tiles
