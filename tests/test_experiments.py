@@ -3,6 +3,7 @@ the qualitative figures (kernels, nearest neighbours)."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import math
 from pathlib import Path
@@ -363,11 +364,49 @@ def test_the_summary_row_shows_the_figure_its_verdict_rests_on(experiment_result
         assert cells[3] == f"**{r['verdict']['status']}**"
 
 
-def test_published_results_come_after_the_protocol() -> None:
-    """docs/paper: every result.json finished after the protocol's last commit (results may only come
-    from runs that started under the protocol they follow), and records its arms' parameter counts."""
+def _protocol_owner(lines: list[str], names: set[str]) -> list[str | None]:
+    """For each line of protocol.md, the experiment it belongs to (its "### NAME" section or its row
+    of the seeds table), or None for the common parts, which cover every experiment."""
+    owner: list[str | None] = []
+    section: str | None = None
+    for line in lines:
+        if line.startswith("## "):
+            section = None
+        elif line.startswith("### "):
+            section = line[4:].split(" ", 1)[0]
+        row = line.startswith("| ") and line[2:].split(" ", 1)[0]
+        owner.append(section if section in names else row if row in names else None)
+    return owner
+
+
+def _protocol_changes(root: Path, path: str, names: set[str]) -> list[tuple[datetime.datetime, set[str] | None]]:
+    """Every commit of protocol.md: its time and the experiments its change covers (None: all)."""
+    import re
     import subprocess
-    from datetime import datetime
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, check=True).stdout
+
+    out = []
+    for line in git("log", "--format=%H %cI", "--", path).splitlines():
+        commit, when = line.split()
+        owner = _protocol_owner(git("show", f"{commit}:{path}").splitlines(), names)
+        covered: set[str] = set()
+        for start, count in re.findall(r"^@@ -\S+ \+(\d+)(?:,(\d+))? @@", git("show", "-U0", "--format=", commit, "--", path),
+                                       re.M):
+            first = int(start) - (count == "0")  # a deletion: the line before the gap
+            span = range(max(first, 1), first + max(int(count or 1), 1))
+            covered |= {owner[i - 1] if i - 1 < len(owner) else None for i in span}
+        out.append((datetime.datetime.fromisoformat(when), None if None in covered else covered))
+    return out
+
+
+def test_published_results_come_after_the_protocol() -> None:
+    """docs/paper: every result.json finished after the last commit of the protocol that covers it (its
+    own section or the common parts; an amendment of one experiment's section means rerunning that
+    experiment only), and records its arms' parameter counts."""
+    import subprocess
+
 
     root = Path(__file__).resolve().parents[1]
     protocol = root / "docs" / "paper" / "protocol.md"
@@ -376,20 +415,29 @@ def test_published_results_come_after_the_protocol() -> None:
                              text=True)
     if shallow.stdout.strip() == "true":  # its oldest commit would stand in for the protocol's
         pytest.skip("a shallow clone: the protocol's commit is not in its history")
-    done = subprocess.run(["git", "-C", str(root), "log", "-1", "--format=%cI", "--", "docs/paper/protocol.md"],
-                          capture_output=True, text=True)
-    if done.returncode != 0 or not done.stdout.strip():
+    try:
+        changes = _protocol_changes(root, "docs/paper/protocol.md", set(EXPERIMENTS))
+    except subprocess.CalledProcessError:
+        changes = []
+    if not changes:
         pytest.skip("not a git checkout with the protocol committed")
-    committed = datetime.fromisoformat(done.stdout.strip())
     results = sorted((root / "docs" / "paper").glob("*/result.json"))
     assert results
     for f in results:
         r = json.loads(f.read_text())
-        finished = datetime.strptime(r["finished"], "%Y-%m-%dT%H:%M:%S%z")
-        assert finished > committed, f"{f}: finished {finished}, before the protocol's commit {committed}"
+        finished = datetime.datetime.strptime(r["finished"], "%Y-%m-%dT%H:%M:%S%z")
+        covering = [when for when, names in changes if names is None or r["experiment"] in names]
+        assert covering and finished > max(covering), f"{f}: finished {finished}, before the protocol's {max(covering)}"
         assert all(a["parameters"] > 0 for a in r["arms"]) and r["arms"], f
         assert r["protocol"]["commit"], f
         assert "/work/" not in r["command"] and not r["command"].split("--out ")[-1].startswith("/"), f
+
+
+def test_a_protocol_amendment_covers_its_own_section_only() -> None:
+    owner = _protocol_owner(["# P", "## Common", "text", "## Seeds", "| lrn | 2 |", "| columns | 1 |",
+                             "## The experiments", "### lrn (§3.3)", "- arms", "### columns (§3.2)", "- arms",
+                             "## Claims not tested", "- x"], {"lrn", "columns"})
+    assert owner == [None, None, None, None, "lrn", "columns", None, "lrn", "lrn", "columns", "columns", None, None]
 
 
 def test_the_readme_paper_table_is_the_generator_output() -> None:

@@ -54,8 +54,28 @@ def setup(device: str = "auto") -> DistInfo:
     backend = backend_for(device, torch.cuda.is_available())
     if backend == "nccl":
         torch.cuda.set_device(local_rank)
-    dist.init_process_group(backend=backend, **_timeout())
+    dist.init_process_group(backend=backend, **_timeout(), **_restart_store(rank, world))
     return DistInfo(rank, world, local_rank, owned=True)
+
+
+def _restart_store(rank: int, world: int) -> dict[str, Any]:
+    """The process group's store for a worker of an elastic job: the agent's store, under a prefix of
+    this restart's number.
+
+    torchrun's agent keeps one TCPStore for the life of the job and its workers join the group through
+    it (``TORCHELASTIC_USE_AGENT_STORE``) with the same keys in every restart round, so a restarted
+    group can read the addresses its dead predecessors published there: gloo then connects to a
+    socket that no longer listens and the join times out (seen here in about half the restarts,
+    torch 2.14.1), NCCL's id exchange can read a stale id likewise. Torch once prefixed the keys by
+    ``TORCHELASTIC_RESTART_COUNT`` (pytorch#61590) and dropped it when the agent's store became shared
+    across rounds; we put it back for our own group. Outside an elastic agent: torch's default."""
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True" or "TORCHELASTIC_RESTART_COUNT" not in os.environ:
+        return {}
+    timeout = _timeout().get("timeout", datetime.timedelta(minutes=30))
+    store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world, is_master=False,
+                          timeout=timeout)
+    prefix = f"alexnet/restart_{os.environ['TORCHELASTIC_RESTART_COUNT']}"
+    return {"store": dist.PrefixStore(prefix, store), "rank": rank, "world_size": world}
 
 
 def _timeout() -> dict[str, Any]:
