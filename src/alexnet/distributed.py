@@ -81,8 +81,8 @@ def _restart_store(rank: int, world: int) -> dict[str, Any]:
 def _timeout() -> dict[str, Any]:
     """``ALEXNET_DIST_TIMEOUT`` (seconds): how long joining the group and each collective may wait,
     instead of torch's 30 minutes (10 for NCCL). An elastic job (torchrun --max-restarts) is restarted
-    when a worker times out, so a group whose join hangs (seen on the CPU with gloo after a restart,
-    in about 1 attempt of 3 here) tries again instead of waiting out the default."""
+    when a worker times out, so an attempt whose join or collective hangs fails and is retried
+    instead of waiting out the default."""
     value = os.environ.get("ALEXNET_DIST_TIMEOUT")
     if not value:
         return {}
