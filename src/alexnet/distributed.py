@@ -66,7 +66,7 @@ def _restart_store(rank: int, world: int) -> dict[str, Any]:
     it (``TORCHELASTIC_USE_AGENT_STORE``) with the same keys in every restart round, so a restarted
     group can read the addresses its dead predecessors published there: gloo then connects to a
     socket that no longer listens and the join times out (seen here in about half the restarts,
-    torch 2.14.1), NCCL's id exchange can read a stale id likewise. Torch once prefixed the keys by
+    torch 2.14.1); NCCL's id exchange goes through the same keys. Torch once prefixed the keys by
     ``TORCHELASTIC_RESTART_COUNT`` (pytorch#61590) and dropped it when the agent's store became shared
     across rounds; we put it back for our own group. Outside an elastic agent: torch's default."""
     if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True" or "TORCHELASTIC_RESTART_COUNT" not in os.environ:

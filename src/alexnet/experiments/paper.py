@@ -313,7 +313,8 @@ def overlap_pool(ctx: Context) -> Outcome:
     plots = [plot_arms(ctx.out / "overlap_pool.png", runs, "cifar_18pct with max pools, overlapping vs adjacent")]
     notes = ["cifar_18pct with all three pools max (the configs' second and third are average pools; the claim is "
              f"about max pooling). No augmentation, {ctx.epochs} epochs on {ctx.train_images or 'all'} training "
-             "images, the first a linear warm-up (the protocol's amendment: without it one run diverged); training error measured with the evaluation transform on up to 10,000 of them.",
+             "images, the first a linear warm-up (the protocol's amendment: without it one run diverged); "
+             "training error measured with the evaluation transform on up to 10,000 of them.",
              "The protocol's power calculation: the paper's 0.4 pts is far below what this many seeds can detect "
              "(see the protocol); a \"not significant\" here says the effect is small, not that it is absent."]
     return Outcome(rows, [v1, v2], plots,
