@@ -58,15 +58,18 @@ def rss():
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * 4096
 base = rss()
-together = threading.Barrier(50)
+held, dropped = threading.Barrier(51), threading.Barrier(51)
 def upload():  # 19 MB of a body received in 64 KB chunks, held while the others arrive, then dropped
     chunks = [b"\\x01" * 65536 for _ in range(300)]
-    together.wait()
+    held.wait()
+    dropped.wait()
     del chunks
 threads = [threading.Thread(target=upload) for _ in range(50)]
 for t in threads: t.start()
-for t in threads: t.join()
+held.wait()  # every thread holds its body now: the peak (after the drop, free may already trim some)
 peak = rss() - base
+dropped.wait()
+for t in threads: t.join()
 if sys.argv[1] == "server":
     trim_freed_memory()  # what the server does after a request with a large body
 print(json.dumps({"on": on, "peak": peak, "grew": rss() - base}))
