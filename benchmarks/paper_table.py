@@ -26,9 +26,7 @@ def table(root: Path) -> str:
              "ratio to the paper's | minutes |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name in order:
         r = results[name]
-        claims = r["verdict"].get("claims") or [{"claim": r["claim"], "status": r["verdict"]["status"],
-                                                 "figure": r["verdict"].get("figure", ""), "test": {}, "paper": ""}]
-        for i, c in enumerate(claims):
+        for i, c in enumerate(r["verdict"]["claims"]):
             test = c.get("test") or {}
             ratio = test.get("ratio_to_paper")
             status = f"**{c['status']}**" if i == 0 else c["status"]

@@ -29,7 +29,7 @@ def test_two_processes_match_one_process(tiny_folder: Path, tmp_path: Path) -> N
           progress=False, log=lambda s: None)
     flags = [f"--{k.replace('_', '-')}" + ("" if isinstance(v, bool) else f"={v}") if v is not False
              else f"--no-{k.replace('_', '-')}" for k, v in ARGS.items()]
-    torchrun = shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
+    torchrun = _torchrun()
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     r = subprocess.run(
         [torchrun, "--standalone", "--nproc_per_node=2", "-m", "alexnet", "train", "--data", str(tiny_folder),
@@ -137,12 +137,10 @@ def test_a_torchrun_job_survives_a_lost_worker_bit_for_bit(tmp_path: Path) -> No
     The restarted group joins through the agent's store under this restart's prefix
     (distributed._restart_store): with torch's default its workers could read their dead
     predecessors' addresses, and the join then failed in about half the runs here."""
-    import shutil as shutil_
-
     from .conftest import make_folder
     from .test_resume import _cmd, _position
 
-    torchrun = shutil_.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
+    torchrun = _torchrun()
     data = make_folder(tmp_path / "data", {"train": 30, "val": 4}, size=128)
     # a bound on a join or collective, so that a hung attempt would fail the test in minutes, not 30
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ALEXNET_DIST_TIMEOUT": "60"}

@@ -379,9 +379,20 @@ def _protocol_owner(lines: list[str], names: set[str]) -> list[str | None]:
     return owner
 
 
-def _protocol_changes(root: Path, path: str, names: set[str]) -> list[tuple[datetime.datetime, set[str] | None]]:
-    """Every commit of protocol.md: its time and the experiments its change covers (None: all)."""
+def _covered(diff: str, owner: list[str | None]) -> set[str | None]:
+    """The owners (``_protocol_owner``) of the lines a ``git show -U0`` diff changed, on its new side;
+    a deletion (``+N,0``: the gap after line N) counts as a change of line N."""
     import re
+
+    covered: set[str | None] = set()
+    for start, count in re.findall(r"^@@ -\S+ \+(\d+)(?:,(\d+))? @@", diff, re.M):
+        first, n = max(int(start), 1), max(int(count or 1), 1)
+        covered |= {owner[i - 1] if i <= len(owner) else None for i in range(first, first + n)}
+    return covered
+
+
+def _protocol_changes(root: Path, path: str, names: set[str]) -> list[tuple[datetime.datetime, set[str | None]]]:
+    """Every commit of protocol.md: its time and the owners of the lines it changed (None: common)."""
     import subprocess
 
     def git(*args: str) -> str:
@@ -391,13 +402,8 @@ def _protocol_changes(root: Path, path: str, names: set[str]) -> list[tuple[date
     for line in git("log", "--format=%H %cI", "--", path).splitlines():
         commit, when = line.split()
         owner = _protocol_owner(git("show", f"{commit}:{path}").splitlines(), names)
-        covered: set[str] = set()
-        for start, count in re.findall(r"^@@ -\S+ \+(\d+)(?:,(\d+))? @@", git("show", "-U0", "--format=", commit, "--", path),
-                                       re.M):
-            first = int(start) - (count == "0")  # a deletion: the line before the gap
-            span = range(max(first, 1), first + max(int(count or 1), 1))
-            covered |= {owner[i - 1] if i - 1 < len(owner) else None for i in span}
-        out.append((datetime.datetime.fromisoformat(when), None if None in covered else covered))
+        out.append((datetime.datetime.fromisoformat(when), _covered(git("show", "-U0", "--format=", commit, "--", path),
+                                                                    owner)))
     return out
 
 
@@ -426,7 +432,7 @@ def test_published_results_come_after_the_protocol() -> None:
     for f in results:
         r = json.loads(f.read_text())
         finished = datetime.datetime.strptime(r["finished"], "%Y-%m-%dT%H:%M:%S%z")
-        covering = [when for when, names in changes if names is None or r["experiment"] in names]
+        covering = [when for when, owners in changes if None in owners or r["experiment"] in owners]
         assert covering and finished > max(covering), f"{f}: finished {finished}, before the protocol's {max(covering)}"
         assert all(a["parameters"] > 0 for a in r["arms"]) and r["arms"], f
         assert r["protocol"]["commit"], f
@@ -438,6 +444,9 @@ def test_a_protocol_amendment_covers_its_own_section_only() -> None:
                              "## The experiments", "### lrn (§3.3)", "- arms", "### columns (§3.2)", "- arms",
                              "## Claims not tested", "- x"], {"lrn", "columns"})
     assert owner == [None, None, None, None, "lrn", "columns", None, "lrn", "lrn", "columns", "columns", None, None]
+    assert _covered("@@ -9,0 +10,2 @@\n+a\n+b\n", owner) == {"columns"}  # lines added at 10-11
+    assert _covered("@@ -10 +9,0 @@\n-x\n", owner) == {"lrn"}  # line 10 deleted: the gap after line 9
+    assert _covered("@@ -3 +3 @@\n-x\n+y\n@@ -9 +9 @@\n-x\n+y\n", owner) == {None, "lrn"}  # common: covers all
 
 
 def test_the_readme_paper_table_is_the_generator_output() -> None:

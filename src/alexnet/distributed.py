@@ -54,11 +54,12 @@ def setup(device: str = "auto") -> DistInfo:
     backend = backend_for(device, torch.cuda.is_available())
     if backend == "nccl":
         torch.cuda.set_device(local_rank)
-    dist.init_process_group(backend=backend, **_timeout(), **_restart_store(rank, world))
+    timeout = _timeout()
+    dist.init_process_group(backend=backend, **timeout, **_restart_store(rank, world, timeout.get("timeout")))
     return DistInfo(rank, world, local_rank, owned=True)
 
 
-def _restart_store(rank: int, world: int) -> dict[str, Any]:
+def _restart_store(rank: int, world: int, timeout: datetime.timedelta | None = None) -> dict[str, Any]:
     """The process group's store for a worker of an elastic job: the agent's store, under a prefix of
     this restart's number.
 
@@ -71,9 +72,8 @@ def _restart_store(rank: int, world: int) -> dict[str, Any]:
     across rounds; we put it back for our own group. Outside an elastic agent: torch's default."""
     if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True" or "TORCHELASTIC_RESTART_COUNT" not in os.environ:
         return {}
-    timeout = _timeout().get("timeout", datetime.timedelta(minutes=30))
     store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world, is_master=False,
-                          timeout=timeout)
+                          timeout=timeout or datetime.timedelta(minutes=30))
     prefix = f"alexnet/restart_{os.environ['TORCHELASTIC_RESTART_COUNT']}"
     return {"store": dist.PrefixStore(prefix, store), "rank": rank, "world_size": world}
 
