@@ -191,7 +191,6 @@ class Run:
     batches: Prefetcher
     schedule: LRSchedule
     augment: TrainAugment
-    steps_per_epoch: int
     resume_ck: dict[str, Any] | None
     t_start: float
     say: Callable[[str], None]
@@ -205,7 +204,7 @@ class Run:
         assert self.resume_ck is not None
         state, self.transform = resume.restore(
             self.resume_ck, cfg=self.cfg, classes=self.classes, model=self.model, optimizer=self.optimizer,
-            schedule=self.schedule, scaler=self.scaler, steps_per_epoch=self.steps_per_epoch,
+            schedule=self.schedule, scaler=self.scaler, steps_per_epoch=self.schedule.steps_per_epoch,
             batches_per_epoch=len(self.train_loader), out=self.folder.out, say=self.say)
         self.resume_ck = None
         return state
@@ -436,13 +435,12 @@ def setup(cfg: TrainConfig, dinfo: DistInfo, folder: RunFolder, say: Callable[[s
     if len(train_loader) == 0:
         raise UserError(f"--data {cfg.data}: no training images")
     batches = Prefetcher(train_loader, device, depth=cfg.prefetch, threads=max(1, min(cfg.workers, 4)))
-    steps_per_epoch = -(-len(train_loader) // cfg.accumulate)  # optimizer steps
     augment = TrainAugment(cfg.random_crop, cfg.translate, cfg.flip, cfg.pca_lighting, cfg.pca_lighting_form)
     if cfg.pca_lighting > 0:
         augment.eigval, augment.eigvec = rgb_eigen(train_ds, transform.channels)
     return Run(cfg, dinfo, folder, device, precision, channels_last, train_ds, val_ds, classes, transform, model,
                model_options, loaded, optimizer, scaler, step, train_loader, val_loader, test_loader, batches,
-               LRSchedule(cfg, steps_per_epoch), augment, steps_per_epoch, resume_ck, t_start, say)
+               LRSchedule(cfg, -(-len(train_loader) // cfg.accumulate)), augment, resume_ck, t_start, say)
 
 
 def wrap_for_processes(model: nn.Module, dinfo: DistInfo, device: torch.device, compression: str) -> nn.Module:

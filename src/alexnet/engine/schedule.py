@@ -14,7 +14,7 @@ class LRSchedule:
     ``patience`` epochs, at most ``max_reductions`` times)."""
 
     def __init__(self, cfg: TrainConfig, steps_per_epoch: int) -> None:
-        self.cfg, self.spe = cfg, steps_per_epoch
+        self.cfg, self.steps_per_epoch = cfg, steps_per_epoch  # optimizer steps (after accumulation)
         self.total = cfg.epochs * steps_per_epoch
         self.best = math.inf
         self.bad_epochs = 0
@@ -22,7 +22,7 @@ class LRSchedule:
 
     def __call__(self, step: int) -> float:
         c = self.cfg
-        warm = c.warmup_epochs * self.spe
+        warm = c.warmup_epochs * self.steps_per_epoch
         if step < warm and c.schedule != "plateau":
             return c.lr * (0.1 + 0.9 * step / warm)
         if c.schedule == "plateau":
@@ -30,9 +30,9 @@ class LRSchedule:
         if c.schedule == "constant":
             return c.lr
         if c.schedule == "step":
-            return c.lr * c.gamma ** (step // (c.step_size * self.spe))
+            return c.lr * c.gamma ** (step // (c.step_size * self.steps_per_epoch))
         if c.schedule == "multistep":
-            return c.lr * c.gamma ** sum(step >= m * self.spe for m in c.milestones)
+            return c.lr * c.gamma ** sum(step >= m * self.steps_per_epoch for m in c.milestones)
         frac = (step - warm) / max(1.0, self.total - warm)
         if c.schedule == "cosine":
             return c.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
