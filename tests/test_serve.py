@@ -325,15 +325,19 @@ def test_decoded_pixels_are_budgeted_per_request_and_in_flight(trained_run: Path
     JSON 413 naming the flag before any decoding (the old failure: 32 small PNGs of 7000x7000
     pixels held 4.7 GB at once); a JPEG counts at the scale it is drafted at. --max-pixels-in-flight
     bounds the pixels decoded at once over all requests (PixelBudget, tested directly below)."""
-    from alexnet.data.images import decoded_pixels
+    from alexnet.data.images import NotAnImageError, decode_opened, decoded_pixels, open_upload
 
     big = png(Image.new("1", (5000, 1000)))  # 5 megapixels in a few hundred bytes
-    assert decoded_pixels(big, 32) == 5_000_000
+    assert decoded_pixels(open_upload(big), 32) == 5_000_000
     jpeg = io.BytesIO()
     Image.new("RGB", (4000, 3000), (200, 30, 30)).save(jpeg, "JPEG")
-    assert decoded_pixels(jpeg.getvalue(), 32) == 500 * 375  # drafted at 1/8
-    assert decoded_pixels(jpeg.getvalue(), 2000) == 4000 * 3000  # no draft: the image is needed whole
-    assert decoded_pixels(b"not an image") is None
+    assert decoded_pixels(open_upload(jpeg.getvalue()), 32) == 500 * 375  # drafted at 1/8
+    assert decoded_pixels(open_upload(jpeg.getvalue()), 2000) == 4000 * 3000  # no draft: the image is needed whole
+    opened = open_upload(jpeg.getvalue())  # the count is what the decode holds: sized, then decoded, one parse
+    n = decoded_pixels(opened, 32)
+    assert decode_opened(opened, 3, 32).size == (500, 375) and n == 500 * 375
+    with pytest.raises(NotAnImageError):
+        open_upload(b"not an image")
     with ServerProcess(str(trained_run), "--max-pixels", "12000000", "--max-request-pixels", "12000000",
                        "--max-pixels-in-flight", "12000000") as s:
         status, r = request(s.url, "POST", "/v1/classify", *multipart_body([("a.png", big), ("b.png", big)]))

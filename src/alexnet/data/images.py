@@ -9,6 +9,7 @@ non-images and decompression bombs raise ``ImageError`` with a one-line reason.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import stat
@@ -127,51 +128,64 @@ def load_image(path: str | os.PathLike[str], channels: int = 3, min_side: int | 
         raise ImageError("is a directory") from None
 
 
-def decoded_pixels(data: bytes, min_side: int | None = None) -> int | None:
-    """How many pixels ``decode_image(data, ..., min_side)`` will hold while it decodes, from the
-    header alone (no pixel is decoded): width x height, divided by the square of the scale a JPEG
-    is drafted at (as ``_decode`` drafts it). None when Pillow cannot read the header (decoding
-    then says why)."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as img:
-                w, h, fmt = img.width, img.height, img.format
-    except Exception:  # noqa: BLE001 - any plugin on any hostile header: the decode reports it
-        return None
-    n = w * h
+def open_upload(data: bytes) -> Image.Image:
+    """The bytes of an image file opened: its header read, no pixel decoded (``decoded_pixels``
+    sizes it, ``decode_opened`` decodes it, so that an upload is parsed once). Raises
+    ``ImageError`` (``NotAnImageError`` for what Pillow cannot identify)."""
+    with _image_errors():
+        return Image.open(io.BytesIO(data))
+
+
+def decoded_pixels(img: Image.Image, min_side: int | None = None) -> int:
+    """How many pixels ``decode_opened(img, ..., min_side)`` will hold while it decodes, from the
+    header alone: width x height, divided by the square of the scale a JPEG is drafted at (as
+    ``decode_opened`` drafts it)."""
+    w, h = img.width, img.height
     s = min(w, h)
-    if min_side and fmt == "JPEG" and s > 2 * min_side:
+    if min_side and img.format == "JPEG" and s > 2 * min_side:
         scale = next(k for k in (8, 4, 2, 1) if s // k >= min_side)
-        n = -(-w // scale) * -(-h // scale)
-    return n
+        return -(-w // scale) * -(-h // scale)
+    return w * h
 
 
 def decode_image(data: bytes, channels: int = 3, min_side: int | None = None,
                  max_pixels: int | None = None) -> Image.Image:
     """``load_image`` for the bytes of an image file (an upload)."""
-    return _decode(io.BytesIO(data), channels, min_side, max_pixels)
+    return decode_opened(open_upload(data), channels, min_side, max_pixels)
 
 
-def _decode(source: Path | io.BytesIO, channels: int, min_side: int | None, max_pixels: int | None) -> Image.Image:
+def _decode(source: Path, channels: int, min_side: int | None, max_pixels: int | None) -> Image.Image:
+    with _image_errors():
+        img = Image.open(source)
+    return decode_opened(img, channels, min_side, max_pixels)
+
+
+def decode_opened(img: Image.Image, channels: int = 3, min_side: int | None = None,
+                  max_pixels: int | None = None) -> Image.Image:
+    """An opened image (``Image.open``, ``open_upload``) decoded, EXIF-rotated and converted to
+    RGB/L; ``min_side`` and ``max_pixels`` as in ``load_image``. Closes ``img``."""
     limit = max_pixels or MAX_PIXELS
+    with _image_errors(), img:
+        if limit and img.width * img.height > limit:
+            raise ImageError(f"{img.width}x{img.height} pixels is over the {limit:,}-pixel limit (decompression bomb?)")
+        if min_side and img.format == "JPEG":
+            # draft keeps the scale factor that leaves the image at least the requested
+            # size; the EXIF rotation below does not change the shorter side.
+            s = min(img.width, img.height)
+            if s > 2 * min_side:
+                img.draft(img.mode, (img.width * min_side // s, img.height * min_side // s))
+        img.load()
+        return to_mode(ImageOps.exif_transpose(img) or img, channels)
+
+
+@contextlib.contextmanager
+def _image_errors() -> Iterator[None]:
+    """Pillow's failures on a file as one-line ``ImageError``s; its decompression-bomb warning
+    (between 1x and 2x ``Image.MAX_IMAGE_PIXELS``) silent."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(source) as img:
-                if limit and img.width * img.height > limit:
-                    raise ImageError(
-                        f"{img.width}x{img.height} pixels is over the {limit:,}-pixel limit (decompression bomb?)"
-                    )
-                if min_side and img.format == "JPEG":
-                    # draft keeps the scale factor that leaves the image at least the requested
-                    # size; the EXIF rotation below does not change the shorter side.
-                    s = min(img.width, img.height)
-                    if s > 2 * min_side:
-                        img.draft(img.mode, (img.width * min_side // s, img.height * min_side // s))
-                img.load()
-                img = ImageOps.exif_transpose(img) or img
-                return to_mode(img, channels)
+            yield
     except (ImageError, FileNotFoundError, PermissionError, IsADirectoryError):
         raise
     except UnidentifiedImageError:
