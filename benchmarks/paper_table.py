@@ -4,7 +4,9 @@
 
 Rows follow `alexnet experiment list`'s order; an experiment's first row is its primary claim (its
 verdict in bold). Every cell comes from the folders' result.json, so the README's table is this
-command's output, never typed by hand.
+command's output, never typed by hand. Minutes are ``train_seconds``: every run's own time (training
+and its evaluations, a learning-rate search's runs included), so an experiment resumed after an
+interruption, which reuses its finished runs, counts them as the report pages do.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ def table(root: Path) -> str:
             status = f"**{c['status']}**" if i == 0 else c["status"]
             lines.append(f"| {name if i == 0 else ''} ({r['section']}) | {c['claim']} | {c.get('paper') or '—'} | "
                          f"{c.get('figure') or '—'} | {status} | {fmt_any_test(test)} | "
-                         f"{f'{ratio:.2f}x' if ratio is not None else '—'} | {r['seconds'] / 60:.1f} |")
+                         f"{f'{ratio:.2f}x' if ratio is not None else '—'} | {r['train_seconds'] / 60:.1f} |")
     return "\n".join(lines)
 
 
