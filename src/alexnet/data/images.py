@@ -155,17 +155,21 @@ def decode_image(data: bytes, channels: int = 3, min_side: int | None = None,
 
 
 def _decode(source: Path, channels: int, min_side: int | None, max_pixels: int | None) -> Image.Image:
-    with _image_errors():
-        img = Image.open(source)
-    return decode_opened(img, channels, min_side, max_pixels)
+    with _image_errors():  # one error context for the open and the decode: this is every training image's path
+        return _decode_opened(Image.open(source), channels, min_side, max_pixels)
 
 
 def decode_opened(img: Image.Image, channels: int = 3, min_side: int | None = None,
                   max_pixels: int | None = None) -> Image.Image:
     """An opened image (``Image.open``, ``open_upload``) decoded, EXIF-rotated and converted to
     RGB/L; ``min_side`` and ``max_pixels`` as in ``load_image``. Closes ``img``."""
+    with _image_errors():
+        return _decode_opened(img, channels, min_side, max_pixels)
+
+
+def _decode_opened(img: Image.Image, channels: int, min_side: int | None, max_pixels: int | None) -> Image.Image:
     limit = max_pixels or MAX_PIXELS
-    with _image_errors(), img:
+    with img:
         if limit and img.width * img.height > limit:
             raise ImageError(f"{img.width}x{img.height} pixels is over the {limit:,}-pixel limit (decompression bomb?)")
         if min_side and img.format == "JPEG":

@@ -268,19 +268,14 @@ class PixelBudget:
             self._cond = asyncio.Condition()
         self.waiting += 1
         try:
-            await self._wait(n)
+            async with self._cond:
+                await asyncio.wait_for(self._cond.wait_for(lambda: self.used + n <= self.limit), self.wait_s)
+                self.used += n
+        except asyncio.TimeoutError:
+            raise ApiError(503, f"busy: {self.used:,} pixels are being decoded (--max-pixels-in-flight "
+                                f"{self.limit:,}); retry") from None
         finally:
             self.waiting -= 1
-
-    async def _wait(self, n: int) -> None:
-        assert self._cond is not None
-        async with self._cond:
-            try:
-                await asyncio.wait_for(self._cond.wait_for(lambda: self.used + n <= self.limit), self.wait_s)
-            except asyncio.TimeoutError:
-                raise ApiError(503, f"busy: {self.used:,} pixels are being decoded (--max-pixels-in-flight "
-                                    f"{self.limit:,}); retry") from None
-            self.used += n
 
     async def release(self, n: int) -> None:
         self.used -= n
