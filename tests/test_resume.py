@@ -3,6 +3,7 @@ ends with weights bitwise identical to an uninterrupted run."""
 
 from __future__ import annotations
 
+import csv
 import os
 import signal
 import subprocess
@@ -74,10 +75,20 @@ def test_interrupted_and_resumed_run_is_bitwise_identical(setup: tuple, how: str
     else:
         assert proc.returncode == 130 and "interrupted" in err
         assert _position(out / "last.pt") >= (epoch, batches)
-    assert _position(out / "last.pt")[0] < 3  # it was stopped before the end
+    split_epoch, split_batches = _position(out / "last.pt")
+    assert split_epoch < 3  # it was stopped before the end
+    # (a SIGKILL can land after an epoch's end, when last.pt is an end-of-epoch checkpoint)
+    before = torch.load(out / "last.pt", weights_only=True)["train_state"].get("epoch_train_seconds")
+    assert (before is not None and before > 0) == (split_batches > 0)
     r = subprocess.run(_cmd(data, out, "--resume"), capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "resuming" in r.stderr
+    if split_batches:  # the split epoch's training time counts both parts; its rate, the second part's
+        with open(out / "metrics.csv", newline="") as f:
+            row = list(csv.DictReader(f))[split_epoch]
+        n_train = sum(1 for _ in (data / "train").rglob("*.png"))
+        after = (n_train - 12 * split_batches) / float(row["images_per_sec"])
+        assert float(row["train_seconds"]) == pytest.approx(before + after, rel=1e-3)
     got = torch.load(out / "last.pt", weights_only=True)["model"]
     assert got.keys() == expect.keys()
     for k in expect:

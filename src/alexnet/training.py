@@ -157,8 +157,9 @@ class EpochTotals:
     correct: float
     seen: float  # images of the whole epoch (a resumed epoch's earlier part included)
     new: float  # images trained by this pass (the rate's numerator)
-    seconds: float  # training time of this pass
-    t0: float  # when it started (perf_counter)
+    seconds: float  # training time of the epoch (a resumed epoch's earlier part included)
+    pass_seconds: float  # training time of this pass (the rate's denominator)
+    t0: float  # when this pass started (perf_counter)
 
     @property
     def error(self) -> float:
@@ -246,7 +247,7 @@ class Run:
                    unit="img", disable=not progress or None, leave=False, dynamic_ncols=True)
 
         def after_step(gstep: int, st: EpochState) -> bool:
-            return self.after_step(gstep, st, state, epoch, gen, desc, bar, stop)
+            return self.after_step(gstep, st, state, epoch, gen, desc, bar, stop, t0)
 
         with bar:
             state.global_step, stopped = train_epoch(
@@ -257,10 +258,11 @@ class Run:
         loss_sum, correct = self.read_sums(desc)
         (totals,) = all_reduce_sum(torch.tensor([loss_sum, correct, ep.seen], dtype=torch.float64, device=device))
         loss_sum, correct, seen = totals.tolist()
-        return EpochTotals(loss_sum, correct, seen, seen - seen_before, time.perf_counter() - t0, t0)
+        took = time.perf_counter() - t0
+        return EpochTotals(loss_sum, correct, seen, seen - seen_before, ep.seconds + took, took, t0)
 
     def after_step(self, gstep: int, st: EpochState, state: TrainState, epoch: int, gen: torch.Generator,
-                   desc: str, bar: Any, stop: StopSignals) -> bool:
+                   desc: str, bar: Any, stop: StopSignals, t0: float) -> bool:
         """After each optimizer step: host-only work unless this is a log or checkpoint point. Under
         torchrun the stop decision needs the other processes, so it is taken at those points only.
         Returns True to stop (a checkpoint has then been written where the epoch stands)."""
@@ -278,7 +280,8 @@ class Run:
                 bar.set_postfix(loss=f"{loss_sum / st.seen:.3f}", acc=f"{correct / st.seen:.3f}",
                                 lr=f"{base_lr(self.optimizer):.2g}")
             if (stopping or ckpt_point) and mid_epoch:
-                position = resume.capture_position(st, gstep, (loss_sum, correct), gen, self.device)
+                position = resume.capture_position(st, gstep, (loss_sum, correct), gen, self.device,
+                                                   seconds=st.seconds + time.perf_counter() - t0)
                 self.folder.save(self.checkpoint(state, epoch, state.rows[-1] if state.rows else {}, True, position),
                                  "last.pt")
         return stopping
@@ -320,9 +323,9 @@ class Run:
             "test_top5_error": test.top5_error if test else math.nan,
             "test_images": test.n if test else 0,
             "train_seconds": totals.seconds,
-            "epoch_seconds": time.perf_counter() - totals.t0,
+            "epoch_seconds": totals.seconds - totals.pass_seconds + time.perf_counter() - totals.t0,
             "elapsed_seconds": self.elapsed(state),
-            "images_per_sec": totals.new / totals.seconds,
+            "images_per_sec": totals.new / totals.pass_seconds,
         }
         state.rows.append(row)
         reduced = self.schedule.observe(row["val_top1_error"])

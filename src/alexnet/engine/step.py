@@ -22,6 +22,8 @@ class EpochState:
 
     batches_done: int = 0
     seen: int = 0
+    seconds: float = 0.0  # training time of the epoch's part before a mid-epoch checkpoint, when resumed
+
 
 def uses_accelerated(shape: tuple[int, ...], full_shape: tuple[int, ...] | None) -> bool:
     """Whether a batch of ``shape`` runs the accelerated forward (a captured CUDA graph, a compiled
