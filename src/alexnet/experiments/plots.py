@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import statistics
+import textwrap
 from pathlib import Path
 from typing import Sequence
 
@@ -38,12 +39,23 @@ def _mean_curve(runs: Sequence[Run], key: str) -> tuple[list[int], list[float], 
     return ep, mean, lo, hi
 
 
+def fit_title(fig, ax, title: str, fontsize: int = 10) -> None:
+    """``ax``'s title, wrapped onto more lines where one line would be wider than the axes (it was cut
+    off at the figure's edge); lays the figure out."""
+    t = ax.set_title(title, fontsize=fontsize)
+    fig.tight_layout()
+    renderer = fig.canvas.get_renderer()
+    width, room = t.get_window_extent(renderer).width, ax.get_window_extent(renderer).width
+    if width > room:
+        t.set_text(textwrap.fill(title, max(20, int(len(title) * room / width))))
+        fig.tight_layout()
+
+
 def _finish(fig, ax, path: Path, title: str) -> str:
     """Grid, legend and title on a one-panel figure, then save it and return its file name."""
     ax.grid(alpha=0.3)
     ax.legend()
-    ax.set_title(title, fontsize=10)
-    fig.tight_layout()
+    fit_title(fig, ax, title)
     atomic_savefig(fig, path, 110)
     _pyplot().close(fig)
     return path.name
@@ -67,8 +79,7 @@ def plot_arms(path: Path, arms: dict[str, Sequence[Run]], title: str, *, final: 
     a.grid(alpha=0.3)
     a.legend(fontsize=8)
     seeds = max(len(r) for r in arms.values())
-    a.set_title(f"{title}: mean of {seeds} seed{'s' if seeds > 1 else ''}" + (" (band: range)" if seeds > 1 else ""),
-                fontsize=10)
+    panel_title = f"{title}: mean of {seeds} seed{'s' if seeds > 1 else ''}" + (" (band: range)" if seeds > 1 else "")
     final = final or {arm: [r.test_error for r in runs] for arm, runs in arms.items()}
     names = list(final)
     for i, (arm, colour) in enumerate(zip(names, COLOURS)):
@@ -86,7 +97,7 @@ def plot_arms(path: Path, arms: dict[str, Sequence[Run]], title: str, *, final: 
     lows = [100 * min(v) for v in final.values() if v]
     if lows:
         b.set_ylim(bottom=max(0.0, 0.8 * min(lows)))
-    fig.tight_layout()
+    fit_title(fig, a, panel_title)
     atomic_savefig(fig, path, 110)
     plt.close(fig)
     return path.name
