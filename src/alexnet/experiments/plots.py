@@ -47,7 +47,12 @@ def fit_title(fig, ax, title: str, fontsize: int = 10) -> None:
     renderer = fig.canvas.get_renderer()
     width, room = t.get_window_extent(renderer).width, ax.get_window_extent(renderer).width
     if width > room:
-        t.set_text(textwrap.fill(title, max(20, int(len(title) * room / width))))
+        most = max(20, int(len(title) * room / width))  # characters that fit on a line
+        lines = len(textwrap.wrap(title, most))
+        even = math.ceil(len(title) / lines)  # the same number of lines, of about equal length
+        while even < most and len(textwrap.wrap(title, even)) > lines:
+            even += 1
+        t.set_text(textwrap.fill(title, min(even, most)))
         fig.tight_layout()
 
 
