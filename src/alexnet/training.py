@@ -157,9 +157,14 @@ class EpochTotals:
     correct: float
     seen: float  # images of the whole epoch (a resumed epoch's earlier part included)
     new: float  # images trained by this pass (the rate's numerator)
-    seconds: float  # training time of the epoch (a resumed epoch's earlier part included)
+    seconds_before: float  # training time of a resumed epoch's part before its mid-epoch checkpoint
     pass_seconds: float  # training time of this pass (the rate's denominator)
     t0: float  # when this pass started (perf_counter)
+
+    @property
+    def seconds(self) -> float:
+        """The epoch's training time, both parts of a resumed epoch."""
+        return self.seconds_before + self.pass_seconds
 
     @property
     def error(self) -> float:
@@ -240,14 +245,14 @@ class Run:
             state.partial = None
         self.train_loader.set_epoch(epoch, ep.batches_done)
         seen_before = ep.seen
-        t0 = time.perf_counter()
+        ep.started = time.perf_counter()
         desc = f"epoch {epoch + 1}/{cfg.epochs}"
         n_images = self.train_loader.num_images
         bar = tqdm(total=n_images, initial=min(n_images, ep.batches_done * self.train_loader.batch_size), desc=desc,
                    unit="img", disable=not progress or None, leave=False, dynamic_ncols=True)
 
         def after_step(gstep: int, st: EpochState) -> bool:
-            return self.after_step(gstep, st, state, epoch, gen, desc, bar, stop, t0)
+            return self.after_step(gstep, st, state, epoch, gen, desc, bar, stop)
 
         with bar:
             state.global_step, stopped = train_epoch(
@@ -258,11 +263,11 @@ class Run:
         loss_sum, correct = self.read_sums(desc)
         (totals,) = all_reduce_sum(torch.tensor([loss_sum, correct, ep.seen], dtype=torch.float64, device=device))
         loss_sum, correct, seen = totals.tolist()
-        took = time.perf_counter() - t0
-        return EpochTotals(loss_sum, correct, seen, seen - seen_before, ep.seconds + took, took, t0)
+        return EpochTotals(loss_sum, correct, seen, seen - seen_before, ep.seconds_before,
+                           time.perf_counter() - ep.started, ep.started)
 
     def after_step(self, gstep: int, st: EpochState, state: TrainState, epoch: int, gen: torch.Generator,
-                   desc: str, bar: Any, stop: StopSignals, t0: float) -> bool:
+                   desc: str, bar: Any, stop: StopSignals) -> bool:
         """After each optimizer step: host-only work unless this is a log or checkpoint point. Under
         torchrun the stop decision needs the other processes, so it is taken at those points only.
         Returns True to stop (a checkpoint has then been written where the epoch stands)."""
@@ -280,8 +285,7 @@ class Run:
                 bar.set_postfix(loss=f"{loss_sum / st.seen:.3f}", acc=f"{correct / st.seen:.3f}",
                                 lr=f"{base_lr(self.optimizer):.2g}")
             if (stopping or ckpt_point) and mid_epoch:
-                position = resume.capture_position(st, gstep, (loss_sum, correct), gen, self.device,
-                                                   seconds=st.seconds + time.perf_counter() - t0)
+                position = resume.capture_position(st, gstep, (loss_sum, correct), gen, self.device)
                 self.folder.save(self.checkpoint(state, epoch, state.rows[-1] if state.rows else {}, True, position),
                                  "last.pt")
         return stopping
@@ -323,7 +327,7 @@ class Run:
             "test_top5_error": test.top5_error if test else math.nan,
             "test_images": test.n if test else 0,
             "train_seconds": totals.seconds,
-            "epoch_seconds": totals.seconds - totals.pass_seconds + time.perf_counter() - totals.t0,
+            "epoch_seconds": totals.seconds_before + time.perf_counter() - totals.t0,
             "elapsed_seconds": self.elapsed(state),
             "images_per_sec": totals.new / totals.pass_seconds,
         }

@@ -116,17 +116,17 @@ def restore(ck: dict[str, Any], *, cfg: TrainConfig, classes: list[str], model: 
 
 
 def capture_position(st: EpochState, global_step: int, sums: tuple[float, float], gen: torch.Generator,
-                     device: torch.device, seconds: float) -> dict[str, Any]:
+                     device: torch.device) -> dict[str, Any]:
     """Where an epoch stands, for a mid-epoch checkpoint. Every process takes part (the decision to
     checkpoint is the same on all of them): the running sums are added up and each process's random
-    states kept, indexed by rank. ``seconds``: the epoch's training time so far (the main process's),
-    so that a resumed epoch's ``train_seconds`` counts both of its parts."""
+    states kept, indexed by rank; and the epoch's training time so far (the main process's), so that
+    a resumed epoch's ``train_seconds`` counts both of its parts."""
     (acc,) = all_reduce_sum(torch.tensor([sums[0], sums[1], st.seen], dtype=torch.float64, device=device))
     rng = {"rng": torch.get_rng_state(), "gen": gen.get_state().cpu()}
     if device.type == "cuda":
         rng["cuda_rng"] = torch.cuda.get_rng_state(device)
     return {"batches_done": st.batches_done, "global_step": global_step, "accum": acc.tolist(),
-            "epoch_train_seconds": float(seconds), "rng_per_rank": gather_objects(rng)}
+            "epoch_train_seconds": st.seconds(), "rng_per_rank": gather_objects(rng)}
 
 
 def restore_generator(gen: torch.Generator, saved: torch.Tensor, fallback_seed: int) -> bool:

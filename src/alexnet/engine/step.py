@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 import torch
@@ -22,7 +23,12 @@ class EpochState:
 
     batches_done: int = 0
     seen: int = 0
-    seconds: float = 0.0  # training time of the epoch's part before a mid-epoch checkpoint, when resumed
+    seconds_before: float = 0.0  # training time of the epoch's part before a mid-epoch checkpoint, when resumed
+    started: float = field(default_factory=time.perf_counter)  # when this process's part began (perf_counter)
+
+    def seconds(self) -> float:
+        """The epoch's training time so far (both parts of a resumed epoch)."""
+        return self.seconds_before + time.perf_counter() - self.started
 
 
 def uses_accelerated(shape: tuple[int, ...], full_shape: tuple[int, ...] | None) -> bool:
