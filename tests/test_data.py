@@ -308,3 +308,53 @@ def test_lenet5_input_range_is_the_papers(tiny_folder) -> None:
     assert torch.allclose(y[0], torch.full_like(y[0], -0.1))
     assert torch.allclose(y[1, :, 2:-2, 2:-2], torch.full((1, 28, 28), 1.175))
     assert torch.allclose(y[1, :, :2], torch.full((1, 2, 32), -0.1))
+
+
+def test_pca_noise_leaves_the_crops_and_flips_of_its_arm_unchanged(tiny_folder: Path, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two training runs of one seed that differ only in the PCA colour noise see the same crops and
+    flips, batch after batch (the noise has its own generator; it once drew from the crops' one, so
+    the arms' crops parted after the first batch). Checked through training itself: every crop
+    offset and flip that ``random_crop`` drew is recorded."""
+    from alexnet import TrainConfig
+    from alexnet.data import transforms
+    from alexnet.training import train
+
+    drawn: list[list[torch.Tensor]] = []
+    real_draw = transforms._draw
+
+    def record(*args, **kwargs):  # type: ignore[no-untyped-def]
+        out = real_draw(*args, **kwargs)
+        drawn[-1].append(torch.cat([t.long().flatten() for t in out if t is not None]))
+        return out
+
+    monkeypatch.setattr(transforms, "_draw", record)
+    for i, lighting in enumerate((0.0, 0.1)):
+        drawn.append([])
+        cfg = TrainConfig(model="cifar_18pct", data=str(tiny_folder), out=str(tmp_path / f"r{i}"), epochs=2,
+                          batch_size=16, image_size=32, crop_size=24, random_crop=True, flip=True,
+                          pca_lighting=lighting, model_options={"input_size": 24, "lrn": "none"}, workers=0,
+                          eval_every=100)
+        train(cfg, progress=False, log=lambda s: None)
+    assert len(drawn[0]) == len(drawn[1]) >= 8
+    for a, b in zip(*drawn):
+        assert torch.equal(a, b)
+
+
+def test_affine_distortions_draw_per_image_and_are_off_at_zero() -> None:
+    from alexnet.data.transforms import random_affine
+
+    x = torch.zeros(6, 1, 32, 32)
+    x[:, :, 8:24, 14:18] = 255.0  # a vertical bar
+    same = random_affine(x, 0.0, 0.0, 0.0, torch.Generator().manual_seed(0))
+    assert torch.allclose(same, x, atol=1e-3)  # no distortion: the identity (bilinear at the pixel centres)
+    y = random_affine(x, 0.1, 0.1, 0.15, torch.Generator().manual_seed(0))
+    assert y.shape == x.shape and y.dtype == torch.float32
+    assert len({round(float(v), 3) for v in y.sum((1, 2, 3))}) == 6  # one draw per image
+    again = random_affine(x, 0.1, 0.1, 0.15, torch.Generator().manual_seed(0))
+    assert torch.equal(y, again)  # from the generator only
+    for key in ("affine_scale", "affine_squeeze", "affine_shear"):
+        from alexnet import TrainConfig
+
+        with pytest.raises(UserError, match=key.replace("_", "-")):
+            TrainConfig(**{key: 1.5}).validate()

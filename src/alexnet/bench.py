@@ -223,7 +223,9 @@ def _end_to_end(bench: _StepBench, cfg: Any, device: torch.device, built: tuple)
     if len(loader) == 0:
         raise UserError(f"--data {cfg.data}: fewer than --batch-size {cfg.batch_size} training images")
     pre = Prefetcher(loader, device, depth=cfg.prefetch, threads=max(1, min(cfg.workers, 4)))
-    augment = TrainAugment(cfg.random_crop, cfg.translate, cfg.flip, cfg.pca_lighting, cfg.pca_lighting_form)
+    augment = TrainAugment(cfg.random_crop, cfg.translate, cfg.flip, cfg.pca_lighting, cfg.pca_lighting_form,
+                           affine_scale=cfg.affine_scale, affine_squeeze=cfg.affine_squeeze,
+                           affine_shear=cfg.affine_shear)
     if cfg.pca_lighting > 0:
         augment.eigval, augment.eigvec = rgb_eigen(train_ds, transform.channels)
     augment.place(device)  # the eigen-decomposition on the device once, not copied every step

@@ -56,6 +56,9 @@ class TrainConfig:
     translate: int = 0  # zero-pad by this much before the random crop (CIFAR-style shifts)
     flip: bool = True  # random horizontal reflections
     pca_lighting: float = 0.0  # std of the PCA colour noise's alphas (the paper's: 0.1); 0 turns it off
+    affine_scale: float = 0.0  # LeCun et al.'s distortions: scale each image by 1 + u, u uniform in [-this, this] (0: off)
+    affine_squeeze: float = 0.0  # squeeze: width x (1 + v), height / (1 + v), v uniform in [-this, this] (0: off)
+    affine_shear: float = 0.0  # horizontal shear x + w y, w uniform in [-this, this] (0: off)
     pca_lighting_form: str = "cuda-convnet"  # cuda-convnet (alpha x sqrt(eigenvalue) grey levels, batch / (1 + std), Krizhevsky's code) | fb.resnet (alpha x eigenvalue of [0, 1] pixels)
     normalize: str = "meanstd"  # meanstd | mean | mean_image (the paper's per-pixel mean) | imagenet | lecun (LeNet-5's: background -0.1, ink 1.175) | none
     max_train_images: int | None = None  # train on a random subset of this size
@@ -130,6 +133,9 @@ class TrainConfig:
                     "pca_lighting", "checkpoint_every", "target_train_error"):
             if getattr(self, key) < 0:
                 raise bad(key, f"must not be negative, not {getattr(self, key)}")
+        for key in ("affine_scale", "affine_squeeze", "affine_shear"):
+            if not 0.0 <= getattr(self, key) < 1.0:
+                raise bad(key, f"must be a fraction in [0, 1), not {getattr(self, key)}")
         if not 0.0 <= self.val_split < 1.0:
             raise bad("val_split", f"must be a fraction in [0, 1), not {self.val_split}")
         for key in ("image_size", "crop_size", "max_train_images", "max_val_images"):

@@ -237,10 +237,14 @@ class Run:
         # (Each process of a torchrun job draws its own dropout masks and crops.)
         torch.manual_seed(cfg.seed * 1_000_003 + epoch + 100_000_007 * dinfo.rank)
         gen = torch.Generator(device=device).manual_seed(cfg.seed * 7919 + epoch + 100_000_007 * dinfo.rank)
+        # the distortions and the colour noise draw from their own generator: an arm with colour noise
+        # sees the same crops and flips as one without
+        noise = torch.Generator(device=device).manual_seed(cfg.seed * 6_700_417 + epoch + 100_000_007 * dinfo.rank + 1)
+        gens = resume.EpochGenerators(gen, noise)
         ep = EpochState()
         self.step.reset(state.global_step)
         if state.partial is not None:
-            ep = resume.restore_position(state.partial, self.step, gen, state.global_step, dinfo, device,
+            ep = resume.restore_position(state.partial, self.step, gens, state.global_step, dinfo, device,
                                          f"{self.folder.out}/last.pt", self.say)
             state.partial = None
         self.train_loader.set_epoch(epoch, ep.batches_done)
@@ -252,11 +256,11 @@ class Run:
                    unit="img", disable=not progress or None, leave=False, dynamic_ncols=True)
 
         def after_step(gstep: int, st: EpochState) -> bool:
-            return self.after_step(gstep, st, state, epoch, gen, desc, bar, stop)
+            return self.after_step(gstep, st, state, epoch, gens, desc, bar, stop)
 
         with bar:
             state.global_step, stopped = train_epoch(
-                self.step, self.batches, lambda x: self.augment(x, self.transform, gen, self.channels_last),
+                self.step, self.batches, lambda x: self.augment(x, self.transform, gen, self.channels_last, noise),
                 self.schedule, state.global_step, cfg, len(self.train_loader), ep, bar, after_step)
         if stopped:
             raise KeyboardInterrupt
@@ -266,7 +270,7 @@ class Run:
         return EpochTotals(loss_sum, correct, seen, seen - seen_before, ep.seconds_before,
                            time.perf_counter() - ep.started, ep.started)
 
-    def after_step(self, gstep: int, st: EpochState, state: TrainState, epoch: int, gen: torch.Generator,
+    def after_step(self, gstep: int, st: EpochState, state: TrainState, epoch: int, gens: resume.EpochGenerators,
                    desc: str, bar: Any, stop: StopSignals) -> bool:
         """After each optimizer step: host-only work unless this is a log or checkpoint point. Under
         torchrun the stop decision needs the other processes, so it is taken at those points only.
@@ -285,7 +289,7 @@ class Run:
                 bar.set_postfix(loss=f"{loss_sum / st.seen:.3f}", acc=f"{correct / st.seen:.3f}",
                                 lr=f"{base_lr(self.optimizer):.2g}")
             if (stopping or ckpt_point) and mid_epoch:
-                position = resume.capture_position(st, gstep, (loss_sum, correct), gen, self.device)
+                position = resume.capture_position(st, gstep, (loss_sum, correct), gens, self.device)
                 self.folder.save(self.checkpoint(state, epoch, state.rows[-1] if state.rows else {}, True, position),
                                  "last.pt")
         return stopping
@@ -442,7 +446,9 @@ def setup(cfg: TrainConfig, dinfo: DistInfo, folder: RunFolder, say: Callable[[s
     if len(train_loader) == 0:
         raise UserError(f"--data {cfg.data}: no training images")
     batches = Prefetcher(train_loader, device, depth=cfg.prefetch, threads=max(1, min(cfg.workers, 4)))
-    augment = TrainAugment(cfg.random_crop, cfg.translate, cfg.flip, cfg.pca_lighting, cfg.pca_lighting_form)
+    augment = TrainAugment(cfg.random_crop, cfg.translate, cfg.flip, cfg.pca_lighting, cfg.pca_lighting_form,
+                           affine_scale=cfg.affine_scale, affine_squeeze=cfg.affine_squeeze,
+                           affine_shear=cfg.affine_shear)
     if cfg.pca_lighting > 0:
         augment.eigval, augment.eigvec = rgb_eigen(train_ds, transform.channels)
     return Run(cfg, dinfo, folder, device, precision, channels_last, train_ds, val_ds, classes, transform, model,

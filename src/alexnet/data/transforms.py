@@ -274,11 +274,37 @@ def ten_crop(x: torch.Tensor, size: int) -> torch.Tensor:
     return torch.cat([five, five.flip(-1)], 1)
 
 
+def random_affine(x: torch.Tensor, scale: float, squeeze: float, shear: float,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """LeCun et al.'s (1998) planar affine distortions, one draw per image of a (N, C, H, W) batch
+    about its centre: scaling by 1 + u (u uniform in [-scale, scale]), squeezing (the width times
+    1 + v and the height divided by it, v in [-squeeze, squeeze]) and horizontal shearing (x + w y, w
+    in [-shear, shear]); bilinear, zeros outside (the images' background before normalisation).
+    Returns float32 in the input's units. Translations are the random crop's (``translate``)."""
+    n = x.shape[0]
+    gen_device = generator.device if generator is not None else x.device
+    u = on_device(torch.rand(n, 3, generator=generator, device=gen_device), x.device) * 2 - 1
+    s = 1 + scale * u[:, 0]
+    q = 1 + squeeze * u[:, 1]
+    w = shear * u[:, 2]
+    sx, sy = s * q, s / q
+    # affine_grid maps output coordinates to input ones: the inverse of [[sx, w], [0, sy]]
+    theta = torch.zeros(n, 2, 3, device=x.device)
+    theta[:, 0, 0], theta[:, 0, 1], theta[:, 1, 1] = 1 / sx, -w / (sx * sy), 1 / sy
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
 @dataclass
 class TrainAugment:
-    """Training-time augmentation: random crop (optionally after a zero-pad shift), flips and the
-    PCA colour noise (``lighting`` = the std of its alphas; 0 turns it off; ``lighting_form``: see
-    ``pca_lighting``). ``place`` puts the eigen-decomposition on the training device."""
+    """Training-time augmentation: random crop (optionally after a zero-pad shift), flips, LeCun's
+    affine distortions (``affine_*``; 0 turns each off) and the PCA colour noise (``lighting`` = the
+    std of its alphas; 0 turns it off; ``lighting_form``: see ``pca_lighting``). ``place`` puts the
+    eigen-decomposition on the training device.
+
+    The crops and flips draw from ``generator``; the distortions and the colour noise from
+    ``noise_generator`` (``generator`` when it is not given), so that two runs that differ only in
+    the noise see the same crops and flips, batch after batch."""
 
     random_crop: bool = True
     translate: int = 0
@@ -287,6 +313,9 @@ class TrainAugment:
     lighting_form: str = "cuda-convnet"  # see pca_lighting
     eigval: torch.Tensor | None = None
     eigvec: torch.Tensor | None = None
+    affine_scale: float = 0.0
+    affine_squeeze: float = 0.0
+    affine_shear: float = 0.0
 
     def place(self, device: torch.device) -> "TrainAugment":
         """Put the PCA eigen-decomposition on ``device`` now, not in the first step; returns self."""
@@ -294,8 +323,13 @@ class TrainAugment:
             self.eigval, self.eigvec = self.eigval.to(device), self.eigvec.to(device)
         return self
 
+    @property
+    def distorts(self) -> bool:
+        return bool(self.affine_scale or self.affine_squeeze or self.affine_shear)
+
     def __call__(self, x: torch.Tensor, t: EvalTransform, generator: torch.Generator | None = None,
-                 channels_last: bool = False) -> torch.Tensor:
+                 channels_last: bool = False, noise_generator: torch.Generator | None = None) -> torch.Tensor:
+        noise = noise_generator if noise_generator is not None else generator
         x = t.subtract_mean_image(resize_batch(x, t.image_size))
         if self.random_crop and (t.crop_size < t.image_size or self.translate):
             x = random_crop(x, t.crop_size, self.translate, generator, flip=self.flip)
@@ -305,11 +339,13 @@ class TrainAugment:
                 x = random_flip(x, generator)
         if t.pad:
             x = F.pad(x, (t.pad,) * 4)
+        if self.distorts:
+            x = random_affine(x, self.affine_scale, self.affine_squeeze, self.affine_shear, noise)
         x = match_channels(x, t.channels)
         if self.lighting > 0:
             if self.eigval is None or self.eigvec is None or x.shape[1] != 3:
                 raise ValueError("PCA lighting needs 3-channel images and the training set's eigen-decomposition")
-            x = pca_lighting(x.float(), self.eigval, self.eigvec, self.lighting, generator, self.lighting_form)
+            x = pca_lighting(x.float(), self.eigval, self.eigvec, self.lighting, noise, self.lighting_form)
             if self.lighting_form == "cuda-convnet":  # the batch scaled down as cuda-convnet's was, once centred
                 return normalize(x, t.mean, t.std, channels_last) * (1.0 / (1.0 + self.lighting))
         return normalize(x, t.mean, t.std, channels_last)

@@ -115,14 +115,23 @@ def restore(ck: dict[str, Any], *, cfg: TrainConfig, classes: list[str], model: 
     return state, EvalTransform.from_dict(ck["eval_transform"])
 
 
-def capture_position(st: EpochState, global_step: int, sums: tuple[float, float], gen: torch.Generator,
+@dataclass
+class EpochGenerators:
+    """An epoch's generators on the training device: the crops' and flips' (``crops``) and the
+    distortions' and colour noise's (``noise``)."""
+
+    crops: torch.Generator
+    noise: torch.Generator
+
+
+def capture_position(st: EpochState, global_step: int, sums: tuple[float, float], gens: EpochGenerators,
                      device: torch.device) -> dict[str, Any]:
     """Where an epoch stands, for a mid-epoch checkpoint. Every process takes part (the decision to
     checkpoint is the same on all of them): the running sums are added up and each process's random
     states kept, indexed by rank; and the epoch's training time so far (the main process's), so that
     a resumed epoch's ``train_seconds`` counts both of its parts."""
     (acc,) = all_reduce_sum(torch.tensor([sums[0], sums[1], st.seen], dtype=torch.float64, device=device))
-    rng = {"rng": torch.get_rng_state(), "gen": gen.get_state().cpu()}
+    rng = {"rng": torch.get_rng_state(), "gen": gens.crops.get_state().cpu(), "noise_gen": gens.noise.get_state().cpu()}
     if device.type == "cuda":
         rng["cuda_rng"] = torch.cuda.get_rng_state(device)
     return {"batches_done": st.batches_done, "global_step": global_step, "accum": acc.tolist(),
@@ -143,7 +152,7 @@ def restore_generator(gen: torch.Generator, saved: torch.Tensor, fallback_seed: 
     return False
 
 
-def restore_position(partial: dict[str, Any], step: TrainStep, gen: torch.Generator, global_step: int,
+def restore_position(partial: dict[str, Any], step: TrainStep, gens: EpochGenerators, global_step: int,
                      dinfo: DistInfo, device: torch.device, where: str, say: Callable[[str], None]) -> EpochState:
     """Continue an epoch exactly where a mid-epoch checkpoint left it: position, running sums, random
     states. Written on another kind of device, the epoch goes on from a fresh seed (said in the log)."""
@@ -155,7 +164,10 @@ def restore_position(partial: dict[str, Any], step: TrainStep, gen: torch.Genera
     step.reset(global_step, float(accum[0]), float(accum[1]))
     mine = rngs[dinfo.rank]
     torch.set_rng_state(mine["rng"])
-    exact = restore_generator(gen, mine["gen"], fallback_seed=1_000_003 * global_step + 7919 * dinfo.rank + 17)
+    exact = restore_generator(gens.crops, mine["gen"], fallback_seed=1_000_003 * global_step + 7919 * dinfo.rank + 17)
+    # checkpoints written before the noise had its own generator drew it from the crops' one
+    if "noise_gen" in mine:
+        exact &= restore_generator(gens.noise, mine["noise_gen"], fallback_seed=1_000_033 * global_step + dinfo.rank)
     if device.type == "cuda":
         if "cuda_rng" in mine:
             torch.cuda.set_rng_state(mine["cuda_rng"], device)
