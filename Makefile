@@ -9,7 +9,7 @@ DATA   ?= ../shared/data
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --disable-pip-version-check -q -e ".[dev,export,serve]"
+	$(BIN)/python -m pip install --disable-pip-version-check -q -e ".[dev,export,serve,experiments]"
 	touch $(STAMP)
 
 install: $(STAMP)  ## create .venv and install the package with its test tools
@@ -39,7 +39,7 @@ bench: $(STAMP)  ## time-to-accuracy of the shipped recipes on the real data (Le
 	$(BIN)/python benchmarks/time_to_accuracy.py --data-root $(DATA) --only lenet5_mnist --seeds 0 1 2
 	$(BIN)/python benchmarks/time_to_accuracy.py --data-root $(DATA) --only cifar_18pct_cifar10 --seeds 0
 
-experiments: $(STAMP)  ## every paper experiment with its defaults on the real data, then the report (about 5 hours on 2 CPU cores)
+experiments: $(STAMP)  ## the protocol's (v2) experiments with their defaults on the real data, then the report (about 10 hours on 2 CPU cores)
 	ALEXNET=$(BIN)/alexnet benchmarks/paper_experiments.sh $(DATA) runs/paper
 
 clean:

@@ -1,46 +1,94 @@
-"""The README's table of the paper's claims, one row per claim, from published experiment folders.
+"""The README's table of the paper's claims, one row per claim and protocol version, from published
+experiment folders.
 
     python benchmarks/paper_table.py docs/paper        # prints the Markdown table
 
-Rows follow `alexnet experiment list`'s order; an experiment's first row is its primary claim (its
-verdict in bold). Every cell comes from the folders' result.json, so the README's table is this
-command's output, never typed by hand. Minutes are ``train_seconds``: every run's own time (training
-and its evaluations, a learning-rate search's runs included), so an experiment resumed after an
-interruption, which reuses its finished runs, counts them as the report pages do.
+Rows follow `alexnet experiment list`'s order. For each experiment: the second version's claims
+(``docs/paper/NAME``; its primary claim's verdict in bold), then the first version's, superseded
+(``docs/paper/v1/NAME``). An experiment the second version has not published yet says why: pending
+(its runs are under way), not rerun or not run (the protocol says which). Every cell comes from the
+folders' result.json, so the README's table is this command's output, never typed by hand. The
+interval is the two-sided 95% t interval of the effect (for first-version results, which did not
+record it, computed from their t, n and mean). Minutes are ``train_seconds``: every run's own time
+(training and its evaluations, a pilot's or a search's runs included).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
+from typing import Any
 
 from alexnet.experiments import EXPERIMENTS
-from alexnet.experiments.base import fmt_any_test
 from alexnet.experiments.report import load_results
+from alexnet.experiments.verdicts import fmt_any_interval, fmt_any_test
+
+NOT_IN_V2 = {"relu-vs-tanh": "not rerun: the first version's result stands (protocol v2)",
+             "weight-decay": "not run: beyond the CPU budget (protocol v2)"}
+
+
+def _interval(test: dict[str, Any]) -> str:
+    """The test's interval; a first-version test's from its t, n and mean (it recorded none)."""
+    if test.get("ci") or test.get("kind") == "sign" or not test:
+        return fmt_any_interval(test)
+    if ": below " in test.get("what", "") or ": above " in test.get("what", ""):
+        return "—"  # a first-version level test: its mean is the distance to the bound, not the error
+    t, n, mean = test.get("t"), test.get("n", 0), test.get("mean")
+    if t is None or n < 2 or mean is None or t == 0 or math.isinf(t):
+        return "—"
+    from scipy import stats
+
+    se = abs(mean / t)
+    half = float(stats.t.ppf(0.975, n - 1)) * se
+    centre = mean + test.get("null", 0.0)
+    log = test.get("unit") == " (log ratio)"
+    return fmt_any_interval({**test, "ci": [centre - half, centre + half], "log": log})
+
+
+def _rows(name: str, r: dict[str, Any], version: int) -> list[str]:
+    out = []
+    for i, c in enumerate(r["verdict"]["claims"]):
+        test = c.get("test") or {}
+        ratio = test.get("ratio_to_paper")
+        status = f"**{c['status']}**" if i == 0 and version == 2 else c["status"]
+        out.append(f"| {name if i == 0 else ''} ({r['section']}) | {'v2' if version == 2 else 'v1, superseded'} | "
+                   f"{c['claim']} | {c.get('paper') or '—'} | {c.get('figure') or '—'} | {status} | "
+                   f"{fmt_any_test(test)} | {_interval(test)} | {f'{ratio:.2f}x' if ratio is not None else '—'} | "
+                   f"{r['train_seconds'] / 60:.1f} |")
+    return out
+
+
+def _load(root: Path) -> dict[str, dict[str, Any]]:
+    if not root.is_dir():
+        return {}
+    folders = [d for d in sorted(root.iterdir()) if (d / "result.json").is_file()]
+    return {r["experiment"]: r for _, r in load_results(folders)} if folders else {}
 
 
 def table(root: Path) -> str:
-    folders = [d for d in sorted(root.iterdir()) if (d / "result.json").is_file()]
-    results = {r["experiment"]: r for _, r in load_results(folders)}
-    order = [n for n in EXPERIMENTS if n in results] + sorted(set(results) - set(EXPERIMENTS))
-    lines = ["| experiment (paper) | claim | paper | ours: the verdict's figure | verdict | test | "
-             "ratio to the paper's | minutes |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for name in order:
-        r = results[name]
-        for i, c in enumerate(r["verdict"]["claims"]):
-            test = c.get("test") or {}
-            ratio = test.get("ratio_to_paper")
-            status = f"**{c['status']}**" if i == 0 else c["status"]
-            lines.append(f"| {name if i == 0 else ''} ({r['section']}) | {c['claim']} | {c.get('paper') or '—'} | "
-                         f"{c.get('figure') or '—'} | {status} | {fmt_any_test(test)} | "
-                         f"{f'{ratio:.2f}x' if ratio is not None else '—'} | {r['train_seconds'] / 60:.1f} |")
+    current, first = _load(root), _load(root / "v1")
+    names = [n for n in EXPERIMENTS if n in current or n in first]
+    names += sorted((set(current) | set(first)) - set(names))
+    lines = ["| experiment (paper) | protocol | claim | paper | ours: the verdict's figure | verdict | test | "
+             "95% interval | ratio to the paper's | minutes |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for name in names:
+        if name in current:
+            lines += _rows(name, current[name], 2)
+        else:
+            section = first[name]["section"] if name in first else EXPERIMENTS[name].section
+            why = NOT_IN_V2.get(name, "pending: its runs are under way (protocol v2)")
+            lines.append(f"| {name} ({section}) | v2 | — | — | {why} | — | — | — | — | — |")
+        if name in first:
+            lines += _rows(name if name not in current else "", first[name], 1)
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("root", type=Path, help="a folder of experiment folders (docs/paper)")
+    p.add_argument("root", type=Path, help="a folder of experiment folders (docs/paper; the first version's in v1/)")
     args = p.parse_args(argv)
     if not args.root.is_dir():
         print(f"paper_table: {args.root}: not a folder", file=sys.stderr)

@@ -24,6 +24,7 @@ OPTIONAL = {
     "uvicorn": "the [serve] extra", "matplotlib": "plots: a second to import, and only some commands draw",
     "torch.utils.tensorboard": "TensorBoard: seconds to import, only training writes events",
     "torch.utils.cpp_extension": "builds the optional fused kernel (needs a compiler)", "triton": "GPU kernels",
+    "scipy": "the [experiments] extra: the experiments' statistics",
 }
 TOP_LAYER = ("alexnet", "alexnet.cli", "alexnet.commands")  # may import the package inside functions
 # package modules that exist to hold an optional dependency, imported inside functions like it

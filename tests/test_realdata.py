@@ -62,7 +62,7 @@ def test_experiment_runs_on_the_real_data(name: str, kind: str, epochs: int, ima
     from alexnet.experiments import run_experiment
 
     r = run_experiment(name, f"{kind}:{ROOT}", tmp_path / name, seeds=1, epochs=epochs, train_images=images,
-                       val_images=1000, progress=False, log=lambda s: None)
+                       val_images=1000, progress=False, log=lambda s: None, pilot=False)
     on_disk = json.loads((tmp_path / name / "result.json").read_text())
     assert on_disk["verdict"] == r["verdict"] and on_disk["settings"]["train_images"] == images
     for run in on_disk["runs"]:
@@ -72,10 +72,8 @@ def test_experiment_runs_on_the_real_data(name: str, kind: str, epochs: int, ima
             assert 0.0 <= run["ten_crop_top1_error"] <= 1.0
         else:
             assert 0.0 <= run["test_top1_error"] <= 1.0
-    if name == "lenet5":  # 156 steps, the first 78 a warm-up, in the paper's input range: the judged
-        # network (1998) learns (measured: 10.0% test error; chance is 90%). The linear-output arm and
-        # the modern net have not left chance yet this early (88.8%, 82.6%): measured, not asserted.
-        (old,) = [run for run in on_disk["runs"] if run["arm"] == "1998"]
-        assert old["test_top1_error"] < 0.3
-        assert {a["name"] for a in on_disk["arms"]} == {"1998", "1998, full C3", "1998, max pooling",
-                                                        "1998, linear output", "modern"}
+    if name == "lenet5":  # 156 steps, the first 78 a warm-up, in the paper's input range: the network
+        # without distortions learns (chance is 90%); the distorted arm is measured, not asserted
+        (plain,) = [run for run in on_disk["runs"] if run["arm"] == "1998, no distortions"]
+        assert plain["test_top1_error"] < 0.3
+        assert {a["name"] for a in on_disk["arms"]} == {"1998, no distortions", "1998, distortions"}

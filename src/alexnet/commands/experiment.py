@@ -22,6 +22,8 @@ def add_parser(sub: Any) -> None:
     x.add_argument("--train-images", type=int, metavar="N", help="train on a random subset of N images per seed")
     x.add_argument("--val-images", type=int, metavar="N", help="test on a random subset of N images")
     x.add_argument("--device", default="auto")
+    x.add_argument("--no-pilot", action="store_true",
+                   help="skip the pilot that checks the learning rate (quick trials; not a protocol run)")
     x.add_argument("--json", action="store_true", help="print result.json")
     x.add_argument("--quiet", action="store_true", help="no progress bars")
     x.set_defaults(func=run)
@@ -45,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or f"runs/experiments/{spec.name}"
     command = "alexnet " + shlex.join(args.argv) if getattr(args, "argv", None) else None
     r = run_experiment(spec.name, data, out, seeds=args.seeds, epochs=args.epochs, train_images=args.train_images,
-                       val_images=args.val_images, device=args.device, progress=not args.quiet, command=command)
+                       val_images=args.val_images, device=args.device, progress=not args.quiet, command=command,
+                       pilot=not args.no_pilot)
     if args.json:
         print(json.dumps(r, indent=2))
         return 0

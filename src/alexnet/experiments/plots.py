@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..files import atomic_savefig
-from .base import Run
+from .library import Run
 
 COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
 

@@ -12,11 +12,96 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import UserError
-from .base import PROTOCOL, _options_text, fmt_any_test, report_markdown
+from .provenance import PROTOCOL
+from .verdicts import fmt_any_interval, fmt_any_test
 
 VERDICT_COLOURS = {"reproduced": "#1a7f37", "reproduced in direction, size differs": "#9a6700",
                    "reproduced in direction, size censored": "#9a6700", "not significant": "#57606a",
+                   "not significant: excludes the paper's size": "#cf222e",
+                   "inconclusive: too small a test": "#57606a", "inconclusive: confounded": "#57606a",
                    "inconclusive": "#57606a", "contradicted": "#cf222e"}
+
+
+def report_markdown(result: dict[str, Any], *, heading: str = "#", image_prefix: str = "") -> str:
+    """One experiment's page: the claim, a table of paper against measurement, each claim's verdict
+    with its test, the arms, plots."""
+    r = result
+    s = r["settings"]
+    v = r["verdict"]
+    lines = [
+        f"{heading} {r['title']}",
+        "",
+        f"**Claim** ({r['section']}): {r['claim']}",
+        "",
+        "| quantity | paper | ours |",
+        "| --- | --- | --- |",
+        *[f"| {row['quantity']} | {row['paper']} | {row['ours']} |" for row in r["table"]],
+        "",
+        f"**Verdict: {v['status']}** ({v.get('figure', '')}) — {v['reason']}.",
+        "",
+    ]
+    claims = v.get("claims") or []
+    v2 = protocol_version(r) >= 2  # the first version's pages stay as they were written
+    if claims:
+        lines += ["| claim | figure | verdict | test | " + ("95% interval | " if v2 else "") + "effect / paper's |",
+                  "| --- | --- | --- | --- | " + ("--- | " if v2 else "") + "--- |"]
+        for c in claims:
+            t = c.get("test") or {}
+            ratio = t.get("ratio_to_paper")
+            lines.append(f"| {c['claim']} | {c['figure']} | **{c['status']}** | {fmt_any_test(t)} | "
+                         + (f"{fmt_any_interval(t)} | " if v2 else "") + f"{'—' if ratio is None else f'{ratio:.2f}x'} |")
+        lines.append("")
+    arms = r.get("arms") or []
+    if arms:
+        lines += ["| arm | model | options | parameters |", "| --- | --- | --- | --- |"]
+        lines += [f"| {a['name']} | {a['model']} | {_options_text(a['options'])} | {a['parameters']:,} |" for a in arms]
+        lines.append("")
+    lines += [f"- {n}" for n in r.get("notes", [])]
+    if r.get("notes"):
+        lines.append("")
+    lines += [f"![{Path(p).stem}]({image_prefix}{p})" for p in r["plots"]]
+    m = r["machine"]
+    proto = r.get("protocol") or {}
+    pw = r.get("power")
+    if pw:
+        lines += ["", f"Power (protocol): with {pw['seeds']} seeds the one-sided paired t-test detects the paper's "
+                      f"effect ({pw['paper_effect'] * 100:.2g} pts, pilot SD {pw['pilot_sd'] * 100:.2g} pts: "
+                      f"{pw['pilot']}) with probability {pw['power']:.2f}; 80% needs {pw['seeds_for_80_percent']} "
+                      f"seeds; these seeds detect {pw['detectable_at_80_percent'] * 100:.2g} pts with 80%."]
+    for pilot in r.get("pilots") or []:
+        if pilot.get("skipped"):
+            lines += ["", f"Pilot: skipped (--no-pilot), lr {pilot['chosen_lr']:g} untried: not the protocol's run."]
+            continue
+        tried = "; ".join(f"lr {t['lr']:g}: " + (", ".join(t["failures"]) or "every arm trains") for t in pilot["tried"])
+        lines += ["", f"Pilot (seed {pilot['seed']}, discarded): {tried}."]
+    prov = r.get("provenance")
+    if prov:
+        lines += ["", f"Provenance: code {str(prov.get('commit'))[:10]} ({'clean' if prov.get('clean') else 'not clean'}),"
+                      f" training code {str(prov.get('training_code'))[:12]}, {prov.get('cpu_hours', 0):.2f} CPU hours "
+                      f"over {len(r['runs'])} reported runs and {prov.get('other_runs', 0)} others; runs trained "
+                      f"{prov.get('first_started')} to {prov.get('last_finished')}."]
+    lines += [
+        "",
+        f"Protocol: `{proto.get('path', PROTOCOL)}`"
+        + (f" version {proto['version']}" if v2 else "") + f", section `{r['experiment']}`"
+        + (f" (commit {proto['commit'][:10]})" if proto.get("commit") else "") + ".  ",
+        f"Command: `{r['command']}`  ",
+        f"Seeds {len(s['seeds'])}, {s['epochs']} epochs per run, training images: "
+        f"{s['train_images'] or 'all'}; {len(r['runs'])} runs, {r['train_seconds'] / 60:.1f} min of training "
+        f"on {m['cpu']} ({m['torch_threads']} threads{', ' + m['gpu'] if m.get('gpu') else ''}); "
+        f"torch {r['versions']['torch']}, alexnet {r['versions']['alexnet']}, finished {r['finished']}.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def protocol_version(result: dict[str, Any]) -> int:
+    """The protocol version a result was judged under (the first version's results record none)."""
+    return int((result.get("protocol") or {}).get("version") or 1)
+
+
+def _options_text(options: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in options.items() if k != "in_chans") or "—"
 
 
 def load_results(dirs: Sequence[str | os.PathLike[str]]) -> list[tuple[Path, dict[str, Any]]]:
