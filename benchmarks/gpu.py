@@ -35,16 +35,16 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "src"))
 
-from alexnet.bench import bench_train  # noqa: E402
-from alexnet.bench import cpu_name  # noqa: E402
+from alexnet.bench import bench_train, cpu_name  # noqa: E402  (the checkout's package, before any install)
 from alexnet.testing import synthetic_jpegs, synthetic_packed  # noqa: E402
 
 CUDA = torch.cuda.is_available()
@@ -57,6 +57,7 @@ class RowTimeout(Exception):
 @contextlib.contextmanager
 def time_limit(seconds: float) -> Iterator[None]:
     """Raise RowTimeout in the main thread after ``seconds`` (SIGALRM)."""
+
     def expire(signum: int, frame: Any) -> None:
         raise RowTimeout(f"over its limit of {seconds:.0f} s")
 
@@ -80,7 +81,7 @@ def env() -> dict[str, str]:
 def train_cli(args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
     r = subprocess.run(alexnet_cmd("train", *args), capture_output=True, text=True, env=env(), timeout=timeout)
     if r.returncode != 0:
-        raise RuntimeError((r.stderr.strip().splitlines() or ["exit %d" % r.returncode])[-1][:300])
+        raise RuntimeError((r.stderr.strip().splitlines() or [f"exit {r.returncode}"])[-1][:300])
     return r
 
 
@@ -108,8 +109,11 @@ def main() -> int:
     t0 = time.perf_counter()
     device = torch.cuda.get_device_name(0) if CUDA else cpu_name()
     workers = 2 if smoke else min(16, os.cpu_count() or 4)
-    size = dict(images=48, jpegs=16, batch=4, steps=2, repeats=1, alexnet_images=21, alexnet_batch=4) if smoke else \
-        dict(images=20000, jpegs=4096, batch=256, steps=20, repeats=3, alexnet_images=5000, alexnet_batch=128)
+    size = (
+        dict(images=48, jpegs=16, batch=4, steps=2, repeats=1, alexnet_images=21, alexnet_batch=4)
+        if smoke
+        else dict(images=20000, jpegs=4096, batch=256, steps=20, repeats=3, alexnet_images=5000, alexnet_batch=128)
+    )
     table: list[dict[str, Any]] = []  # rows of the throughput table
     checks: list[tuple[str, str]] = []  # (row, result) of the other rows
 
@@ -137,10 +141,18 @@ def main() -> int:
 
     def throughput(label: str, models: list[str], **kw: Any) -> Callable[[], None]:
         def go() -> None:
-            for r in bench_train(models, log=lambda s: None, workers=workers, device="cuda" if CUDA else "cpu",
-                                 steps=size["steps"], repeats=size["repeats"], **kw):
+            for r in bench_train(
+                models,
+                log=lambda s: None,
+                workers=workers,
+                device="cuda" if CUDA else "cpu",
+                steps=size["steps"],
+                repeats=size["repeats"],
+                **kw,
+            ):
                 r["label"] = label
                 table.append(r)
+
         return go
 
     with tempfile.TemporaryDirectory(prefix="alexnet-gpu-") as tmp_name:
@@ -151,40 +163,97 @@ def main() -> int:
         models = ["alexnet", "alexnet_tv"]
         bs = size["batch"]
         limit = 45 if smoke else 90
-        row(f"end to end, bf16, batch {bs} (+ torchvision reference, fp32)", limit,
-            throughput(f"end to end, bf16, batch {bs}", models, batch_size=bs, precision="bf16", data=str(packed),
-                       jpeg_dir=str(jpegs)))
+        row(
+            f"end to end, bf16, batch {bs} (+ torchvision reference, fp32)",
+            limit,
+            throughput(
+                f"end to end, bf16, batch {bs}",
+                models,
+                batch_size=bs,
+                precision="bf16",
+                data=str(packed),
+                jpeg_dir=str(jpegs),
+            ),
+        )
         for precision in ("bf16", "fp32"):
-            for b in ([bs] if smoke else [128, 256, 512]):
-                row(f"step, {precision}, batch {b}", limit,
-                    throughput(f"step, {precision}, batch {b}", models, batch_size=b, precision=precision,
-                               lrn_share=b == bs))
-        row(f"step, bf16, batch {bs}, CUDA graphs", limit,
-            throughput(f"step, bf16, batch {bs}, CUDA graphs", models, batch_size=bs, precision="bf16",
-                       cuda_graphs=True, lrn_share=False), needs="cuda")
-        row(f"step, bf16, batch {bs}, torch.compile", 150,
-            throughput(f"step, bf16, batch {bs}, torch.compile", models, batch_size=bs, precision="bf16",
-                       compile=True, warmup=3, lrn_share=False), needs="cuda")
+            for b in [bs] if smoke else [128, 256, 512]:
+                row(
+                    f"step, {precision}, batch {b}",
+                    limit,
+                    throughput(
+                        f"step, {precision}, batch {b}", models, batch_size=b, precision=precision, lrn_share=b == bs
+                    ),
+                )
+        row(
+            f"step, bf16, batch {bs}, CUDA graphs",
+            limit,
+            throughput(
+                f"step, bf16, batch {bs}, CUDA graphs",
+                models,
+                batch_size=bs,
+                precision="bf16",
+                cuda_graphs=True,
+                lrn_share=False,
+            ),
+            needs="cuda",
+        )
+        row(
+            f"step, bf16, batch {bs}, torch.compile",
+            150,
+            throughput(
+                f"step, bf16, batch {bs}, torch.compile",
+                models,
+                batch_size=bs,
+                precision="bf16",
+                compile=True,
+                warmup=3,
+                lrn_share=False,
+            ),
+            needs="cuda",
+        )
 
         # 2. the paper's alexnet trained by the CLI, each epoch ending on a short batch
         n, b = size["alexnet_images"], size["alexnet_batch"]
         paper = synthetic_packed(tmp / "paper", n, classes=10, val=max(8, n // 10))
         assert n % b, "the point: an epoch's last batch is short"
-        base = ["--model", "alexnet", "--data", str(paper), "--epochs", "2", "--batch-size", str(b),
-                "--workers", str(workers), "--recipe", "none", "--normalize", "meanstd", "--lr", "0.01"]
+        base = [
+            "--model",
+            "alexnet",
+            "--data",
+            str(paper),
+            "--epochs",
+            "2",
+            "--batch-size",
+            str(b),
+            "--workers",
+            str(workers),
+            "--recipe",
+            "none",
+            "--normalize",
+            "meanstd",
+            "--lr",
+            "0.01",
+        ]
 
         def train_row(extra: list[str], tag: str) -> Callable[[], str]:
             def go() -> str:
                 out = tmp / f"train-{tag}"
                 train_cli(base + ["--out", str(out), *extra], timeout=max(30, left()))
                 m = metrics(out)
-                return f"2 epochs of {n:,} images, batch {b}: {float(m[-1]['images_per_sec']):,.0f} img/s in epoch 2, " \
-                       f"train loss {float(m[-1]['train_loss']):.4f}"
+                return (
+                    f"2 epochs of {n:,} images, batch {b}: {float(m[-1]['images_per_sec']):,.0f} img/s in epoch 2, "
+                    f"train loss {float(m[-1]['train_loss']):.4f}"
+                )
+
             return go
 
         row("alexnet train, 2 epochs, short last batch", 240, train_row([], "eager"))
-        row("alexnet train, 2 epochs, short last batch, --cuda-graphs", 240, train_row(["--cuda-graphs"], "graphs"),
-            needs="cuda")
+        row(
+            "alexnet train, 2 epochs, short last batch, --cuda-graphs",
+            240,
+            train_row(["--cuda-graphs"], "graphs"),
+            needs="cuda",
+        )
 
         # 3. kill -9 mid-run, --resume, the same weights as an uninterrupted run
         def kill_and_resume() -> str:
@@ -192,8 +261,12 @@ def main() -> int:
             args3 = base + ["--deterministic", "--checkpoint-every", str(every), "--epochs", "2"]
             whole, cut = tmp / "whole", tmp / "cut"
             train_cli(args3 + ["--out", str(whole)], timeout=max(30, left()))
-            proc = subprocess.Popen(alexnet_cmd("train", *args3, "--out", str(cut)), env=env(),
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            proc = subprocess.Popen(
+                alexnet_cmd("train", *args3, "--out", str(cut)),
+                env=env(),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             deadline = time.monotonic() + max(30, left())
             while not (cut / "last.pt").exists() and proc.poll() is None and time.monotonic() < deadline:
                 time.sleep(0.05)
@@ -220,10 +293,12 @@ def main() -> int:
                 g = torch.randn_like(x)
                 times, results = {}, {}
                 for impl in ("triton", "torch"):
-                    def step() -> torch.Tensor:
+
+                    def step(x: torch.Tensor = x, g: torch.Tensor = g, impl: str = impl) -> torch.Tensor:
                         y = R.cross_map_norm(x, 5, 1e-4 / 5, 0.75, 2.0, impl=impl, groups=2)
                         (dx,) = torch.autograd.grad(y, x, g)
                         return torch.cat([y.flatten(), dx.flatten()])
+
                     for _ in range(3):
                         results[impl] = step()
                     torch.cuda.synchronize()
@@ -234,9 +309,11 @@ def main() -> int:
                     times[impl] = (time.perf_counter() - t) / 20
                 diff = float((results["triton"].float() - results["torch"].float()).abs().max())
                 moved = sum(bytes_moved(tuple(x.shape), 2).values())
-                out.append(f"{c}x{hw}x{hw}: triton {times['triton'] * 1e3:.2f} ms, torch {times['torch'] * 1e3:.2f} ms "
-                           f"({times['torch'] / times['triton']:.1f}x), max diff {diff:.1e}, "
-                           f"{moved / times['triton'] / 1e9:,.0f} GB/s of the traffic model")
+                out.append(
+                    f"{c}x{hw}x{hw}: triton {times['triton'] * 1e3:.2f} ms, torch {times['torch'] * 1e3:.2f} ms "
+                    f"({times['torch'] / times['triton']:.1f}x), max diff {diff:.1e}, "
+                    f"{moved / times['triton'] / 1e9:,.0f} GB/s of the traffic model"
+                )
             return f"batch {batch}, bf16, forward + backward: " + "; ".join(out)
 
         row("Triton LRN against the torch fallback", 60, triton_lrn, needs="cuda")
@@ -244,13 +321,35 @@ def main() -> int:
         # 5. DDP
         def ddp() -> str:
             out = tmp / "ddp"
-            cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
-                   "alexnet", "train", "--model", "alexnet_tv", "--data", str(packed), "--out", str(out),
-                   "--epochs", "2", "--batch-size", "512", "--precision", "bf16", "--workers", str(workers // 2)]
+            cmd = [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--standalone",
+                "--nproc_per_node=2",
+                "-m",
+                "alexnet",
+                "train",
+                "--model",
+                "alexnet_tv",
+                "--data",
+                str(packed),
+                "--out",
+                str(out),
+                "--epochs",
+                "2",
+                "--batch-size",
+                "512",
+                "--precision",
+                "bf16",
+                "--workers",
+                str(workers // 2),
+            ]
             r = subprocess.run(cmd, capture_output=True, text=True, env=env(), timeout=max(30, left()))
             if r.returncode != 0:
                 raise RuntimeError((r.stderr.strip().splitlines() or ["?"])[-1][:200])
-            return f"2-process DDP, alexnet_tv, bf16, total batch 512: {float(metrics(out)[-1]['images_per_sec']):,.0f} img/s"
+            rate = float(metrics(out)[-1]["images_per_sec"])
+            return f"2-process DDP, alexnet_tv, bf16, total batch 512: {rate:,.0f} img/s"
 
         row("2-process DDP", 120, ddp, needs="2 GPUs")
     total = time.perf_counter() - t0
@@ -272,10 +371,12 @@ def main() -> int:
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in table:
-        lines.append(f"| {r['label']} | `{r['model']}` | {r['batch_size']} | {r['precision']} | "
-                     f"{f(r['step_images_per_sec'])} | {f(r['lrn_share'], '{:.0%}')} | {f(r['images_per_sec'])} | "
-                     f"{f(r['baseline_images_per_sec'])} | {f(r['ratio'], '{:.1f}x')} | "
-                     f"{f(r['step_flops_fraction'], '{:.0%}')} |")
+        lines.append(
+            f"| {r['label']} | `{r['model']}` | {r['batch_size']} | {r['precision']} | "
+            f"{f(r['step_images_per_sec'])} | {f(r['lrn_share'], '{:.0%}')} | {f(r['images_per_sec'])} | "
+            f"{f(r['baseline_images_per_sec'])} | {f(r['ratio'], '{:.1f}x')} | "
+            f"{f(r['step_flops_fraction'], '{:.0%}')} |"
+        )
     lines += ["", "| row | result |", "| --- | --- |"] + [f"| {name} | {result} |" for name, result in checks]
     text = "\n".join(lines) + "\n"
     print(text)
@@ -284,8 +385,9 @@ def main() -> int:
     name = "".join(c if c.isalnum() or c in "-_" else "-" for c in device.split(" (")[0]).strip("-").lower()
     name = ("smoke-" if smoke else "") + name
     (out_dir / f"gpu-{name}.md").write_text(text)
-    (out_dir / f"gpu-{name}.json").write_text(json.dumps({"table": table, "checks": checks, "smoke": smoke},
-                                                        indent=1, default=str) + "\n")
+    (out_dir / f"gpu-{name}.json").write_text(
+        json.dumps({"table": table, "checks": checks, "smoke": smoke}, indent=1, default=str) + "\n"
+    )
     print(f"wrote {out_dir / f'gpu-{name}.md'}")
     failed = [n for n, r in checks if r.startswith("FAILED")]
     return 1 if failed else 0

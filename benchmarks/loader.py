@@ -67,7 +67,8 @@ def main() -> int:
         f"{r['images_per_sec']:.0f} | {r['packed_bytes'] / 1e6:.1f} MB (raw) |\n"
         f"| the same, normalised on the CPU as well | {r['packed_normalised_images_per_sec']:.0f} | |\n\n"
         f"Speed-up: {r['speedup']:.1f}x ({r['speedup_normalised']:.1f}x with CPU normalisation). "
-        f"Runs: torchvision {[round(x) for x in r['runs_torchvision']]}, packed {[round(x) for x in r['runs_packed']]}, "
+        f"Runs: torchvision {[round(x) for x in r['runs_torchvision']]}, "
+        f"packed {[round(x) for x in r['runs_packed']]}, "
         f"packed + normalisation {[round(x) for x in r['runs_packed_normalised']]}.\n\n"
     )
     print(text)

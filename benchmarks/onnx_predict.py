@@ -25,13 +25,13 @@ from pathlib import Path
 import torch
 from _results import append_results
 
-from alexnet.testing import save_untrained_run
 from alexnet.demo import SAMPLE
-from alexnet.models import list_models
-from alexnet.inference.onnx import OnnxClassifier
-from alexnet.inference.classifier import expand_inputs, load
-from alexnet.runtime import cpu_model
 from alexnet.export import export_onnx
+from alexnet.inference.classifier import expand_inputs, load
+from alexnet.inference.onnx import OnnxClassifier
+from alexnet.models import list_models
+from alexnet.runtime import cpu_model
+from alexnet.testing import save_untrained_run
 
 HERE = Path(__file__).resolve().parent
 
@@ -69,26 +69,40 @@ def main() -> int:
             for _ in range(args.repeats):
                 t.append(rate(clf, paths))
                 o.append(rate(ort_clf, paths))
-            row = {"model": name, "weights": f"trained ({run.name})" if name in runs else "as initialised",
-                   "ok": "yes", "diff": r["max_abs_diff"], "mib": r["bytes"] / 2**20, "export_s": r["export_s"],
-                   "torch": statistics.median(t), "ort": statistics.median(o)}
+            row = {
+                "model": name,
+                "weights": f"trained ({run.name})" if name in runs else "as initialised",
+                "ok": "yes",
+                "diff": r["max_abs_diff"],
+                "mib": r["bytes"] / 2**20,
+                "export_s": r["export_s"],
+                "torch": statistics.median(t),
+                "ort": statistics.median(o),
+            }
             rows.append(row)
-            print(f"{name:12s} diff {row['diff']:.1e}  torch {row['torch']:7.1f} img/s  onnxruntime {row['ort']:7.1f} img/s",
-                  file=sys.stderr)
+            print(
+                f"{name:12s} diff {row['diff']:.1e}  torch {row['torch']:7.1f} img/s  "
+                f"onnxruntime {row['ort']:7.1f} img/s",
+                file=sys.stderr,
+            )
     import onnxruntime
 
     cmd = " ".join(["python benchmarks/onnx_predict.py", *(f"--run {r}" for r in args.run)])
-    lines = [f"## {time.strftime('%Y-%m-%d %H:%M')}, `{cmd}`",
-             "",
-             f"{cpu_model()}, {os.cpu_count()} cores; torch {torch.__version__}, onnxruntime {onnxruntime.__version__}; "
-             f"{args.n} JPEGs per measurement, batch 32, median of {args.repeats}, torch and ONNX Runtime interleaved.",
-             "",
-             "| model | weights | ONNX export | ORT max abs diff (probabilities) | file MiB | predict img/s, torch fp32 | "
-             "predict img/s, ONNX Runtime | ORT / torch |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"## {time.strftime('%Y-%m-%d %H:%M')}, `{cmd}`",
+        "",
+        f"{cpu_model()}, {os.cpu_count()} cores; torch {torch.__version__}, onnxruntime {onnxruntime.__version__}; "
+        f"{args.n} JPEGs per measurement, batch 32, median of {args.repeats}, torch and ONNX Runtime interleaved.",
+        "",
+        "| model | weights | ONNX export | ORT max abs diff (probabilities) | file MiB | predict img/s, torch fp32 | "
+        "predict img/s, ONNX Runtime | ORT / torch |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['model']} | {r['weights']} | {r['ok']} ({r['export_s']:.1f} s) | {r['diff']:.1e} | "
-                     f"{r['mib']:.1f} | {r['torch']:.1f} | {r['ort']:.1f} | {r['ort'] / r['torch']:.2f}x |")
+        lines.append(
+            f"| {r['model']} | {r['weights']} | {r['ok']} ({r['export_s']:.1f} s) | {r['diff']:.1e} | "
+            f"{r['mib']:.1f} | {r['torch']:.1f} | {r['ort']:.1f} | {r['ort'] / r['torch']:.2f}x |"
+        )
     append_results(args.out, lines)
     return 0
 

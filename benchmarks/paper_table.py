@@ -25,8 +25,10 @@ from alexnet.experiments import EXPERIMENTS
 from alexnet.experiments.report import load_results
 from alexnet.experiments.verdicts import fmt_any_interval, fmt_any_test
 
-NOT_IN_V2 = {"relu-vs-tanh": "not rerun: the first version's result stands (protocol v2)",
-             "weight-decay": "not run: beyond the CPU budget (protocol v2)"}
+NOT_IN_V2 = {
+    "relu-vs-tanh": "not rerun: the first version's result stands (protocol v2)",
+    "weight-decay": "not run: beyond the CPU budget (protocol v2)",
+}
 
 
 def _interval(test: dict[str, Any]) -> str:
@@ -53,10 +55,12 @@ def _rows(name: str, r: dict[str, Any], version: int) -> list[str]:
         test = c.get("test") or {}
         ratio = test.get("ratio_to_paper")
         status = f"**{c['status']}**" if i == 0 and version == 2 else c["status"]
-        out.append(f"| {name if i == 0 else ''} ({r['section']}) | {'v2' if version == 2 else 'v1, superseded'} | "
-                   f"{c['claim']} | {c.get('paper') or '—'} | {c.get('figure') or '—'} | {status} | "
-                   f"{fmt_any_test(test)} | {_interval(test)} | {f'{ratio:.2f}x' if ratio is not None else '—'} | "
-                   f"{r['train_seconds'] / 60:.1f} |")
+        out.append(
+            f"| {name if i == 0 else ''} ({r['section']}) | {'v2' if version == 2 else 'v1, superseded'} | "
+            f"{c['claim']} | {c.get('paper') or '—'} | {c.get('figure') or '—'} | {status} | "
+            f"{fmt_any_test(test)} | {_interval(test)} | {f'{ratio:.2f}x' if ratio is not None else '—'} | "
+            f"{r['train_seconds'] / 60:.1f} |"
+        )
     return out
 
 
@@ -71,9 +75,11 @@ def table(root: Path) -> str:
     current, first = _load(root), _load(root / "v1")
     names = [n for n in EXPERIMENTS if n in current or n in first]
     names += sorted((set(current) | set(first)) - set(names))
-    lines = ["| experiment (paper) | protocol | claim | paper | ours: the verdict's figure | verdict | test | "
-             "95% interval | ratio to the paper's | minutes |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "| experiment (paper) | protocol | claim | paper | ours: the verdict's figure | verdict | test | "
+        "95% interval | ratio to the paper's | minutes |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for name in names:
         if name in current:
             lines += _rows(name, current[name], 2)

@@ -21,10 +21,9 @@ from pathlib import Path
 import torch
 from _results import append_results
 
-from alexnet.testing import save_untrained_run
 from alexnet.demo import sample_jpegs
 from alexnet.runtime import cpu_model
-from alexnet.testing import ServerProcess, load_test
+from alexnet.testing import ServerProcess, load_test, save_untrained_run
 
 HERE = Path(__file__).resolve().parent
 
@@ -40,27 +39,41 @@ def main() -> int:
         images = [data for _, data in sample_jpegs()]
         run = args.run or str(save_untrained_run(Path(tmp) / "run", "cifar_18pct"))
         rows = []
-        for label, max_batch, hostile in (("dynamic batching (--max-batch 32)", 32, 0.0),
-                                          ("no batching (--max-batch 1)", 1, 0.0),
-                                          ("--max-batch 32, 10% hostile uploads", 32, 0.1)):
+        for label, max_batch, hostile in (
+            ("dynamic batching (--max-batch 32)", 32, 0.0),
+            ("no batching (--max-batch 1)", 1, 0.0),
+            ("--max-batch 32, 10% hostile uploads", 32, 0.1),
+        ):
             with ServerProcess(run, "--max-bytes", "1MB", "--max-batch", str(max_batch)) as s:
                 load_test(s.url, images, clients=args.clients, seconds=2)  # warm-up
-                r = load_test(s.url, images, clients=args.clients, seconds=args.seconds, hostile_fraction=hostile,
-                              max_bytes=2**20)
+                r = load_test(
+                    s.url, images, clients=args.clients, seconds=args.seconds, hostile_fraction=hostile, max_bytes=2**20
+                )
             rows.append((label, r))
-            print(f"{label}: {r['requests_per_sec']:.0f} req/s, p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, "
-                  f"errors {r['errors']}, hostile answered wrongly {r['hostile_failures']}", *r["failures"],
-                  file=sys.stderr, sep="\n  ")
+            print(
+                f"{label}: {r['requests_per_sec']:.0f} req/s, p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, "
+                f"errors {r['errors']}, hostile answered wrongly {r['hostile_failures']}",
+                *r["failures"],
+                file=sys.stderr,
+                sep="\n  ",
+            )
     cmd = " ".join(["python benchmarks/serve_load.py", *(["--run", args.run] if args.run else [])])
-    lines = [f"## {time.strftime('%Y-%m-%d %H:%M')}, `{cmd}`", "",
-             f"{cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}; server and {args.clients} clients "
-             f"on the same machine (loopback), {args.seconds:.0f} s per row, {len(images)} CIFAR-10 JPEGs, "
-             "one image per request.", "",
-             "| setting | requests/s | good requests/s | p50 ms | p99 ms | errors (good requests) | hostile requests | "
-             "hostile answered wrongly |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"## {time.strftime('%Y-%m-%d %H:%M')}, `{cmd}`",
+        "",
+        f"{cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}; server and {args.clients} clients "
+        f"on the same machine (loopback), {args.seconds:.0f} s per row, {len(images)} CIFAR-10 JPEGs, "
+        "one image per request.",
+        "",
+        "| setting | requests/s | good requests/s | p50 ms | p99 ms | errors (good requests) | hostile requests | "
+        "hostile answered wrongly |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for label, r in rows:
-        lines.append(f"| {label} | {r['requests_per_sec']:.0f} | {r['good_per_sec']:.0f} | {r['p50_ms']:.1f} | "
-                     f"{r['p99_ms']:.1f} | {r['errors']} | {r['hostile_requests']} | {r['hostile_failures']} |")
+        lines.append(
+            f"| {label} | {r['requests_per_sec']:.0f} | {r['good_per_sec']:.0f} | {r['p50_ms']:.1f} | "
+            f"{r['p99_ms']:.1f} | {r['errors']} | {r['hostile_requests']} | {r['hostile_failures']} |"
+        )
     append_results(args.out, lines)
     return 0 if all(r["errors"] == 0 and r["hostile_failures"] == 0 for _, r in rows) else 1
 

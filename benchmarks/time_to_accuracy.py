@@ -67,23 +67,38 @@ def main() -> int:
         # without, the last epoch's evaluation is on the test split
         f = r.test or r.final
         assert f is not None
-        rows.append({
-            "recipe": name, "seed": seed, "model": cfg.model, "epochs": cfg.epochs, "test_top1_error": f.top1_error,
-            "best_val_top1_error": r.best_top1_error, "best_epoch": r.best_epoch, "val_split": cfg.val_split,
-            "last_val_top1_error": r.final.top1_error if r.final else None,
-            "test_top5_error": f.top5_error, "n": f.n, "train_minutes": wall / 60,
-            "images_per_sec": sum(m["images_per_sec"] for m in r.metrics) / len(r.metrics),
-            "target_error": target, "target_minutes": minutes,
-            "met": f.top1_error <= target and wall / 60 <= minutes, "run": str(out),
-        })
+        rows.append(
+            {
+                "recipe": name,
+                "seed": seed,
+                "model": cfg.model,
+                "epochs": cfg.epochs,
+                "test_top1_error": f.top1_error,
+                "best_val_top1_error": r.best_top1_error,
+                "best_epoch": r.best_epoch,
+                "val_split": cfg.val_split,
+                "last_val_top1_error": r.final.top1_error if r.final else None,
+                "test_top5_error": f.top5_error,
+                "n": f.n,
+                "train_minutes": wall / 60,
+                "images_per_sec": sum(m["images_per_sec"] for m in r.metrics) / len(r.metrics),
+                "target_error": target,
+                "target_minutes": minutes,
+                "met": f.top1_error <= target and wall / 60 <= minutes,
+                "run": str(out),
+            }
+        )
     machine = f"{_cpu()}, {os.cpu_count()} CPUs, torch {torch.__version__}"
     seeds = " ".join(map(str, args.seeds))
     lines = [
-        f"# Time to accuracy ({time.strftime('%Y-%m-%d')}, {machine}, seeds {seeds})", "",
+        f"# Time to accuracy ({time.strftime('%Y-%m-%d')}, {machine}, seeds {seeds})",
+        "",
         f"Command: `python benchmarks/time_to_accuracy.py --data-root {args.data_root} --only "
         f"{' --only '.join(dict.fromkeys(r['recipe'] for r in rows))} --seeds {seeds}`; the final weights' test error "
-        "(with a val_split, the test split is evaluated only then; the validation column is the held-out split's).", "",
-        "| recipe | seed | epochs | test top-1 error | top-5 | validation top-1 (held out) | training time | img/s | target | met |",
+        "(with a val_split, the test split is evaluated only then; the validation column is the held-out split's).",
+        "",
+        "| recipe | seed | epochs | test top-1 error | top-5 | validation top-1 (held out) | training time | img/s "
+        "| target | met |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
@@ -97,9 +112,11 @@ def main() -> int:
         if len(mine) > 1:
             e = [100 * r["test_top1_error"] for r in mine]
             t = [r["train_minutes"] for r in mine]
-            lines.append(f"| {name} | mean ± std | {mine[0]['epochs']} | {statistics.fmean(e):.2f} ± "
-                         f"{statistics.stdev(e):.2f}% | | | {statistics.fmean(t):.1f} min | | | "
-                         f"{sum(r['met'] for r in mine)} of {len(mine)} |")
+            lines.append(
+                f"| {name} | mean ± std | {mine[0]['epochs']} | {statistics.fmean(e):.2f} ± "
+                f"{statistics.stdev(e):.2f}% | | | {statistics.fmean(t):.1f} min | | | "
+                f"{sum(r['met'] for r in mine)} of {len(mine)} |"
+            )
     text = "\n".join(lines) + "\n"
     print(text)
     (HERE / "results").mkdir(exist_ok=True)

@@ -36,15 +36,48 @@ def main() -> int:
     out = [f"## {time.strftime('%Y-%m-%d %H:%M')}, `python benchmarks/train_throughput.py`\n"]
     with tempfile.TemporaryDirectory(prefix="alexnet-train-bench-") as tmp:
         photos = photo_folder(Path(tmp) / "photos", args.data_root, 1000)
-        subprocess.run(alexnet + ["prepare", str(photos), str(Path(tmp) / "packed"), "--workers", "2"], check=True,
-                       capture_output=True)
+        subprocess.run(
+            alexnet + ["prepare", str(photos), str(Path(tmp) / "packed"), "--workers", "2"],
+            check=True,
+            capture_output=True,
+        )
         runs = [
-            ["--model", "alexnet", "alexnet_tv", "--precision", "bf16", "--batch-size", "64",
-             "--data", str(Path(tmp) / "packed"), "--jpeg-dir", str(photos)],
-            ["--model", "alexnet", "alexnet_tv", "--precision", "fp32", "--batch-size", "64",
-             "--data", str(Path(tmp) / "packed"), "--jpeg-dir", str(photos)],
-            ["--model", "cifar_18pct", "--precision", "fp32", "--batch-size", "128", "--data",
-             f"cifar10:{args.data_root}"],
+            [
+                "--model",
+                "alexnet",
+                "alexnet_tv",
+                "--precision",
+                "bf16",
+                "--batch-size",
+                "64",
+                "--data",
+                str(Path(tmp) / "packed"),
+                "--jpeg-dir",
+                str(photos),
+            ],
+            [
+                "--model",
+                "alexnet",
+                "alexnet_tv",
+                "--precision",
+                "fp32",
+                "--batch-size",
+                "64",
+                "--data",
+                str(Path(tmp) / "packed"),
+                "--jpeg-dir",
+                str(photos),
+            ],
+            [
+                "--model",
+                "cifar_18pct",
+                "--precision",
+                "fp32",
+                "--batch-size",
+                "128",
+                "--data",
+                f"cifar10:{args.data_root}",
+            ],
         ]
         for extra in runs:
             cmd = alexnet + ["bench", "train", *extra, "--steps", str(args.steps), "--repeats", str(args.repeats)]

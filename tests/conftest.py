@@ -35,8 +35,14 @@ def make_image(label: int, rng: np.random.Generator, size: int | tuple[int, int]
     return Image.fromarray(np.clip(a, 0, 255).astype(np.uint8))
 
 
-def make_folder(root: Path, per_class: dict[str, int], size: int | tuple[int, int] = 32, seed: int = 0,
-                classes: list[str] = CLASSES, suffix: str = ".png") -> Path:
+def make_folder(
+    root: Path,
+    per_class: dict[str, int],
+    size: int | tuple[int, int] = 32,
+    seed: int = 0,
+    classes: list[str] = CLASSES,
+    suffix: str = ".png",
+) -> Path:
     """``root/SPLIT/CLASS/NNNN.png`` (or ``suffix``): ``per_class[SPLIT]`` images of each class."""
     rng = np.random.default_rng(seed)
     for split, n in per_class.items():
@@ -67,8 +73,17 @@ def trained_run(tiny_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     from alexnet.training import train
 
     out = tmp_path_factory.mktemp("runs") / "tiny"
-    cfg = TrainConfig(model="cifar_80sec", data=str(tiny_folder), out=str(out), epochs=3, batch_size=32,
-                      lr=0.05, schedule="constant", model_options={"init": "torch"}, workers=0)
+    cfg = TrainConfig(
+        model="cifar_80sec",
+        data=str(tiny_folder),
+        out=str(out),
+        epochs=3,
+        batch_size=32,
+        lr=0.05,
+        schedule="constant",
+        model_options={"init": "torch"},
+        workers=0,
+    )
     train(cfg, progress=False, log=lambda s: None)
     return out
 

@@ -23,25 +23,75 @@ def photos(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 def test_bench_train_json_has_every_field(photos: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
     folder, packed = photos
     capsys.readouterr()
-    rc = main(["bench", "train", "--model", "cifar_18pct", "--precision", "fp32", "--batch-size", "8", "--steps", "1",
-               "--warmup", "1", "--repeats", "2", "--data", str(packed), "--jpeg-dir", str(folder), "--workers", "0",
-               "--json"])
+    rc = main(
+        [
+            "bench",
+            "train",
+            "--model",
+            "cifar_18pct",
+            "--precision",
+            "fp32",
+            "--batch-size",
+            "8",
+            "--steps",
+            "1",
+            "--warmup",
+            "1",
+            "--repeats",
+            "2",
+            "--data",
+            str(packed),
+            "--jpeg-dir",
+            str(folder),
+            "--workers",
+            "0",
+            "--json",
+        ]
+    )
     assert rc == 0
     r = json.loads(capsys.readouterr().out)
-    for key in ("images_per_sec", "step_images_per_sec", "baseline_images_per_sec", "ratio", "matmul_flops",
-                "step_flops_fraction", "device", "torch", "lrn_share", "step_without_lrn_images_per_sec"):
+    for key in (
+        "images_per_sec",
+        "step_images_per_sec",
+        "baseline_images_per_sec",
+        "ratio",
+        "matmul_flops",
+        "step_flops_fraction",
+        "device",
+        "torch",
+        "lrn_share",
+        "step_without_lrn_images_per_sec",
+    ):
         assert r[key] is not None, key
     assert r["images_per_sec"] > 0 and r["step_images_per_sec"] > 0 and r["baseline_images_per_sec"] > 0
     assert r["ratio"] == pytest.approx(r["images_per_sec"] / r["baseline_images_per_sec"])
-    assert r["step_flops_fraction"] == pytest.approx(r["step_images_per_sec"] * r["step_flops_per_image"]
-                                                     / r["matmul_flops"])
+    assert r["step_flops_fraction"] == pytest.approx(
+        r["step_images_per_sec"] * r["step_flops_per_image"] / r["matmul_flops"]
+    )
     assert r["lrn_share"] == pytest.approx(1 - r["step_images_per_sec"] / r["step_without_lrn_images_per_sec"])
     assert all(len(v) == 2 for v in r["runs_seconds_per_step"].values())  # every arm, every repeat
 
 
 def test_bench_train_table_for_several_models(capsys: pytest.CaptureFixture[str]) -> None:
-    rc = main(["bench", "train", "--model", "cifar_80sec", "lenet5", "--precision", "fp32", "--batch-size", "4",
-               "--steps", "1", "--warmup", "0", "--repeats", "1"])
+    rc = main(
+        [
+            "bench",
+            "train",
+            "--model",
+            "cifar_80sec",
+            "lenet5",
+            "--precision",
+            "fp32",
+            "--batch-size",
+            "4",
+            "--steps",
+            "1",
+            "--warmup",
+            "0",
+            "--repeats",
+            "1",
+        ]
+    )
     assert rc == 0
     out = capsys.readouterr().out
     assert "| `cifar_80sec` |" in out and "| `lenet5` |" in out and "matmul:" in out

@@ -49,11 +49,27 @@ def test_user_mistakes_are_one_line_errors(capsys: pytest.CaptureFixture[str], t
 
 def test_train_cli_end_to_end(capsys: pytest.CaptureFixture[str], tiny_folder: Path, tmp_path: Path) -> None:
     recipe = tmp_path / "r.toml"
-    recipe.write_text('model = "cifar_18pct"\nepochs = 5\nbatch_size = 16\nlr = 0.02\nschedule = "constant"\n'
-                      '[model_options]\ninit = "torch"\n')
-    code, out, err = run(capsys, "train", "--recipe", str(recipe), "--data", str(tiny_folder), "--out",
-                         str(tmp_path / "run"), "--epochs", "2", "--workers", "0", "--model-opt", "lrn=\"none\"",
-                         "--no-flip")
+    recipe.write_text(
+        'model = "cifar_18pct"\nepochs = 5\nbatch_size = 16\nlr = 0.02\nschedule = "constant"\n'
+        '[model_options]\ninit = "torch"\n'
+    )
+    code, out, err = run(
+        capsys,
+        "train",
+        "--recipe",
+        str(recipe),
+        "--data",
+        str(tiny_folder),
+        "--out",
+        str(tmp_path / "run"),
+        "--epochs",
+        "2",
+        "--workers",
+        "0",
+        "--model-opt",
+        'lrn="none"',
+        "--no-flip",
+    )
     assert code == 0, err
     assert "best val top-1 error" in out and "alexnet predict" in out
     cfg = (tmp_path / "run" / "config.toml").read_text()
@@ -83,8 +99,9 @@ def test_predict_every_odd_image_kind(capsys: pytest.CaptureFixture[str], traine
     assert d["errors"] == []
 
 
-def test_predict_takes_files_after_options(capsys: pytest.CaptureFixture[str], trained_run: Path,
-                                           tmp_path: Path) -> None:
+def test_predict_takes_files_after_options(
+    capsys: pytest.CaptureFixture[str], trained_run: Path, tmp_path: Path
+) -> None:
     odd = odd_images(tmp_path / "odd")
     a, b = str(odd["rgb_jpeg"]), str(odd["grayscale"])
     code, out, err = run(capsys, "predict", str(trained_run), a, "--top-k", "2", b, "--json")
@@ -95,12 +112,21 @@ def test_predict_takes_files_after_options(capsys: pytest.CaptureFixture[str], t
     assert e.value.code == 2 and "unrecognized arguments: --no-such-flag" in capsys.readouterr().err
 
 
-def test_predict_reports_bad_files_and_classifies_the_rest(capsys: pytest.CaptureFixture[str], trained_run: Path,
-                                                           tmp_path: Path) -> None:
+def test_predict_reports_bad_files_and_classifies_the_rest(
+    capsys: pytest.CaptureFixture[str], trained_run: Path, tmp_path: Path
+) -> None:
     bad = bad_images(tmp_path / "bad")
     good = odd_images(tmp_path / "good")["rgb_jpeg"]
-    code, out, err = run(capsys, "predict", str(trained_run), str(bad["text"]), str(good), str(bad["truncated"]),
-                         str(bad["bomb"]), str(bad["empty"]))
+    code, out, err = run(
+        capsys,
+        "predict",
+        str(trained_run),
+        str(bad["text"]),
+        str(good),
+        str(bad["truncated"]),
+        str(bad["bomb"]),
+        str(bad["empty"]),
+    )
     assert code == 1
     assert good.name in out and "1." in out
     lines = err.strip().splitlines()
@@ -134,12 +160,30 @@ def test_demo_runs_end_to_end(capsys: pytest.CaptureFixture[str], tmp_path: Path
     assert (tmp_path / "demo" / "best.pt").is_file() and (tmp_path / "demo" / "curves.png").is_file()
 
 
-def test_list_and_table_options_are_flags_as_the_readme_shows(capsys: pytest.CaptureFixture[str], tiny_folder: Path,
-                                                              tmp_path: Path) -> None:
+def test_list_and_table_options_are_flags_as_the_readme_shows(
+    capsys: pytest.CaptureFixture[str], tiny_folder: Path, tmp_path: Path
+) -> None:
     # every config key is a flag, the list and table ones in TOML syntax
-    code, _, err = run(capsys, "train", "--model", "cifar_18pct", "--data", str(tiny_folder), "--out",
-                       str(tmp_path / "r"), "--epochs", "1", "--workers", "0", "--schedule", "multistep",
-                       "--milestones", "[1, 2]", "--weight-decay-layers", "{fc10 = 1.0}")
+    code, _, err = run(
+        capsys,
+        "train",
+        "--model",
+        "cifar_18pct",
+        "--data",
+        str(tiny_folder),
+        "--out",
+        str(tmp_path / "r"),
+        "--epochs",
+        "1",
+        "--workers",
+        "0",
+        "--schedule",
+        "multistep",
+        "--milestones",
+        "[1, 2]",
+        "--weight-decay-layers",
+        "{fc10 = 1.0}",
+    )
     assert code == 0, err
     config = (tmp_path / "r" / "config.toml").read_text()
     assert "milestones = [1, 2]" in config and "fc10 = 1.0" in config
@@ -154,8 +198,9 @@ def test_a_bad_flag_value_is_one_line_not_the_usage(capsys: pytest.CaptureFixtur
 
 def test_a_closed_pipe_is_not_a_traceback() -> None:
     # `alexnet models | head -1`: the reader leaves after one line
-    p = subprocess.run(f"{sys.executable} -m alexnet models | head -1", shell=True, capture_output=True, text=True,
-                       timeout=120)
+    p = subprocess.run(
+        f"{sys.executable} -m alexnet models | head -1", shell=True, capture_output=True, text=True, timeout=120
+    )
     assert p.stdout.startswith("model") and "Traceback" not in p.stderr and "BrokenPipe" not in p.stderr
 
 

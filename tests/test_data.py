@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-
 from pathlib import Path
 
 import pytest
@@ -150,8 +149,9 @@ def test_pca_lighting_per_component_std_is_coefficient_times_sqrt_lambda() -> No
     lam255 = torch.linalg.eigvalsh(cov255).flip(0)  # descending, as rgb_pca's
     assert torch.allclose(eigval.double() * 255**2, lam255, rtol=1e-4)
     for coeff in (0.1, 0.5):
-        shift = pca_lighting(torch.zeros(40000, 3, 1, 1), eigval, eigvec, std=coeff,
-                             generator=torch.Generator().manual_seed(1))[:, :, 0, 0].double()
+        shift = pca_lighting(
+            torch.zeros(40000, 3, 1, 1), eigval, eigvec, std=coeff, generator=torch.Generator().manual_seed(1)
+        )[:, :, 0, 0].double()
         along = shift @ eigvec.double()  # the shift's coordinates along p_1, p_2, p_3
         want = coeff * lam255.sqrt()
         assert torch.allclose(along.std(0), want, rtol=0.02), (along.std(0), want)
@@ -167,8 +167,17 @@ def test_pca_lighting_fb_resnet_form_scales_by_the_eigenvalue() -> None:
     from alexnet.data.transforms import pca_lighting, rgb_pca
 
     eigval, eigvec = rgb_pca(_correlated_images())
-    shift = pca_lighting(torch.zeros(40000, 3, 1, 1), eigval, eigvec, std=0.1, generator=torch.Generator().manual_seed(1),
-                         form="fb.resnet")[:, :, 0, 0] / 255.0
+    shift = (
+        pca_lighting(
+            torch.zeros(40000, 3, 1, 1),
+            eigval,
+            eigvec,
+            std=0.1,
+            generator=torch.Generator().manual_seed(1),
+            form="fb.resnet",
+        )[:, :, 0, 0]
+        / 255.0
+    )
     expect = eigvec @ torch.diag((0.1 * eigval) ** 2) @ eigvec.T
     measured = torch.cov(shift.T.double(), correction=0).float()
     assert torch.allclose(measured, expect, rtol=0.05, atol=0.02 * expect.abs().max().item())
@@ -310,8 +319,9 @@ def test_lenet5_input_range_is_the_papers(tiny_folder) -> None:
     assert torch.allclose(y[1, :, :2], torch.full((1, 2, 32), -0.1))
 
 
-def test_pca_noise_leaves_the_crops_and_flips_of_its_arm_unchanged(tiny_folder: Path, tmp_path: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pca_noise_leaves_the_crops_and_flips_of_its_arm_unchanged(
+    tiny_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Two training runs of one seed that differ only in the PCA colour noise see the same crops and
     flips, batch after batch (the noise has its own generator; it once drew from the crops' one, so
     the arms' crops parted after the first batch). Checked through training itself: every crop
@@ -331,10 +341,21 @@ def test_pca_noise_leaves_the_crops_and_flips_of_its_arm_unchanged(tiny_folder: 
     monkeypatch.setattr(transforms, "_draw", record)
     for i, lighting in enumerate((0.0, 0.1)):
         drawn.append([])
-        cfg = TrainConfig(model="cifar_18pct", data=str(tiny_folder), out=str(tmp_path / f"r{i}"), epochs=2,
-                          batch_size=16, image_size=32, crop_size=24, random_crop=True, flip=True,
-                          pca_lighting=lighting, model_options={"input_size": 24, "lrn": "none"}, workers=0,
-                          eval_every=100)
+        cfg = TrainConfig(
+            model="cifar_18pct",
+            data=str(tiny_folder),
+            out=str(tmp_path / f"r{i}"),
+            epochs=2,
+            batch_size=16,
+            image_size=32,
+            crop_size=24,
+            random_crop=True,
+            flip=True,
+            pca_lighting=lighting,
+            model_options={"input_size": 24, "lrn": "none"},
+            workers=0,
+            eval_every=100,
+        )
         train(cfg, progress=False, log=lambda s: None)
     assert len(drawn[0]) == len(drawn[1]) >= 8
     for a, b in zip(*drawn):

@@ -18,23 +18,57 @@ import torch
 from alexnet import TrainConfig
 from alexnet.training import train
 
-ARGS = dict(model="cifar_80sec", epochs=2, batch_size=36, lr=0.05, schedule="constant", random_crop=False,
-            flip=False, workers=0, max_val_images=59)  # 180 train images = 5 steps of 36; an odd val count
+ARGS = dict(
+    model="cifar_80sec",
+    epochs=2,
+    batch_size=36,
+    lr=0.05,
+    schedule="constant",
+    random_crop=False,
+    flip=False,
+    workers=0,
+    max_val_images=59,
+)  # 180 train images = 5 steps of 36; an odd val count
 
 
-@pytest.mark.skipif(shutil.which("torchrun") is None and not (Path(sys.executable).parent / "torchrun").exists(),
-                    reason="torchrun not installed")
+@pytest.mark.skipif(
+    shutil.which("torchrun") is None and not (Path(sys.executable).parent / "torchrun").exists(),
+    reason="torchrun not installed",
+)
 def test_two_processes_match_one_process(tiny_folder: Path, tmp_path: Path) -> None:
-    train(TrainConfig(data=str(tiny_folder), out=str(tmp_path / "one"), model_options={"init": "torch"}, **ARGS),
-          progress=False, log=lambda s: None)
-    flags = [f"--{k.replace('_', '-')}" + ("" if isinstance(v, bool) else f"={v}") if v is not False
-             else f"--no-{k.replace('_', '-')}" for k, v in ARGS.items()]
+    train(
+        TrainConfig(data=str(tiny_folder), out=str(tmp_path / "one"), model_options={"init": "torch"}, **ARGS),
+        progress=False,
+        log=lambda s: None,
+    )
+    flags = [
+        f"--{k.replace('_', '-')}" + ("" if isinstance(v, bool) else f"={v}")
+        if v is not False
+        else f"--no-{k.replace('_', '-')}"
+        for k, v in ARGS.items()
+    ]
     torchrun = _torchrun()
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     r = subprocess.run(
-        [torchrun, "--standalone", "--nproc_per_node=2", "-m", "alexnet", "train", "--data", str(tiny_folder),
-         "--out", str(tmp_path / "two"), "--model-opt", 'init="torch"', *flags],
-        capture_output=True, text=True, env=env, timeout=300,
+        [
+            torchrun,
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "alexnet",
+            "train",
+            "--data",
+            str(tiny_folder),
+            "--out",
+            str(tmp_path / "two"),
+            "--model-opt",
+            'init="torch"',
+            *flags,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     assert r.returncode == 0, r.stderr[-3000:]
     one = torch.load(tmp_path / "one" / "last.pt", weights_only=True)
@@ -93,16 +127,49 @@ def test_paper_recipe_under_torchrun_leaves_a_complete_run(tmp_path: Path) -> No
 
     from .conftest import make_folder
 
-    prepare(make_folder(tmp_path / "tree", {"train": 16, "val": 4}, size=300), tmp_path / "packed",
-            workers=0, progress=False)
+    prepare(
+        make_folder(tmp_path / "tree", {"train": 16, "val": 4}, size=300),
+        tmp_path / "packed",
+        workers=0,
+        progress=False,
+    )
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    r = subprocess.run([_torchrun(), "--standalone", "--nproc_per_node=2", "-m", "alexnet", "train", "--recipe",
-                        "alexnet_imagenet", "--data", str(tmp_path / "packed"), "--out", str(tmp_path / "run"),
-                        "--epochs", "2", "--batch-size", "24"], capture_output=True, text=True, env=env, timeout=900)
+    r = subprocess.run(
+        [
+            _torchrun(),
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "alexnet",
+            "train",
+            "--recipe",
+            "alexnet_imagenet",
+            "--data",
+            str(tmp_path / "packed"),
+            "--out",
+            str(tmp_path / "run"),
+            "--epochs",
+            "2",
+            "--batch-size",
+            "24",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.count("done in") == 1  # rank 0 reports
-    for name in ("config.toml", "environment.json", "metrics.csv", "curves.png", "confusion.png", "best.pt",
-                 "last.pt", "tensorboard"):
+    for name in (
+        "config.toml",
+        "environment.json",
+        "metrics.csv",
+        "curves.png",
+        "confusion.png",
+        "best.pt",
+        "last.pt",
+        "tensorboard",
+    ):
         assert (tmp_path / "run" / name).exists(), name
     rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
     assert len(rows) == 2 and int(rows[-1]["val_images"]) == 12
@@ -116,13 +183,19 @@ def _worker_pid(out: Path, local_rank: int, attempt: int) -> int | None:
         if not d.name.isdigit():
             continue
         try:
-            env = dict(kv.split("=", 1) for kv in (d / "environ").read_bytes().decode(errors="replace").split("\0")
-                       if "=" in kv)
+            env = dict(
+                kv.split("=", 1)
+                for kv in (d / "environ").read_bytes().decode(errors="replace").split("\0")
+                if "=" in kv
+            )
             cmdline = (d / "cmdline").read_bytes().decode(errors="replace")
         except OSError:
             continue
-        if (str(out) in cmdline and env.get("LOCAL_RANK") == str(local_rank)
-                and env.get("TORCHELASTIC_RESTART_COUNT") == str(attempt)):
+        if (
+            str(out) in cmdline
+            and env.get("LOCAL_RANK") == str(local_rank)
+            and env.get("TORCHELASTIC_RESTART_COUNT") == str(attempt)
+        ):
             return int(d.name)
     return None
 

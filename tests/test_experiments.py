@@ -3,7 +3,6 @@ the qualitative figures (kernels, nearest neighbours)."""
 
 from __future__ import annotations
 
-import datetime
 import json
 import math
 from pathlib import Path
@@ -20,8 +19,18 @@ from alexnet.experiments.stats import detectable, interval, paired_t_test, power
 from alexnet.experiments.verdicts import STATUSES, Precondition, judge, judge_level
 
 TINY = dict(seeds=2, epochs=1, train_images=48, overrides={"batch_size": 16, "workers": 0}, pilot=False)
-ARMS = {"relu-vs-tanh": 4, "lrn": 2, "overlap-pool": 2, "dropout": 2, "augment": 2, "ten-crop": 1, "columns": 2,
-        "lenet5": 2, "weight-decay": 2, "bias-one": 2}
+ARMS = {
+    "relu-vs-tanh": 4,
+    "lrn": 2,
+    "overlap-pool": 2,
+    "dropout": 2,
+    "augment": 2,
+    "ten-crop": 1,
+    "columns": 2,
+    "lenet5": 2,
+    "weight-decay": 2,
+    "bias-one": 2,
+}
 
 
 @pytest.fixture(scope="session")
@@ -35,14 +44,15 @@ def digits_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
             d.mkdir(parents=True)
             for i in range(n):
                 a = rng.integers(0, 40, (28, 28)).astype(np.uint8)
-                a[4 + 7 * c: 10 + 7 * c, 6:22] = 250
+                a[4 + 7 * c : 10 + 7 * c, 6:22] = 250
                 Image.fromarray(a).save(d / f"{i}.png")
     return root
 
 
 @pytest.fixture(scope="session")
-def experiment_results(tiny_folder: Path, digits_folder: Path, tmp_path_factory: pytest.TempPathFactory
-                       ) -> dict[str, tuple[Path, dict]]:
+def experiment_results(
+    tiny_folder: Path, digits_folder: Path, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, tuple[Path, dict]]:
     root = tmp_path_factory.mktemp("experiments")
     out = {}
     for name, spec in EXPERIMENTS.items():
@@ -60,8 +70,21 @@ def test_experiment_writes_complete_results(name: str, experiment_results: dict)
     folder, result = experiment_results[name]
     on_disk = json.loads((folder / "result.json").read_text())
     assert on_disk["experiment"] == name == result["experiment"]
-    for key in ("title", "section", "claim", "command", "table", "measured", "verdict", "plots", "runs", "seconds",
-                "machine", "versions", "settings"):
+    for key in (
+        "title",
+        "section",
+        "claim",
+        "command",
+        "table",
+        "measured",
+        "verdict",
+        "plots",
+        "runs",
+        "seconds",
+        "machine",
+        "versions",
+        "settings",
+    ):
         assert on_disk[key] not in (None, "", [], {}), key
     assert on_disk["settings"]["seeds"] == [0, 1]
     assert on_disk["verdict"]["status"] in STATUSES
@@ -123,7 +146,11 @@ def test_the_ensemble_and_the_specialisation_are_measured(experiment_results: di
     """lrn's second claim averages its cross-map nets; columns' second reads the two-column nets' conv1."""
     _, r = experiment_results["lrn"]
     ens = r["measured"]["ensemble"]
-    assert ens["nets"] == 2 and 0.0 <= ens["ensemble"] <= 1.0 and ens["per_image_test"]["df"] == ens["per_image_test"]["n"] - 1
+    assert (
+        ens["nets"] == 2
+        and 0.0 <= ens["ensemble"] <= 1.0
+        and ens["per_image_test"]["df"] == ens["per_image_test"]["n"] - 1
+    )
     assert r["verdict"]["claims"][1]["claim"].startswith("the top-1 error drop from averaging 2 nets")
     _, r = experiment_results["columns"]
     spec = r["measured"]["specialisation"]
@@ -149,8 +176,7 @@ def test_colourfulness_tells_grey_kernels_from_coloured_ones() -> None:
 def test_rerun_reuses_finished_runs_and_adds_seeds(tiny_folder: Path, experiment_results: dict) -> None:
     folder, first = experiment_results["lrn"]
     logs: list[str] = []
-    again = run_experiment("lrn", str(tiny_folder), folder, progress=False, log=logs.append,
-                           **{**TINY, "seeds": 3})
+    again = run_experiment("lrn", str(tiny_folder), folder, progress=False, log=logs.append, **{**TINY, "seeds": 3})
     reused = [s for s in logs if "reusing" in s]
     trained = [s for s in logs if s.startswith("[lrn] training")]
     assert len(reused) == 4 and len(trained) == 2  # seeds 0 and 1 kept, seed 2 trained for every arm
@@ -180,7 +206,8 @@ def test_report_gathers_folders_into_markdown_and_html(experiment_results: dict,
             link = next(line for line in md.splitlines() if line.endswith(f"{plot})"))
             assert (tmp_path / link.split("](")[1][:-1]).resolve().is_file()
     assert page.count("data:image/png;base64,") == sum(
-        len(json.loads((d / "result.json").read_text())["plots"]) for d in dirs)
+        len(json.loads((d / "result.json").read_text())["plots"]) for d in dirs
+    )
     assert "| experiment | paper's claim | ours (the verdict's figure) | verdict | test |" in md
     assert "docs/paper/protocol.md" in md and "docs/paper/protocol.md" in page
 
@@ -203,8 +230,22 @@ def test_experiment_list(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_experiment_cli_prints_the_table(tiny_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    args = ["experiment", "ten-crop", "--data", str(tiny_folder), "--out", str(tmp_path / "tc"), "--seeds", "1",
-            "--epochs", "1", "--train-images", "30", "--quiet", "--no-pilot"]
+    args = [
+        "experiment",
+        "ten-crop",
+        "--data",
+        str(tiny_folder),
+        "--out",
+        str(tmp_path / "tc"),
+        "--seeds",
+        "1",
+        "--epochs",
+        "1",
+        "--train-images",
+        "30",
+        "--quiet",
+        "--no-pilot",
+    ]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "top-1 error, ten patches averaged" in out and "verdict:" in out
@@ -289,8 +330,11 @@ def test_merge_configs_merges_option_tables_key_by_key() -> None:
     a = {"lr": 0.1, "model_options": {"init": "torch", "lrn": "none"}}
     b = {"crop_size": 24, "model_options": {"input_size": 24}}
     c = {"lr": 0.2, "model_options": {"lrn": "cross"}}
-    assert merge_configs(a, b, c) == {"lr": 0.2, "crop_size": 24,
-                                      "model_options": {"init": "torch", "lrn": "cross", "input_size": 24}}
+    assert merge_configs(a, b, c) == {
+        "lr": 0.2,
+        "crop_size": 24,
+        "model_options": {"init": "torch", "lrn": "cross", "input_size": 24},
+    }
     assert a["model_options"] == {"init": "torch", "lrn": "none"}  # the inputs are not changed
 
 
@@ -320,7 +364,9 @@ def test_three_seeds_at_two_standard_errors_are_not_significant() -> None:
 def test_judge_follows_the_protocols_rules() -> None:
     assert judge([0.02, 0.021, 0.019], 0.02, "x", figure="f").status == "reproduced"
     small = judge([0.002, 0.0021, 0.0019], 0.02, "x", figure="f")  # real but a tenth of the paper's
-    assert small.status == "reproduced in direction, size differs" and small.test["ratio_to_paper"] == pytest.approx(0.1)
+    assert small.status == "reproduced in direction, size differs" and small.test["ratio_to_paper"] == pytest.approx(
+        0.1
+    )
     big = judge([0.06, 0.061, 0.059], 0.02, "x", figure="f")  # three times the paper's: said so, not "reproduced"
     assert big.status == "reproduced in direction, size differs" and "3.00x" in big.reason
     # the size band is symmetric on the log scale and narrow: 1/1.5x to 1.5x
@@ -344,8 +390,10 @@ def test_judge_follows_the_protocols_rules() -> None:
     # a ratio claim ("six times"): effects are log ratios, the interval shown as ratios
     six = judge([math.log(5.5), math.log(6.5), math.log(6.1)], 6.0, "x", figure="f", log=True)
     assert six.status == "reproduced" and "x, " in six.reason
-    assert judge([math.log(1.4), math.log(1.5), math.log(1.45)], 6.0, "x", figure="f", log=True).status == \
-        "reproduced in direction, size differs"
+    assert (
+        judge([math.log(1.4), math.log(1.5), math.log(1.45)], 6.0, "x", figure="f", log=True).status
+        == "reproduced in direction, size differs"
+    )
     assert all(judge(e, p, "x", figure="f").status in STATUSES for e, p in (([0.1, 0.2], 0.1), ([-0.1, 0.1], None)))
     s = stats([0.1, 0.2, math.nan])
     assert s["n"] == 2 and s["mean"] == pytest.approx(0.15)
@@ -417,9 +465,24 @@ def test_lenet5_verdict_can_say_contradicted(monkeypatch: pytest.MonkeyPatch, tm
 
     def fake_run(self, arm, seed, cfg_base, *, report=True, **changes):  # type: ignore[no-untyped-def]
         err = 0.0145 + 0.0005 * (seed - 1) if arm == lenet5.PLAIN else 0.0079 + 0.0001 * seed
-        return library.Run(arm, seed, tmp_path, {}, [{"epoch": 1, "val_top1_error": 0.01, "test_top1_error": err,
-                                                      "train_top1_error": 0.01, "train_loss": 0.1, "val_loss": 0.1,
-                                                      "val_top5_error": 0.0}], 1.0)
+        return library.Run(
+            arm,
+            seed,
+            tmp_path,
+            {},
+            [
+                {
+                    "epoch": 1,
+                    "val_top1_error": 0.01,
+                    "test_top1_error": err,
+                    "train_top1_error": 0.01,
+                    "train_loss": 0.1,
+                    "val_loss": 0.1,
+                    "val_top5_error": 0.0,
+                }
+            ],
+            1.0,
+        )
 
     monkeypatch.setattr(context.Context, "run", fake_run)
     monkeypatch.setattr(lenet5, "plot_arms", lambda path, *a, **k: str(path.name))
@@ -495,8 +558,21 @@ def test_published_results_come_after_the_protocol() -> None:
 def test_a_protocol_amendment_covers_its_own_section_only() -> None:
     from alexnet.experiments.provenance import covered, protocol_version_of, section_owners, section_text
 
-    lines = ["# P", "## Common", "text", "## Seeds", "| lrn | 2 |", "| columns | 1 |", "## The experiments",
-             "### lrn (§3.3)", "- arms", "### columns (§3.2)", "- arms", "## Claims not tested", "- x"]
+    lines = [
+        "# P",
+        "## Common",
+        "text",
+        "## Seeds",
+        "| lrn | 2 |",
+        "| columns | 1 |",
+        "## The experiments",
+        "### lrn (§3.3)",
+        "- arms",
+        "### columns (§3.2)",
+        "- arms",
+        "## Claims not tested",
+        "- x",
+    ]
     owner = section_owners(lines, {"lrn", "columns"})
     assert owner == [None, None, None, None, "lrn", "columns", None, "lrn", "lrn", "columns", "columns", None, None]
     assert covered("@@ -9,0 +10,2 @@\n+a\n+b\n", owner) == {"columns"}  # lines added at 10-11
@@ -507,13 +583,16 @@ def test_a_protocol_amendment_covers_its_own_section_only() -> None:
 
 
 def test_a_cached_run_is_reused_only_from_the_same_training_code_after_the_protocol(
-        tiny_folder: Path, experiment_results: dict) -> None:
+    tiny_folder: Path, experiment_results: dict
+) -> None:
     folder, first = experiment_results["bias-one"]
     record = folder / first["runs"][0]["folder"] / "run.json"
     saved = json.loads(record.read_text())
     assert saved["provenance"]["training_code"] and saved["provenance"]["started"]
-    for change, why in (({"training_code": "0" * 64}, "trained by other training code"),
-                        ({"started": "2020-01-01T00:00:00+0000"}, "started before the protocol's commit")):
+    for change, why in (
+        ({"training_code": "0" * 64}, "trained by other training code"),
+        ({"started": "2020-01-01T00:00:00+0000"}, "started before the protocol's commit"),
+    ):
         record.write_text(json.dumps({**saved, "provenance": {**saved["provenance"], **change}}))
         logs: list[str] = []
         run_experiment("bias-one", str(tiny_folder), folder, progress=False, log=logs.append, **TINY)
@@ -561,11 +640,28 @@ def test_visualize_kernels_of_alexnet_shows_both_columns(tmp_path: Path) -> None
     assert img.size[0] > img.size[1]  # two panels side by side
 
 
-def test_neighbors_finds_the_query_itself(trained_run: Path, tiny_folder: Path, tmp_path: Path,
-                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_neighbors_finds_the_query_itself(
+    trained_run: Path, tiny_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     queries = [str(tiny_folder / "train" / "red" / "0003.png"), str(tiny_folder / "train" / "blue" / "0010.png")]
-    assert main(["neighbors", str(trained_run), "--query", *queries, "--data", str(tiny_folder), "--k", "4",
-                 "--out", str(tmp_path / "nn.png"), "--json"]) == 0
+    assert (
+        main(
+            [
+                "neighbors",
+                str(trained_run),
+                "--query",
+                *queries,
+                "--data",
+                str(tiny_folder),
+                "--k",
+                "4",
+                "--out",
+                str(tmp_path / "nn.png"),
+                "--json",
+            ]
+        )
+        == 0
+    )
     r = json.loads(capsys.readouterr().out)
     assert (tmp_path / "nn.png").is_file() and r["searched"] == 180
     for q, label in zip(r["queries"], ("red", "blue")):
@@ -575,15 +671,31 @@ def test_neighbors_finds_the_query_itself(trained_run: Path, tiny_folder: Path, 
         assert d == sorted(d) and len(d) == 4
 
 
-def test_neighbors_bad_query_is_one_line(trained_run: Path, tiny_folder: Path, tmp_path: Path,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_neighbors_bad_query_is_one_line(
+    trained_run: Path, tiny_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"not an image")
     assert main(["neighbors", str(trained_run), "--query", str(bad), "--data", str(tiny_folder)]) == 2
     assert "--query" in capsys.readouterr().err
     good = str(tiny_folder / "train" / "red" / "0003.png")
-    assert main(["neighbors", str(trained_run), "--query", good, "--data", str(tiny_folder), "--layer", "fc7",
-                 "--out", str(tmp_path / "nn.png")]) == 2  # the same layer names as `alexnet features`
+    assert (
+        main(
+            [
+                "neighbors",
+                str(trained_run),
+                "--query",
+                good,
+                "--data",
+                str(tiny_folder),
+                "--layer",
+                "fc7",
+                "--out",
+                str(tmp_path / "nn.png"),
+            ]
+        )
+        == 2
+    )  # the same layer names as `alexnet features`
     assert "--layer fc7: cifar_80sec has" in capsys.readouterr().err
 
 
@@ -592,9 +704,18 @@ def test_target_train_error_ends_the_run(tiny_folder: Path, tmp_path: Path) -> N
     from alexnet import TrainConfig
     from alexnet.training import train
 
-    cfg = TrainConfig(model="cifar_80sec", data=str(tiny_folder), out=str(tmp_path / "r"), epochs=30, batch_size=32,
-                      lr=0.05, schedule="constant", model_options={"init": "torch"}, workers=0,
-                      target_train_error=0.5)
+    cfg = TrainConfig(
+        model="cifar_80sec",
+        data=str(tiny_folder),
+        out=str(tmp_path / "r"),
+        epochs=30,
+        batch_size=32,
+        lr=0.05,
+        schedule="constant",
+        model_options={"init": "torch"},
+        workers=0,
+        target_train_error=0.5,
+    )
     r = train(cfg, progress=False, log=lambda s: None)
     assert len(r.metrics) < 30 and r.metrics[-1]["train_top1_error"] <= 0.5
     assert all(m["train_top1_error"] > 0.5 for m in r.metrics[:-1])

@@ -17,8 +17,8 @@ import subprocess
 import sys
 import time
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import torch
@@ -32,9 +32,35 @@ TIMING = {"seconds", "elapsed", "images_per_sec"}  # metrics columns that are me
 
 
 def _train_cmd(data: Path, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "alexnet", "train", "--model", "cifar_18pct", "--data", str(data), "--out", str(out),
-            "--epochs", "3", "--batch-size", "16", "--lr", "0.02", "--schedule", "cosine", "--workers", "0",
-            "--checkpoint-every", "1", "--translate", "2", "--model-opt", 'init="torch"', *extra]
+    return [
+        sys.executable,
+        "-m",
+        "alexnet",
+        "train",
+        "--model",
+        "cifar_18pct",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--epochs",
+        "3",
+        "--batch-size",
+        "16",
+        "--lr",
+        "0.02",
+        "--schedule",
+        "cosine",
+        "--workers",
+        "0",
+        "--checkpoint-every",
+        "1",
+        "--translate",
+        "2",
+        "--model-opt",
+        'init="torch"',
+        *extra,
+    ]
 
 
 def _metrics(run: Path) -> list[dict[str, str]]:
@@ -79,6 +105,7 @@ def test_kill_9_at_twenty_moments_then_resume_is_bitwise_the_uninterrupted_run(r
     for i in range(20):
         run = tmp_path / f"k{i}"
         if i % 4 == 3:  # inside a checkpoint write: the moment its temporary file appears
+
             def when(proc, run=run) -> str:  # type: ignore[no-untyped-def]
                 deadline = time.time() + 120
                 while time.time() < deadline and proc.poll() is None:
@@ -92,6 +119,7 @@ def test_kill_9_at_twenty_moments_then_resume_is_bitwise_the_uninterrupted_run(r
             def when(proc, delay=delay) -> str:  # type: ignore[no-untyped-def]
                 time.sleep(delay)
                 return f"after {delay:.2f} s"
+
         moments.append(_kill_and_resume(data, run, when))
         got = torch.load(run / "last.pt", weights_only=True)["model"]
         assert all(torch.equal(got[k], expect[k]) for k in expect), (i, moments[-1])
@@ -103,19 +131,25 @@ def test_kill_9_at_twenty_moments_then_resume_is_bitwise_the_uninterrupted_run(r
 def test_kill_9_inside_prepare_then_rerun_gives_the_same_packed_data(tmp_path: Path) -> None:
     src = make_folder(tmp_path / "src", {"train": 120, "val": 20}, size=64)
     cmd = [sys.executable, "-m", "alexnet", "prepare", str(src)]
-    r = subprocess.run(cmd + [str(tmp_path / "straight"), "--size", "48", "--workers", "1"], capture_output=True,
-                       text=True, timeout=300)
+    r = subprocess.run(
+        cmd + [str(tmp_path / "straight"), "--size", "48", "--workers", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     rng = random.Random(7)
     for i in range(5):
         dst = tmp_path / f"cut{i}"
-        proc = subprocess.Popen(cmd + [str(dst), "--size", "48", "--workers", "1"], stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            cmd + [str(dst), "--size", "48", "--workers", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         time.sleep(rng.uniform(0.5, 3.0))
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=60)
-        r = subprocess.run(cmd + [str(dst), "--size", "48", "--workers", "1"], capture_output=True, text=True,
-                           timeout=300)
+        r = subprocess.run(
+            cmd + [str(dst), "--size", "48", "--workers", "1"], capture_output=True, text=True, timeout=300
+        )
         assert r.returncode == 0, r.stderr[-1000:]
         for name in ("train_images.u8", "train_labels.i32", "val_images.u8", "mean_image.f32"):
             assert (dst / name).read_bytes() == (tmp_path / "straight" / name).read_bytes(), (i, name)
@@ -174,12 +208,15 @@ def test_a_checkpoint_that_no_longer_fits_keeps_the_last_one_and_resumes(referen
         r = subprocess.run(_train_cmd(data, run, "--resume"), capture_output=True, text=True, timeout=300)
         assert r.returncode in (0, 2) and "Traceback" not in r.stderr
         after = torch.load(run / "last.pt", weights_only=True)
-        assert (after["epoch"], after["train_state"]["batches_done"]) >= (before["epoch"],
-                                                                          before["train_state"]["batches_done"])
+        assert (after["epoch"], after["train_state"]["batches_done"]) >= (
+            before["epoch"],
+            before["train_state"]["batches_done"],
+        )
 
 
-def test_prepare_and_evaluate_on_full_and_read_only_disks(reference, trained_run: Path, tiny_folder: Path,
-                                                          tmp_path: Path) -> None:
+def test_prepare_and_evaluate_on_full_and_read_only_disks(
+    reference, trained_run: Path, tiny_folder: Path, tmp_path: Path
+) -> None:
     src = make_folder(tmp_path / "src", {"train": 40, "val": 4}, size=64)
     with _tmpfs(tmp_path / "full", "200k") as disk:
         r = _alexnet("prepare", str(src), str(disk / "p"), "--size", "64", "--workers", "1")
@@ -263,8 +300,9 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return c
 
 
-def test_hostile_inputs_get_one_line_in_bounded_time_and_memory(corpus: dict[str, Path], trained_run: Path,
-                                                                tiny_folder: Path, tmp_path: Path) -> None:
+def test_hostile_inputs_get_one_line_in_bounded_time_and_memory(
+    corpus: dict[str, Path], trained_run: Path, tiny_folder: Path, tmp_path: Path
+) -> None:
     # the documented statuses: 2 a user mistake before any work; 1 some images unreadable, the rest done
     cases = [
         ("fifo", ["predict", str(trained_run), str(corpus["fifo"])], 1, "not a regular file"),
@@ -273,19 +311,31 @@ def test_hostile_inputs_get_one_line_in_bounded_time_and_memory(corpus: dict[str
         ("bomb", ["predict", str(trained_run), str(corpus["bomb"])], 1, "decompression bomb"),
         ("truncated", ["predict", str(trained_run), str(corpus["truncated"])], 1, "unreadable image"),
         ("not an image", ["predict", str(trained_run), str(corpus["not an image"])], 1, "not an image"),
-        ("zip bomb", ["train", "--data", str(corpus["zip bomb"]), "--out", str(tmp_path / "z")], 2, "decompression bomb"),
+        (
+            "zip bomb",
+            ["train", "--data", str(corpus["zip bomb"]), "--out", str(tmp_path / "z")],
+            2,
+            "decompression bomb",
+        ),
         ("traversal", ["train", "--data", str(corpus["traversal"]), "--out", str(tmp_path / "t")], 2, ""),
-        ("malicious pickle", ["predict", str(corpus["malicious pickle"]), str(corpus["strip"])], 2,
-         "not a readable checkpoint"),
-        ("raw pickle", ["evaluate", str(corpus["raw pickle"]), "--data", str(tiny_folder)], 2,
-         "not a readable checkpoint"),
+        (
+            "malicious pickle",
+            ["predict", str(corpus["malicious pickle"]), str(corpus["strip"])],
+            2,
+            "not a readable checkpoint",
+        ),
+        (
+            "raw pickle",
+            ["evaluate", str(corpus["raw pickle"]), "--data", str(tiny_folder)],
+            2,
+            "not a readable checkpoint",
+        ),
     ]
     mismatched = tmp_path / "mismatch.pt"
     ck = torch.load(trained_run / "best.pt", weights_only=True)
     ck["model_name"] = "lenet5"
     torch.save(ck, mismatched)
-    cases.append(("mismatched checkpoint", ["predict", str(mismatched), str(corpus["strip"])], 2,
-                  "lenet5"))
+    cases.append(("mismatched checkpoint", ["predict", str(mismatched), str(corpus["strip"])], 2, "lenet5"))
     env_cache = os.environ.get("ALEXNET_CACHE")
     for name, argv, status, needle in cases:
         code, err, seconds, rss = _peak_rss_mb(argv)
@@ -308,16 +358,46 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import example, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-_values = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True),
-                    st.text(max_size=20), st.lists(st.integers(-5, 200), max_size=4),
-                    st.dictionaries(st.text(max_size=8), st.integers(), max_size=3))
+_values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**6), 10**6),
+    st.floats(allow_nan=True),
+    st.text(max_size=20),
+    st.lists(st.integers(-5, 200), max_size=4),
+    st.dictionaries(st.text(max_size=8), st.integers(), max_size=3),
+)
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.dictionaries(st.sampled_from(["epochs", "lr", "model", "batch_size", "schedule", "milestones", "resume",
-                                        "weight_decay_layers", "model_options", "precision", "crop_size", "nope",
-                                        "warmup_epochs", "bias_lr_factor", "log_every", "normalize", "pad"]) |
-                       st.text(max_size=12), _values, max_size=6))
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            [
+                "epochs",
+                "lr",
+                "model",
+                "batch_size",
+                "schedule",
+                "milestones",
+                "resume",
+                "weight_decay_layers",
+                "model_options",
+                "precision",
+                "crop_size",
+                "nope",
+                "warmup_epochs",
+                "bias_lr_factor",
+                "log_every",
+                "normalize",
+                "pad",
+            ]
+        )
+        | st.text(max_size=12),
+        _values,
+        max_size=6,
+    )
+)
 def test_any_config_is_valid_or_a_user_error(values: dict) -> None:
     from alexnet import TrainConfig, UserError
 
@@ -361,4 +441,3 @@ def test_any_data_spec_parses_or_is_a_user_error(spec: str) -> None:
             resolve_folder(s.root)
     except UserError:
         pass
-

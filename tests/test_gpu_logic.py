@@ -108,7 +108,8 @@ def test_a_compiled_network_takes_full_batches_only() -> None:
 
 
 def test_training_with_graphs_captures_the_full_shape_before_any_input_thread(
-        tiny_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tiny_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A CPU run with the graph machinery faked: 180 images in batches of 32 end every epoch with a
     short batch of 20, and a resume from a checkpoint written at the last full step starts there."""
     import alexnet.training as training
@@ -117,8 +118,17 @@ def test_training_with_graphs_captures_the_full_shape_before_any_input_thread(
     graphs = FakeGraphs()
     monkeypatch.setattr(torch.cuda, "make_graphed_callables", graphs)
     monkeypatch.setattr(training, "check_fast_paths", lambda *a: None)  # CUDA-only on a real run
-    cfg = TrainConfig(model="cifar_80sec", data=str(tiny_folder), out=str(tmp_path / "r"), epochs=2, batch_size=32,
-                      cuda_graphs=True, workers=1, model_options={"init": "torch"}, checkpoint_every=5)
+    cfg = TrainConfig(
+        model="cifar_80sec",
+        data=str(tiny_folder),
+        out=str(tmp_path / "r"),
+        epochs=2,
+        batch_size=32,
+        cuda_graphs=True,
+        workers=1,
+        model_options={"init": "torch"},
+        checkpoint_every=5,
+    )
     train(cfg, progress=False, log=lambda s: None)
     assert graphs.captured == [(32, 3, 32, 32)]
     assert not [t for t in graphs.threads_at_capture if t.startswith(("alexnet-gather", "alexnet-loader"))]
@@ -156,10 +166,16 @@ def test_the_backend_follows_the_device_asked_for() -> None:
 
 def test_deterministic_switches_off_autotuning_and_tf32() -> None:
     gpu, cpu = torch.device("cuda", 0), torch.device("cpu")
-    assert kernel_settings(gpu, deterministic=False, tf32=True, cudnn_benchmark=True) == \
-        {"deterministic": False, "cudnn_benchmark": True, "tf32": True}
-    assert kernel_settings(gpu, deterministic=True, tf32=True, cudnn_benchmark=True) == \
-        {"deterministic": True, "cudnn_benchmark": False, "tf32": False}
+    assert kernel_settings(gpu, deterministic=False, tf32=True, cudnn_benchmark=True) == {
+        "deterministic": False,
+        "cudnn_benchmark": True,
+        "tf32": True,
+    }
+    assert kernel_settings(gpu, deterministic=True, tf32=True, cudnn_benchmark=True) == {
+        "deterministic": True,
+        "cudnn_benchmark": False,
+        "tf32": False,
+    }
     assert kernel_settings(cpu, deterministic=False, tf32=True, cudnn_benchmark=True)["tf32"] is False
     cfg = TrainConfig(deterministic=True).validate()
     from alexnet.engine.resume import RESUMABLE_CHANGES
@@ -191,16 +207,34 @@ def test_a_generator_state_of_another_device_type_reseeds_instead_of_crashing() 
 def test_resuming_a_gpu_checkpoint_mid_epoch_on_the_cpu_goes_on_and_says_so(tiny_folder: Path, tmp_path: Path) -> None:
     from alexnet.training import train
 
-    cfg = TrainConfig(model="cifar_80sec", data=str(tiny_folder), out=str(tmp_path / "r"), epochs=1, batch_size=32,
-                      workers=0, model_options={"init": "torch"}, checkpoint_every=2, max_train_images=128)
+    cfg = TrainConfig(
+        model="cifar_80sec",
+        data=str(tiny_folder),
+        out=str(tmp_path / "r"),
+        epochs=1,
+        batch_size=32,
+        workers=0,
+        model_options={"init": "torch"},
+        checkpoint_every=2,
+        max_train_images=128,
+    )
     train(cfg, progress=False, log=lambda s: None)
     last = tmp_path / "r" / "last.pt"
     ck = torch.load(last, weights_only=True)
     st = ck["train_state"]
     # make it a mid-epoch checkpoint written on a GPU: position after step 2, a CUDA generator's state
-    st.update(batches_done=2, global_step=2, accum=[1.0, 10, 64],
-              rng_per_rank=[{"rng": torch.get_rng_state(), "gen": torch.zeros(16, dtype=torch.uint8),
-                             "cuda_rng": torch.zeros(16, dtype=torch.uint8)}])
+    st.update(
+        batches_done=2,
+        global_step=2,
+        accum=[1.0, 10, 64],
+        rng_per_rank=[
+            {
+                "rng": torch.get_rng_state(),
+                "gen": torch.zeros(16, dtype=torch.uint8),
+                "cuda_rng": torch.zeros(16, dtype=torch.uint8),
+            }
+        ],
+    )
     ck["epoch"] = 0
     st["metrics"] = []
     torch.save(ck, last)
@@ -245,7 +279,9 @@ def test_pinned_buffers_wait_for_their_last_copy_across_passes(monkeypatch: pyte
     p.close()
 
 
-def test_evaluation_does_not_sync_per_batch(trained_run: Path, tiny_folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_evaluation_does_not_sync_per_batch(
+    trained_run: Path, tiny_folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import alexnet
 
     def no_bincount(*a: Any, **k: Any) -> None:

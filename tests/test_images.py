@@ -43,8 +43,12 @@ def odd_images(d: Path) -> dict[str, Path]:
 
 def bad_images(d: Path) -> dict[str, Path]:
     d.mkdir(parents=True, exist_ok=True)
-    files = {"text": d / "notes_named.jpg", "truncated": d / "truncated.jpg", "empty": d / "empty.png",
-             "bomb": d / "bomb.png"}
+    files = {
+        "text": d / "notes_named.jpg",
+        "truncated": d / "truncated.jpg",
+        "empty": d / "empty.png",
+        "bomb": d / "bomb.png",
+    }
     files["text"].write_text("this is not an image\n")
     buf = io.BytesIO()
     Image.fromarray(np.random.default_rng(1).integers(0, 255, (200, 200, 3), dtype=np.uint8)).save(buf, "JPEG")
@@ -64,7 +68,9 @@ def bad(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return bad_images(tmp_path_factory.mktemp("bad"))
 
 
-@pytest.mark.parametrize("kind", ["grayscale", "rgba", "palette", "16bit", "cmyk", "png_named_jpg", "exif_rotated", "large", "rgb_jpeg"])
+@pytest.mark.parametrize(
+    "kind", ["grayscale", "rgba", "palette", "16bit", "cmyk", "png_named_jpg", "exif_rotated", "large", "rgb_jpeg"]
+)
 def test_every_odd_image_loads_as_rgb(odd: dict[str, Path], kind: str) -> None:
     img = load_image(odd[kind])
     assert img.mode == "RGB"
@@ -92,8 +98,10 @@ def test_large_jpeg_is_decoded_at_reduced_scale(odd: dict[str, Path]) -> None:
     assert load_image(odd["large"]).size == (6000, 4000)
 
 
-@pytest.mark.parametrize("kind,reason", [("text", "not an image"), ("truncated", "unreadable"),
-                                         ("empty", "not an image"), ("bomb", "decompression bomb")])
+@pytest.mark.parametrize(
+    "kind,reason",
+    [("text", "not an image"), ("truncated", "unreadable"), ("empty", "not an image"), ("bomb", "decompression bomb")],
+)
 def test_bad_files_raise_one_line_errors(bad: dict[str, Path], kind: str, reason: str) -> None:
     with pytest.raises(ImageError, match=reason) as e:
         load_image(bad[kind])

@@ -19,11 +19,18 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "alexnet"
 
 # third-party imports allowed inside functions: the reason each is not imported at the top
 OPTIONAL = {
-    "onnx": "the [export] extra", "onnxruntime": "the [export] extra", "onnxscript": "the [export] extra",
-    "huggingface_hub": "the [export] extra", "fastapi": "the [serve] extra", "starlette": "the [serve] extra", "pydantic": "the [serve] extra (with fastapi)",
-    "uvicorn": "the [serve] extra", "matplotlib": "plots: a second to import, and only some commands draw",
+    "onnx": "the [export] extra",
+    "onnxruntime": "the [export] extra",
+    "onnxscript": "the [export] extra",
+    "huggingface_hub": "the [export] extra",
+    "fastapi": "the [serve] extra",
+    "starlette": "the [serve] extra",
+    "pydantic": "the [serve] extra (with fastapi)",
+    "uvicorn": "the [serve] extra",
+    "matplotlib": "plots: a second to import, and only some commands draw",
     "torch.utils.tensorboard": "TensorBoard: seconds to import, only training writes events",
-    "torch.utils.cpp_extension": "builds the optional fused kernel (needs a compiler)", "triton": "GPU kernels",
+    "torch.utils.cpp_extension": "builds the optional fused kernel (needs a compiler)",
+    "triton": "GPU kernels",
     "scipy": "the [experiments] extra: the experiments' statistics",
 }
 TOP_LAYER = ("alexnet", "alexnet.cli", "alexnet.commands")  # may import the package inside functions
@@ -45,13 +52,14 @@ def package_imports() -> dict[str, list[tuple[str, bool, int]]]:
         _, is_pkg = module_name(path)
         base = name.split(".") if is_pkg else name.split(".")[:-1]
         tree = ast.parse(path.read_text())
-        in_function = {id(n) for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
-                       for n in ast.walk(f)}
+        in_function = {
+            id(n) for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef)) for n in ast.walk(f)
+        }
         out = []
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom):
                 if node.level:
-                    target = ".".join(base[:len(base) - node.level + 1] + ([node.module] if node.module else []))
+                    target = ".".join(base[: len(base) - node.level + 1] + ([node.module] if node.module else []))
                 else:
                     target = node.module or ""
                 # `from pkg import sub` imports pkg (its __init__) and, when it is one, the submodule
@@ -137,8 +145,17 @@ def test_no_module_below_the_facade_imports_the_package_itself() -> None:
     assert [m for m, found in imports.items() if m != "alexnet" and any(t == "alexnet" for t, _, _ in found)] == []
 
 
-@pytest.mark.parametrize("module", ["alexnet", "alexnet.cli", "alexnet.inference.onnx", "alexnet.inference.base",
-                                    "alexnet.data.images", "alexnet.config"])
+@pytest.mark.parametrize(
+    "module",
+    [
+        "alexnet",
+        "alexnet.cli",
+        "alexnet.inference.onnx",
+        "alexnet.inference.base",
+        "alexnet.data.images",
+        "alexnet.config",
+    ],
+)
 def test_light_modules_do_not_import_torch(module: str) -> None:
     import subprocess
 

@@ -36,8 +36,13 @@ print(json.dumps({"on": on, "faults": faults[3:]}))  # after the warm-up steps
 @pytest.mark.skipif(sys.platform != "linux", reason="glibc's mallopt: Linux only")
 @pytest.mark.parametrize("setting", ["1", "0"])
 def test_training_steps_reuse_memory_without_page_faults(setting: str) -> None:
-    p = subprocess.run([sys.executable, "-c", CODE], capture_output=True, text=True, timeout=120,
-                       env={**os.environ, "ALEXNET_MALLOC_CACHE": setting})
+    p = subprocess.run(
+        [sys.executable, "-c", CODE],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "ALEXNET_MALLOC_CACHE": setting},
+    )
     assert p.returncode == 0, p.stderr
     r = json.loads(p.stdout.strip().splitlines()[-1])
     if setting == "1":

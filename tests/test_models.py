@@ -42,16 +42,30 @@ def test_every_model_runs_and_has_its_parameter_count(name: str) -> None:
 def test_alexnet_layer_shapes_are_the_papers() -> None:
     rows = {r.name.split(".")[-1]: r for r in layer_table(create_model("alexnet"), (3, 224, 224))}
     expect = {
-        "conv1": (96, 55, 55), "pool1": (96, 27, 27), "conv2": (256, 27, 27), "pool2": (256, 13, 13),
-        "conv3": (384, 13, 13), "conv4": (384, 13, 13), "conv5": (256, 13, 13), "pool5": (256, 6, 6),
-        "fc6": (4096,), "fc7": (4096,), "fc8": (1000,),
+        "conv1": (96, 55, 55),
+        "pool1": (96, 27, 27),
+        "conv2": (256, 27, 27),
+        "pool2": (256, 13, 13),
+        "conv3": (384, 13, 13),
+        "conv4": (384, 13, 13),
+        "conv5": (256, 13, 13),
+        "pool5": (256, 6, 6),
+        "fc6": (4096,),
+        "fc7": (4096,),
+        "fc8": (1000,),
     }
     for name, shape in expect.items():
         assert rows[name].output_shape == shape, name
     params = {n: rows[n].params for n in ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8")}
     assert params == {
-        "conv1": 34_944, "conv2": 307_456, "conv3": 885_120, "conv4": 663_936, "conv5": 442_624,
-        "fc6": 37_752_832, "fc7": 16_781_312, "fc8": 4_097_000,
+        "conv1": 34_944,
+        "conv2": 307_456,
+        "conv3": 885_120,
+        "conv4": 663_936,
+        "conv5": 442_624,
+        "fc6": 37_752_832,
+        "fc7": 16_781_312,
+        "fc8": 4_097_000,
     }
 
 
@@ -225,8 +239,10 @@ def test_cifar_ablation_options_for_the_experiments() -> None:
 
 @pytest.mark.parametrize("name", ["alexnet", "cifar_18pct", "cifar_80sec"])
 def test_both_spellings_of_the_non_overlapping_pool(name: str) -> None:
-    kinds = [[(p.kernel_size, p.stride) for p in create_model(name, pool=pool).modules() if isinstance(p, nn.MaxPool2d)]
-             for pool in ("non-overlap", "nonoverlap")]
+    kinds = [
+        [(p.kernel_size, p.stride) for p in create_model(name, pool=pool).modules() if isinstance(p, nn.MaxPool2d)]
+        for pool in ("non-overlap", "nonoverlap")
+    ]
     assert kinds[0] == kinds[1] and kinds[0][0] == (2, 2)
     with pytest.raises(UserError, match="pool must be 'overlap' .* or 'non-overlap'"):
         create_model(name, pool="nonoverlapping")
@@ -305,8 +321,16 @@ def test_one_gpu_net_of_section_3_2_keeps_conv5_and_the_fc_layers_full() -> None
     assert [c.out_channels for c in convs] == [48, 128, 192, 192, 256]
     assert all(c.groups == 1 for c in convs)
     assert [m.out_features for m in half.modules() if isinstance(m, nn.Linear)] == [4096, 4096, 1000]
-    expect = (3 * 121 * 48 + 48) + (48 * 25 * 128 + 128) + (128 * 9 * 192 + 192) + (192 * 9 * 192 + 192) + \
-        (192 * 9 * 256 + 256) + (256 * 36 * 4096 + 4096) + (4096 * 4096 + 4096) + (4096 * 1000 + 1000)
+    expect = (
+        (3 * 121 * 48 + 48)
+        + (48 * 25 * 128 + 128)
+        + (128 * 9 * 192 + 192)
+        + (192 * 9 * 192 + 192)
+        + (192 * 9 * 256 + 256)
+        + (256 * 36 * 4096 + 4096)
+        + (4096 * 4096 + 4096)
+        + (4096 * 1000 + 1000)
+    )
     assert count_params(half) == expect == 59_798_312
     assert half(torch.randn(1, 3, 224, 224)).shape == (1, 1000)
     tiny = create_model("alexnet", width=0.25, top_width=0.25)  # what the fast tests use
@@ -371,17 +395,27 @@ def test_average_pooling_matches_a_loop_over_in_map_pixels_forward_and_backward(
 
 
 def test_weight_decay_applies_to_the_kernels_of_every_model() -> None:
-    from alexnet.models import list_models
     from alexnet.engine.optim import decayed_parameter_names
+    from alexnet.models import list_models
 
     expect = {
         "alexnet": [f"features.conv{i}.weight" for i in range(1, 6)] + [f"classifier.fc{i}.weight" for i in (6, 7, 8)],
-        "alexnet_tv": [f"features.{i}.weight" for i in (0, 3, 6, 8, 10)] + [f"classifier.{i}.weight" for i in (1, 4, 6)],
+        "alexnet_tv": [f"features.{i}.weight" for i in (0, 3, 6, 8, 10)]
+        + [f"classifier.{i}.weight" for i in (1, 4, 6)],
         "lenet5": ["features.c1.weight", "features.c3.weight", "features.c5.weight", "classifier.f6.weight"],
-        "cifar_18pct": ["features.conv1.weight", "features.conv2.weight", "features.conv3.weight",
-                        "classifier.fc10.weight"],
-        "cifar_80sec": ["features.conv1.weight", "features.conv2.weight", "features.conv3.weight",
-                        "classifier.fc64.weight", "classifier.fc10.weight"],
+        "cifar_18pct": [
+            "features.conv1.weight",
+            "features.conv2.weight",
+            "features.conv3.weight",
+            "classifier.fc10.weight",
+        ],
+        "cifar_80sec": [
+            "features.conv1.weight",
+            "features.conv2.weight",
+            "features.conv3.weight",
+            "classifier.fc64.weight",
+            "classifier.fc10.weight",
+        ],
     }
     assert set(expect) == set(list_models())
     for name, names in expect.items():
@@ -398,8 +432,9 @@ def test_cifar_dropout_drops_the_hidden_layers_outputs_only() -> None:
         create_model("cifar_18pct", dropout=0.5)
 
 
-@pytest.mark.parametrize("name,pool", [("cifar_18pct", "overlap"), ("cifar_80sec", "overlap"),
-                                       ("cifar_18pct", "non-overlap")])
+@pytest.mark.parametrize(
+    "name,pool", [("cifar_18pct", "overlap"), ("cifar_80sec", "overlap"), ("cifar_18pct", "non-overlap")]
+)
 def test_max_pooling_before_the_relu_is_exact(name: str, pool: str) -> None:
     """The CIFAR nets with ReLU pool before their first activation (cheaper); the paper's order gives
     the same outputs and gradients, bit for bit, so no published figure moves."""
@@ -409,7 +444,10 @@ def test_max_pooling_before_the_relu_is_exact(name: str, pool: str) -> None:
     torch.manual_seed(0)
     fast = create_model(name, num_classes=10, activation=activation, pool=pool, init="torch")
     assert [n for n, _ in create_model(name, activation="tanh").features.named_children()][:3] == [
-        "conv1", "act1", "pool1"]  # a tanh keeps the paper's order
+        "conv1",
+        "act1",
+        "pool1",
+    ]  # a tanh keeps the paper's order
     literal = copy.deepcopy(fast)
     layers = dict(literal.features.named_children())
     order = ["conv1", "act1", "pool1"] + [n for n in layers if n not in ("conv1", "act1", "pool1")]

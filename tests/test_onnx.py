@@ -53,19 +53,31 @@ def make_run(root: Path, name: str, options: dict, *, mean_image: bool = False, 
     cls = [f"class{i}" for i in range(classes)]
     run = root / f"{name}-{len(options)}"
     run.mkdir(parents=True)
-    save_checkpoint({"model": model.state_dict(), "model_name": name, "model_options": options, "num_classes": classes,
-                     "classes": cls, "class_names": [c.upper() for c in cls], "eval_transform": t.to_dict(),
-                     "metrics": {"val_top1_error": 0.25}, "epoch": 1}, run / "best.pt")
+    save_checkpoint(
+        {
+            "model": model.state_dict(),
+            "model_name": name,
+            "model_options": options,
+            "num_classes": classes,
+            "classes": cls,
+            "class_names": [c.upper() for c in cls],
+            "eval_transform": t.to_dict(),
+            "metrics": {"val_top1_error": 0.25},
+            "epoch": 1,
+        },
+        run / "best.pt",
+    )
     return run
 
 
-@pytest.mark.parametrize("name,options", CASES, ids=[f"{n}-{'-'.join(f'{k}={v}' for k, v in o.items()) or 'default'}"
-                                                      for n, o in CASES])
+@pytest.mark.parametrize(
+    "name,options", CASES, ids=[f"{n}-{'-'.join(f'{k}={v}' for k, v in o.items()) or 'default'}" for n, o in CASES]
+)
 def test_every_model_exports_and_onnx_runtime_agrees(name: str, options: dict, tmp_path: Path) -> None:
     import onnxruntime as ort
 
-    from alexnet.inference.classifier import load
     from alexnet.export import export_onnx
+    from alexnet.inference.classifier import load
 
     run = make_run(tmp_path, name, options, mean_image=name.startswith("cifar"))
     r = export_onnx(run)
@@ -74,7 +86,9 @@ def test_every_model_exports_and_onnx_runtime_agrees(name: str, options: dict, t
     t = clf.transform
     sess = ort.InferenceSession(str(r["path"]), providers=["CPUExecutionProvider"])
     assert [i.name for i in sess.get_inputs()] == ["image"] and [o.name for o in sess.get_outputs()] == [
-        "probabilities", "logits"]
+        "probabilities",
+        "logits",
+    ]
     assert isinstance(sess.get_inputs()[0].shape[0], str)  # the batch dimension is symbolic
     for n in (3, 1, 9):  # batch sizes other than the one the export traced
         px = np.random.default_rng(n).integers(0, 256, (n, t.channels, t.image_size, t.image_size), dtype=np.uint8)
@@ -91,8 +105,9 @@ def test_every_model_exports_and_onnx_runtime_agrees(name: str, options: dict, t
     assert json.loads(meta["eval_transform"])["crop_size"] == t.crop_size and "central square" in meta["preprocessing"]
 
 
-def test_predict_onnx_answers_as_predict_does_without_torch(trained_run: Path, tiny_folder: Path, tmp_path: Path,
-                                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_predict_onnx_answers_as_predict_does_without_torch(
+    trained_run: Path, tiny_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     onnx = tmp_path / "m.onnx"
     assert main(["export", str(trained_run), "--format", "onnx", "--out", str(onnx)]) == 0
     assert "ONNX Runtime agrees with torch" in capsys.readouterr().out
@@ -100,8 +115,10 @@ def test_predict_onnx_answers_as_predict_does_without_torch(trained_run: Path, t
     assert main(["predict", str(trained_run), images, "--json", "--top-k", "3"]) == 0
     ref = json.loads(capsys.readouterr().out)["predictions"]
     # a fresh interpreter in which importing torch fails: the ONNX path must not need it
-    code = ("import sys; sys.modules['torch'] = None; from alexnet.cli import main; "
-            f"sys.exit(main(['predict', '--onnx', {str(onnx)!r}, {images!r}, '--json', '--top-k', '3']))")
+    code = (
+        "import sys; sys.modules['torch'] = None; from alexnet.cli import main; "
+        f"sys.exit(main(['predict', '--onnx', {str(onnx)!r}, {images!r}, '--json', '--top-k', '3']))"
+    )
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     got = json.loads(p.stdout)["predictions"]
@@ -111,8 +128,9 @@ def test_predict_onnx_answers_as_predict_does_without_torch(trained_run: Path, t
         assert [t["prob"] for t in g["top"]] == pytest.approx([t["prob"] for t in r["top"]], abs=1e-4)
 
 
-def test_onnx_mistakes_are_one_line_errors(trained_run: Path, tiny_folder: Path, tmp_path: Path,
-                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_onnx_mistakes_are_one_line_errors(
+    trained_run: Path, tiny_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     img = str(next((tiny_folder / "val" / "red").iterdir()))
     cases = [
         (["predict", "--onnx", str(tmp_path / "missing.onnx"), img], "missing.onnx: no such file"),
@@ -125,7 +143,9 @@ def test_onnx_mistakes_are_one_line_errors(trained_run: Path, tiny_folder: Path,
         torch.onnx.export(nn.Linear(3, 2).eval(), (torch.zeros(1, 3),), str(plain), dynamo=True)
     cases.append((["predict", "--onnx", str(plain), img], "not written by `alexnet export --format onnx`"))
     (tmp_path / "m.onnx").write_bytes(b"")
-    cases.append((["export", str(trained_run), "--format", "onnx", "--out", str(tmp_path / "m.onnx")], "already exists"))
+    cases.append(
+        (["export", str(trained_run), "--format", "onnx", "--out", str(tmp_path / "m.onnx")], "already exists")
+    )
     for argv, message in cases:
         capsys.readouterr()
         assert main(argv) == 2, argv
@@ -133,9 +153,9 @@ def test_onnx_mistakes_are_one_line_errors(trained_run: Path, tiny_folder: Path,
         assert message in err and err.count("\n") == 1, (argv, err)
 
 
-def test_an_export_that_fails_its_check_writes_nothing_and_exits_3(trained_run: Path, tmp_path: Path,
-                                                                   capsys: pytest.CaptureFixture[str],
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_export_that_fails_its_check_writes_nothing_and_exits_3(
+    trained_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A disagreement with torch is our bug, not the user's mistake: exit 3 (not 2), nothing written."""
     import alexnet.export as share
 

@@ -11,11 +11,14 @@ matplotlib.use("Agg")
 plt = pytest.importorskip("matplotlib.pyplot")
 
 
-@pytest.mark.parametrize(("title", "wrapped"), [
-    ("short", False),
-    ("Figure 1 (standardised inputs): four-layer CNN on CIFAR-10, ReLU (solid) vs tanh (dashed)", True),
-    ("learning-rate search (standardised inputs): training error after 3 epochs, " * 3, True),
-])
+@pytest.mark.parametrize(
+    ("title", "wrapped"),
+    [
+        ("short", False),
+        ("Figure 1 (standardised inputs): four-layer CNN on CIFAR-10, ReLU (solid) vs tanh (dashed)", True),
+        ("learning-rate search (standardised inputs): training error after 3 epochs, " * 3, True),
+    ],
+)
 def test_a_title_is_wrapped_to_its_axes_and_stays_inside_the_figure(title: str, wrapped: bool) -> None:
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     ax.set_ylabel("training error after the search (%)")

@@ -21,8 +21,9 @@ from .test_images import bad_images, odd_images
 
 
 def folder_pixels(root: Path, split: str) -> dict[str, np.ndarray]:
-    return {str(p.relative_to(root)): np.array(Image.open(p).convert("RGB"))
-            for p in sorted((root / split).rglob("*.png"))}
+    return {
+        str(p.relative_to(root)): np.array(Image.open(p).convert("RGB")) for p in sorted((root / split).rglob("*.png"))
+    }
 
 
 def test_round_trip_keeps_exact_pixels_and_labels(tmp_path: Path) -> None:
@@ -71,14 +72,26 @@ def test_bad_files_are_skipped_and_listed_and_the_rest_trains(tmp_path: Path) ->
     summary = prepare(src, tmp_path / "dst", size=32, workers=2, progress=False)
     skipped = dict(summary.skipped["train"])
     assert summary.written["train"] == 12 + 8 and summary.written["val"] == 6
-    assert set(skipped) == {"train/red/notes_named.jpg", "train/red/truncated.jpg", "train/red/empty.png",
-                            "train/red/empty.JPEG", "train/red/text.jpg"}
+    assert set(skipped) == {
+        "train/red/notes_named.jpg",
+        "train/red/truncated.jpg",
+        "train/red/empty.png",
+        "train/red/empty.JPEG",
+        "train/red/text.jpg",
+    }
     assert "not an image" in skipped["train/red/text.jpg"] and "unreadable" in skipped["train/red/truncated.jpg"]
     assert "skipped [train] train/red/text.jpg" in "\n".join(summary.lines())
     ds = load_packed(tmp_path / "dst", "train")
     assert len(ds) == 20 and torch.bincount(ds.labels).tolist() == [4, 12, 4]
-    cfg = TrainConfig(model="cifar_80sec", data=str(tmp_path / "dst"), out=str(tmp_path / "run"), epochs=1,
-                      batch_size=8, workers=0, schedule="constant")
+    cfg = TrainConfig(
+        model="cifar_80sec",
+        data=str(tmp_path / "dst"),
+        out=str(tmp_path / "run"),
+        epochs=1,
+        batch_size=8,
+        workers=0,
+        schedule="constant",
+    )
     from alexnet.training import train
 
     result = train(cfg, progress=False, log=lambda s: None)
@@ -174,8 +187,13 @@ def test_official_ilsvrc2012_archives(tmp_path: Path, monkeypatch: pytest.Monkey
     wnids = ["n01440764", "n01443537"]
     dt = [("ILSVRC2012_ID", "O"), ("WNID", "O"), ("words", "O"), ("gloss", "O"), ("num_children", "O")]
     synsets = np.zeros((3, 1), dtype=dt)
-    for i, row in enumerate([(1, wnids[0], "tench, Tinca tinca", "", 0), (2, wnids[1], "goldfish, Carassius auratus", "", 0),
-                             (3, "n00000001", "fish", "", 2)]):
+    for i, row in enumerate(
+        [
+            (1, wnids[0], "tench, Tinca tinca", "", 0),
+            (2, wnids[1], "goldfish, Carassius auratus", "", 0),
+            (3, "n00000001", "fish", "", 2),
+        ]
+    ):
         synsets[i, 0] = row
     rng = np.random.default_rng(0)
 
@@ -194,8 +212,11 @@ def test_official_ilsvrc2012_archives(tmp_path: Path, monkeypatch: pytest.Monkey
     val_labels = [1, 2, 2]  # ILSVRC IDs of val images 1..3
     with tarfile.open(root / "ILSVRC2012_devkit_t12.tar.gz", "w:gz") as t:
         add(t, "ILSVRC2012_devkit_t12/data/meta.mat", mat.getvalue())
-        add(t, "ILSVRC2012_devkit_t12/data/ILSVRC2012_validation_ground_truth.txt",
-            "".join(f"{v}\n" for v in val_labels).encode())
+        add(
+            t,
+            "ILSVRC2012_devkit_t12/data/ILSVRC2012_validation_ground_truth.txt",
+            "".join(f"{v}\n" for v in val_labels).encode(),
+        )
     with tarfile.open(root / "ILSVRC2012_img_train.tar", "w") as t:
         for w in wnids:
             inner = io.BytesIO()

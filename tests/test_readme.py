@@ -16,8 +16,8 @@ import json
 import re
 import shlex
 import struct
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
@@ -33,31 +33,34 @@ NOT_RUN = {
     "make demo": "tested by test_cli's demo test and the wheel test",
     "make test": "this suite",
     "make experiments DATA=../shared/data": "hours; each experiment is tested scaled down (test_experiments, realdata)",
-    "alexnet train --model alexnet --data /data/imagenet --out runs/alexnet --epochs 90 --precision bf16":
-        "the paper's AlexNet on ImageNet: days; the recipe and the model are tested on their own",
+    "alexnet train --model alexnet --data /data/imagenet --out runs/alexnet --epochs 90 --precision bf16": "the paper's AlexNet on ImageNet: days; the recipe and the model are tested on their own",
     "alexnet train --recipe alexnet_imagenet --data /data/imagenet-256 --out runs/alexnet": "ImageNet: days",
     "alexnet evaluate runs/alexnet --data /data/imagenet-256 --ten-crop": "needs the run of the line before",
     "alexnet weights torchvision --out runs/alexnet-tv": "downloads (network marker: test_share)",
     "alexnet serve runs/cifar": "a server that runs until stopped: test_serve runs it on a free port",
-    "alexnet serve runs/alexnet-tv --host 0.0.0.0 --port 8080 --workers 2 --max-batch 64":
-        "binds every interface; test_serve runs --workers on loopback",
+    "alexnet serve runs/alexnet-tv --host 0.0.0.0 --port 8080 --workers 2 --max-batch 64": "binds every interface; test_serve runs --workers on loopback",
     "alexnet serve runs/cifar --onnx": "test_serve's ONNX test",
-    "alexnet bench train --model alexnet alexnet_tv --precision bf16 --data PACKED --jpeg-dir PHOTOS":
-        "a benchmark of minutes (test_bench runs it at toy size)",
+    "alexnet bench train --model alexnet alexnet_tv --precision bf16 --data PACKED --jpeg-dir PHOTOS": "a benchmark of minutes (test_bench runs it at toy size)",
     "python benchmarks/train_throughput.py": "a benchmark of minutes",
     "benchmarks/gpu.sh": "needs a GPU (its --smoke form runs in CI)",
     "alexnet experiment lrn --data cifar10:../shared/data --out runs/paper/lrn": "an hour (scaled down: test_experiments)",
     "alexnet experiment lenet5 --data mnist:../shared/data --out runs/paper/lenet5 --seeds 5": "an hour",
     "alexnet report runs/paper/*/ --out runs/paper/report.md": "needs the experiments above (test_experiments)",
     "make experiments": "hours",
-    "make test-faults": "CI runs it", "make test-load": "CI runs it", "make test-realdata": "CI runs it",
-    "make test-triton": "CI runs it", "make gpu-smoke": "CI runs it",
-    ".venv/bin/python -m pytest -m slow": "minutes: torch.compile, torchrun", ".venv/bin/python -m pytest -m network":
-        "needs the internet",
+    "make test-faults": "CI runs it",
+    "make test-load": "CI runs it",
+    "make test-realdata": "CI runs it",
+    "make test-triton": "CI runs it",
+    "make gpu-smoke": "CI runs it",
+    ".venv/bin/python -m pytest -m slow": "minutes: torch.compile, torchrun",
+    ".venv/bin/python -m pytest -m network": "needs the internet",
 }
-NOT_RUN_PREFIXES = {"torchrun ": "several processes or nodes (test_distributed runs torchrun on the CPU)",
-                    "srun ": "SLURM", "curl ": "needs a running server (test_serve sends these requests)",
-                    "sbatch ": "SLURM"}
+NOT_RUN_PREFIXES = {
+    "torchrun ": "several processes or nodes (test_distributed runs torchrun on the CPU)",
+    "srun ": "SLURM",
+    "curl ": "needs a running server (test_serve sends these requests)",
+    "sbatch ": "SLURM",
+}
 
 
 def readme_blocks(lang: str) -> list[str]:
@@ -96,7 +99,7 @@ def make_mnist(root: Path, train: int = 192, test: int = 64) -> None:
         labels = rng.integers(0, 10, n)
         images = rng.integers(0, 60, (n, 28, 28))
         for i, y in enumerate(labels):
-            images[i, 2 * y + 4: 2 * y + 7, 4:24] = 250
+            images[i, 2 * y + 4 : 2 * y + 7, 4:24] = 250
         write_idx(raw / f"{prefix}-images-idx3-ubyte", images)
         write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels)
 
@@ -139,9 +142,13 @@ def substitute(cmd: str, work: Path) -> str:
     """The README's placeholders and absolute paths as a reader replaces them."""
     base = work.parent
     cmd = re.sub(r"\bRUN\b", "runs/cifar", cmd)
-    return (cmd.replace("/data/imagenet-256", str(base / "imagenet-256")).replace("/data/imagenet", str(base / "imagenet"))
-            .replace("[--k 6]", "--k 6").replace("--data SPEC", "--data cifar10:../shared/data")
-            .replace("--workers 16", "--workers 2"))
+    return (
+        cmd.replace("/data/imagenet-256", str(base / "imagenet-256"))
+        .replace("/data/imagenet", str(base / "imagenet"))
+        .replace("[--k 6]", "--k 6")
+        .replace("--data SPEC", "--data cifar10:../shared/data")
+        .replace("--workers 16", "--workers 2")
+    )
 
 
 # --------------------------------------------------------------------------- what each command promises
@@ -151,6 +158,7 @@ def files(*names: str) -> Callable[[Path, str], None]:
     def check(work: Path, out: str) -> None:
         for n in names:
             assert (work / n).exists(), f"{n} was not written"
+
     return check
 
 
@@ -158,6 +166,7 @@ def printed(*texts: str) -> Callable[[Path, str], None]:
     def check(work: Path, out: str) -> None:
         for t in texts:
             assert t in out, f"{t!r} not in the output"
+
     return check
 
 
@@ -172,25 +181,33 @@ def wnid_evaluation(work: Path, out: str) -> None:
 
 
 RUN = {  # command -> check, in README order
-    "alexnet train --recipe lenet5_mnist --data mnist:../shared/data --out runs/lenet5":
-        files(*(f"runs/lenet5/{f}" for f in ("best.pt", "last.pt", "metrics.csv", "curves.png", "confusion.png",
-                                            "config.toml"))),
-    "alexnet train --recipe cifar_18pct_cifar10 --data cifar10:../shared/data --out runs/cifar":
-        files("runs/cifar/best.pt", "runs/cifar/metrics.csv"),
-    "alexnet evaluate runs/lenet5 --data mnist:../shared/data":
-        lambda w, o: (printed("top-1 error", "top-5 error", "per-class accuracy")(w, o),
-                      files("runs/lenet5/evaluate/result.json", "runs/lenet5/evaluate/confusion.png")(w, o)),
+    "alexnet train --recipe lenet5_mnist --data mnist:../shared/data --out runs/lenet5": files(
+        *(
+            f"runs/lenet5/{f}"
+            for f in ("best.pt", "last.pt", "metrics.csv", "curves.png", "confusion.png", "config.toml")
+        )
+    ),
+    "alexnet train --recipe cifar_18pct_cifar10 --data cifar10:../shared/data --out runs/cifar": files(
+        "runs/cifar/best.pt", "runs/cifar/metrics.csv"
+    ),
+    "alexnet evaluate runs/lenet5 --data mnist:../shared/data": lambda w, o: (
+        printed("top-1 error", "top-5 error", "per-class accuracy")(w, o),
+        files("runs/lenet5/evaluate/result.json", "runs/lenet5/evaluate/confusion.png")(w, o),
+    ),
     "alexnet predict runs/cifar photo.jpg more_photos/ --top-k 5": printed("photo.jpg", "p0.jpg", "p1.jpg", "  5. "),
-    "alexnet weights torchvision --out runs/alexnet-tv --file alexnet-owt-7be5be79.pth":
-        files("runs/alexnet-tv/best.pt", "runs/alexnet-tv/classes.txt"),
+    "alexnet weights torchvision --out runs/alexnet-tv --file alexnet-owt-7be5be79.pth": files(
+        "runs/alexnet-tv/best.pt", "runs/alexnet-tv/classes.txt"
+    ),
     "alexnet predict runs/alexnet-tv photo.jpg": printed("photo.jpg", "  1. "),
-    "alexnet export runs/cifar --format safetensors --out exports/cifar":
-        lambda w, o: (files("exports/cifar/model.safetensors", "exports/cifar/config.json",
-                            "exports/cifar/README.md")(w, o), strict_json_config(w, o)),
+    "alexnet export runs/cifar --format safetensors --out exports/cifar": lambda w, o: (
+        files("exports/cifar/model.safetensors", "exports/cifar/config.json", "exports/cifar/README.md")(w, o),
+        strict_json_config(w, o),
+    ),
     "alexnet features runs/cifar --data cifar10:../shared/data --layer last --out feats.npz": files("feats.npz"),
     "alexnet features runs/alexnet-tv photo.jpg --layer fc7 --json": printed('"layer": "fc7"', '"vector"'),
-    "alexnet train --recipe finetune --init runs/alexnet-tv --data my_photos/ --out runs/mine --freeze features":
-        files("runs/mine/best.pt"),
+    "alexnet train --recipe finetune --init runs/alexnet-tv --data my_photos/ --out runs/mine --freeze features": files(
+        "runs/mine/best.pt"
+    ),
     "alexnet export runs/cifar --format onnx": files("runs/cifar/model.onnx"),
     "alexnet predict --onnx runs/cifar/model.onnx photo.jpg": printed("photo.jpg", "  1. "),
     "alexnet prepare /data/imagenet /data/imagenet-256 --workers 16": printed("next: alexnet train"),
@@ -198,25 +215,35 @@ RUN = {  # command -> check, in README order
     "alexnet experiment list": printed("relu-vs-tanh", "lrn"),
     "alexnet visualize kernels RUN": files("runs/cifar/kernels.png"),
     "alexnet neighbors RUN --query a.jpg b.jpg --data SPEC [--k 6]": files("runs/cifar/neighbors.png"),
-    "alexnet visualize kernels RUN --out docs/figures/kernels_cifar_18pct.png": files("docs/figures/kernels_cifar_18pct.png"),
+    "alexnet visualize kernels RUN --out docs/figures/kernels_cifar_18pct.png": files(
+        "docs/figures/kernels_cifar_18pct.png"
+    ),
     "alexnet neighbors RUN --query docs/figures/queries/*.jpg --data cifar10:../shared/data --out "
     "docs/figures/neighbors_cifar_18pct.png": files("docs/figures/neighbors_cifar_18pct.png"),
 }
 # the ImageNet evaluation needs the prepared copy: the README shows `prepare` later, in its ImageNet section
-ORDER_AFTER = {"alexnet evaluate runs/alexnet-tv --data /data/imagenet-256 --ten-crop":
-               "alexnet prepare /data/imagenet /data/imagenet-256 --workers 16"}
+ORDER_AFTER = {
+    "alexnet evaluate runs/alexnet-tv --data /data/imagenet-256 --ten-crop": "alexnet prepare /data/imagenet /data/imagenet-256 --workers 16"
+}
 
 
 def test_every_readme_command_is_run_or_has_a_reason() -> None:
-    unclassified = [c for c in readme_commands() if c not in RUN and c not in NOT_RUN
-                    and not any(c.startswith(p) for p in NOT_RUN_PREFIXES) and not c.startswith("--")]
+    unclassified = [
+        c
+        for c in readme_commands()
+        if c not in RUN
+        and c not in NOT_RUN
+        and not any(c.startswith(p) for p in NOT_RUN_PREFIXES)
+        and not c.startswith("--")
+    ]
     assert unclassified == [], "README commands neither run by this test nor given a reason in NOT_RUN"
     gone = [c for c in list(RUN) + list(NOT_RUN) if c not in readme_commands()]
     assert gone == [], "commands this test expects in the README are no longer there"
 
 
-def test_readme_commands_run_as_written(reader: Path, monkeypatch: pytest.MonkeyPatch,
-                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_readme_commands_run_as_written(
+    reader: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     from alexnet.cli import main
 
     monkeypatch.chdir(reader)
@@ -228,8 +255,11 @@ def test_readme_commands_run_as_written(reader: Path, monkeypatch: pytest.Monkey
         argv = shlex.split(substitute(cmd, reader))[1:]
         if argv[0] == "train":
             argv += ["--epochs", "2"]
-        argv = [a for pattern in argv for a in (sorted(str(p.relative_to(reader)) for p in reader.glob(pattern))
-                                                if "*" in pattern else [pattern])]
+        argv = [
+            a
+            for pattern in argv
+            for a in (sorted(str(p.relative_to(reader)) for p in reader.glob(pattern)) if "*" in pattern else [pattern])
+        ]
         code = main(argv)
         out = capsys.readouterr()
         assert code == 0, f"{cmd}: exit {code}\n{out.err[-2000:]}"
@@ -241,7 +271,8 @@ def run_python_snippet(code: str, folder: Path) -> None:
 
 
 def test_readme_python_examples_run_as_written_twice_in_one_process(
-        reader: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    reader: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     snippets = [b for b in readme_blocks("python") if "import alexnet" in b]
     assert len(snippets) == 2, "the README's alexnet Python examples: the models one and the training one"
     models, training = sorted(snippets, key=lambda b: "train" in b)

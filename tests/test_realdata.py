@@ -45,8 +45,15 @@ def test_lenet5_learns_mnist_in_two_short_epochs(tmp_path: Path) -> None:
     # The recipe's input range is the 1998 paper's (background -0.1, ink 1.175): smaller inputs than
     # standardising gives, so LeNet-5 starts slower (measured 2026-11-29: 13.0% after one epoch of
     # 10,000 images, 6.6% validation / 7.3% test after two; standardised inputs: 6.5%, then 4.0%).
-    cfg = TrainConfig.from_recipe("lenet5_mnist", data=f"mnist:{ROOT}", out=str(tmp_path / "r"), epochs=2,
-                                  max_train_images=10000, max_val_images=2000, warmup_epochs=0.0)
+    cfg = TrainConfig.from_recipe(
+        "lenet5_mnist",
+        data=f"mnist:{ROOT}",
+        out=str(tmp_path / "r"),
+        epochs=2,
+        max_train_images=10000,
+        max_val_images=2000,
+        warmup_epochs=0.0,
+    )
     result = train(cfg, progress=False, log=lambda s: None)
     assert result.final is not None and result.final.top1_error < 0.10  # the held-out validation split
     # max_val_images caps the test split too
@@ -61,8 +68,18 @@ def test_experiment_runs_on_the_real_data(name: str, kind: str, epochs: int, ima
 
     from alexnet.experiments import run_experiment
 
-    r = run_experiment(name, f"{kind}:{ROOT}", tmp_path / name, seeds=1, epochs=epochs, train_images=images,
-                       val_images=1000, progress=False, log=lambda s: None, pilot=False)
+    r = run_experiment(
+        name,
+        f"{kind}:{ROOT}",
+        tmp_path / name,
+        seeds=1,
+        epochs=epochs,
+        train_images=images,
+        val_images=1000,
+        progress=False,
+        log=lambda s: None,
+        pilot=False,
+    )
     on_disk = json.loads((tmp_path / name / "result.json").read_text())
     assert on_disk["verdict"] == r["verdict"] and on_disk["settings"]["train_images"] == images
     for run in on_disk["runs"]:

@@ -34,15 +34,35 @@ def one_line(err: str, needle: str) -> bool:
     return needle in err and err.strip().count("\n") == 0 and "Traceback" not in err
 
 
-TINY = ["--model", "cifar_80sec", "--epochs", "1", "--batch-size", "32", "--workers", "0",
-        "--max-train-images", "48", "--model-opt", 'init="torch"']
+TINY = [
+    "--model",
+    "cifar_80sec",
+    "--epochs",
+    "1",
+    "--batch-size",
+    "32",
+    "--workers",
+    "0",
+    "--max-train-images",
+    "48",
+    "--model-opt",
+    'init="torch"',
+]
 
 
 @pytest.fixture
 def quick_run(tiny_folder: Path, tmp_path: Path) -> Path:
     out = tmp_path / "run"
-    cfg = TrainConfig(model="cifar_80sec", data=str(tiny_folder), out=str(out), epochs=1, batch_size=32, workers=0,
-                      max_train_images=48, model_options={"init": "torch"})
+    cfg = TrainConfig(
+        model="cifar_80sec",
+        data=str(tiny_folder),
+        out=str(out),
+        epochs=1,
+        batch_size=32,
+        workers=0,
+        max_train_images=48,
+        model_options={"init": "torch"},
+    )
     train(cfg, progress=False, log=lambda s: None)
     return out
 
@@ -54,7 +74,9 @@ def test_a_folder_with_run_files_but_no_last_pt_is_refused(capsys, tiny_folder: 
     for name in ("best.pt", "metrics.csv", "config.toml"):
         (out / name).write_text("precious")
     code, _, err = run(capsys, "train", "--data", str(tiny_folder), "--out", str(out), *TINY)
-    assert code == 2 and one_line(err.splitlines()[-1], "already holds a run's files (best.pt, config.toml, metrics.csv)")
+    assert code == 2 and one_line(
+        err.splitlines()[-1], "already holds a run's files (best.pt, config.toml, metrics.csv)"
+    )
     assert all((out / n).read_text() == "precious" for n in ("best.pt", "metrics.csv", "config.toml"))
     other = tmp_path / "notes"
     other.mkdir()
@@ -117,14 +139,16 @@ def test_no_recipe_takes_the_shipped_one_for_the_model_and_data(capsys, tmp_path
     assert default_recipe("cifar_18pct", "cifar10") == "cifar_18pct_cifar10"
     assert default_recipe("alexnet", str(tmp_path)) == "alexnet_imagenet"
     assert default_recipe("lenet5", str(tmp_path)) is None
-    code, _, err = run(capsys, "train", "--model", "lenet5", "--data", f"mnist:{tmp_path / 'none'}",
-                       "--out", str(tmp_path / "r"))
+    code, _, err = run(
+        capsys, "train", "--model", "lenet5", "--data", f"mnist:{tmp_path / 'none'}", "--out", str(tmp_path / "r")
+    )
     assert err.splitlines()[0].startswith("using the shipped recipe lenet5_mnist") and code == 2
 
 
 def test_a_crop_the_network_cannot_take_fails_before_any_work(capsys, tiny_folder: Path, tmp_path: Path) -> None:
-    code, _, err = run(capsys, "train", "--data", str(tiny_folder), "--out", str(tmp_path / "r"), "--crop-size", "24",
-                       *TINY)
+    code, _, err = run(
+        capsys, "train", "--data", str(tiny_folder), "--out", str(tmp_path / "r"), "--crop-size", "24", *TINY
+    )
     assert code == 2 and "input_size=24" in err and "Traceback" not in err
     assert not (tmp_path / "r" / "last.pt").exists()
 
@@ -155,11 +179,14 @@ def test_a_long_strip_costs_little_memory(tmp_path: Path) -> None:
         Image.new("RGB", (1, 10000), (200, 10, 10)).save(d / "strip.png")
         Image.new("RGB", (40, 30), (10, 200, 10)).save(d / "ok.png")
     # VmHWM: this process's own peak (rusage would count the pages of the big test process it forked from)
-    code = ("import sys; from alexnet.data.packed.writer import prepare; prepare(sys.argv[1], sys.argv[2], size=256, "
-            "workers=0, progress=False); print(next(line.split()[1] for line in open('/proc/self/status') "
-            "if line.startswith('VmHWM')))")
-    r = subprocess.run([sys.executable, "-c", code, str(src), str(tmp_path / "p")], capture_output=True, text=True,
-                       timeout=120)
+    code = (
+        "import sys; from alexnet.data.packed.writer import prepare; prepare(sys.argv[1], sys.argv[2], size=256, "
+        "workers=0, progress=False); print(next(line.split()[1] for line in open('/proc/self/status') "
+        "if line.startswith('VmHWM')))"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code, str(src), str(tmp_path / "p")], capture_output=True, text=True, timeout=120
+    )
     assert r.returncode == 0, r.stderr
     peak_mb = int(r.stdout.strip()) / 1024
     assert peak_mb < 1000, f"peak RSS {peak_mb:.0f} MB"
@@ -191,8 +218,12 @@ def test_fifos_are_skipped_not_waited_for(capsys, trained_run: Path, tmp_path: P
     # and inside a dataset folder (prepare's source, training)
     data = make_folder(tmp_path / "data", {"train": 3, "val": 1})
     os.mkfifo(data / "train" / "red" / "fifo.png")
-    t = threading.Thread(target=lambda: result.__setitem__(
-        "prep", main(["prepare", str(data), str(tmp_path / "p"), "--size", "32", "--workers", "0"])), daemon=True)
+    t = threading.Thread(
+        target=lambda: result.__setitem__(
+            "prep", main(["prepare", str(data), str(tmp_path / "p"), "--size", "32", "--workers", "0"])
+        ),
+        daemon=True,
+    )
     t.start()
     t.join(60)
     assert not t.is_alive() and result["prep"] == 0
@@ -210,7 +241,8 @@ def test_symlink_loops_are_walked_once(tmp_path: Path) -> None:
 
 # 8: disk full while writing a checkpoint ---------------------------------------------------------
 def test_a_full_disk_while_checkpointing_is_one_line_and_the_last_checkpoint_survives(
-        capsys, monkeypatch: pytest.MonkeyPatch, quick_run: Path) -> None:
+    capsys, monkeypatch: pytest.MonkeyPatch, quick_run: Path
+) -> None:
     import alexnet.engine.runfolder as run_module
 
     before = (quick_run / "last.pt").read_bytes()

@@ -23,12 +23,47 @@ def _cmd(data: Path, out: Path, *extra: str) -> list[str]:
     # the paper network at quarter width on 112-pixel crops: slow enough steps to be caught mid-epoch;
     # dropout, random crops and flips, and the distortions' and colour noise's own generator all draw
     # random numbers that the resume must restore
-    return [sys.executable, "-m", "alexnet", "train", "--model", "alexnet", "--data", str(data), "--out", str(out),
-            "--epochs", "3", "--batch-size", "12", "--lr", "0.01", "--schedule", "cosine", "--image-size", "128",
-            "--crop-size", "112", "--workers", "0", "--checkpoint-every", "2", "--model-opt", "width=0.25",
-            "--model-opt", "top_width=0.25",
-            "--model-opt", 'init="caffe"', "--pca-lighting", "0.1", "--affine-scale", "0.1", "--affine-shear", "0.1",
-            *extra]
+    return [
+        sys.executable,
+        "-m",
+        "alexnet",
+        "train",
+        "--model",
+        "alexnet",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--epochs",
+        "3",
+        "--batch-size",
+        "12",
+        "--lr",
+        "0.01",
+        "--schedule",
+        "cosine",
+        "--image-size",
+        "128",
+        "--crop-size",
+        "112",
+        "--workers",
+        "0",
+        "--checkpoint-every",
+        "2",
+        "--model-opt",
+        "width=0.25",
+        "--model-opt",
+        "top_width=0.25",
+        "--model-opt",
+        'init="caffe"',
+        "--pca-lighting",
+        "0.1",
+        "--affine-scale",
+        "0.1",
+        "--affine-shear",
+        "0.1",
+        *extra,
+    ]
 
 
 def _position(path: Path) -> tuple[int, int]:

@@ -27,8 +27,9 @@ def _inputs(dtype: torch.dtype, channels_last: bool, seed: int = 0) -> torch.Ten
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
-CASES = [(R.cross_map_norm, R.cross_map_norm_reference, p) for p in CROSS] + \
-    [(R.spatial_norm, R.spatial_norm_reference, p) for p in SPATIAL]
+CASES = [(R.cross_map_norm, R.cross_map_norm_reference, p) for p in CROSS] + [
+    (R.spatial_norm, R.spatial_norm_reference, p) for p in SPATIAL
+]
 
 
 @pytest.mark.parametrize("impl", IMPLS)
@@ -52,15 +53,20 @@ def test_grouped_cross_map_matches_the_reference_per_group() -> None:
         out = R.cross_map_norm(x, 5, 0.005, 0.75, 2.0, impl=impl, groups=2)
         ref = R.cross_map_norm_reference(x, 5, 0.005, 0.75, 2.0, groups=2)
         assert torch.allclose(out, ref, rtol=1e-12, atol=1e-12)
-        assert torch.autograd.gradcheck(lambda t: R.cross_map_norm(t, 5, 0.005, 0.75, 2.0, impl=impl, groups=2), (x,))
+        assert torch.autograd.gradcheck(
+            lambda t, impl=impl: R.cross_map_norm(t, 5, 0.005, 0.75, 2.0, impl=impl, groups=2), (x,)
+        )
 
 
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("fn", ["cross", "spatial"])
 def test_low_precision_is_the_float32_result_rounded(impl: str, fn: str) -> None:
     """bf16 and fp16 inputs are computed in float32: the result is float32's, rounded once."""
-    f = (lambda t, i: R.cross_map_norm(t, 5, 1e-4 * 50, 0.75, 2.0, impl=i)) if fn == "cross" else \
-        (lambda t, i: R.spatial_norm(t, 3, 5e-5 / 9 * 500, 0.75, 1.0, impl=i))
+    f = (
+        (lambda t, i: R.cross_map_norm(t, 5, 1e-4 * 50, 0.75, 2.0, impl=i))
+        if fn == "cross"
+        else (lambda t, i: R.spatial_norm(t, 3, 5e-5 / 9 * 500, 0.75, 1.0, impl=i))
+    )
     for dtype in (torch.bfloat16, torch.float16):
         x = _inputs(dtype, True).requires_grad_()
         ref = f(x.detach().float().requires_grad_(), "reference")

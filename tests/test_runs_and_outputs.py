@@ -19,14 +19,38 @@ from alexnet.cli import main
 
 def slow_run(folder: Path, out: Path, *extra: str) -> subprocess.Popen[str]:
     """``alexnet train`` in a child process, slowed down so that it is still running when we look."""
-    code = ("import sys, time; import alexnet.engine.step as s; real = s.TrainStep.update\n"
-            "def slow(self): time.sleep(0.2); real(self)\n"
-            "s.TrainStep.update = slow\n"
-            "from alexnet.cli import main; sys.exit(main(sys.argv[1:]))")
-    return subprocess.Popen([sys.executable, "-c", code, "train", "--model", "cifar_80sec", "--data", str(folder),
-                             "--out", str(out), "--epochs", "2", "--batch-size", "16", "--workers", "0",
-                             "--model-opt", "init=torch", *extra], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+    code = (
+        "import sys, time; import alexnet.engine.step as s; real = s.TrainStep.update\n"
+        "def slow(self): time.sleep(0.2); real(self)\n"
+        "s.TrainStep.update = slow\n"
+        "from alexnet.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            code,
+            "train",
+            "--model",
+            "cifar_80sec",
+            "--data",
+            str(folder),
+            "--out",
+            str(out),
+            "--epochs",
+            "2",
+            "--batch-size",
+            "16",
+            "--workers",
+            "0",
+            "--model-opt",
+            "init=torch",
+            *extra,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def wait_for(path: Path, proc: subprocess.Popen[str], seconds: float = 120, text: str = "") -> None:
@@ -43,8 +67,21 @@ def test_a_second_train_into_the_same_new_folder_is_refused(capsys, tiny_folder:
     first = slow_run(tiny_folder, out)
     try:
         wait_for(out / "config.toml", first)
-        code = main(["train", "--model", "cifar_80sec", "--data", str(tiny_folder), "--out", str(out), "--epochs", "1",
-                     "--workers", "0"])
+        code = main(
+            [
+                "train",
+                "--model",
+                "cifar_80sec",
+                "--data",
+                str(tiny_folder),
+                "--out",
+                str(out),
+                "--epochs",
+                "1",
+                "--workers",
+                "0",
+            ]
+        )
         err = capsys.readouterr().err
         assert code == 2 and err.count("\n") == 1 and "in use by alexnet process" in err and str(first.pid) in err
     finally:
@@ -54,8 +91,28 @@ def test_a_second_train_into_the_same_new_folder_is_refused(capsys, tiny_folder:
 
 def test_a_second_resume_of_a_run_is_refused(capsys, tiny_folder: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    assert main(["train", "--model", "cifar_80sec", "--data", str(tiny_folder), "--out", str(out), "--epochs", "1",
-                 "--batch-size", "16", "--workers", "0", "--model-opt", "init=torch"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                "cifar_80sec",
+                "--data",
+                str(tiny_folder),
+                "--out",
+                str(out),
+                "--epochs",
+                "1",
+                "--batch-size",
+                "16",
+                "--workers",
+                "0",
+                "--model-opt",
+                "init=torch",
+            ]
+        )
+        == 0
+    )
     assert "took over" not in capsys.readouterr().err  # a clean end leaves no holder behind
     first = slow_run(tiny_folder, out, "--resume")
     try:
@@ -72,8 +129,26 @@ def test_a_lock_left_by_a_dead_process_is_taken_over(capsys, tiny_folder: Path, 
     out = tmp_path / "run"
     out.mkdir()
     (out / ".lock").write_text("alexnet process 99999999 on elsewhere")  # no process holds it
-    assert main(["train", "--model", "cifar_80sec", "--data", str(tiny_folder), "--out", str(out), "--epochs", "1",
-                 "--workers", "0", "--model-opt", "init=torch"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                "cifar_80sec",
+                "--data",
+                str(tiny_folder),
+                "--out",
+                str(out),
+                "--epochs",
+                "1",
+                "--workers",
+                "0",
+                "--model-opt",
+                "init=torch",
+            ]
+        )
+        == 0
+    )
     assert "took over the lock left by alexnet process 99999999" in capsys.readouterr().err
 
 
@@ -87,7 +162,8 @@ def test_a_run_refused_before_its_first_file_leaves_no_folder(capsys, tmp_path: 
 
 
 def test_features_never_overwrites_without_force_and_writes_exactly_the_name(
-        capsys, trained_run: Path, tiny_folder: Path, tmp_path: Path) -> None:
+    capsys, trained_run: Path, tiny_folder: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "feats.npz"
     out.write_bytes(b"precious")
     args = ["features", str(trained_run), "--data", str(tiny_folder), "--max-images", "8", "--out", str(out)]
@@ -100,8 +176,9 @@ def test_features_never_overwrites_without_force_and_writes_exactly_the_name(
     assert pt.is_file() and not (tmp_path / "x.pt.npz").exists() and f"wrote {pt}:" in capsys.readouterr().out
 
 
-def test_a_failed_write_leaves_the_old_output_whole(capsys, trained_run: Path, tiny_folder: Path, tmp_path: Path,
-                                                    monkeypatch) -> None:
+def test_a_failed_write_leaves_the_old_output_whole(
+    capsys, trained_run: Path, tiny_folder: Path, tmp_path: Path, monkeypatch
+) -> None:
     import errno
 
     import numpy as np
@@ -114,19 +191,47 @@ def test_a_failed_write_leaves_the_old_output_whole(capsys, trained_run: Path, t
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(np, "savez", full_disk)
-    assert main(["features", str(trained_run), "--data", str(tiny_folder), "--max-images", "4", "--out", str(out),
-                 "--force"]) == 2
+    assert (
+        main(
+            [
+                "features",
+                str(trained_run),
+                "--data",
+                str(tiny_folder),
+                "--max-images",
+                "4",
+                "--out",
+                str(out),
+                "--force",
+            ]
+        )
+        == 2
+    )
     assert "No space left" in capsys.readouterr().err and out.read_bytes() == b"precious"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["feats.npz"]  # no temporary left either
 
 
 def test_pictures_and_evaluations_refuse_to_replace_an_output_the_user_named(
-        capsys, trained_run: Path, tiny_folder: Path, tmp_path: Path) -> None:
+    capsys, trained_run: Path, tiny_folder: Path, tmp_path: Path
+) -> None:
     png = tmp_path / "k.png"
     png.write_bytes(b"mine")
     assert main(["visualize", "kernels", str(trained_run), "--out", str(png)]) == 2
-    assert main(["neighbors", str(trained_run), "--query", str(next(tiny_folder.rglob("*.png"))), "--data",
-                 str(tiny_folder), "--out", str(png)]) == 2
+    assert (
+        main(
+            [
+                "neighbors",
+                str(trained_run),
+                "--query",
+                str(next(tiny_folder.rglob("*.png"))),
+                "--data",
+                str(tiny_folder),
+                "--out",
+                str(png),
+            ]
+        )
+        == 2
+    )
     assert png.read_bytes() == b"mine"
     assert main(["visualize", "kernels", str(trained_run), "--out", str(png), "--force"]) == 0
     assert png.read_bytes()[:4] == b"\x89PNG"
@@ -143,7 +248,8 @@ def test_pictures_and_evaluations_refuse_to_replace_an_output_the_user_named(
 
 
 def test_export_and_weights_to_a_place_that_cannot_be_written_are_one_line(
-        capsys, trained_run: Path, tmp_path: Path) -> None:
+    capsys, trained_run: Path, tmp_path: Path
+) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
     assert main(["export", str(trained_run), "--format", "safetensors", "--out", str(blocker / "exp")]) == 2
@@ -156,13 +262,32 @@ def test_export_and_weights_to_a_place_that_cannot_be_written_are_one_line(
 # ------------------------------------------------------------------------------ bounded work, one line
 
 
-def test_neighbours_k_is_bounded_by_the_picture_and_the_data(capsys, trained_run: Path, tiny_folder: Path,
-                                                            tmp_path: Path) -> None:
+def test_neighbours_k_is_bounded_by_the_picture_and_the_data(
+    capsys, trained_run: Path, tiny_folder: Path, tmp_path: Path
+) -> None:
     query = str(next(tiny_folder.rglob("*.png")))
     assert main(["neighbors", str(trained_run), "--query", query, "--data", str(tiny_folder), "--k", "100000"]) == 2
     assert "at most 32" in capsys.readouterr().err
-    assert main(["neighbors", str(trained_run), "--query", query, "--data", str(tiny_folder), "--k", "20",
-                 "--max-images", "7", "--json", "--out", str(tmp_path / "n.png")]) == 0
+    assert (
+        main(
+            [
+                "neighbors",
+                str(trained_run),
+                "--query",
+                query,
+                "--data",
+                str(tiny_folder),
+                "--k",
+                "20",
+                "--max-images",
+                "7",
+                "--json",
+                "--out",
+                str(tmp_path / "n.png"),
+            ]
+        )
+        == 0
+    )
     import json
 
     r = json.loads(capsys.readouterr().out)
@@ -170,11 +295,10 @@ def test_neighbours_k_is_bounded_by_the_picture_and_the_data(capsys, trained_run
 
 
 def test_a_decoder_failing_in_any_way_is_a_skipped_file(capsys, trained_run: Path, tmp_path: Path, monkeypatch) -> None:
+    import numpy as np
     from PIL import Image
 
     from .conftest import make_image
-
-    import numpy as np
 
     good, bad = tmp_path / "good.png", tmp_path / "bad.jpg"
     make_image(2, np.random.default_rng(0)).save(good)
@@ -192,12 +316,15 @@ def test_a_decoder_failing_in_any_way_is_a_skipped_file(capsys, trained_run: Pat
     assert "good.png" in out and "bad.jpg: unreadable image (RuntimeError: avif decoder: corrupt item)" in err
 
 
-@pytest.mark.parametrize("argv,needle", [
-    (["evaluate", "RUN", "--data", "DATA", "--max-images", "0"], "--max-images: must be at least 1, not 0"),
-    (["evaluate", "RUN", "--data", "DATA", "--max-images", "-3"], "--max-images: must be at least 1, not -3"),
-    (["evaluate", "RUN", "--data", "DATA", "--batch-size", "0"], "--batch-size: must be at least 1, not 0"),
-    (["features", "RUN", "--data", "DATA", "--batch-size", "-1", "--json"], "--batch-size: must be at least 1"),
-])
+@pytest.mark.parametrize(
+    "argv,needle",
+    [
+        (["evaluate", "RUN", "--data", "DATA", "--max-images", "0"], "--max-images: must be at least 1, not 0"),
+        (["evaluate", "RUN", "--data", "DATA", "--max-images", "-3"], "--max-images: must be at least 1, not -3"),
+        (["evaluate", "RUN", "--data", "DATA", "--batch-size", "0"], "--batch-size: must be at least 1, not 0"),
+        (["features", "RUN", "--data", "DATA", "--batch-size", "-1", "--json"], "--batch-size: must be at least 1"),
+    ],
+)
 def test_nonsense_numbers_are_refused_by_the_parser(capsys, argv: list[str], needle: str) -> None:
     with pytest.raises(SystemExit) as e:
         main(argv)
@@ -205,15 +332,20 @@ def test_nonsense_numbers_are_refused_by_the_parser(capsys, argv: list[str], nee
     assert e.value.code == 2 and needle in err and err.count("\n") == 1
 
 
-@pytest.mark.parametrize("flags,needle", [
-    (["--lr", "inf"], "lr: must be a finite number, not inf"),
-    (["--momentum", "nan"], "momentum: must be a finite number, not nan"),
-    (["--model-opt", "dropout=yes"], "option dropout takes a float like its default 0.0, not 'yes'"),
-])
-def test_nonsense_config_values_name_their_key(capsys, tiny_folder: Path, tmp_path: Path, flags: list[str],
-                                               needle: str) -> None:
-    assert main(["train", "--model", "cifar_80sec", "--data", str(tiny_folder), "--out", str(tmp_path / "r"),
-                 *flags]) == 2
+@pytest.mark.parametrize(
+    "flags,needle",
+    [
+        (["--lr", "inf"], "lr: must be a finite number, not inf"),
+        (["--momentum", "nan"], "momentum: must be a finite number, not nan"),
+        (["--model-opt", "dropout=yes"], "option dropout takes a float like its default 0.0, not 'yes'"),
+    ],
+)
+def test_nonsense_config_values_name_their_key(
+    capsys, tiny_folder: Path, tmp_path: Path, flags: list[str], needle: str
+) -> None:
+    assert (
+        main(["train", "--model", "cifar_80sec", "--data", str(tiny_folder), "--out", str(tmp_path / "r"), *flags]) == 2
+    )
     err = capsys.readouterr().err
     assert needle in err and err.count("\n") <= 2  # the recipe line, then the error
 

@@ -26,8 +26,14 @@ from alexnet.testing import ServerProcess, hostile_payloads, load_test, multipar
 MAX_BYTES, MAX_FILES = 300_000, 4
 
 
-def request(url: str, method: str, path: str, body: bytes | None = None, ctype: str | None = None,
-            headers: dict[str, str] | None = None) -> tuple[int, dict | str]:
+def request(
+    url: str,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    ctype: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, dict | str]:
     u = urlsplit(url)
     conn = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
     try:
@@ -53,8 +59,17 @@ def png(img: Image.Image) -> bytes:
 
 @pytest.fixture(scope="module")
 def server(trained_run: Path):  # type: ignore[no-untyped-def]
-    with ServerProcess(str(trained_run), "--max-bytes", str(MAX_BYTES), "--max-files", str(MAX_FILES),
-                       "--max-batch", "8", "--batch-window-ms", "20") as s:
+    with ServerProcess(
+        str(trained_run),
+        "--max-bytes",
+        str(MAX_BYTES),
+        "--max-files",
+        str(MAX_FILES),
+        "--max-batch",
+        "8",
+        "--batch-window-ms",
+        "20",
+    ) as s:
         yield s
 
 
@@ -63,14 +78,17 @@ def red(tiny_folder: Path) -> bytes:
     return (tiny_folder / "val" / "red" / "0000.png").read_bytes()
 
 
-def test_classify_multipart_and_raw_body_answer_as_predict_does(server: ServerProcess, trained_run: Path,
-                                                               tiny_folder: Path, red: bytes) -> None:
+def test_classify_multipart_and_raw_body_answer_as_predict_does(
+    server: ServerProcess, trained_run: Path, tiny_folder: Path, red: bytes
+) -> None:
     import alexnet
 
     files = [(p.name, p.read_bytes()) for p in sorted((tiny_folder / "val" / "green").iterdir())[:3]]
     status, r = request(server.url, "POST", "/v1/classify?top_k=2", *multipart_body(files))
     assert status == 200 and r["model"] == "cifar_80sec" and len(r["results"]) == 3
-    ref = alexnet.load(trained_run, device="cpu").predict([tiny_folder / "val" / "green" / n for n, _ in files], top_k=2)
+    ref = alexnet.load(trained_run, device="cpu").predict(
+        [tiny_folder / "val" / "green" / n for n, _ in files], top_k=2
+    )
     for res, p in zip(r["results"], ref):
         assert set(res) == {"filename", "top", "ms"} and res["ms"] > 0
         assert [t["label"] for t in res["top"]] == p.labels and [t["index"] for t in res["top"]] == p.indices
@@ -87,8 +105,10 @@ def test_requests_that_arrive_together_share_a_batch(server: ServerProcess, red:
     before = batches()
     body, ctype = multipart_body([("a.png", red)])
     results: list[int] = []
-    threads = [threading.Thread(target=lambda: results.append(request(server.url, "POST", "/v1/classify", body, ctype)[0]))
-               for _ in range(16)]
+    threads = [
+        threading.Thread(target=lambda: results.append(request(server.url, "POST", "/v1/classify", body, ctype)[0]))
+        for _ in range(16)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -100,8 +120,9 @@ def test_requests_that_arrive_together_share_a_batch(server: ServerProcess, red:
     assert after["8"] - before["8"] == forward_passes  # never more than --max-batch 8
 
 
-def test_every_limit_answers_json_with_its_status_and_the_server_keeps_serving(server: ServerProcess,
-                                                                              red: bytes) -> None:
+def test_every_limit_answers_json_with_its_status_and_the_server_keeps_serving(
+    server: ServerProcess, red: bytes
+) -> None:
     cases = [(kind, body, ctype, want, {}) for kind, body, ctype, want in hostile_payloads(red, MAX_BYTES, MAX_FILES)]
     body, ctype = multipart_body([("a.png", red)])
     cases += [
@@ -116,8 +137,13 @@ def test_every_limit_answers_json_with_its_status_and_the_server_keeps_serving(s
         if opt.get("chunked"):  # no Content-Length: the limit must hold while the body streams in
             u = urlsplit(server.url)
             conn = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
-            conn.request("POST", "/v1/classify", body=iter([body[i:i + 65536] for i in range(0, len(body), 65536)]),
-                         headers={"Content-Type": ctype}, encode_chunked=True)
+            conn.request(
+                "POST",
+                "/v1/classify",
+                body=iter([body[i : i + 65536] for i in range(0, len(body), 65536)]),
+                headers={"Content-Type": ctype},
+                encode_chunked=True,
+            )
             resp = conn.getresponse()
             status, r = resp.status, json.loads(resp.read())
             conn.close()
@@ -163,8 +189,9 @@ def test_head_and_invented_methods_and_metrics_that_stay_small(server: ServerPro
     assert isinstance(text, str) and "XMETHOD" not in text and 'method="other"' in text
 
 
-def test_a_run_with_nan_weights_is_refused_at_start(tmp_path: Path, trained_run: Path,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_run_with_nan_weights_is_refused_at_start(
+    tmp_path: Path, trained_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     import torch
 
     ck = torch.load(trained_run / "best.pt", weights_only=True)
@@ -199,17 +226,21 @@ def test_serve_with_onnx_runtime(trained_run: Path, tmp_path: Path, red: bytes) 
     assert s.log.count("exported") == 0  # the second start found the first one's export
 
 
-def test_serve_mistakes_are_one_line_errors(tmp_path: Path, trained_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_serve_mistakes_are_one_line_errors(
+    tmp_path: Path, trained_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     import socket
 
     busy = socket.create_server(("127.0.0.1", 0))  # a port another program listens on
-    for argv, message in ((["serve", str(tmp_path / "nope")], "no such checkpoint"),
-                          (["serve", str(trained_run), "--max-bytes", "lots"], "--max-bytes lots: not a size"),
-                          (["serve", str(trained_run), "--max-batch", "0"], "--max-batch 0: must be at least 1"),
-                          (["serve", str(trained_run), "--port", "99999"], "--port 99999: must be 0..65535"),
-                          (["serve", str(trained_run), "--top-k", "0"], "--top-k 0: must be at least 1"),
-                          (["serve", str(trained_run), "--batch-window-ms", "-1"], "--batch-window-ms -1.0: must be"),
-                          (["serve", str(trained_run), "--port", str(busy.getsockname()[1])], "cannot listen there")):
+    for argv, message in (
+        (["serve", str(tmp_path / "nope")], "no such checkpoint"),
+        (["serve", str(trained_run), "--max-bytes", "lots"], "--max-bytes lots: not a size"),
+        (["serve", str(trained_run), "--max-batch", "0"], "--max-batch 0: must be at least 1"),
+        (["serve", str(trained_run), "--port", "99999"], "--port 99999: must be 0..65535"),
+        (["serve", str(trained_run), "--top-k", "0"], "--top-k 0: must be at least 1"),
+        (["serve", str(trained_run), "--batch-window-ms", "-1"], "--batch-window-ms -1.0: must be"),
+        (["serve", str(trained_run), "--port", str(busy.getsockname()[1])], "cannot listen there"),
+    ):
         capsys.readouterr()
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
@@ -219,8 +250,10 @@ def test_serve_mistakes_are_one_line_errors(tmp_path: Path, trained_run: Path, c
 
 # ------------------------------------------------------------------------------------------ the page
 
-CHROMIUM = next((p for p in (os.environ.get("ALEXNET_CHROMIUM"), shutil.which("chromium"),
-                             shutil.which("chromium-browser")) if p), None)
+CHROMIUM = next(
+    (p for p in (os.environ.get("ALEXNET_CHROMIUM"), shutil.which("chromium"), shutil.which("chromium-browser")) if p),
+    None,
+)
 
 
 @pytest.mark.browser
@@ -228,8 +261,8 @@ CHROMIUM = next((p for p in (os.environ.get("ALEXNET_CHROMIUM"), shutil.which("c
 def test_the_page_in_chromium_shows_five_labelled_bars(tmp_path: Path) -> None:
     """The demo-sized cifar_18pct on a real sample photo: drop it on the page, see five bars."""
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
-    from alexnet.testing import save_untrained_run
     from alexnet.demo import sample_jpegs
+    from alexnet.testing import save_untrained_run
 
     photo = tmp_path / "cat.jpg"
     photo.write_bytes(sample_jpegs(label="cat")[0][1])
@@ -268,8 +301,8 @@ def test_the_page_in_chromium_shows_five_labelled_bars(tmp_path: Path) -> None:
 def test_load_16_clients_then_hostile_uploads_mixed_in(tmp_path: Path) -> None:
     """cifar_18pct, 16 concurrent clients posting the bundled sample's test JPEGs on loopback for
     12 s, then 12 s with 10% hostile uploads: no good request fails, p99 under 1 s."""
-    from alexnet.testing import save_untrained_run
     from alexnet.demo import sample_jpegs
+    from alexnet.testing import save_untrained_run
 
     run = save_untrained_run(tmp_path / "run", "cifar_18pct")
     images = [data for _, data in sample_jpegs()[::5]]  # 200 of the 1,000, every class
@@ -302,8 +335,10 @@ def test_slow_clients_are_timed_out_and_the_server_keeps_serving(trained_run: Pa
 
         bare = open_with(b"")
         half = open_with(b"POST /v1/classify HTTP/1.1\r\nHost: x\r\n")
-        stalled = open_with(b"POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
-                            b"Content-Length: 1000\r\n\r\n" + b"\x89PNG")
+        stalled = open_with(
+            b"POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+            b"Content-Length: 1000\r\n\r\n" + b"\x89PNG"
+        )
         t0 = time.monotonic()
         assert request(s.url, "GET", "/healthz") == (200, {"status": "ok"})
         for c in (bare, half, stalled):
@@ -338,14 +373,23 @@ def test_decoded_pixels_are_budgeted_per_request_and_in_flight(trained_run: Path
     assert decode_opened(opened, 3, 32).size == (500, 375) and n == 500 * 375
     with pytest.raises(NotAnImageError):
         open_upload(b"not an image")
-    with ServerProcess(str(trained_run), "--max-pixels", "12000000", "--max-request-pixels", "12000000",
-                       "--max-pixels-in-flight", "12000000") as s:
+    with ServerProcess(
+        str(trained_run),
+        "--max-pixels",
+        "12000000",
+        "--max-request-pixels",
+        "12000000",
+        "--max-pixels-in-flight",
+        "12000000",
+    ) as s:
         status, r = request(s.url, "POST", "/v1/classify", *multipart_body([("a.png", big), ("b.png", big)]))
         assert status == 200 and len(r["results"]) == 2, r
         status, r = request(s.url, "POST", "/v1/classify", *multipart_body([(f"{i}.png", big) for i in range(3)]))
         assert status == 413 and "--max-request-pixels" in r["error"] and "15,000,000" in r["error"], r
         # many JPEGs fit: each is decoded at 1/8 of its size
-        status, r = request(s.url, "POST", "/v1/classify", *multipart_body([(f"{i}.jpg", jpeg.getvalue()) for i in range(3)]))
+        status, r = request(
+            s.url, "POST", "/v1/classify", *multipart_body([(f"{i}.jpg", jpeg.getvalue()) for i in range(3)])
+        )
         assert status == 200, r
         assert request(s.url, "GET", "/healthz") == (200, {"status": "ok"})
     assert main(["serve", str(trained_run), "--max-pixels", "100", "--max-pixels-in-flight", "50"]) == 2
@@ -440,8 +484,9 @@ def test_a_thousand_idle_connections_under_a_lowered_file_limit(trained_run: Pat
             said = b""
             while chunk := held[0].recv(4096):
                 said += chunk
-            assert (said.startswith(b"HTTP/1.1 503") and b"--max-connections" in said) or \
-                (said.startswith(b"HTTP/1.1 408") and b"--header-timeout" in said), said
+            assert (said.startswith(b"HTTP/1.1 503") and b"--max-connections" in said) or (
+                said.startswith(b"HTTP/1.1 408") and b"--header-timeout" in said
+            ), said
         finally:
             for c in held:
                 c.close()
@@ -461,9 +506,25 @@ def test_the_openapi_schema_is_the_api_schemathesis(server: ServerProcess) -> No
     st = shutil.which("st", path=str(Path(sys.executable).parent)) or shutil.which("st")
     assert st, "schemathesis installs the st command"
     config = Path(__file__).with_name("schemathesis.toml")
-    p = subprocess.run([st, "--config-file", str(config), "run", server.url + "/openapi.json", "--checks", "all",
-                        "--max-examples", "100", "--seed", "1", "--no-color"], capture_output=True, text=True,
-                       timeout=600)
+    p = subprocess.run(
+        [
+            st,
+            "--config-file",
+            str(config),
+            "run",
+            server.url + "/openapi.json",
+            "--checks",
+            "all",
+            "--max-examples",
+            "100",
+            "--seed",
+            "1",
+            "--no-color",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert p.returncode == 0, p.stdout[-4000:] + p.stderr[-2000:]
     assert "6 selected / 6 total" in p.stdout and "No issues found" in p.stdout
     # what the schema says, beyond what Schemathesis checks

@@ -26,8 +26,9 @@ def tv_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return p
 
 
-def test_weights_torchvision_from_a_file_makes_a_run_that_predicts(tv_state: Path, tmp_path: Path,
-                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_weights_torchvision_from_a_file_makes_a_run_that_predicts(
+    tv_state: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from torchvision.models import alexnet as tv_alexnet
 
     assert main(["weights", "torchvision", "--out", str(tmp_path / "tv"), "--file", str(tv_state)]) == 0
@@ -57,8 +58,9 @@ def test_weights_torchvision_from_a_file_makes_a_run_that_predicts(tv_state: Pat
     assert "not torchvision's AlexNet state dict" in capsys.readouterr().err
 
 
-def test_a_torchvision_weights_run_evaluates_on_a_prepared_wnid_tree(tv_state: Path, tmp_path: Path,
-                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_torchvision_weights_run_evaluates_on_a_prepared_wnid_tree(
+    tv_state: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """The run's classes are WNIDs (identities) with names for display, so `evaluate` takes a prepared
     ImageNet folder: all 1000 classes or, as here, a subset whose labels are the model's own indices."""
     from alexnet.data.imagenet import imagenet_wnids
@@ -90,7 +92,8 @@ def test_a_torchvision_weights_run_evaluates_on_a_prepared_wnid_tree(tv_state: P
     (tmp_path / "imagenet" / "train" / "n00000000").mkdir()
     for split in ("train", "val"):
         Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(
-            tmp_path / "imagenet" / split / "n00000000" / "x.JPEG")
+            tmp_path / "imagenet" / split / "n00000000" / "x.JPEG"
+        )
     assert main(["evaluate", str(tmp_path / "tv"), "--data", str(tmp_path / "imagenet")]) == 2
     err = capsys.readouterr().err
     assert "n00000000" in err and "not the checkpoint's" in err and err.count("\n") == 1
@@ -102,8 +105,9 @@ def test_a_torchvision_weights_run_evaluates_on_a_prepared_wnid_tree(tv_state: P
     assert json.loads(capsys.readouterr().out)["n"] == 6
 
 
-def test_weights_torchvision_offline_says_what_to_do(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_weights_torchvision_offline_says_what_to_do(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from torchvision.models import AlexNet_Weights
 
     def offline(self, *a, **k):  # type: ignore[no-untyped-def]
@@ -115,8 +119,9 @@ def test_weights_torchvision_offline_says_what_to_do(tmp_path: Path, capsys: pyt
     assert "pass --file PATH" in err and err.count("\n") == 1
 
 
-def test_export_round_trip_and_every_command_takes_the_folder(trained_run: Path, tiny_folder: Path, tmp_path: Path,
-                                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_export_round_trip_and_every_command_takes_the_folder(
+    trained_run: Path, tiny_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "exp"
     assert main(["export", str(trained_run), "--format", "safetensors", "--out", str(out)]) == 0
     assert {p.name for p in out.iterdir()} == {"model.safetensors", "config.json", "README.md"}
@@ -154,8 +159,20 @@ def test_export_keeps_the_mean_image(tmp_path: Path, tiny_folder: Path) -> None:
     from alexnet.training import train
 
     run = tmp_path / "mi"
-    train(TrainConfig(model="cifar_80sec", data=str(tiny_folder), out=str(run), epochs=1, batch_size=32, workers=0,
-                      normalize="mean_image", max_train_images=48), progress=False, log=lambda s: None)
+    train(
+        TrainConfig(
+            model="cifar_80sec",
+            data=str(tiny_folder),
+            out=str(run),
+            epochs=1,
+            batch_size=32,
+            workers=0,
+            normalize="mean_image",
+            max_train_images=48,
+        ),
+        progress=False,
+        log=lambda s: None,
+    )
     from alexnet.export import export_safetensors
 
     out = export_safetensors(run, tmp_path / "e")
@@ -163,8 +180,9 @@ def test_export_keeps_the_mean_image(tmp_path: Path, tiny_folder: Path) -> None:
     assert torch.equal(a.transform.mean_image, b.transform.mean_image)
 
 
-def test_features_of_a_dataset_and_of_images(trained_run: Path, tiny_folder: Path, tmp_path: Path,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_features_of_a_dataset_and_of_images(
+    trained_run: Path, tiny_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "f.npz"
     assert main(["features", str(trained_run), "--data", str(tiny_folder), "--layer", "last", "--out", str(out)]) == 0
     z = np.load(out)
@@ -198,8 +216,9 @@ def test_alexnet_feature_layers(layer: str, dim: int) -> None:
     assert torch.allclose(extract(m, "alexnet", x, "fc7"), m.forward_features(x))
 
 
-def test_fine_tune_from_a_run_to_a_two_class_folder(trained_run: Path, tiny_folder: Path, tmp_path: Path,
-                                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_fine_tune_from_a_run_to_a_two_class_folder(
+    trained_run: Path, tiny_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """--init loads the matching layers, replaces the output layer (3 -> 2 classes, named in the log),
     --freeze keeps the layers up to it fixed, --lr-body scales the loaded layers' rate, and the eval
     transform keeps the source's normalisation."""
@@ -210,8 +229,29 @@ def test_fine_tune_from_a_run_to_a_two_class_folder(trained_run: Path, tiny_fold
         for c in ("blue", "red"):
             shutil.copytree(tiny_folder / split / c, two / split / c)
     out = tmp_path / "ft"
-    code = main(["train", "--recipe", "finetune", "--init", str(trained_run), "--data", str(two), "--out", str(out),
-                 "--epochs", "2", "--batch-size", "16", "--workers", "0", "--freeze", "conv3", "--lr-body", "0.1"])
+    code = main(
+        [
+            "train",
+            "--recipe",
+            "finetune",
+            "--init",
+            str(trained_run),
+            "--data",
+            str(two),
+            "--out",
+            str(out),
+            "--epochs",
+            "2",
+            "--batch-size",
+            "16",
+            "--workers",
+            "0",
+            "--freeze",
+            "conv3",
+            "--lr-body",
+            "0.1",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 0, err
     assert "replaced (new shape, trained from scratch): classifier.fc10.bias, classifier.fc10.weight" in err
@@ -228,22 +268,45 @@ def test_fine_tune_from_a_run_to_a_two_class_folder(trained_run: Path, tiny_fold
     assert sorted({g["lr_scale"] for g in groups}) == [0.1, 1.0]  # fc64 loaded (0.1x), fc10 new (1x)
     clf = alexnet.load(out)
     assert clf.evaluate(str(two), progress=False).top1_error < 0.5  # 2 classes: chance is 50%
-    assert main(["train", "--init", str(trained_run), "--model", "lenet5", "--data", str(two),
-                 "--out", str(tmp_path / "x")]) == 2
+    assert (
+        main(
+            ["train", "--init", str(trained_run), "--model", "lenet5", "--data", str(two), "--out", str(tmp_path / "x")]
+        )
+        == 2
+    )
     assert "holds a cifar_80sec, not a lenet5" in capsys.readouterr().err
     assert main(["train", "--data", str(two), "--out", str(tmp_path / "y"), "--freeze", "conv1"]) == 2
 
 
-def test_a_fine_tuning_run_resumes_with_its_frozen_layers(trained_run: Path, tiny_folder: Path, tmp_path: Path,
-                                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_fine_tuning_run_resumes_with_its_frozen_layers(
+    trained_run: Path, tiny_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "ft"
-    common = ["--init", str(trained_run), "--data", str(tiny_folder), "--out", str(out), "--batch-size", "32",
-              "--workers", "0", "--freeze", "fc64", "--lr-body", "0.5", "--recipe", "finetune"]
+    common = [
+        "--init",
+        str(trained_run),
+        "--data",
+        str(tiny_folder),
+        "--out",
+        str(out),
+        "--batch-size",
+        "32",
+        "--workers",
+        "0",
+        "--freeze",
+        "fc64",
+        "--lr-body",
+        "0.5",
+        "--recipe",
+        "finetune",
+    ]
     assert main(["train", *common, "--epochs", "1"]) == 0
     assert main(["train", *common, "--epochs", "2", "--resume"]) == 0, capsys.readouterr().err
     got = torch.load(out / "last.pt", weights_only=True)
     src = torch.load(trained_run / "best.pt", weights_only=True)
-    assert got["epoch"] == 2 and torch.equal(got["model"]["classifier.fc64.weight"], src["model"]["classifier.fc64.weight"])
+    assert got["epoch"] == 2 and torch.equal(
+        got["model"]["classifier.fc64.weight"], src["model"]["classifier.fc64.weight"]
+    )
 
 
 @pytest.mark.network

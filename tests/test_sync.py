@@ -73,15 +73,31 @@ def sync_counter(monkeypatch: pytest.MonkeyPatch) -> dict:
     return state
 
 
-@pytest.mark.parametrize("model,extra", [
-    ("cifar_18pct", {}),
-    ("lenet5", {"pad": 2, "image_size": 28, "accumulate": 2}),
-])
-def test_no_host_sync_between_log_points(sync_counter: dict, tiny_folder: Path, tmp_path: Path, model: str,
-                                         extra: dict) -> None:
-    cfg = TrainConfig(model=model, data=str(tiny_folder), out=str(tmp_path / "r"), epochs=2, batch_size=16, lr=0.01,
-                      schedule="cosine", workers=1, max_train_images=128, log_every=1000, translate=2,
-                      pca_lighting=0.1 if model == "cifar_18pct" else 0.0, **extra)
+@pytest.mark.parametrize(
+    "model,extra",
+    [
+        ("cifar_18pct", {}),
+        ("lenet5", {"pad": 2, "image_size": 28, "accumulate": 2}),
+    ],
+)
+def test_no_host_sync_between_log_points(
+    sync_counter: dict, tiny_folder: Path, tmp_path: Path, model: str, extra: dict
+) -> None:
+    cfg = TrainConfig(
+        model=model,
+        data=str(tiny_folder),
+        out=str(tmp_path / "r"),
+        epochs=2,
+        batch_size=16,
+        lr=0.01,
+        schedule="cosine",
+        workers=1,
+        max_train_images=128,
+        log_every=1000,
+        translate=2,
+        pca_lighting=0.1 if model == "cifar_18pct" else 0.0,
+        **extra,
+    )
     train(cfg, progress=False, log=lambda s: None)
     assert sync_counter["steps"] >= 8
     calls = sync_counter["calls"]
@@ -106,8 +122,17 @@ def test_the_counter_sees_a_constant_copied_to_the_device(sync_counter: dict) ->
 
 
 def test_a_log_point_reads_the_sums(sync_counter: dict, tiny_folder: Path, tmp_path: Path) -> None:
-    cfg = TrainConfig(model="cifar_18pct", data=str(tiny_folder), out=str(tmp_path / "r"), epochs=1, batch_size=16,
-                      lr=0.01, workers=0, max_train_images=128, log_every=2)
+    cfg = TrainConfig(
+        model="cifar_18pct",
+        data=str(tiny_folder),
+        out=str(tmp_path / "r"),
+        epochs=1,
+        batch_size=16,
+        lr=0.01,
+        workers=0,
+        max_train_images=128,
+        log_every=2,
+    )
     train(cfg, progress=False, log=lambda s: None)
     assert sync_counter["reads"] == 4 + 1  # steps 2, 4, 6, 8 and the end of the epoch
     assert not sync_counter["calls"]

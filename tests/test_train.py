@@ -54,8 +54,17 @@ def test_config_toml_reproduces_the_run(trained_run: Path) -> None:
 
 
 def test_existing_run_is_not_overwritten_and_resume_continues(tiny_folder: Path, tmp_path: Path) -> None:
-    cfg = TrainConfig(model="lenet5", data=str(tiny_folder), out=str(tmp_path / "r"), epochs=1, batch_size=32,
-                      lr=0.01, schedule="constant", workers=0, max_train_images=60)
+    cfg = TrainConfig(
+        model="lenet5",
+        data=str(tiny_folder),
+        out=str(tmp_path / "r"),
+        epochs=1,
+        batch_size=32,
+        lr=0.01,
+        schedule="constant",
+        workers=0,
+        max_train_images=60,
+    )
     train(cfg, progress=False, log=lambda s: None)
     with pytest.raises(UserError, match="already holds a run"):
         train(cfg, progress=False, log=lambda s: None)
@@ -65,8 +74,18 @@ def test_existing_run_is_not_overwritten_and_resume_continues(tiny_folder: Path,
 
 
 def test_resume_at_an_epoch_boundary_is_bitwise_identical(tiny_folder: Path, tmp_path: Path) -> None:
-    common = dict(model="cifar_18pct", data=str(tiny_folder), batch_size=32, lr=0.01, workers=0, max_train_images=90,
-                  schedule="step", step_size=1, gamma=0.5, translate=2)  # lr depends on the step only
+    common = dict(
+        model="cifar_18pct",
+        data=str(tiny_folder),
+        batch_size=32,
+        lr=0.01,
+        workers=0,
+        max_train_images=90,
+        schedule="step",
+        step_size=1,
+        gamma=0.5,
+        translate=2,
+    )  # lr depends on the step only
     train(TrainConfig(out=str(tmp_path / "a"), epochs=2, **common), progress=False, log=lambda s: None)
     train(TrainConfig(out=str(tmp_path / "b"), epochs=1, **common), progress=False, log=lambda s: None)
     train(TrainConfig(out=str(tmp_path / "b"), epochs=2, resume=True, **common), progress=False, log=lambda s: None)
@@ -159,8 +178,17 @@ def test_corrupt_or_foreign_checkpoints_are_refused(tmp_path: Path) -> None:
 
 
 def test_divergence_stops_with_a_message(tiny_folder: Path, tmp_path: Path) -> None:
-    cfg = TrainConfig(model="cifar_80sec", data=str(tiny_folder), out=str(tmp_path / "d"), epochs=1,
-                      lr=1e30, schedule="constant", workers=0, batch_size=16, model_options={"activation": "tanh"})
+    cfg = TrainConfig(
+        model="cifar_80sec",
+        data=str(tiny_folder),
+        out=str(tmp_path / "d"),
+        epochs=1,
+        lr=1e30,
+        schedule="constant",
+        workers=0,
+        batch_size=16,
+        model_options={"activation": "tanh"},
+    )
     with pytest.raises(UserError, match="training diverged"):
         train(cfg, progress=False, log=lambda s: None)
 
@@ -169,8 +197,9 @@ def test_paper_alexnet_trains_on_a_folder_at_256_224_in_bf16(tmp_path: Path) -> 
     from .conftest import make_folder
 
     root = make_folder(tmp_path / "big", {"train": 4, "val": 2}, size=300)
-    cfg = TrainConfig.from_recipe("alexnet_imagenet", data=str(root), out=str(tmp_path / "r"), epochs=1,
-                                  batch_size=6, workers=0, precision="bf16")
+    cfg = TrainConfig.from_recipe(
+        "alexnet_imagenet", data=str(root), out=str(tmp_path / "r"), epochs=1, batch_size=6, workers=0, precision="bf16"
+    )
     result = train(cfg, progress=False, log=lambda s: None)
     ck = torch.load(tmp_path / "r" / "last.pt", weights_only=True)
     assert ck["eval_transform"]["image_size"] == 256 and ck["eval_transform"]["crop_size"] == 224
@@ -178,9 +207,9 @@ def test_paper_alexnet_trains_on_a_folder_at_256_224_in_bf16(tmp_path: Path) -> 
 
 
 def test_per_pixel_mean_image_normalisation(tmp_path: Path) -> None:
+    from alexnet.data.packed.writer import prepare
     from alexnet.data.transforms import eval_batch
     from alexnet.inference.classifier import load
-    from alexnet.data.packed.writer import prepare
 
     from .conftest import make_folder
 
@@ -188,8 +217,18 @@ def test_per_pixel_mean_image_normalisation(tmp_path: Path) -> None:
     prepare(src, tmp_path / "packed", size=36, workers=0, progress=False)
     for data in (str(src), str(tmp_path / "packed")):
         out = tmp_path / f"run-{Path(data).name}"
-        cfg = TrainConfig(model="cifar_80sec", data=data, out=str(out), epochs=1, batch_size=6, workers=0,
-                          normalize="mean_image", image_size=36, crop_size=32, schedule="constant")
+        cfg = TrainConfig(
+            model="cifar_80sec",
+            data=data,
+            out=str(out),
+            epochs=1,
+            batch_size=6,
+            workers=0,
+            normalize="mean_image",
+            image_size=36,
+            crop_size=32,
+            schedule="constant",
+        )
         train(cfg, progress=False, log=lambda s: None)
         ck = torch.load(out / "best.pt", weights_only=True)
         m = ck["eval_transform"]["mean_image"]
@@ -206,8 +245,18 @@ def test_per_pixel_mean_image_normalisation(tmp_path: Path) -> None:
 
 
 def test_gradient_accumulation_matches_one_large_batch(tiny_folder: Path, tmp_path: Path) -> None:
-    common = dict(model="cifar_80sec", data=str(tiny_folder), batch_size=36, lr=0.05, workers=0, epochs=1,
-                  schedule="constant", random_crop=False, flip=False, model_options={"init": "torch"})
+    common = dict(
+        model="cifar_80sec",
+        data=str(tiny_folder),
+        batch_size=36,
+        lr=0.05,
+        workers=0,
+        epochs=1,
+        schedule="constant",
+        random_crop=False,
+        flip=False,
+        model_options={"init": "torch"},
+    )
     train(TrainConfig(out=str(tmp_path / "a"), **common), progress=False, log=lambda s: None)
     train(TrainConfig(out=str(tmp_path / "b"), accumulate=3, **common), progress=False, log=lambda s: None)
     a = torch.load(tmp_path / "a" / "last.pt", weights_only=True)["model"]
@@ -220,22 +269,42 @@ def test_gradient_accumulation_matches_one_large_batch(tiny_folder: Path, tmp_pa
 
 @pytest.mark.slow
 def test_compile_trains(tiny_folder: Path, tmp_path: Path) -> None:
-    cfg = TrainConfig(model="lenet5", data=str(tiny_folder), out=str(tmp_path / "r"), epochs=1, batch_size=30,
-                      workers=0, compile=True, max_train_images=60)
+    cfg = TrainConfig(
+        model="lenet5",
+        data=str(tiny_folder),
+        out=str(tmp_path / "r"),
+        epochs=1,
+        batch_size=30,
+        workers=0,
+        compile=True,
+        max_train_images=60,
+    )
     result = train(cfg, progress=False, log=lambda s: None)
     assert result.final is not None and math.isfinite(result.metrics[0]["train_loss"])
     torch.load(tmp_path / "r" / "best.pt", weights_only=True)  # the unwrapped model's keys
 
 
-def test_ten_crop_figures_have_their_own_columns_and_selection_uses_the_centre_crop(tiny_folder: Path,
-                                                                                     tmp_path: Path) -> None:
+def test_ten_crop_figures_have_their_own_columns_and_selection_uses_the_centre_crop(
+    tiny_folder: Path, tmp_path: Path
+) -> None:
     """val_top1_error is the centre crop at every epoch (curves, best.pt); the last epoch's ten-patch
     figures go to val10_top1_error / val10_top5_error."""
     import alexnet
 
-    cfg = TrainConfig(model="cifar_18pct", data=str(tiny_folder), out=str(tmp_path / "r"), epochs=2, batch_size=32,
-                      lr=0.05, workers=0, max_train_images=120, image_size=32, crop_size=24,
-                      model_options={"input_size": 24, "init": "torch"}, ten_crop_eval=True)
+    cfg = TrainConfig(
+        model="cifar_18pct",
+        data=str(tiny_folder),
+        out=str(tmp_path / "r"),
+        epochs=2,
+        batch_size=32,
+        lr=0.05,
+        workers=0,
+        max_train_images=120,
+        image_size=32,
+        crop_size=24,
+        model_options={"input_size": 24, "init": "torch"},
+        ten_crop_eval=True,
+    )
     result = train(cfg, progress=False, log=lambda s: None)
     rows = list(csv.DictReader(open(tmp_path / "r" / "metrics.csv")))
     assert math.isnan(float(rows[0]["val10_top1_error"])) and not math.isnan(float(rows[1]["val10_top1_error"]))
@@ -249,11 +318,19 @@ def test_ten_crop_figures_have_their_own_columns_and_selection_uses_the_centre_c
 
 
 def test_multistep_schedule_bias_lr_and_per_layer_weight_decay() -> None:
-    from alexnet.models import create_model
     from alexnet.engine.optim import make_optimizer
+    from alexnet.models import create_model
 
-    cfg = TrainConfig(model="cifar_18pct", lr=0.001, epochs=140, schedule="multistep", milestones=[120, 130],
-                      weight_decay=0.004, bias_lr_factor=2.0, weight_decay_layers={"fc10": 1.0})
+    cfg = TrainConfig(
+        model="cifar_18pct",
+        lr=0.001,
+        epochs=140,
+        schedule="multistep",
+        milestones=[120, 130],
+        weight_decay=0.004,
+        bias_lr_factor=2.0,
+        weight_decay_layers={"fc10": 1.0},
+    )
     s = LRSchedule(cfg, 10)
     assert [s(0), s(1199), s(1200), s(1299), s(1300)] == pytest.approx([1e-3, 1e-3, 1e-4, 1e-4, 1e-5])
     model = create_model("cifar_18pct")
@@ -309,8 +386,18 @@ def test_val_split_is_disjoint_from_training_and_fixed_by_the_seed(tiny_folder: 
 
 def test_a_val_split_run_selects_on_held_out_images_and_tests_once(tiny_folder: Path, tmp_path: Path) -> None:
     out = tmp_path / "split"
-    cfg = TrainConfig(model="cifar_80sec", data=str(tiny_folder), out=str(out), epochs=2, batch_size=32, lr=0.05,
-                      schedule="constant", model_options={"init": "torch"}, workers=0, val_split=0.2)
+    cfg = TrainConfig(
+        model="cifar_80sec",
+        data=str(tiny_folder),
+        out=str(out),
+        epochs=2,
+        batch_size=32,
+        lr=0.05,
+        schedule="constant",
+        model_options={"init": "torch"},
+        workers=0,
+        val_split=0.2,
+    )
     result = train(cfg, progress=False, log=lambda s: None)
     rows = list(csv.DictReader(open(out / "metrics.csv")))
     assert [int(r["val_images"]) for r in rows] == [36, 36]

@@ -38,13 +38,18 @@ def compare(fn, ref, x: torch.Tensor, atol: float, rtol: float, grad_layout: str
     xr = x.detach().double().requires_grad_(True)
     yr = ref(xr)
     assert y.dtype == x.dtype and y.shape == x.shape
-    assert y.is_contiguous(memory_format=torch.channels_last) == x.is_contiguous(memory_format=torch.channels_last) \
+    assert (
+        y.is_contiguous(memory_format=torch.channels_last) == x.is_contiguous(memory_format=torch.channels_last)
         or x.is_contiguous()
+    )
     torch.testing.assert_close(y.double(), yr, atol=atol, rtol=rtol)
     g = torch.randn(x.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     if grad_layout == "other":  # the incoming gradient in the other memory layout
-        g = g.contiguous() if x.is_contiguous(memory_format=torch.channels_last) else \
-            g.contiguous(memory_format=torch.channels_last)
+        g = (
+            g.contiguous()
+            if x.is_contiguous(memory_format=torch.channels_last)
+            else g.contiguous(memory_format=torch.channels_last)
+        )
     (dx,) = torch.autograd.grad(y, x, g.to(x.dtype).to(DEVICE))
     (dxr,) = torch.autograd.grad(yr, xr, g)
     torch.testing.assert_close(dx.double(), dxr, atol=atol, rtol=rtol)
@@ -54,16 +59,26 @@ def compare(fn, ref, x: torch.Tensor, atol: float, rtol: float, grad_layout: str
 @pytest.mark.parametrize("size,groups,c", [(5, 1, 16), (5, 2, 16), (3, 1, 7), (7, 3, 12), (4, 1, 9)])
 def test_cross_map_matches_the_eager_formula_in_float64(channels_last: bool, size: int, groups: int, c: int) -> None:
     x = make((3, c, 5, 7), torch.float64, channels_last)  # 735+ elements: not a multiple of the block
-    compare(lambda t: R.cross_map_norm(t, size, 1e-1, 0.75, 2.0, impl="triton", groups=groups),
-            lambda t: R.cross_map_norm_reference(t, size, 1e-1, 0.75, 2.0, groups), x, atol=1e-12, rtol=1e-12)
+    compare(
+        lambda t: R.cross_map_norm(t, size, 1e-1, 0.75, 2.0, impl="triton", groups=groups),
+        lambda t: R.cross_map_norm_reference(t, size, 1e-1, 0.75, 2.0, groups),
+        x,
+        atol=1e-12,
+        rtol=1e-12,
+    )
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("size", [3, 5])
 def test_spatial_matches_the_eager_formula_in_float64(channels_last: bool, size: int) -> None:
     x = make((2, 5, 9, 6), torch.float64, channels_last)
-    compare(lambda t: R.spatial_norm(t, size, 5e-2, 0.75, 1.0, impl="triton"),
-            lambda t: R.spatial_norm_reference(t, size, 5e-2, 0.75, 1.0), x, atol=1e-12, rtol=1e-12)
+    compare(
+        lambda t: R.spatial_norm(t, size, 5e-2, 0.75, 1.0, impl="triton"),
+        lambda t: R.spatial_norm_reference(t, size, 5e-2, 0.75, 1.0),
+        x,
+        atol=1e-12,
+        rtol=1e-12,
+    )
 
 
 def test_gradcheck_in_float64() -> None:
@@ -77,10 +92,21 @@ def test_gradcheck_in_float64() -> None:
 def test_fp32_and_bf16_within_their_rounding(dtype: torch.dtype, tol: float, channels_last: bool) -> None:
     # AlexNet's constants (alpha/n = 2e-5 per value, k = 2) and cuda-convnet's spatial ones
     x = make((2, 16, 6, 6), dtype, channels_last)
-    compare(lambda t: R.cross_map_norm(t, 5, 2e-5, 0.75, 2.0, impl="triton", groups=2),
-            lambda t: R.cross_map_norm_reference(t, 5, 2e-5, 0.75, 2.0, 2), x, atol=tol, rtol=tol, grad_layout="other")
-    compare(lambda t: R.spatial_norm(t, 3, 5e-5 / 9, 0.75, 1.0, impl="triton"),
-            lambda t: R.spatial_norm_reference(t, 3, 5e-5 / 9, 0.75, 1.0), x, atol=tol, rtol=tol)
+    compare(
+        lambda t: R.cross_map_norm(t, 5, 2e-5, 0.75, 2.0, impl="triton", groups=2),
+        lambda t: R.cross_map_norm_reference(t, 5, 2e-5, 0.75, 2.0, 2),
+        x,
+        atol=tol,
+        rtol=tol,
+        grad_layout="other",
+    )
+    compare(
+        lambda t: R.spatial_norm(t, 3, 5e-5 / 9, 0.75, 1.0, impl="triton"),
+        lambda t: R.spatial_norm_reference(t, 3, 5e-5 / 9, 0.75, 1.0),
+        x,
+        atol=tol,
+        rtol=tol,
+    )
 
 
 def test_the_kernels_agree_with_the_torch_function_the_gpu_used_before() -> None:

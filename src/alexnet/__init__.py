@@ -34,9 +34,14 @@ from .errors import UserError
 from .version import __version__
 
 _LAZY = {
-    "create_model": "models", "list_models": "models", "model_info": "models",
-    "train": "training", "TrainResult": "training",
-    "load": "inference.classifier", "evaluate": "inference.classifier", "Classifier": "inference.classifier",
+    "create_model": "models",
+    "list_models": "models",
+    "model_info": "models",
+    "train": "training",
+    "TrainResult": "training",
+    "load": "inference.classifier",
+    "evaluate": "inference.classifier",
+    "Classifier": "inference.classifier",
     "Prediction": "inference.base",
 }
 
@@ -49,5 +54,17 @@ def __getattr__(name: str) -> object:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["Classifier", "Prediction", "TrainConfig", "TrainResult", "UserError", "__version__", "create_model",
-           "evaluate", "list_models", "load", "model_info", "train"]
+__all__ = [
+    "Classifier",
+    "Prediction",
+    "TrainConfig",
+    "TrainResult",
+    "UserError",
+    "__version__",
+    "create_model",
+    "evaluate",
+    "list_models",
+    "load",
+    "model_info",
+    "train",
+]

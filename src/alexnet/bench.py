@@ -19,8 +19,9 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import torch
 import torchvision
@@ -90,8 +91,15 @@ def folder_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-def bench_loader(data: str, *, packed: str | None = None, batch_size: int = 128, workers: int = 2,
-                 batches: int = 20, repeats: int = 3) -> dict[str, Any]:
+def bench_loader(
+    data: str,
+    *,
+    packed: str | None = None,
+    batch_size: int = 128,
+    workers: int = 2,
+    batches: int = 20,
+    repeats: int = 3,
+) -> dict[str, Any]:
     """Measure both pipelines ``repeats`` times, alternating, and report the medians."""
     src = Path(data)
     if is_packed(src):
@@ -192,13 +200,15 @@ class _StepBench:
             self.model.to(memory_format=torch.channels_last)
         precision = resolve_precision(cfg.precision, device)
         scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16" and device.type == "cuda")
-        self.step = TrainStep(self.model, self.model, make_optimizer(cfg, self.model, device), scaler, cfg, device,
-                              precision)
+        self.step = TrainStep(
+            self.model, self.model, make_optimizer(cfg, self.model, device), scaler, cfg, device, precision
+        )
         s = info.input_size
         full_shape = (cfg.batch_size, info.in_chans, s, s)
         if cfg.compile:
-            self.step.accelerate(torch.compile(self.model, mode=None if cfg.compile_mode == "default"
-                                               else cfg.compile_mode), full_shape)
+            self.step.accelerate(
+                torch.compile(self.model, mode=None if cfg.compile_mode == "default" else cfg.compile_mode), full_shape
+            )
         if cfg.cuda_graphs:  # as the training loop does: before any input thread runs
             self.step.capture_graph(full_shape, channels_last)
         g = torch.Generator(device=device).manual_seed(0)
@@ -223,9 +233,16 @@ def _end_to_end(bench: _StepBench, cfg: Any, device: torch.device, built: tuple)
     if len(loader) == 0:
         raise UserError(f"--data {cfg.data}: fewer than --batch-size {cfg.batch_size} training images")
     pre = Prefetcher(loader, device, depth=cfg.prefetch, threads=max(1, min(cfg.workers, 4)))
-    augment = TrainAugment(cfg.random_crop, cfg.translate, cfg.flip, cfg.pca_lighting, cfg.pca_lighting_form,
-                           affine_scale=cfg.affine_scale, affine_squeeze=cfg.affine_squeeze,
-                           affine_shear=cfg.affine_shear)
+    augment = TrainAugment(
+        cfg.random_crop,
+        cfg.translate,
+        cfg.flip,
+        cfg.pca_lighting,
+        cfg.pca_lighting_form,
+        affine_scale=cfg.affine_scale,
+        affine_squeeze=cfg.affine_squeeze,
+        affine_shear=cfg.affine_shear,
+    )
     if cfg.pca_lighting > 0:
         augment.eigval, augment.eigvec = rgb_eigen(train_ds, transform.channels)
     augment.place(device)  # the eigen-decomposition on the device once, not copied every step
@@ -261,17 +278,27 @@ class ReferenceLoader:
     prefetch_factor = 2
 
     def __init__(self, folder: Path, batch_size: int, workers: int, pin: bool) -> None:
-        tf = transforms.Compose([
-            transforms.RandomResizedCrop(224), transforms.RandomHorizontalFlip(), transforms.ToTensor(),
-            transforms.Normalize([m / 255 for m in MEAN], [s / 255 for s in STD]),
-        ])
+        tf = transforms.Compose(
+            [
+                transforms.RandomResizedCrop(224),
+                transforms.RandomHorizontalFlip(),
+                transforms.ToTensor(),
+                transforms.Normalize([m / 255 for m in MEAN], [s / 255 for s in STD]),
+            ]
+        )
         root = folder / "train" if (folder / "train").is_dir() else folder
         ds = datasets.ImageFolder(str(root), tf)
         sampler = RandomSampler(ds, replacement=True, num_samples=10**9)
         self.workers = workers
-        self.loader = DataLoader(ds, batch_size=batch_size, sampler=sampler, num_workers=workers,
-                                 persistent_workers=workers > 0, pin_memory=pin,
-                                 prefetch_factor=self.prefetch_factor if workers > 0 else None)
+        self.loader = DataLoader(
+            ds,
+            batch_size=batch_size,
+            sampler=sampler,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            pin_memory=pin,
+            prefetch_factor=self.prefetch_factor if workers > 0 else None,
+        )
         self.it: Any = None
 
     @property
@@ -310,11 +337,25 @@ def _torchvision_reference(loader: ReferenceLoader, device: torch.device, num_cl
     return run_step
 
 
-def bench_train(models: list[str], *, batch_size: int = 64, precision: str = "bf16", compile: bool = False,
-                compile_mode: str = "default", channels_last: bool = True, cuda_graphs: bool = False,
-                data: str | None = None, jpeg_dir: str | None = None, steps: int = 5, warmup: int = 2,
-                repeats: int = 3, device: str = "auto", workers: int = 2, lrn_share: bool = True,
-                log: Any = None) -> list[dict[str, Any]]:
+def bench_train(
+    models: list[str],
+    *,
+    batch_size: int = 64,
+    precision: str = "bf16",
+    compile: bool = False,
+    compile_mode: str = "default",
+    channels_last: bool = True,
+    cuda_graphs: bool = False,
+    data: str | None = None,
+    jpeg_dir: str | None = None,
+    steps: int = 5,
+    warmup: int = 2,
+    repeats: int = 3,
+    device: str = "auto",
+    workers: int = 2,
+    lrn_share: bool = True,
+    log: Any = None,
+) -> list[dict[str, Any]]:
     """Training images/s of each model: the step on synthetic data already on the device (the
     ceiling), without its response normalisation (the LRN's share), end to end from ``data`` (the
     training loop's pipeline) and torchvision's reference style on ``jpeg_dir``; every figure the
@@ -331,9 +372,19 @@ def bench_train(models: list[str], *, batch_size: int = 64, precision: str = "bf
     info: dict[str, dict[str, Any]] = {}
     for name in models:
         mi = model_info(name)
-        cfg = TrainConfig(model=name, batch_size=batch_size, precision=prec, compile=compile, compile_mode=compile_mode,
-                          channels_last=channels_last, cuda_graphs=cuda_graphs, device=str(dev), workers=workers,
-                          data=data or "", normalize="meanstd")
+        cfg = TrainConfig(
+            model=name,
+            batch_size=batch_size,
+            precision=prec,
+            compile=compile,
+            compile_mode=compile_mode,
+            channels_last=channels_last,
+            cuda_graphs=cuda_graphs,
+            device=str(dev),
+            workers=workers,
+            data=data or "",
+            normalize="meanstd",
+        )
         check_fast_paths(cfg, dev, DistInfo())
         built = build_data(cfg, val=False) if data else None
         classes = len(built[2]) if built else mi.num_classes  # the data's classes for every arm
@@ -353,7 +404,7 @@ def bench_train(models: list[str], *, batch_size: int = 64, precision: str = "bf
         for m, a, fn in arms:
             times[(m, a)].append(_timed(fn, steps, warmup if r == 0 else 1, dev))
             say(f"  run {r + 1}/{repeats} {m} {a}: {batch_size / times[(m, a)][-1]:.1f} img/s")
-    for m, a, fn in arms:
+    for _, _, fn in arms:
         if hasattr(fn, "close"):
             fn.close()
     flops = matmul_flops(dev, prec)

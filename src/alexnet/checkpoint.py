@@ -55,10 +55,17 @@ class CheckpointRecord:
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
-            "model": self.model, "model_name": self.model_name, "model_options": self.model_options,
-            "num_classes": self.num_classes, "classes": list(self.classes),
-            "class_names": list(self.class_names or self.classes), "eval_transform": self.eval_transform,
-            "config": self.config, "environment": self.environment, "epoch": self.epoch, "metrics": self.metrics,
+            "model": self.model,
+            "model_name": self.model_name,
+            "model_options": self.model_options,
+            "num_classes": self.num_classes,
+            "classes": list(self.classes),
+            "class_names": list(self.class_names or self.classes),
+            "eval_transform": self.eval_transform,
+            "config": self.config,
+            "environment": self.environment,
+            "epoch": self.epoch,
+            "metrics": self.metrics,
         }
         if self.init_loaded:
             d["init_loaded"] = sorted(self.init_loaded)
@@ -74,8 +81,11 @@ def nonfinite_tensors(state: Any) -> list[str]:
     Such weights are refused where they would be used: ``weights --file``, ``serve``."""
     if not isinstance(state, dict):
         return []
-    return sorted(k for k, v in state.items() if isinstance(v, torch.Tensor) and v.is_floating_point()
-                  and not bool(torch.isfinite(v).all()))
+    return sorted(
+        k
+        for k, v in state.items()
+        if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())
+    )
 
 
 def save_checkpoint(obj: CheckpointRecord | dict[str, Any], path: str | os.PathLike[str]) -> None:
@@ -93,15 +103,17 @@ def resolve_hub(path: str) -> str:
     """``hf-hub:ORG/NAME`` to a local folder through huggingface_hub (its cache; a download when online)."""
     if not path.startswith("hf-hub:"):
         return path
-    repo = path[len("hf-hub:"):]
+    repo = path[len("hf-hub:") :]
     try:
         from huggingface_hub import snapshot_download  # optional: the [export] extra
     except ImportError:
-        raise UserError(f"{path}: needs huggingface_hub (pip install -e \".[export]\")") from None
+        raise UserError(f'{path}: needs huggingface_hub (pip install -e ".[export]")') from None
     try:
         return snapshot_download(repo_id=repo, allow_patterns=["config.json", "model.safetensors", "README.md"])
     except Exception as e:
-        raise UserError(f"{path}: could not be fetched ({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''})") from None
+        raise UserError(
+            f"{path}: could not be fetched ({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''})"
+        ) from None
 
 
 def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
@@ -137,10 +149,16 @@ def load_export(path: str | os.PathLike[str]) -> dict[str, Any]:
     key = transform.get("mean_image")
     transform["mean_image"] = tensors.pop(key) if key else None
     return CheckpointRecord(
-        model=tensors, model_name=config["model_name"], model_options=config.get("model_options", {}),
-        num_classes=config["num_classes"], classes=config["classes"], class_names=config.get("class_names"),
-        eval_transform=transform, metrics=config.get("metrics", {}),
-        config=config.get("provenance", {}).get("config", {})).to_dict()
+        model=tensors,
+        model_name=config["model_name"],
+        model_options=config.get("model_options", {}),
+        num_classes=config["num_classes"],
+        classes=config["classes"],
+        class_names=config.get("class_names"),
+        eval_transform=transform,
+        metrics=config.get("metrics", {}),
+        config=config.get("provenance", {}).get("config", {}),
+    ).to_dict()
 
 
 def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:

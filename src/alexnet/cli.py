@@ -26,7 +26,8 @@ import argparse
 import importlib
 import os
 import sys
-from typing import NoReturn, Sequence
+from collections.abc import Sequence
+from typing import NoReturn
 
 from .commands import COMMANDS
 from .errors import CheckFailed, UserError

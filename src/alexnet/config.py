@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from ._toml import tomllib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -13,7 +12,16 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from ._toml import tomllib
 from .errors import UserError
+
+
+def _opt(default: Any = None, help: str = "", *, factory: Any = None) -> Any:
+    """A TrainConfig field: its default (or ``factory``) and the help text of its ``--flag`` and of the
+    config reference (``docs/config.md``, generated from these)."""
+    if factory is not None:
+        return field(default_factory=factory, metadata={"help": help})
+    return field(default=default, metadata={"help": help})
 
 
 @dataclass
@@ -21,73 +29,97 @@ class TrainConfig:
     """Everything a training run needs. Each field is a recipe key and a ``--flag`` of ``alexnet train``."""
 
     # what to train, on what, where
-    model: str = "cifar_18pct"  # a name from `alexnet models`
-    model_options: dict[str, Any] = field(default_factory=dict)  # builder options (activation, lrn, ...)
-    data: str = ""  # mnist[:ROOT], cifar10[:ROOT] or an image-folder path (train/ and val/ or test/)
-    out: str = ""  # the run folder
-    resume: bool = False  # continue the run in `out` from its last.pt
-    init: str = ""  # start from trained weights: a run folder, checkpoint, export folder or hf-hub:ORG/NAME
-    freeze: str = ""  # with init: freeze the layers up to and including this one (features, fc6, conv3, ...)
-    lr_body: float = 1.0  # with init: the learning rate of the loaded layers is this times the new layers'
+    model: str = _opt("cifar_18pct", "a name from `alexnet models`")
+    model_options: dict[str, Any] = _opt(factory=dict, help="builder options (activation, lrn, ...)")
+    data: str = _opt("", "mnist[:ROOT], cifar10[:ROOT] or an image-folder path (train/ and val/ or test/)")
+    out: str = _opt("", "the run folder")
+    resume: bool = _opt(False, "continue the run in `out` from its last.pt")
+    init: str = _opt("", "start from trained weights: a run folder, checkpoint, export folder or hf-hub:ORG/NAME")
+    freeze: str = _opt("", "with init: freeze the layers up to and including this one (features, fc6, conv3, ...)")
+    lr_body: float = _opt(1.0, "with init: the learning rate of the loaded layers is this times the new layers'")
     # optimisation
-    epochs: int = 10
-    batch_size: int = 128
-    optimizer: str = "sgd"  # sgd | adamw
-    lr: float = 0.01
-    momentum: float = 0.9
-    nesterov: bool = False
-    weight_decay: float = 5e-4  # on the kernels of conv/linear layers; biases and per-map scalars are not decayed
-    weight_decay_layers: dict[str, Any] = field(default_factory=dict)  # per layer (its name, e.g. fc10 = 1.0): overrides weight_decay
-    bias_lr_factor: float = 1.0  # biases learn this many times faster (cuda-convnet's epsB / epsW)
-    label_smoothing: float = 0.0
-    schedule: str = "plateau"  # plateau | step | multistep | cosine | linear | constant
-    warmup_epochs: float = 0.0  # linear warm-up from lr/10, for cosine/linear/step/constant
-    step_size: int = 30  # step: epochs between divisions
-    milestones: list[int] = field(default_factory=list)  # multistep: the epochs after which the rate is multiplied by gamma
-    gamma: float = 0.1  # step and plateau: the factor
-    plateau_patience: int = 2  # plateau: epochs without improvement before the rate is divided
-    plateau_threshold: float = 0.002  # plateau: smallest drop of val top-1 error that counts as improvement
-    max_reductions: int = 3  # plateau: the paper reduced the rate three times
+    epochs: int = _opt(10, "passes over the training set")
+    batch_size: int = _opt(128, "images per optimizer step, summed over every process")
+    optimizer: str = _opt("sgd", "sgd | adamw")
+    lr: float = _opt(0.01, "the learning rate (the peak one, after any warm-up)")
+    momentum: float = _opt(0.9, "SGD's momentum (AdamW does not use it)")
+    nesterov: bool = _opt(False, "SGD: Nesterov's momentum instead of the classical one")
+    weight_decay: float = _opt(5e-4, "on the kernels of conv/linear layers; biases and per-map scalars are not decayed")
+    weight_decay_layers: dict[str, Any] = _opt(
+        factory=dict, help="per layer (its name, e.g. fc10 = 1.0): overrides weight_decay"
+    )
+    bias_lr_factor: float = _opt(1.0, "biases learn this many times faster (cuda-convnet's epsB / epsW)")
+    label_smoothing: float = _opt(0.0, "cross-entropy label smoothing (0: off)")
+    schedule: str = _opt("plateau", "plateau | step | multistep | cosine | linear | constant")
+    warmup_epochs: float = _opt(0.0, "linear warm-up from lr/10, for cosine/linear/step/constant")
+    step_size: int = _opt(30, "step: epochs between divisions")
+    milestones: list[int] = _opt(factory=list, help="multistep: the epochs after which the rate is multiplied by gamma")
+    gamma: float = _opt(0.1, "step and plateau: the factor")
+    plateau_patience: int = _opt(2, "plateau: epochs without improvement before the rate is divided")
+    plateau_threshold: float = _opt(0.002, "plateau: smallest drop of val top-1 error that counts as improvement")
+    max_reductions: int = _opt(3, "plateau: the paper reduced the rate three times")
     # data and augmentation
-    image_size: int | None = None  # stored side (shorter side resized + centre square); default: the model's
-    crop_size: int | None = None  # network input side before padding; default: the model's input size
-    pad: int = 0  # zero pixels added on each side after cropping (LeNet-5: 28 -> 32)
-    random_crop: bool = True  # train on random crop_size patches (the paper's 224 of 256)
-    translate: int = 0  # zero-pad by this much before the random crop (CIFAR-style shifts)
-    flip: bool = True  # random horizontal reflections
-    pca_lighting: float = 0.0  # std of the PCA colour noise's alphas (the paper's: 0.1); 0 turns it off
-    affine_scale: float = 0.0  # LeCun et al.'s distortions: scale each image by 1 + u, u uniform in [-this, this] (0: off)
-    affine_squeeze: float = 0.0  # squeeze: width x (1 + v), height / (1 + v), v uniform in [-this, this] (0: off)
-    affine_shear: float = 0.0  # horizontal shear x + w y, w uniform in [-this, this] (0: off)
-    pca_lighting_form: str = "cuda-convnet"  # cuda-convnet (alpha x sqrt(eigenvalue) grey levels, batch / (1 + std), Krizhevsky's code) | fb.resnet (alpha x eigenvalue of [0, 1] pixels)
-    normalize: str = "meanstd"  # meanstd | mean | mean_image (the paper's per-pixel mean) | imagenet | lecun (LeNet-5's: background -0.1, ink 1.175) | none
-    max_train_images: int | None = None  # train on a random subset of this size
-    max_val_images: int | None = None  # evaluate on a random subset of this size
-    val_split: float = 0.0  # hold out this fraction of the training images (by seed) for selection, the plateau rule and best.pt; the test split is then evaluated once, at the end (0: select on the val/test split)
-    workers: int = 2  # loader processes for folders decoded on the fly
-    cache_limit_gb: float = 4.0  # folders smaller than this (decoded) are kept in memory
+    image_size: int | None = _opt(None, "stored side (shorter side resized + centre square); default: the model's")
+    crop_size: int | None = _opt(None, "network input side before padding; default: the model's input size")
+    pad: int = _opt(0, "zero pixels added on each side after cropping (LeNet-5: 28 -> 32)")
+    random_crop: bool = _opt(True, "train on random crop_size patches (the paper's 224 of 256)")
+    translate: int = _opt(0, "zero-pad by this much before the random crop (CIFAR-style shifts)")
+    flip: bool = _opt(True, "random horizontal reflections")
+    pca_lighting: float = _opt(0.0, "std of the PCA colour noise's alphas (the paper's: 0.1); 0 turns it off")
+    affine_scale: float = _opt(
+        0.0, "LeCun et al.'s distortions: scale each image by 1 + u, u uniform in [-this, this] (0: off)"
+    )
+    affine_squeeze: float = _opt(0.0, "squeeze: width x (1 + v), height / (1 + v), v uniform in [-this, this] (0: off)")
+    affine_shear: float = _opt(0.0, "horizontal shear x + w y, w uniform in [-this, this] (0: off)")
+    pca_lighting_form: str = _opt(
+        "cuda-convnet",
+        "cuda-convnet (alpha x sqrt(eigenvalue) grey levels, batch / (1 + std), Krizhevsky's code) | "
+        "fb.resnet (alpha x eigenvalue of [0, 1] pixels)",
+    )
+    normalize: str = _opt(
+        "meanstd",
+        "meanstd | mean | mean_image (the paper's per-pixel mean) | imagenet | lecun (LeNet-5's: "
+        "background -0.1, ink 1.175) | none",
+    )
+    max_train_images: int | None = _opt(None, "train on a random subset of this size")
+    max_val_images: int | None = _opt(None, "evaluate on a random subset of this size")
+    val_split: float = _opt(
+        0.0,
+        "hold out this fraction of the training images (by seed) for selection, the plateau rule and "
+        "best.pt; the test split is then evaluated once, at the end (0: select on the val/test split)",
+    )
+    workers: int = _opt(2, "loader processes for folders decoded on the fly")
+    cache_limit_gb: float = _opt(4.0, "folders smaller than this (decoded) are kept in memory")
     # machinery
-    seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
-    precision: str = "auto"  # auto (bf16 on GPUs that have it, else fp32) | fp32 | bf16 | fp16 (autocast)
-    channels_last: bool = True  # NHWC activations: faster convolutions on CPUs and tensor cores
-    optimizer_impl: str = "auto"  # auto (fused where torch has it) | fused | foreach | for-loop: how SGD/AdamW update
-    compile: bool = False  # torch.compile the network (a minute or more of compiling first)
-    compile_mode: str = "default"  # default | reduce-overhead | max-autotune | max-autotune-no-cudagraphs
-    cuda_graphs: bool = False  # capture the fixed-shape forward+backward in a CUDA graph (one process, CUDA only)
-    cudnn_benchmark: bool = True  # let cuDNN time its algorithms for the fixed shapes (CUDA)
-    deterministic: bool = False  # deterministic GPU kernels (no cuDNN autotuning, no TF32): bitwise resume on a GPU
-    tf32: bool = True  # TensorFloat-32 for fp32 matmuls and convolutions on CUDA (off under deterministic)
-    ddp_grad_compression: str = "none"  # none | bf16: all-reduce gradients in bf16 under torchrun (half the traffic)
-    prefetch: int = 3  # batches gathered (and copied to the device) ahead of the step
-    log_every: int = 50  # optimizer steps between reads of the running loss/accuracy (the only host syncs)
-    accumulate: int = 1  # split each batch into this many sequential micro-batches (same gradients, less memory)
-    eval_every: int = 1  # evaluate every N epochs (and always after the last)
-    target_train_error: float = 0.0  # end the run after the first epoch whose training error is at most this (0: off)
-    ten_crop_eval: bool = False  # the last evaluation averages the ten patches (the paper's test, §4.1)
-    checkpoint_every: int = 0  # also write last.pt every N steps, mid-epoch (0: at the end of each epoch only)
+    seed: int = _opt(0, "seeds every random draw of the run: initial weights, data order, crops, dropout")
+    device: str = _opt("auto", "auto | cpu | cuda | cuda:N | mps")
+    precision: str = _opt("auto", "auto (bf16 on GPUs that have it, else fp32) | fp32 | bf16 | fp16 (autocast)")
+    channels_last: bool = _opt(True, "NHWC activations: faster convolutions on CPUs and tensor cores")
+    optimizer_impl: str = _opt(
+        "auto", "auto (fused where torch has it) | fused | foreach | for-loop: how SGD/AdamW update"
+    )
+    compile: bool = _opt(False, "torch.compile the network (a minute or more of compiling first)")
+    compile_mode: str = _opt("default", "default | reduce-overhead | max-autotune | max-autotune-no-cudagraphs")
+    cuda_graphs: bool = _opt(False, "capture the fixed-shape forward+backward in a CUDA graph (one process, CUDA only)")
+    cudnn_benchmark: bool = _opt(True, "let cuDNN time its algorithms for the fixed shapes (CUDA)")
+    deterministic: bool = _opt(
+        False, "deterministic GPU kernels (no cuDNN autotuning, no TF32): bitwise resume on a GPU"
+    )
+    tf32: bool = _opt(True, "TensorFloat-32 for fp32 matmuls and convolutions on CUDA (off under deterministic)")
+    ddp_grad_compression: str = _opt(
+        "none", "none | bf16: all-reduce gradients in bf16 under torchrun (half the traffic)"
+    )
+    prefetch: int = _opt(3, "batches gathered (and copied to the device) ahead of the step")
+    log_every: int = _opt(50, "optimizer steps between reads of the running loss/accuracy (the only host syncs)")
+    accumulate: int = _opt(1, "split each batch into this many sequential micro-batches (same gradients, less memory)")
+    eval_every: int = _opt(1, "evaluate every N epochs (and always after the last)")
+    target_train_error: float = _opt(
+        0.0, "end the run after the first epoch whose training error is at most this (0: off)"
+    )
+    ten_crop_eval: bool = _opt(False, "the last evaluation averages the ten patches (the paper's test, §4.1)")
+    checkpoint_every: int = _opt(0, "also write last.pt every N steps, mid-epoch (0: at the end of each epoch only)")
 
-    def validate(self) -> "TrainConfig":
+    def validate(self) -> TrainConfig:
         def bad(key: str, why: str) -> UserError:
             return UserError(f"{key.replace('_', '-')}: {why}")
 
@@ -129,8 +161,18 @@ class TrainConfig:
         for key in ("lr", "cache_limit_gb", "bias_lr_factor", "lr_body"):
             if not getattr(self, key) > 0:
                 raise bad(key, f"must be positive, not {getattr(self, key)}")
-        for key in ("weight_decay", "momentum", "warmup_epochs", "pad", "translate", "workers", "label_smoothing",
-                    "pca_lighting", "checkpoint_every", "target_train_error"):
+        for key in (
+            "weight_decay",
+            "momentum",
+            "warmup_epochs",
+            "pad",
+            "translate",
+            "workers",
+            "label_smoothing",
+            "pca_lighting",
+            "checkpoint_every",
+            "target_train_error",
+        ):
             if getattr(self, key) < 0:
                 raise bad(key, f"must not be negative, not {getattr(self, key)}")
         for key in ("affine_scale", "affine_squeeze", "affine_shear"):
@@ -148,10 +190,10 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any], *, source: str = "config") -> "TrainConfig":
+    def from_dict(cls, values: dict[str, Any], *, source: str = "config") -> TrainConfig:
         return cls().update(values, source=source)
 
-    def update(self, values: dict[str, Any], *, source: str = "config") -> "TrainConfig":
+    def update(self, values: dict[str, Any], *, source: str = "config") -> TrainConfig:
         """A copy with ``values`` applied; keys and types are checked against the fields."""
         hints = typing.get_type_hints(TrainConfig)
         names = {f.name for f in dataclasses.fields(self)}
@@ -164,7 +206,7 @@ class TrainConfig:
         return new
 
     @classmethod
-    def from_recipe(cls, path: str | Path, **overrides: Any) -> "TrainConfig":
+    def from_recipe(cls, path: str | Path, **overrides: Any) -> TrainConfig:
         """Defaults, then the TOML recipe at ``path``, then ``overrides``."""
         return cls().update(load_recipe(path), source=str(path)).update(overrides, source="overrides")
 

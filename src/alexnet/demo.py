@@ -27,10 +27,14 @@ SAMPLE = Path(str(resources.files(__package__).joinpath("sample").joinpath("cifa
 def sample_jpegs(split: str = "test", label: str = "*") -> list[tuple[str, bytes]]:
     """(class/file name, JPEG bytes) of the bundled sample's ``split``, sorted; ``label``: one class."""
     with tarfile.open(SAMPLE) as tf:
-        found = [(m.name.split(f"/{split}/", 1)[1], tf.extractfile(m).read())  # type: ignore[union-attr]
-                 for m in tf.getmembers()
-                 if m.isfile() and m.name.endswith(".jpg") and f"/{split}/" in m.name
-                 and fnmatch.fnmatch(m.name.split(f"/{split}/", 1)[1].split("/")[0], label)]
+        found = [
+            (m.name.split(f"/{split}/", 1)[1], tf.extractfile(m).read())  # type: ignore[union-attr]
+            for m in tf.getmembers()
+            if m.isfile()
+            and m.name.endswith(".jpg")
+            and f"/{split}/" in m.name
+            and fnmatch.fnmatch(m.name.split(f"/{split}/", 1)[1].split("/")[0], label)
+        ]
     return sorted(found)
 
 
@@ -50,18 +54,24 @@ def main(args: argparse.Namespace) -> int:
     result = train(cfg)
     f = result.final
     assert f is not None
-    print(f"\n== 2/3 held-out test images: top-1 error {f.top1_error:.2%}, top-5 error {f.top5_error:.2%} "
-          f"({f.n:,} images; chance is 90% / 50%)")
-    samples = [next(p for p in sorted((data / "test" / c).iterdir()) if p.is_file())
-               for c in ("airplane", "cat", "ship", "truck", "frog", "horse")]
+    print(
+        f"\n== 2/3 held-out test images: top-1 error {f.top1_error:.2%}, top-5 error {f.top5_error:.2%} "
+        f"({f.n:,} images; chance is 90% / 50%)"
+    )
+    samples = [
+        next(p for p in sorted((data / "test" / c).iterdir()) if p.is_file())
+        for c in ("airplane", "cat", "ship", "truck", "frog", "horse")
+    ]
     print("\n== 3/3 classifying a few test images (true class = folder name)")
     clf = load(out)
     for p in clf.predict_paths(samples, top_k=5):
         assert isinstance(p, Prediction)
         top = ", ".join(f"{label} {prob:.0%}" for label, prob in zip(p.labels, p.probs))
         print(f"  {Path(p.path).parent.name + '/' + Path(p.path).name:<22} -> {top}")
-    print(f"\nresults in {out}/: curves.png (loss/error per epoch), confusion.png, metrics.csv, "
-          f"config.toml, best.pt, last.pt")
+    print(
+        f"\nresults in {out}/: curves.png (loss/error per epoch), confusion.png, metrics.csv, "
+        f"config.toml, best.pt, last.pt"
+    )
     print("next:")
     print(f"  .venv/bin/alexnet predict {out} YOUR_PHOTO.jpg")
     print(f"  .venv/bin/alexnet evaluate {out} --data {SAMPLE}")

@@ -72,8 +72,13 @@ def _restart_store(rank: int, world: int, timeout: datetime.timedelta | None = N
     across rounds; we put it back for our own group. Outside an elastic agent: torch's default."""
     if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True" or "TORCHELASTIC_RESTART_COUNT" not in os.environ:
         return {}
-    store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world, is_master=False,
-                          timeout=timeout or datetime.timedelta(minutes=30))
+    store = dist.TCPStore(
+        os.environ["MASTER_ADDR"],
+        int(os.environ["MASTER_PORT"]),
+        world,
+        is_master=False,
+        timeout=timeout or datetime.timedelta(minutes=30),
+    )
     prefix = f"alexnet/restart_{os.environ['TORCHELASTIC_RESTART_COUNT']}"
     return {"store": dist.PrefixStore(prefix, store), "rank": rank, "world_size": world}
 

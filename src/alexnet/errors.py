@@ -15,7 +15,8 @@ class CheckFailed(Exception):
 
 
 def user_path(path: str | os.PathLike[str], what: str) -> Path:
-    """``path`` with ``~`` expanded; an unknown ``~user`` (or no home at all) is the user's mistake, named by ``what``."""
+    """``path`` with ``~`` expanded; an unknown ``~user`` (or no home at all) is the user's mistake,
+    named by ``what``."""
     try:
         return Path(path).expanduser()
     except RuntimeError:

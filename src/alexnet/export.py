@@ -58,15 +58,24 @@ def export_safetensors(run: str | os.PathLike[str], out: str | os.PathLike[str] 
     if isinstance(mean_image, torch.Tensor):
         tensors[MEAN_IMAGE_KEY] = mean_image.float().contiguous()
     config = {
-        "format": EXPORT_FORMAT, "format_version": 1,
-        "model_name": ck["model_name"], "model_options": ck.get("model_options", {}),
-        "num_classes": int(ck["num_classes"]), "classes": list(ck["classes"]),
+        "format": EXPORT_FORMAT,
+        "format_version": 1,
+        "model_name": ck["model_name"],
+        "model_options": ck.get("model_options", {}),
+        "num_classes": int(ck["num_classes"]),
+        "classes": list(ck["classes"]),
         "class_names": list(ck.get("class_names") or ck["classes"]),
         "eval_transform": {**transform, "mean_image": MEAN_IMAGE_KEY if mean_image is not None else None},
         "metrics": {k: v for k, v in (ck.get("metrics") or {}).items() if isinstance(v, (int, float, str))},
-        "provenance": {"checkpoint": str(src), "checkpoint_sha256": file_sha256(src), "epoch": ck.get("epoch"),
-                       "config": ck.get("config", {}), "environment": ck.get("environment", {}),
-                       "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "alexnet": __version__},
+        "provenance": {
+            "checkpoint": str(src),
+            "checkpoint_sha256": file_sha256(src),
+            "epoch": ck.get("epoch"),
+            "config": ck.get("config", {}),
+            "environment": ck.get("environment", {}),
+            "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "alexnet": __version__,
+        },
     }
     with staged_folder(outp) as tmp:  # the folder appears whole, or not at all
         save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt", "model_name": ck["model_name"]})
@@ -95,21 +104,39 @@ def _onnx_metadata(clf: Any, src: Path) -> dict[str, str]:
     t["mean_image"] = "inside the graph" if clf.transform.mean_image is not None else None
     ck = clf.checkpoint
     meta: dict[str, Any] = {
-        "model_name": clf.name, "model_options": ck.get("model_options", {}), "classes": clf.classes,
-        "class_names": clf.labels, "eval_transform": t,
-        "preprocessing": (f"input '{INPUT}': uint8 (N, {t['channels']}, {t['image_size']}, {t['image_size']}), "
-                          f"{'RGB' if t['channels'] == 3 else 'grey'}, the shorter side resized to {t['image_size']} "
-                          "(antialiased bilinear) and the central square kept; the graph subtracts the mean image, "
-                          f"takes the central {t['crop_size']} crop, pads {t['pad']}, and applies (x - mean) / std"),
+        "model_name": clf.name,
+        "model_options": ck.get("model_options", {}),
+        "classes": clf.classes,
+        "class_names": clf.labels,
+        "eval_transform": t,
+        "preprocessing": (
+            f"input '{INPUT}': uint8 (N, {t['channels']}, {t['image_size']}, {t['image_size']}), "
+            f"{'RGB' if t['channels'] == 3 else 'grey'}, the shorter side resized to {t['image_size']} "
+            "(antialiased bilinear) and the central square kept; the graph subtracts the mean image, "
+            f"takes the central {t['crop_size']} crop, pads {t['pad']}, and applies (x - mean) / std"
+        ),
         "metrics": {k: v for k, v in (ck.get("metrics") or {}).items() if isinstance(v, (int, float, str))},
-        "provenance": {"source": str(src), "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "alexnet": __version__,
-                       "torch": torch.__version__},
+        "provenance": {
+            "source": str(src),
+            "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "alexnet": __version__,
+            "torch": torch.__version__,
+        },
     }
-    return {"format": ONNX_FORMAT, **{k: json.dumps(_json_safe(v), default=str, allow_nan=False) for k, v in meta.items()}}
+    return {
+        "format": ONNX_FORMAT,
+        **{k: json.dumps(_json_safe(v), default=str, allow_nan=False) for k, v in meta.items()},
+    }
 
 
-def export_onnx(run: str | os.PathLike[str], out: str | os.PathLike[str] | None = None, *,
-                check_batch: int = 4, tolerance: float = 1e-4, seed: int = 0) -> dict[str, Any]:
+def export_onnx(
+    run: str | os.PathLike[str],
+    out: str | os.PathLike[str] | None = None,
+    *,
+    check_batch: int = 4,
+    tolerance: float = 1e-4,
+    seed: int = 0,
+) -> dict[str, Any]:
     """``RUN`` (a run folder, checkpoint or export folder) as ONNX (``torch.onnx.export(dynamo=True)``,
     a dynamic batch dimension), checked against ONNX Runtime: the probabilities of ``check_batch``
     random images (and of one, for the dynamic batch) must agree with torch's ``predict`` path to
@@ -131,11 +158,19 @@ def export_onnx(run: str | os.PathLike[str], out: str | os.PathLike[str] | None 
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the exporter's deprecation and tracing chatter
         try:
-            program = torch.onnx.export(graph, (example,), dynamo=True, input_names=[INPUT], output_names=list(OUTPUTS),
-                                        dynamic_shapes={"image": {0: torch.export.Dim("batch")}}, verbose=False)
+            program = torch.onnx.export(
+                graph,
+                (example,),
+                dynamo=True,
+                input_names=[INPUT],
+                output_names=list(OUTPUTS),
+                dynamic_shapes={"image": {0: torch.export.Dim("batch")}},
+                verbose=False,
+            )
         except Exception as e:
-            raise UserError(f"{src}: ONNX export of {clf.name} failed ({type(e).__name__}: "
-                            f"{str(e).strip().splitlines()[0][:200]})") from None
+            raise UserError(
+                f"{src}: ONNX export of {clf.name} failed ({type(e).__name__}: {str(e).strip().splitlines()[0][:200]})"
+            ) from None
     export_s = time.perf_counter() - t0
     program.model.metadata_props.update(_onnx_metadata(clf, src))
     tmp = outp.with_name(f".{outp.name}.{os.getpid()}.tmp")
@@ -152,58 +187,69 @@ def export_onnx(run: str | os.PathLike[str], out: str | os.PathLike[str] | None 
             got = ort_clf.probabilities(pixels)
             worst = max(worst, float(np.abs(got - ref).max()))
         if not worst <= tolerance:
-            raise CheckFailed(f"{src}: the ONNX export of {clf.name} disagrees with torch by {worst:.2e} "
-                              f"(more than {tolerance:g}); no file written")
+            raise CheckFailed(
+                f"{src}: the ONNX export of {clf.name} disagrees with torch by {worst:.2e} "
+                f"(more than {tolerance:g}); no file written"
+            )
         os.replace(tmp, outp)
     except OSError as e:
         raise UserError(f"--out {outp}: cannot write ({e.strerror or e})") from None
     finally:
         tmp.unlink(missing_ok=True)
-    return {"path": outp, "model": clf.name, "max_abs_diff": worst, "export_s": export_s,
-            "bytes": outp.stat().st_size, "classes": len(clf.classes)}
+    return {
+        "path": outp,
+        "model": clf.name,
+        "max_abs_diff": worst,
+        "export_s": export_s,
+        "bytes": outp.stat().st_size,
+        "classes": len(clf.classes),
+    }
 
 
 def model_card(config: dict[str, Any]) -> str:
     """A model card in the Hub's layout for image classifiers (YAML front matter, then prose)."""
     m = config.get("metrics", {})
-    err = [f"- {k.replace('val_', '').replace('_', ' ')} {100 * m[k]:.2f}%" for k in
-           ("val_top1_error", "val_top5_error", "val10_top1_error") if isinstance(m.get(k), float) and m[k] == m[k]]
+    err = [
+        f"- {k.replace('val_', '').replace('_', ' ')} {100 * m[k]:.2f}%"
+        for k in ("val_top1_error", "val_top5_error", "val10_top1_error")
+        if isinstance(m.get(k), float) and m[k] == m[k]
+    ]
     err = err or ["- no validation figures recorded"]
     t = config["eval_transform"]
-    return "\n".join([
-        "---",
-        "library_name: alexnet",
-        "pipeline_tag: image-classification",
-        "tags:",
-        "- image-classification",
-        f"- {config['model_name']}",
-        "license: mit",
-        "---",
-        "",
-        f"# {config['model_name']}, {config['num_classes']} classes",
-        "",
-        "Exported with `alexnet export RUN --format safetensors` from the `alexnet` package (AlexNet, "
-        "Krizhevsky, Sutskever & Hinton 2012, and LeNet-5, faithful to the papers).",
-        "",
-        "```python",
-        "import alexnet",
-        "clf = alexnet.load(\"PATH_OR_hf-hub:ORG/NAME\")",
-        "clf.predict([\"photo.jpg\"], top_k=5)",
-        "```",
-        "",
-        "## Evaluation (from the run that produced it)",
-        "",
-        *err,
-        "",
-        "## Preprocessing",
-        "",
-        f"Shorter side resized to {t['image_size']}, central {t['image_size']}x{t['image_size']} square"
-        + (", minus the per-pixel mean image" if t.get("mean_image") else "")
-        + f", central {t['crop_size']}x{t['crop_size']} crop, (x - mean) / std with mean {t['mean']} and std "
-        f"{t['std']} in 0-255 units.",
-        "",
-        f"Classes: {', '.join(config['class_names'][:10])}{', ...' if config['num_classes'] > 10 else ''}",
-        "",
-    ])
-
-
+    return "\n".join(
+        [
+            "---",
+            "library_name: alexnet",
+            "pipeline_tag: image-classification",
+            "tags:",
+            "- image-classification",
+            f"- {config['model_name']}",
+            "license: mit",
+            "---",
+            "",
+            f"# {config['model_name']}, {config['num_classes']} classes",
+            "",
+            "Exported with `alexnet export RUN --format safetensors` from the `alexnet` package (AlexNet, "
+            "Krizhevsky, Sutskever & Hinton 2012, and LeNet-5, faithful to the papers).",
+            "",
+            "```python",
+            "import alexnet",
+            'clf = alexnet.load("PATH_OR_hf-hub:ORG/NAME")',
+            'clf.predict(["photo.jpg"], top_k=5)',
+            "```",
+            "",
+            "## Evaluation (from the run that produced it)",
+            "",
+            *err,
+            "",
+            "## Preprocessing",
+            "",
+            f"Shorter side resized to {t['image_size']}, central {t['image_size']}x{t['image_size']} square"
+            + (", minus the per-pixel mean image" if t.get("mean_image") else "")
+            + f", central {t['crop_size']}x{t['crop_size']} crop, (x - mean) / std with mean {t['mean']} and std "
+            f"{t['std']} in 0-255 units.",
+            "",
+            f"Classes: {', '.join(config['class_names'][:10])}{', ...' if config['num_classes'] > 10 else ''}",
+            "",
+        ]
+    )

@@ -56,8 +56,10 @@ def pick_device(name: str, local_rank: int = 0) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"--device {name}: CUDA is not available on this machine")
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise UserError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s), "
-                        f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+        raise UserError(
+            f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+            f"cuda:0 to cuda:{torch.cuda.device_count() - 1}"
+        )
     return dev
 
 
@@ -73,8 +75,11 @@ def kernel_settings(device: torch.device, *, deterministic: bool, tf32: bool, cu
     cuDNN neither autotunes (its timing picks differ between runs) nor uses non-deterministic
     algorithms, and fp32 math stays fp32 (no TF32). Only CUDA has these choices."""
     cuda = device.type == "cuda"
-    return {"deterministic": deterministic, "cudnn_benchmark": cuda and cudnn_benchmark and not deterministic,
-            "tf32": cuda and tf32 and not deterministic}
+    return {
+        "deterministic": deterministic,
+        "cudnn_benchmark": cuda and cudnn_benchmark and not deterministic,
+        "tf32": cuda and tf32 and not deterministic,
+    }
 
 
 def apply_kernel_settings(settings: dict[str, bool]) -> None:
@@ -98,7 +103,7 @@ class preserved_rng:
     def __init__(self, device: torch.device) -> None:
         self.device = device
 
-    def __enter__(self) -> "preserved_rng":
+    def __enter__(self) -> preserved_rng:
         self.cpu = torch.get_rng_state()
         self.cuda = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
         return self
@@ -208,7 +213,11 @@ def environment() -> dict[str, str]:
     """Package version, git commit, torch, Python and platform: what a run folder records."""
     try:
         commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         commit = ""

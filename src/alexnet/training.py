@@ -13,9 +13,10 @@ import dataclasses
 import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -28,7 +29,8 @@ from .config import TrainConfig
 from .data.loader import BatchLoader
 from .data.pipeline import Prefetcher
 from .data.transforms import EvalTransform, TrainAugment
-from .distributed import DistInfo, all_reduce_sum, any_true, cleanup, setup as setup_processes
+from .distributed import DistInfo, all_reduce_sum, any_true, cleanup
+from .distributed import setup as setup_processes
 from .engine import resume
 from .engine.checks import check_batch_split, check_fast_paths, check_input_size, check_out_outside_data
 from .engine.data import build_data, build_test, rgb_eigen
@@ -43,8 +45,16 @@ from .engine.step import EpochState, TrainStep, train_epoch
 from .errors import UserError
 from .models import create_model
 from .models.summary import count_params
-from .runtime import (apply_kernel_settings, environment, keep_freed_memory, kernel_settings, pick_device,
-                      resolve_precision, seed_everything, select_device)
+from .runtime import (
+    apply_kernel_settings,
+    environment,
+    keep_freed_memory,
+    kernel_settings,
+    pick_device,
+    resolve_precision,
+    seed_everything,
+    select_device,
+)
 
 
 @dataclass
@@ -89,7 +99,7 @@ def fit(cfg: TrainConfig, dinfo: DistInfo, *, progress: bool, log: Callable[[str
         folder.close()
 
 
-def train_epochs(run: "Run", say: Callable[[str], None], progress: bool) -> TrainResult:
+def train_epochs(run: Run, say: Callable[[str], None], progress: bool) -> TrainResult:
     """Restore, then for each epoch: train, evaluate, record, save; then the final figures."""
     cfg, folder = run.cfg, run.folder
     state = run.restore() if cfg.resume else TrainState()
@@ -115,8 +125,10 @@ def train_epochs(run: "Run", say: Callable[[str], None], progress: bool) -> Trai
                 if any_true(bool(stop), run.device):
                     raise KeyboardInterrupt
                 if reached:
-                    say(f"training error {row['train_top1_error']:.2%} reached the target "
-                        f"{cfg.target_train_error:.2%}: the run ends at epoch {epoch + 1}")
+                    say(
+                        f"training error {row['train_top1_error']:.2%} reached the target "
+                        f"{cfg.target_train_error:.2%}: the run ends at epoch {epoch + 1}"
+                    )
                     break
     except KeyboardInterrupt:
         say(f"\ninterrupted: {folder.out}/last.pt holds the run as far as it got; continue with --resume")
@@ -209,24 +221,38 @@ class Run:
         """The run so far, from ``last.pt``."""
         assert self.resume_ck is not None
         state, self.transform = resume.restore(
-            self.resume_ck, cfg=self.cfg, classes=self.classes, model=self.model, optimizer=self.optimizer,
-            schedule=self.schedule, scaler=self.scaler, steps_per_epoch=self.schedule.steps_per_epoch,
-            batches_per_epoch=len(self.train_loader), out=self.folder.out, say=self.say)
+            self.resume_ck,
+            cfg=self.cfg,
+            classes=self.classes,
+            model=self.model,
+            optimizer=self.optimizer,
+            schedule=self.schedule,
+            scaler=self.scaler,
+            steps_per_epoch=self.schedule.steps_per_epoch,
+            batches_per_epoch=len(self.train_loader),
+            out=self.folder.out,
+            say=self.say,
+        )
         self.resume_ck = None
         return state
 
     def start(self) -> None:
         """config.toml, environment.json, TensorBoard; the banner."""
         self.resolved = self.cfg.to_dict()
-        self.env = environment() | {"device": str(self.device), "processes": str(self.dinfo.world_size),
-                                    "precision": self.precision}
+        self.env = environment() | {
+            "device": str(self.device),
+            "processes": str(self.dinfo.world_size),
+            "precision": self.precision,
+        }
         self.folder.start(self.resolved, self.env)
         t = self.transform
         held = f" (held out: {self.cfg.val_split:g} of the training split)" if self.test_loader is not None else ""
         test = f" / {len(self.test_loader.dataset):,} test" if self.test_loader is not None else ""  # type: ignore[arg-type]
-        self.say(f"{self.cfg.model}: {count_params(self.model):,} parameters | {len(self.train_ds):,} train / "
+        self.say(
+            f"{self.cfg.model}: {count_params(self.model):,} parameters | {len(self.train_ds):,} train / "
             f"{len(self.val_ds):,} val{held}{test} images, {len(self.classes)} classes | input "
-            f"{t.channels}x{t.input_size}x{t.input_size} | {self.device}, {self.precision}")
+            f"{t.channels}x{t.input_size}x{t.input_size} | {self.device}, {self.precision}"
+        )
 
     # ---------------------------------------------------------------------------------------- an epoch
 
@@ -244,34 +270,61 @@ class Run:
         ep = EpochState()
         self.step.reset(state.global_step)
         if state.partial is not None:
-            ep = resume.restore_position(state.partial, self.step, gens, state.global_step, dinfo, device,
-                                         f"{self.folder.out}/last.pt", self.say)
+            ep = resume.restore_position(
+                state.partial, self.step, gens, state.global_step, dinfo, device, f"{self.folder.out}/last.pt", self.say
+            )
             state.partial = None
         self.train_loader.set_epoch(epoch, ep.batches_done)
         seen_before = ep.seen
         ep.started = time.perf_counter()
         desc = f"epoch {epoch + 1}/{cfg.epochs}"
         n_images = self.train_loader.num_images
-        bar = tqdm(total=n_images, initial=min(n_images, ep.batches_done * self.train_loader.batch_size), desc=desc,
-                   unit="img", disable=not progress or None, leave=False, dynamic_ncols=True)
+        bar = tqdm(
+            total=n_images,
+            initial=min(n_images, ep.batches_done * self.train_loader.batch_size),
+            desc=desc,
+            unit="img",
+            disable=not progress or None,
+            leave=False,
+            dynamic_ncols=True,
+        )
 
         def after_step(gstep: int, st: EpochState) -> bool:
             return self.after_step(gstep, st, state, epoch, gens, desc, bar, stop)
 
         with bar:
             state.global_step, stopped = train_epoch(
-                self.step, self.batches, lambda x: self.augment(x, self.transform, gen, self.channels_last, noise),
-                self.schedule, state.global_step, cfg, len(self.train_loader), ep, bar, after_step)
+                self.step,
+                self.batches,
+                lambda x: self.augment(x, self.transform, gen, self.channels_last, noise),
+                self.schedule,
+                state.global_step,
+                cfg,
+                len(self.train_loader),
+                ep,
+                bar,
+                after_step,
+            )
         if stopped:
             raise KeyboardInterrupt
         loss_sum, correct = self.read_sums(desc)
         (totals,) = all_reduce_sum(torch.tensor([loss_sum, correct, ep.seen], dtype=torch.float64, device=device))
         loss_sum, correct, seen = totals.tolist()
-        return EpochTotals(loss_sum, correct, seen, seen - seen_before, ep.seconds_before,
-                           time.perf_counter() - ep.started, ep.started)
+        return EpochTotals(
+            loss_sum, correct, seen, seen - seen_before, ep.seconds_before, time.perf_counter() - ep.started, ep.started
+        )
 
-    def after_step(self, gstep: int, st: EpochState, state: TrainState, epoch: int, gens: resume.EpochGenerators,
-                   desc: str, bar: Any, stop: StopSignals) -> bool:
+    def after_step(
+        self,
+        gstep: int,
+        st: EpochState,
+        state: TrainState,
+        epoch: int,
+        gens: resume.EpochGenerators,
+        desc: str,
+        bar: Any,
+        stop: StopSignals,
+    ) -> bool:
         """After each optimizer step: host-only work unless this is a log or checkpoint point. Under
         torchrun the stop decision needs the other processes, so it is taken at those points only.
         Returns True to stop (a checkpoint has then been written where the epoch stands)."""
@@ -286,12 +339,16 @@ class Run:
         if log_point or ckpt_point or stopping:
             loss_sum, correct = self.read_sums(desc)
             if st.seen:
-                bar.set_postfix(loss=f"{loss_sum / st.seen:.3f}", acc=f"{correct / st.seen:.3f}",
-                                lr=f"{base_lr(self.optimizer):.2g}")
+                bar.set_postfix(
+                    loss=f"{loss_sum / st.seen:.3f}",
+                    acc=f"{correct / st.seen:.3f}",
+                    lr=f"{base_lr(self.optimizer):.2g}",
+                )
             if (stopping or ckpt_point) and mid_epoch:
                 position = resume.capture_position(st, gstep, (loss_sum, correct), gens, self.device)
-                self.folder.save(self.checkpoint(state, epoch, state.rows[-1] if state.rows else {}, True, position),
-                                 "last.pt")
+                self.folder.save(
+                    self.checkpoint(state, epoch, state.rows[-1] if state.rows else {}, True, position), "last.pt"
+                )
         return stopping
 
     def read_sums(self, desc: str) -> tuple[float, float]:
@@ -299,21 +356,39 @@ class Run:
         loss_sum, correct, bad = self.step.read()
         if any_true(bad >= 0, self.device):
             where = f"step {bad}" if bad >= 0 else "a step of another process"
-            raise UserError(f"loss is not finite at {desc}, {where}: training diverged (lower --lr?); "
-                            f"the last checkpoint written before it, if any, is kept in {self.cfg.out}")
+            raise UserError(
+                f"loss is not finite at {desc}, {where}: training diverged (lower --lr?); "
+                f"the last checkpoint written before it, if any, is kept in {self.cfg.out}"
+            )
         return loss_sum, correct
 
     def evaluate(self, progress: bool, ten_crop: bool = False, test: bool = False) -> EvalResult:
         loader = self.test_loader if test else self.val_loader
         assert loader is not None
-        return evaluate_model(self.model, loader, self.transform, self.classes, device=self.device,
-                              precision=self.precision, channels_last=self.channels_last, progress=progress,
-                              prefetch=self.cfg.prefetch, ten_crop=ten_crop)
+        return evaluate_model(
+            self.model,
+            loader,
+            self.transform,
+            self.classes,
+            device=self.device,
+            precision=self.precision,
+            channels_last=self.channels_last,
+            progress=progress,
+            prefetch=self.cfg.prefetch,
+            ten_crop=ten_crop,
+        )
 
     # ---------------------------------------------------------------------------------------- records
 
-    def record(self, state: TrainState, epoch: int, totals: EpochTotals, final: EvalResult | None,
-               final10: EvalResult | None, test: EvalResult | None = None) -> tuple[dict[str, float], bool]:
+    def record(
+        self,
+        state: TrainState,
+        epoch: int,
+        totals: EpochTotals,
+        final: EvalResult | None,
+        final10: EvalResult | None,
+        test: EvalResult | None = None,
+    ) -> tuple[dict[str, float], bool]:
         """The epoch's row of metrics.csv, the plateau rule, the best epoch so far (and whether this is
         it), the log line."""
         row = {
@@ -342,10 +417,12 @@ class Run:
             state.best_err, state.best_epoch = final.top1_error, epoch + 1  # type: ignore[union-attr]
         ten = f" | ten-patch top-1 {row['val10_top1_error']:.2%}" if final10 else ""
         ten += f" | test top-1 {test.top1_error:.2%} top-{test.k} {test.top5_error:.2%}" if test else ""
-        self.say(f"epoch {epoch + 1:3d}/{self.cfg.epochs} | lr {row['lr']:.3g} | train loss {row['train_loss']:.4f} "
+        self.say(
+            f"epoch {epoch + 1:3d}/{self.cfg.epochs} | lr {row['lr']:.3g} | train loss {row['train_loss']:.4f} "
             f"err {row['train_top1_error']:.2%} | val loss {row['val_loss']:.4f} top-1 {row['val_top1_error']:.2%} "
             f"top-{final.k if final else 5} {row['val_top5_error']:.2%}{ten} | {row['images_per_sec']:.0f} img/s "
-            f"| {row['elapsed_seconds']:.0f}s" + (" | lr / 10" if reduced else ""))
+            f"| {row['elapsed_seconds']:.0f}s" + (" | lr / 10" if reduced else "")
+        )
         return row, improved
 
     def save_epoch(self, state: TrainState, epoch: int, row: dict[str, float], improved: bool) -> None:
@@ -356,37 +433,69 @@ class Run:
             self.folder.save(self.checkpoint(state, epoch + 1, row, full=False), "best.pt")
         self.folder.end_epoch(state.rows, f"{self.cfg.model} on {self.cfg.data}")
 
-    def checkpoint(self, state: TrainState, epoch: int, metrics: dict[str, float], full: bool,
-                   position: dict[str, Any] | None = None) -> CheckpointRecord:
+    def checkpoint(
+        self,
+        state: TrainState,
+        epoch: int,
+        metrics: dict[str, float],
+        full: bool,
+        position: dict[str, Any] | None = None,
+    ) -> CheckpointRecord:
         """``epoch`` completed epochs; ``full``: with the optimizer and the progress (last.pt);
         ``position``: where a checkpoint written mid-epoch stands."""
         return CheckpointRecord(
             model={k: v.detach().cpu() for k, v in self.model.state_dict().items()},
-            model_name=self.cfg.model, model_options=self.model_options, num_classes=len(self.classes),
-            classes=self.classes, class_names=list(getattr(self.train_ds, "meta", {}).get("class_names", self.classes)),
-            eval_transform=self.transform.to_dict(), config=self.resolved, environment=self.env, epoch=epoch,
-            metrics=metrics, init_loaded=sorted(self.loaded) if self.loaded else None,
+            model_name=self.cfg.model,
+            model_options=self.model_options,
+            num_classes=len(self.classes),
+            classes=self.classes,
+            class_names=list(getattr(self.train_ds, "meta", {}).get("class_names", self.classes)),
+            eval_transform=self.transform.to_dict(),
+            config=self.resolved,
+            environment=self.env,
+            epoch=epoch,
+            metrics=metrics,
+            init_loaded=sorted(self.loaded) if self.loaded else None,
             optimizer=self.optimizer.state_dict() if full else None,
-            train_state=state.to_checkpoint(self.schedule, self.scaler, self.elapsed(state), position) if full else None)
+            train_state=state.to_checkpoint(self.schedule, self.scaler, self.elapsed(state), position)
+            if full
+            else None,
+        )
 
     def elapsed(self, state: TrainState) -> float:
         return state.elapsed_before + time.perf_counter() - self.t_start
 
-    def finish(self, state: TrainState, final: EvalResult | None, final10: EvalResult | None,
-               test: EvalResult | None = None) -> TrainResult:
+    def finish(
+        self, state: TrainState, final: EvalResult | None, final10: EvalResult | None, test: EvalResult | None = None
+    ) -> TrainResult:
         """The confusion matrix of the last evaluation, and what the run did."""
         shown = test or final10 or final
         if shown is not None and self.dinfo.is_main:
             how = "test split" if test else "ten-patch" if final10 else "centre-crop"
-            plot_confusion(shown, self.folder.out / "confusion.png",
-                           f"{self.cfg.model}, epoch {state.rows[-1]['epoch']} ({how}): "
-                           f"top-1 error {shown.top1_error:.2%}, top-{shown.k} error {shown.top5_error:.2%}")
+            plot_confusion(
+                shown,
+                self.folder.out / "confusion.png",
+                f"{self.cfg.model}, epoch {state.rows[-1]['epoch']} ({how}): "
+                f"top-1 error {shown.top1_error:.2%}, top-{shown.k} error {shown.top5_error:.2%}",
+            )
         test_ds = self.test_loader.dataset if self.test_loader is not None else None
-        skipped = (list(getattr(self.train_ds, "skipped", [])) + list(getattr(self.val_ds, "skipped", []))
-                   + list(getattr(test_ds, "skipped", []))
-                   + self.train_loader.skipped)
-        return TrainResult(self.folder.out, state.rows, state.best_err, state.best_epoch, final, self.elapsed(state),
-                           skipped, final10, test)
+        skipped = (
+            list(getattr(self.train_ds, "skipped", []))
+            + list(getattr(self.val_ds, "skipped", []))
+            + list(getattr(test_ds, "skipped", []))
+            + self.train_loader.skipped
+        )
+        return TrainResult(
+            self.folder.out,
+            state.rows,
+            state.best_err,
+            state.best_epoch,
+            final,
+            self.elapsed(state),
+            skipped,
+            final10,
+            test,
+        )
 
 
 def setup(cfg: TrainConfig, dinfo: DistInfo, folder: RunFolder, say: Callable[[str], None]) -> Run:
@@ -398,8 +507,9 @@ def setup(cfg: TrainConfig, dinfo: DistInfo, folder: RunFolder, say: Callable[[s
     keep_freed_memory()  # no page faults on large activations every step (see runtime.py)
     check_fast_paths(cfg, device, dinfo)
     precision = resolve_precision(cfg.precision, device)
-    apply_kernel_settings(kernel_settings(device, deterministic=cfg.deterministic, tf32=cfg.tf32,
-                                          cudnn_benchmark=cfg.cudnn_benchmark))
+    apply_kernel_settings(
+        kernel_settings(device, deterministic=cfg.deterministic, tf32=cfg.tf32, cudnn_benchmark=cfg.cudnn_benchmark)
+    )
     t_start = time.perf_counter()
 
     train_ds, val_ds, classes, transform = build_data(cfg)
@@ -432,8 +542,9 @@ def setup(cfg: TrainConfig, dinfo: DistInfo, folder: RunFolder, say: Callable[[s
     micro_batch = cfg.batch_size // (dinfo.world_size * cfg.accumulate)
     full_shape = (micro_batch, transform.channels, transform.input_size, transform.input_size)
     if cfg.compile:  # full batches compiled, an epoch's short last batch eager (no recompilation)
-        step.accelerate(torch.compile(net, mode=None if cfg.compile_mode == "default" else cfg.compile_mode),
-                        full_shape)
+        step.accelerate(
+            torch.compile(net, mode=None if cfg.compile_mode == "default" else cfg.compile_mode), full_shape
+        )
     if cfg.cuda_graphs:  # captured now, before the Prefetcher below starts its threads
         step.capture_graph(full_shape, channels_last)
 
@@ -441,19 +552,53 @@ def setup(cfg: TrainConfig, dinfo: DistInfo, folder: RunFolder, say: Callable[[s
     train_loader = BatchLoader(train_ds, micro_batch, shuffle=True, seed=cfg.seed, workers=cfg.workers, **shard)
     val_loader = BatchLoader(val_ds, max(cfg.batch_size, 256), workers=cfg.workers, pad_shards=False, **shard)
     test_ds = build_test(cfg, classes, transform)
-    test_loader = None if test_ds is None else BatchLoader(test_ds, max(cfg.batch_size, 256), workers=cfg.workers,
-                                                           pad_shards=False, **shard)
+    test_loader = (
+        None
+        if test_ds is None
+        else BatchLoader(test_ds, max(cfg.batch_size, 256), workers=cfg.workers, pad_shards=False, **shard)
+    )
     if len(train_loader) == 0:
         raise UserError(f"--data {cfg.data}: no training images")
     batches = Prefetcher(train_loader, device, depth=cfg.prefetch, threads=max(1, min(cfg.workers, 4)))
-    augment = TrainAugment(cfg.random_crop, cfg.translate, cfg.flip, cfg.pca_lighting, cfg.pca_lighting_form,
-                           affine_scale=cfg.affine_scale, affine_squeeze=cfg.affine_squeeze,
-                           affine_shear=cfg.affine_shear)
+    augment = TrainAugment(
+        cfg.random_crop,
+        cfg.translate,
+        cfg.flip,
+        cfg.pca_lighting,
+        cfg.pca_lighting_form,
+        affine_scale=cfg.affine_scale,
+        affine_squeeze=cfg.affine_squeeze,
+        affine_shear=cfg.affine_shear,
+    )
     if cfg.pca_lighting > 0:
         augment.eigval, augment.eigvec = rgb_eigen(train_ds, transform.channels)
-    return Run(cfg, dinfo, folder, device, precision, channels_last, train_ds, val_ds, classes, transform, model,
-               model_options, loaded, optimizer, scaler, step, train_loader, val_loader, test_loader, batches,
-               LRSchedule(cfg, -(-len(train_loader) // cfg.accumulate)), augment, resume_ck, t_start, say)
+    return Run(
+        cfg,
+        dinfo,
+        folder,
+        device,
+        precision,
+        channels_last,
+        train_ds,
+        val_ds,
+        classes,
+        transform,
+        model,
+        model_options,
+        loaded,
+        optimizer,
+        scaler,
+        step,
+        train_loader,
+        val_loader,
+        test_loader,
+        batches,
+        LRSchedule(cfg, -(-len(train_loader) // cfg.accumulate)),
+        augment,
+        resume_ck,
+        t_start,
+        say,
+    )
 
 
 def wrap_for_processes(model: nn.Module, dinfo: DistInfo, device: torch.device, compression: str) -> nn.Module:
@@ -462,8 +607,9 @@ def wrap_for_processes(model: nn.Module, dinfo: DistInfo, device: torch.device, 
     gradients all-reduced in bf16 (half the bytes: 122 MB instead of 244 MB per step for AlexNet)."""
     if not dinfo.enabled:
         return model
-    net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
-                                  gradient_as_bucket_view=True)
+    net = DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None, gradient_as_bucket_view=True
+    )
     if compression == "bf16":
         net.register_comm_hook(None, default_hooks.bf16_compress_hook)
     return net
@@ -473,6 +619,7 @@ def _source_normalisation(transform: EvalTransform, source: EvalTransform) -> Ev
     """A fine-tuning run normalises as its source did (its mean and std, its mean image resized)."""
     mimage = source.mean_image
     if mimage is not None and mimage.shape[-1] != transform.image_size:
-        mimage = torch.nn.functional.interpolate(mimage[None], size=(transform.image_size,) * 2, mode="bilinear",
-                                                 antialias=True, align_corners=False)[0]
+        mimage = torch.nn.functional.interpolate(
+            mimage[None], size=(transform.image_size,) * 2, mode="bilinear", antialias=True, align_corners=False
+        )[0]
     return dataclasses.replace(transform, mean=source.mean, std=source.std, mean_image=mimage)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -71,13 +71,18 @@ def plot_kernels(model: nn.Module, out: Path, *, title: str = "", columns: int =
         canvas = np.ones((nrow * (h + pad) + pad, ncol * (w + pad) + pad, tiles.shape[3]))
         for i in range(per):
             r, c = divmod(i, ncol)
-            canvas[pad + r * (h + pad): pad + r * (h + pad) + h, pad + c * (w + pad): pad + c * (w + pad) + w] = tiles[g * per + i]
+            canvas[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + c * (w + pad) : pad + c * (w + pad) + w] = (
+                tiles[g * per + i]
+            )
         panels.append(canvas)
     plt = _pyplot()
     fig, axes = plt.subplots(1, groups, figsize=(4.2 * groups * ncol / max(nrow, 1) ** 0.5 / 3 + 2, 4.4), squeeze=False)
     for g, (ax, canvas) in enumerate(zip(axes[0], panels)):
-        ax.imshow(canvas.squeeze(-1) if canvas.shape[-1] == 1 else canvas, cmap="gray" if canvas.shape[-1] == 1 else None,
-                  interpolation="nearest")
+        ax.imshow(
+            canvas.squeeze(-1) if canvas.shape[-1] == 1 else canvas,
+            cmap="gray" if canvas.shape[-1] == 1 else None,
+            interpolation="nearest",
+        )
         ax.set_axis_off()
         if groups > 1:
             ax.set_title(f"column {g + 1}: kernels {g * per + 1}-{(g + 1) * per}", fontsize=9)
@@ -90,9 +95,19 @@ def plot_kernels(model: nn.Module, out: Path, *, title: str = "", columns: int =
     return out
 
 
-def nearest_neighbours(run: str | os.PathLike[str], queries: Sequence[str], data: str, out: Path, *, k: int = 6,
-                       max_images: int | None = None, device: str = "auto", batch_size: int = 256,
-                       progress: bool = True, layer: str = "last") -> dict:
+def nearest_neighbours(
+    run: str | os.PathLike[str],
+    queries: Sequence[str],
+    data: str,
+    out: Path,
+    *,
+    k: int = 6,
+    max_images: int | None = None,
+    device: str = "auto",
+    batch_size: int = 256,
+    progress: bool = True,
+    layer: str = "last",
+) -> dict:
     """For each query image, the k training images nearest to it at ``layer`` (what ``alexnet
     features`` extracts; by default the last hidden layer, as in Figure 4), drawn as one PNG: a row
     per query, the query (with its top prediction) then its neighbours."""
@@ -153,8 +168,10 @@ def nearest_neighbours(run: str | os.PathLike[str], queries: Sequence[str], data
             ax.set_xticks([])
             ax.set_yticks([])
         result["queries"].append(entry)
-    fig.suptitle(f"nearest training images in the last hidden layer ({qf.shape[1]}-d), Euclidean "
-                 f"({offset:,} images searched)", fontsize=9)
+    fig.suptitle(
+        f"nearest training images in the last hidden layer ({qf.shape[1]}-d), Euclidean ({offset:,} images searched)",
+        fontsize=9,
+    )
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_savefig(fig, out, 130)

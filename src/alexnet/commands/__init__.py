@@ -5,5 +5,20 @@ the standard library, ``config`` and ``errors`` at the top (so ``alexnet --help`
 ``alexnet predict --onnx`` never import torch); what it runs is imported when it runs.
 """
 
-COMMANDS = ["models", "train", "evaluate", "predict", "prepare", "bench", "weights", "export", "serve", "features",
-            "demo", "experiment", "report", "visualize", "neighbors"]
+COMMANDS = [
+    "models",
+    "train",
+    "evaluate",
+    "predict",
+    "prepare",
+    "bench",
+    "weights",
+    "export",
+    "serve",
+    "features",
+    "demo",
+    "experiment",
+    "report",
+    "visualize",
+    "neighbors",
+]

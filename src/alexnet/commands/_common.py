@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from .._toml import tomllib
 from ..errors import UserError
@@ -36,6 +37,7 @@ def parse_options(items: Sequence[str]) -> dict[str, Any]:
 
 def at_least(low: int) -> Any:
     """An argparse type: an integer of at least ``low`` (a bad value is the parser's one-line error)."""
+
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -44,6 +46,7 @@ def at_least(low: int) -> Any:
         if value < low:
             raise argparse.ArgumentTypeError(f"must be at least {low}, not {value}")
         return value
+
     parse.__name__ = f"integer >= {low}"
     return parse
 

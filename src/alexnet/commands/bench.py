@@ -21,17 +21,25 @@ def add_parser(sub: Any) -> None:
     bl.add_argument("--repeats", type=int, default=3, help="runs of each side, alternating; medians reported")
     bl.add_argument("--json", action="store_true", help="print one JSON object")
     bl.set_defaults(func=run_loader)
-    bt = b.add_parser("train", help="training images/s: the step on synthetic data, end to end, torchvision's reference",
-                      description="Training throughput of one or more models: the training step on synthetic data "
-                      "already on the device (the ceiling), the same without response normalisation (the LRN's "
-                      "share), end to end from --data through the training loop's input pipeline, and "
-                      "torchvision's reference style on --jpeg-dir; the arms interleaved, medians reported.")
-    bt.add_argument("--model", nargs="+", default=["alexnet"], metavar="NAME", help="one or more models (default: alexnet)")
+    bt = b.add_parser(
+        "train",
+        help="training images/s: the step on synthetic data, end to end, torchvision's reference",
+        description="Training throughput of one or more models: the training step on synthetic data "
+        "already on the device (the ceiling), the same without response normalisation (the LRN's "
+        "share), end to end from --data through the training loop's input pipeline, and "
+        "torchvision's reference style on --jpeg-dir; the arms interleaved, medians reported.",
+    )
+    bt.add_argument(
+        "--model", nargs="+", default=["alexnet"], metavar="NAME", help="one or more models (default: alexnet)"
+    )
     bt.add_argument("--batch-size", type=int, default=64)
     bt.add_argument("--precision", default="bf16", choices=["auto", "fp32", "bf16", "fp16"])
     bt.add_argument("--compile", action="store_true", help="torch.compile the network")
-    bt.add_argument("--compile-mode", default="default",
-                    choices=["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"])
+    bt.add_argument(
+        "--compile-mode",
+        default="default",
+        choices=["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"],
+    )
     bt.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
     bt.add_argument("--cuda-graphs", action="store_true", help="replay the forward+backward as a CUDA graph")
     bt.add_argument("--data", metavar="SPEC", help="a packed dataset (or any --data SPEC) for the end-to-end rate")
@@ -48,20 +56,33 @@ def add_parser(sub: Any) -> None:
 def run_loader(args: argparse.Namespace) -> int:
     from ..bench import bench_loader
 
-    r = bench_loader(args.data, packed=args.packed, batch_size=args.batch_size, workers=args.workers,
-                     batches=args.batches, repeats=args.repeats)
+    r = bench_loader(
+        args.data,
+        packed=args.packed,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        batches=args.batches,
+        repeats=args.repeats,
+    )
     if args.json:
         print(json.dumps(r))
         return 0
-    print(f"training batches of augmented 224x224 crops, batch {r['batch_size']}, {r['workers']} workers, "
-          f"{r['train_images']:,} images, median of {len(r['runs_packed'])} runs of {r['batches_per_run']} batches:")
-    print(f"  torchvision ImageFolder + RandomResizedCrop: {r['torchvision_images_per_sec']:8.0f} img/s  "
-          f"({r['jpeg_bytes'] / 1e6:.1f} MB of JPEGs)")
-    print(f"  packed (alexnet prepare) + batch crops:     {r['images_per_sec']:8.0f} img/s  "
-          f"({r['packed_bytes'] / 1e6:.1f} MB on disk; uint8, normalised on the device)")
+    print(
+        f"training batches of augmented 224x224 crops, batch {r['batch_size']}, {r['workers']} workers, "
+        f"{r['train_images']:,} images, median of {len(r['runs_packed'])} runs of {r['batches_per_run']} batches:"
+    )
+    print(
+        f"  torchvision ImageFolder + RandomResizedCrop: {r['torchvision_images_per_sec']:8.0f} img/s  "
+        f"({r['jpeg_bytes'] / 1e6:.1f} MB of JPEGs)"
+    )
+    print(
+        f"  packed (alexnet prepare) + batch crops:     {r['images_per_sec']:8.0f} img/s  "
+        f"({r['packed_bytes'] / 1e6:.1f} MB on disk; uint8, normalised on the device)"
+    )
     print(f"  the same, normalised on the CPU as well:    {r['packed_normalised_images_per_sec']:8.0f} img/s")
     print(f"  speed-up: {r['speedup']:.1f}x ({r['speedup_normalised']:.1f}x with CPU normalisation)")
     return 0
+
 
 def run_train(args: argparse.Namespace) -> int:
     from ..bench import bench_train
@@ -71,29 +92,47 @@ def run_train(args: argparse.Namespace) -> int:
             raise UserError(f"{flag}: must be at least 1, not {v}")
     if args.jpeg_dir and not Path(args.jpeg_dir).is_dir():
         raise UserError(f"--jpeg-dir {args.jpeg_dir}: not a folder")
-    results = bench_train(args.model, batch_size=args.batch_size, precision=args.precision, compile=args.compile,
-                          compile_mode=args.compile_mode, channels_last=args.channels_last,
-                          cuda_graphs=args.cuda_graphs, data=args.data, jpeg_dir=args.jpeg_dir, steps=args.steps,
-                          warmup=args.warmup, repeats=args.repeats, device=args.device, workers=args.workers,
-                          log=(lambda s: None) if args.json else None)
+    results = bench_train(
+        args.model,
+        batch_size=args.batch_size,
+        precision=args.precision,
+        compile=args.compile,
+        compile_mode=args.compile_mode,
+        channels_last=args.channels_last,
+        cuda_graphs=args.cuda_graphs,
+        data=args.data,
+        jpeg_dir=args.jpeg_dir,
+        steps=args.steps,
+        warmup=args.warmup,
+        repeats=args.repeats,
+        device=args.device,
+        workers=args.workers,
+        log=(lambda s: None) if args.json else None,
+    )
     if args.json:
         print(json.dumps(results[0] if len(results) == 1 else results))
         return 0
     r0 = results[0]
-    print(f"training images/s, batch {r0['batch_size']}, {r0['precision']}, channels_last={r0['channels_last']}, "
-          f"compile={r0['compile']}, cuda_graphs={r0['cuda_graphs']}; {r0['device']}, torch {r0['torch']}; "
-          f"median of {r0['repeats']} runs of {r0['steps']} steps")
+    print(
+        f"training images/s, batch {r0['batch_size']}, {r0['precision']}, channels_last={r0['channels_last']}, "
+        f"compile={r0['compile']}, cuda_graphs={r0['cuda_graphs']}; {r0['device']}, torch {r0['torch']}; "
+        f"median of {r0['repeats']} runs of {r0['steps']} steps"
+    )
 
     def f(v: Any, fmt: str = "{:,.1f}") -> str:
         return "—" if v is None else fmt.format(v)
 
-    print("| model | step (synthetic) | without LRN | LRN share | end to end | end to end / step | "
-          "torchvision reference | ratio | step FLOP/s of matmul |")
+    print(
+        "| model | step (synthetic) | without LRN | LRN share | end to end | end to end / step | "
+        "torchvision reference | ratio | step FLOP/s of matmul |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in results:
-        print(f"| `{r['model']}` | {f(r['step_images_per_sec'])} | {f(r['step_without_lrn_images_per_sec'])} | "
-              f"{f(r['lrn_share'], '{:.0%}')} | {f(r['images_per_sec'])} | {f(r['end_to_end_over_step'], '{:.0%}')} | "
-              f"{f(r['baseline_images_per_sec'])} | {f(r['ratio'], '{:.2f}x')} | "
-              f"{f(r['step_flops_fraction'], '{:.0%}')} |")
+        print(
+            f"| `{r['model']}` | {f(r['step_images_per_sec'])} | {f(r['step_without_lrn_images_per_sec'])} | "
+            f"{f(r['lrn_share'], '{:.0%}')} | {f(r['images_per_sec'])} | {f(r['end_to_end_over_step'], '{:.0%}')} | "
+            f"{f(r['baseline_images_per_sec'])} | {f(r['ratio'], '{:.2f}x')} | "
+            f"{f(r['step_flops_fraction'], '{:.0%}')} |"
+        )
     print(f"matmul: {r0['matmul_flops'] / 1e9:,.0f} GFLOP/s ({r0['precision']})")
     return 0

@@ -18,10 +18,17 @@ def add_parser(sub: Any) -> None:
     e.add_argument("--data", required=True, metavar="SPEC", help="mnist[:ROOT], cifar10[:ROOT] or an image folder")
     e.add_argument("--split", default="val", choices=["val", "train"], help="val means val/ or test/ (default)")
     e.add_argument("--json", action="store_true", help="print one JSON object")
-    e.add_argument("--ten-crop", action="store_true",
-                   help="average the softmax over the four corner and centre crops and their mirror images")
-    e.add_argument("--out", metavar="DIR", help="where confusion.png and result.json go (default: RUN/evaluate/, "
-                   "replaced at each evaluation); files already in an --out DIR are replaced only with --force")
+    e.add_argument(
+        "--ten-crop",
+        action="store_true",
+        help="average the softmax over the four corner and centre crops and their mirror images",
+    )
+    e.add_argument(
+        "--out",
+        metavar="DIR",
+        help="where confusion.png and result.json go (default: RUN/evaluate/, "
+        "replaced at each evaluation); files already in an --out DIR are replaced only with --force",
+    )
     e.add_argument("--force", action="store_true", help="replace confusion.png and result.json in --out")
     e.add_argument("--batch-size", type=at_least(1), default=256)
     e.add_argument("--workers", type=at_least(0), default=2)
@@ -40,24 +47,43 @@ def run(args: argparse.Namespace) -> int:
         for name in ("confusion.png", "result.json"):
             new_output(Path(args.out) / name, "--out", args.force)
     clf = load(args.checkpoint, args.device)
-    res = clf.evaluate(args.data, split=args.split, batch_size=args.batch_size, workers=args.workers,
-                       max_images=args.max_images, progress=not args.json, ten_crop=args.ten_crop)
+    res = clf.evaluate(
+        args.data,
+        split=args.split,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        max_images=args.max_images,
+        progress=not args.json,
+        ten_crop=args.ten_crop,
+    )
     if res.n == 0:
         raise UserError(f"--data {args.data}: no images to evaluate in its {args.split} split")
     ck = resolve_checkpoint(args.checkpoint)
     out = Path(args.out) if args.out else (ck if ck.is_dir() else ck.parent) / "evaluate"
-    d = res.to_dict() | {"checkpoint": str(ck), "data": args.data, "split": args.split, "ten_crop": args.ten_crop,
-                         "confusion_png": str(out / "confusion.png")}
+    d = res.to_dict() | {
+        "checkpoint": str(ck),
+        "data": args.data,
+        "split": args.split,
+        "ten_crop": args.ten_crop,
+        "confusion_png": str(out / "confusion.png"),
+    }
     saved = True
     try:  # the figures are printed whatever happens to the files
         out.mkdir(parents=True, exist_ok=True)
-        plot_confusion(res, out / "confusion.png", f"{clf.name} ({ck.name}) on {args.data} [{args.split}]: "
-                       f"top-1 {res.top1_error:.2%}, top-{res.k} {res.top5_error:.2%}")
+        plot_confusion(
+            res,
+            out / "confusion.png",
+            f"{clf.name} ({ck.name}) on {args.data} [{args.split}]: "
+            f"top-1 {res.top1_error:.2%}, top-{res.k} {res.top5_error:.2%}",
+        )
         atomic_write_text(out / "result.json", json.dumps(d, indent=2) + "\n")
     except OSError as e:
         saved = False
-        print(f"alexnet: warning: could not save the results in {out} ({e.strerror or e}); they are printed "
-              "here only (--out DIR writes them elsewhere)", file=sys.stderr)
+        print(
+            f"alexnet: warning: could not save the results in {out} ({e.strerror or e}); they are printed "
+            "here only (--out DIR writes them elsewhere)",
+            file=sys.stderr,
+        )
     if args.json:
         print(json.dumps(d))
         return 0 if saved else 1

@@ -1,4 +1,5 @@
-"""``alexnet export``: a run as model.safetensors + config.json + model card (Hugging Face layout), or as one ONNX file."""
+"""``alexnet export``: a run as model.safetensors + config.json + model card (Hugging Face layout), or
+as one ONNX file."""
 
 from __future__ import annotations
 
@@ -7,12 +8,18 @@ from typing import Any
 
 
 def add_parser(sub: Any) -> None:
-    ex = sub.add_parser("export", help="a run as model.safetensors + config.json + model card (Hugging Face layout), "
-                        "or as one ONNX file")
+    ex = sub.add_parser(
+        "export",
+        help="a run as model.safetensors + config.json + model card (Hugging Face layout), or as one ONNX file",
+    )
     ex.add_argument("run", metavar="RUN_OR_CKPT")
-    ex.add_argument("--format", default="safetensors", choices=["safetensors", "onnx"],
-                    help="safetensors: a folder in the Hugging Face layout; onnx: one .onnx file for ONNX Runtime "
-                    "(dynamic batch, preprocessing inside the graph, checked against torch)")
+    ex.add_argument(
+        "--format",
+        default="safetensors",
+        choices=["safetensors", "onnx"],
+        help="safetensors: a folder in the Hugging Face layout; onnx: one .onnx file for ONNX Runtime "
+        "(dynamic batch, preprocessing inside the graph, checked against torch)",
+    )
     ex.add_argument("--out", metavar="DIR_OR_FILE", help="default: RUN/export (safetensors), RUN/model.onnx (onnx)")
     ex.set_defaults(func=run)
 
@@ -22,8 +29,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.format == "onnx":
         r = export_onnx(args.run, args.out)
-        print(f"wrote {r['path']} ({r['bytes'] / 2**20:.1f} MiB, {r['model']}, {r['classes']} classes, dynamic batch); "
-              f"ONNX Runtime agrees with torch to {r['max_abs_diff']:.1e} (max abs difference of the probabilities)")
+        print(
+            f"wrote {r['path']} ({r['bytes'] / 2**20:.1f} MiB, {r['model']}, {r['classes']} classes, dynamic batch); "
+            f"ONNX Runtime agrees with torch to {r['max_abs_diff']:.1e} (max abs difference of the probabilities)"
+        )
         print(f"use it: alexnet predict --onnx {r['path']} IMAGE...")
         return 0
     out = export_safetensors(args.run, args.out)

@@ -28,8 +28,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"input {c}x{h}x{w}, {s['params']:,} parameters, {fmt_count(s['macs'])} multiply-adds per image")  # type: ignore[arg-type]
         # the options this table was built with: the defaults, with those given on the command line
         given = {k: v for k, v in opts.items() if k in info.options()}
-        print("options: " + ", ".join(f"{k}={v!r}" + (" (given)" if k in given else "")
-                                      for k, v in (info.options() | given).items()))
+        print(
+            "options: "
+            + ", ".join(f"{k}={v!r}" + (" (given)" if k in given else "") for k, v in (info.options() | given).items())
+        )
         print()
         print(f"{'layer':<22}{'type':<22}{'output shape':<18}{'params':>12}{'mult-adds':>12}")
         for r in s["layers"]:  # type: ignore[union-attr]

@@ -14,14 +14,24 @@ from ._common import shown
 
 
 def add_parser(sub: Any) -> None:
-    r = sub.add_parser("predict", help="top-k labels of images",
-                       usage="alexnet predict RUN_OR_CKPT IMAGE_OR_DIR... [options]\n"
-                             "       alexnet predict --onnx FILE IMAGE_OR_DIR... [options]")
-    r.add_argument("checkpoint", nargs="?", metavar="RUN_OR_CKPT", help="a run folder, checkpoint, export folder or hf-hub:ORG/NAME "
-                   "(omitted with --onnx)")
+    r = sub.add_parser(
+        "predict",
+        help="top-k labels of images",
+        usage="alexnet predict RUN_OR_CKPT IMAGE_OR_DIR... [options]\n"
+        "       alexnet predict --onnx FILE IMAGE_OR_DIR... [options]",
+    )
+    r.add_argument(
+        "checkpoint",
+        nargs="?",
+        metavar="RUN_OR_CKPT",
+        help="a run folder, checkpoint, export folder or hf-hub:ORG/NAME (omitted with --onnx)",
+    )
     r.add_argument("images", nargs="*", metavar="IMAGE_OR_DIR")
-    r.add_argument("--onnx", metavar="FILE", help="a model.onnx from `alexnet export --format onnx`, run with ONNX "
-                   "Runtime (torch is not imported)")
+    r.add_argument(
+        "--onnx",
+        metavar="FILE",
+        help="a model.onnx from `alexnet export --format onnx`, run with ONNX Runtime (torch is not imported)",
+    )
     r.add_argument("--threads", type=int, metavar="N", help="ONNX Runtime's intra-op threads (default: its own choice)")
     r.add_argument("--top-k", type=int, default=5)
     r.add_argument("--json", action="store_true", help="print one JSON object")
@@ -51,7 +61,9 @@ def run(args: argparse.Namespace) -> int:
         resolve_checkpoint(args.checkpoint)  # a missing checkpoint is named first
     missing = [p for p in args.images if not os.path.lexists(p)]
     if len(missing) == len(args.images):  # nothing to do: a user mistake, exit 2
-        raise UserError(f"{missing[0]}: no such file or folder" + (f" (nor {len(missing) - 1} more)" if len(missing) > 1 else ""))
+        raise UserError(
+            f"{missing[0]}: no such file or folder" + (f" (nor {len(missing) - 1} more)" if len(missing) > 1 else "")
+        )
     if args.onnx:
         from ..inference.onnx import OnnxClassifier
 

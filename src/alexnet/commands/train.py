@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import inspect
 import os
-import re
 import sys
 import types
 import typing
@@ -19,31 +17,31 @@ from ._common import literal, parse_options
 
 
 def add_parser(sub: Any) -> None:
-    t = sub.add_parser("train", help="train a network (a recipe file, then flags)",
-                       description="Train a network. Values come from the defaults, then --recipe, then the flags.")
-    t.add_argument("--recipe", metavar="FILE", help="a TOML recipe (a shipped name such as lenet5_mnist, or a path); "
-                   "without it, the shipped recipe for --model and the kind of --data when there is one "
-                   "(--recipe none: the plain defaults)")
-    t.add_argument("--model-opt", action="append", metavar="KEY=VALUE",
-                   help="a model option (repeatable), e.g. --model-opt activation=tanh --model-opt lrn=false")
+    t = sub.add_parser(
+        "train",
+        help="train a network (a recipe file, then flags)",
+        description="Train a network. Values come from the defaults, then --recipe, then the flags.",
+    )
+    t.add_argument(
+        "--recipe",
+        metavar="FILE",
+        help="a TOML recipe (a shipped name such as lenet5_mnist, or a path); "
+        "without it, the shipped recipe for --model and the kind of --data when there is one "
+        "(--recipe none: the plain defaults)",
+    )
+    t.add_argument(
+        "--model-opt",
+        action="append",
+        metavar="KEY=VALUE",
+        help="a model option (repeatable), e.g. --model-opt activation=tanh --model-opt lrn=false",
+    )
     _add_config_flags(t)
     t.set_defaults(func=run)
-
-
-def _field_comments() -> dict[str, str]:
-    """The comment after each TrainConfig field in its source: the flags' help texts."""
-    out = {}
-    for line in inspect.getsource(TrainConfig).splitlines():
-        m = re.match(r"\s+(\w+): [^=]+=.*?#\s*(.+)$", line)
-        if m:
-            out[m.group(1)] = m.group(2).strip()
-    return out
 
 
 def _add_config_flags(p: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig field, all defaulting to 'not given' so the recipe's value stays."""
     hints = typing.get_type_hints(TrainConfig)
-    comments = _field_comments()
     for f in dataclasses.fields(TrainConfig):
         if f.name == "model_options":
             continue
@@ -53,24 +51,39 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
         union = typing.get_origin(hint) in (typing.Union, types.UnionType)
         base = next((a for a in typing.get_args(hint) if a is not type(None)), hint) if union else hint
         default = f.default if f.default is not dataclasses.MISSING else None
-        helptext = f"{comments.get(f.name, '')} (default: {default})".strip().replace("%", "%%")
+        helptext = f"{f.metadata.get('help', '')} (default: {default})".strip().replace("%", "%%")
         if f.name == "resume":  # --resume (with --out RUN), or --resume RUN alone
-            p.add_argument(flag, nargs="?", const=True, default=argparse.SUPPRESS, metavar="RUN",
-                           help="continue the run in RUN (or in --out) from its config.toml and last.pt; other flags "
-                                "may change only epochs, workers, device and how often it checkpoints and logs")
+            p.add_argument(
+                flag,
+                nargs="?",
+                const=True,
+                default=argparse.SUPPRESS,
+                metavar="RUN",
+                help="continue the run in RUN (or in --out) from its config.toml and last.pt; other flags "
+                "may change only epochs, workers, device and how often it checkpoints and logs",
+            )
         elif base is bool:
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=helptext)
         elif typing.get_origin(base) in (list, dict):
-            p.add_argument(flag, type=literal, default=argparse.SUPPRESS, metavar=f.name.upper(),
-                           help=helptext + " (TOML syntax, e.g. [120, 130] or {fc10 = 1.0})")
+            p.add_argument(
+                flag,
+                type=literal,
+                default=argparse.SUPPRESS,
+                metavar=f.name.upper(),
+                help=helptext + " (TOML syntax, e.g. [120, 130] or {fc10 = 1.0})",
+            )
         else:
             p.add_argument(flag, type=base, default=argparse.SUPPRESS, metavar=f.name.upper(), help=helptext)
 
 
 # The shipped recipe for a model and a kind of data, used when `train` gets no --recipe.
-DEFAULT_RECIPES = {("lenet5", "mnist"): "lenet5_mnist", ("cifar_18pct", "cifar10"): "cifar_18pct_cifar10",
-                   ("cifar_80sec", "cifar10"): "cifar_80sec_cifar10", ("alexnet", "folder"): "alexnet_imagenet",
-                   ("alexnet_tv", "folder"): "alexnet_tv_imagenet"}
+DEFAULT_RECIPES = {
+    ("lenet5", "mnist"): "lenet5_mnist",
+    ("cifar_18pct", "cifar10"): "cifar_18pct_cifar10",
+    ("cifar_80sec", "cifar10"): "cifar_80sec_cifar10",
+    ("alexnet", "folder"): "alexnet_imagenet",
+    ("alexnet_tv", "folder"): "alexnet_tv_imagenet",
+}
 
 
 def default_recipe(model: str, data: str) -> str | None:
@@ -104,8 +117,10 @@ def run(args: argparse.Namespace) -> int:
         model = flags.get("model", cfg.model)
         shipped = default_recipe(model, flags.get("data", ""))
         if shipped:
-            print(f"using the shipped recipe {shipped} for {model} on this data (--recipe none for the plain "
-                  "defaults)", file=sys.stderr)
+            print(
+                f"using the shipped recipe {shipped} for {model} on this data (--recipe none for the plain defaults)",
+                file=sys.stderr,
+            )
             cfg = cfg.update(load_recipe(shipped), source=shipped)
     model_given = "model" in flags or cfg.model != TrainConfig().model
     cfg = cfg.update(flags, source="flags")
@@ -121,12 +136,17 @@ def run(args: argparse.Namespace) -> int:
         return 0
     f = result.final
     print()
-    print(f"done in {result.seconds / 60:.1f} min: best val top-1 error {result.best_top1_error:.2%} (epoch {result.best_epoch})"
-          + (f"; last epoch top-1 {f.top1_error:.2%}, top-{f.k} {f.top5_error:.2%} on {f.n:,} images" if f else ""))
+    print(
+        f"done in {result.seconds / 60:.1f} min: best val top-1 error {result.best_top1_error:.2%} "
+        f"(epoch {result.best_epoch})"
+        + (f"; last epoch top-1 {f.top1_error:.2%}, top-{f.k} {f.top5_error:.2%} on {f.n:,} images" if f else "")
+    )
     if result.test is not None:
         t = result.test
-        print(f"test split (seen once, by the final weights): top-1 {t.top1_error:.2%}, top-{t.k} {t.top5_error:.2%} "
-              f"on {t.n:,} images")
+        print(
+            f"test split (seen once, by the final weights): top-1 {t.top1_error:.2%}, top-{t.k} {t.top5_error:.2%} "
+            f"on {t.n:,} images"
+        )
     if result.skipped:
         print(f"{len(result.skipped)} unusable image files were skipped (listed above)")
     out = result.out

@@ -9,10 +9,13 @@ from typing import Any
 
 def add_parser(sub: Any) -> None:
     v = sub.add_parser("visualize", help="the paper's figures from a checkpoint").add_subparsers(
-        dest="what", required=True, metavar="WHAT")
+        dest="what", required=True, metavar="WHAT"
+    )
     vk = v.add_parser("kernels", help="the first conv layer's kernels as a grid (Figure 3)")
     vk.add_argument("run", metavar="RUN_OR_CKPT")
-    vk.add_argument("--out", metavar="PNG", help="default: RUN/kernels.png (replaced); an existing --out only with --force")
+    vk.add_argument(
+        "--out", metavar="PNG", help="default: RUN/kernels.png (replaced); an existing --out only with --force"
+    )
     vk.add_argument("--force", action="store_true", help="replace an existing --out")
     vk.add_argument("--device", default="cpu")
     vk.set_defaults(func=run)

@@ -8,11 +8,15 @@ from typing import Any
 
 def add_parser(sub: Any) -> None:
     w = sub.add_parser("weights", help="published weights as a run folder").add_subparsers(
-        dest="what", required=True, metavar="SOURCE")
+        dest="what", required=True, metavar="SOURCE"
+    )
     wt = w.add_parser("torchvision", help="alexnet_tv with torchvision's AlexNet_Weights.IMAGENET1K_V1")
     wt.add_argument("--out", required=True, metavar="RUN", help="the run folder to write (new or empty)")
-    wt.add_argument("--file", metavar="PATH", help="a state dict saved by torchvision (else its weights API: the "
-                    "torch hub cache, downloading when needed)")
+    wt.add_argument(
+        "--file",
+        metavar="PATH",
+        help="a state dict saved by torchvision (else its weights API: the torch hub cache, downloading when needed)",
+    )
     wt.set_defaults(func=run)
 
 

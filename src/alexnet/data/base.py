@@ -24,6 +24,7 @@ class InMemoryDataset(Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         return self.images[i], int(self.labels[i])
 
+
 @dataclass
 class FolderDataset(Dataset):
     """An image folder decoded on the fly; an unusable file yields ``None`` (dropped by ``collate``)."""
@@ -47,6 +48,7 @@ class FolderDataset(Dataset):
             return self.load(i), self.samples[i][1]
         except ImageError as e:
             return None, (self.samples[i][0], str(e))
+
 
 def collate(batch: list) -> tuple[torch.Tensor, torch.Tensor, list[tuple[str, str]]]:
     """Stack uint8 images; unusable ones are dropped and their (path, reason) returned third."""

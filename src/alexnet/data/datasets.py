@@ -56,7 +56,7 @@ class DataSpec:
     root: str  # dataset root (mnist/cifar10) or the folder/archive path
 
     @classmethod
-    def parse(cls, spec: str) -> "DataSpec":
+    def parse(cls, spec: str) -> DataSpec:
         """``mnist``, ``mnist:ROOT``, ``cifar10``, ``cifar10:ROOT`` or a folder (or archive) path."""
         name, sep, root = spec.partition(":")
         if name.lower() in ("mnist", "cifar10", "cifar-10"):
@@ -96,7 +96,9 @@ def _extract(archive: Path) -> Path:
         raise
     except (OSError, tarfile.TarError, zipfile.BadZipFile, EOFError) as e:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise UserError(f"{archive}: cannot extract ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+        raise UserError(
+            f"{archive}: cannot extract ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+        ) from None
     return dest
 
 
@@ -108,8 +110,10 @@ def _check_expansion(archive: Path, total: int, where: Path) -> None:
     size = max(archive.stat().st_size, 1)
     limit = int(os.environ.get("ALEXNET_MAX_EXTRACT_BYTES", "0")) or None
     if total > MAX_EXPANSION * size and total > 64 << 20:
-        raise UserError(f"{archive}: would expand {size:,} bytes into {total:,} ({total / size:,.0f}x): "
-                        "a decompression bomb? not extracted")
+        raise UserError(
+            f"{archive}: would expand {size:,} bytes into {total:,} ({total / size:,.0f}x): "
+            "a decompression bomb? not extracted"
+        )
     if limit and total > limit:
         raise UserError(f"{archive}: would expand into {total:,} bytes, over ALEXNET_MAX_EXTRACT_BYTES={limit:,}")
     free = shutil.disk_usage(where).free
@@ -172,8 +176,7 @@ def list_folder(root: Path, split: str, classes: list[str] | None = None) -> tup
         )
     samples: list[tuple[str, int]] = []
     for label, name in enumerate(found):
-        files = list(walk_images(d / name, lambda path, why: print(f"warning: skipped {path}: {why}",
-                                                                     file=sys.stderr)))
+        files = list(walk_images(d / name, lambda path, why: print(f"warning: skipped {path}: {why}", file=sys.stderr)))
         if not files:
             raise UserError(f"{d / name}: class folder without any image file")
         samples += [(f, label) for f in files]
@@ -225,8 +228,9 @@ def _preload(ds: FolderDataset, workers: int, desc: str) -> InMemoryDataset:
         print(f"warning: skipped {path}: {why}", file=sys.stderr)
     result = InMemoryDataset(images[:k].clone(), labels[:k], ds.classes)
     try:
-        atomic_torch_save({"images": result.images, "labels": result.labels,
-                           "skipped": [list(x) for x in ds.skipped]}, cached)
+        atomic_torch_save(
+            {"images": result.images, "labels": result.labels, "skipped": [list(x) for x in ds.skipped]}, cached
+        )
     except OSError as e:  # a read-only cache is not worth failing a run over
         print(f"warning: could not cache decoded images in {cached.parent}: {e}", file=sys.stderr)
     return result
@@ -351,8 +355,9 @@ def hold_out(ds: Any, fraction: float, seed: int) -> tuple[Any, Any]:
         raise UserError(f"--val-split {fraction}: must be a fraction between 0 and 1")
     n_held = round(fraction * len(ds))
     if n_held < 1 or n_held >= len(ds):
-        raise UserError(f"--val-split {fraction}: holds out {n_held} of {len(ds)} training images; "
-                        "both parts need at least one")
+        raise UserError(
+            f"--val-split {fraction}: holds out {n_held} of {len(ds)} training images; both parts need at least one"
+        )
     order = torch.randperm(len(ds), generator=torch.Generator().manual_seed(10_007 + seed))
     held, rest = order[:n_held].sort().values, order[n_held:].sort().values
     return _pick(ds, rest), _pick(ds, held)

@@ -14,8 +14,8 @@ import io
 import os
 import stat
 import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -106,8 +106,9 @@ def to_mode(img: Image.Image, channels: int = 3) -> Image.Image:
     return img if img.mode == want else img.convert(want)
 
 
-def load_image(path: str | os.PathLike[str], channels: int = 3, min_side: int | None = None,
-               max_pixels: int | None = None) -> Image.Image:
+def load_image(
+    path: str | os.PathLike[str], channels: int = 3, min_side: int | None = None, max_pixels: int | None = None
+) -> Image.Image:
     """Open, fully decode, apply EXIF orientation and convert to RGB/L.
 
     ``min_side``: the caller will shrink the image so its shorter side is this; large JPEGs are
@@ -148,8 +149,9 @@ def decoded_pixels(img: Image.Image, min_side: int | None = None) -> int:
     return w * h
 
 
-def decode_image(data: bytes, channels: int = 3, min_side: int | None = None,
-                 max_pixels: int | None = None) -> Image.Image:
+def decode_image(
+    data: bytes, channels: int = 3, min_side: int | None = None, max_pixels: int | None = None
+) -> Image.Image:
     """``load_image`` for the bytes of an image file (an upload)."""
     return decode_opened(open_upload(data), channels, min_side, max_pixels)
 
@@ -159,8 +161,9 @@ def _decode(source: Path, channels: int, min_side: int | None, max_pixels: int |
         return _decode_opened(Image.open(source), channels, min_side, max_pixels)
 
 
-def decode_opened(img: Image.Image, channels: int = 3, min_side: int | None = None,
-                  max_pixels: int | None = None) -> Image.Image:
+def decode_opened(
+    img: Image.Image, channels: int = 3, min_side: int | None = None, max_pixels: int | None = None
+) -> Image.Image:
     """An opened image (``Image.open``, ``open_upload``) decoded, EXIF-rotated and converted to
     RGB/L; ``min_side`` and ``max_pixels`` as in ``load_image``. Closes ``img``."""
     with _image_errors():
@@ -218,8 +221,12 @@ def resize_center_square(img: Image.Image, size: int) -> Image.Image:
         left, top = (w - side) / 2, (h - side) / 2
         if side == size:
             return img.crop((int(left), int(top), int(left) + size, int(top) + size))
-        img = img.resize((size, size), Image.BILINEAR, box=(left, top, left + side, top + side),
-                         reducing_gap=3.0 if side > 4 * size else None)
+        img = img.resize(
+            (size, size),
+            Image.BILINEAR,
+            box=(left, top, left + side, top + side),
+            reducing_gap=3.0 if side > 4 * size else None,
+        )
     return img
 
 

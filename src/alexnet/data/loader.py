@@ -8,7 +8,7 @@ epoch depends only on (seed, epoch), so a run resumed at an epoch boundary sees 
 from __future__ import annotations
 
 import sys
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 from torch.utils.data import DataLoader, Dataset

@@ -24,8 +24,9 @@ from __future__ import annotations
 import functools
 import queue
 import threading
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,7 +35,7 @@ from .base import InMemoryDataset
 from .loader import BatchLoader
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def side_stream(device: torch.device) -> Any:
     """One side stream per device for the copies, shared by every Prefetcher (training and each
     evaluation): a new stream per evaluation would be created, and never freed, at every epoch."""
@@ -86,8 +87,13 @@ class Prefetcher:
                     if ev is not None:
                         ev.synchronize()
             pin = self.pin
-            self._slots = [(torch.empty(shape, dtype=torch.uint8, pin_memory=pin),
-                            torch.empty(shape[0], dtype=torch.long, pin_memory=pin)) for _ in range(self.depth)]
+            self._slots = [
+                (
+                    torch.empty(shape, dtype=torch.uint8, pin_memory=pin),
+                    torch.empty(shape[0], dtype=torch.long, pin_memory=pin),
+                )
+                for _ in range(self.depth)
+            ]
             self._slot_shape = shape
             self._copied = [None] * self.depth
         return self._slots

@@ -83,7 +83,7 @@ class EvalTransform:
             cache[x.device] = on_device(self.mean_image, x.device)
         return x.float() - cache[x.device]
 
-    def place(self, device: torch.device) -> "EvalTransform":
+    def place(self, device: torch.device) -> EvalTransform:
         """Put the transform's constants (mean, std, the mean image) on ``device`` now, before the
         steps that use them; returns self."""
         device = torch.empty(0, device=device).device  # "cuda" -> "cuda:0": the key batches will use
@@ -94,7 +94,7 @@ class EvalTransform:
         return self
 
     @classmethod
-    def from_dict(cls, d: dict[str, object]) -> "EvalTransform":
+    def from_dict(cls, d: dict[str, object]) -> EvalTransform:
         return cls(**{**d, "mean": tuple(d["mean"]), "std": tuple(d["std"])})  # type: ignore[arg-type]
 
     @property
@@ -132,8 +132,9 @@ def center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
     return x[..., top : top + size, left : left + size]
 
 
-def _draw(n: int, high_y: int, high_x: int, generator: torch.Generator | None, device: torch.device,
-          flip: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+def _draw(
+    n: int, high_y: int, high_x: int, generator: torch.Generator | None, device: torch.device, flip: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Crop offsets and flip decisions for n images, drawn in a fixed order so that the CPU and GPU
     paths (and a resumed run) see the same numbers."""
     gen_device = generator.device if generator is not None else device
@@ -143,8 +144,9 @@ def _draw(n: int, high_y: int, high_x: int, generator: torch.Generator | None, d
     return oy, ox, fl
 
 
-def random_crop(x: torch.Tensor, size: int, translate: int = 0, generator: torch.Generator | None = None,
-                flip: bool = False) -> torch.Tensor:
+def random_crop(
+    x: torch.Tensor, size: int, translate: int = 0, generator: torch.Generator | None = None, flip: bool = False
+) -> torch.Tensor:
     """One random size x size crop per image of an (N, C, H, W) batch, mirrored left-right with
     probability 1/2 when ``flip``.
 
@@ -175,7 +177,9 @@ def _crop_loop(x: torch.Tensor, size: int, oy: torch.Tensor, ox: torch.Tensor, f
     return out.permute(0, 3, 1, 2)
 
 
-def _crop_gather(x: torch.Tensor, size: int, oy: torch.Tensor, ox: torch.Tensor, fl: torch.Tensor | None) -> torch.Tensor:
+def _crop_gather(
+    x: torch.Tensor, size: int, oy: torch.Tensor, ox: torch.Tensor, fl: torch.Tensor | None
+) -> torch.Tensor:
     """Accelerators: one gather for the whole batch (no per-image launches)."""
     n = x.shape[0]
     src = x.permute(0, 2, 3, 1)  # N, H, W, C view
@@ -195,7 +199,9 @@ def random_flip(x: torch.Tensor, generator: torch.Generator | None = None) -> to
     return torch.where(flip[:, None, None, None], x.flip(-1), x)
 
 
-def normalize(x: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...], channels_last: bool = False) -> torch.Tensor:
+def normalize(
+    x: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...], channels_last: bool = False
+) -> torch.Tensor:
     """uint8 (N, C, H, W) to float32 (x - mean) / std, mean and std in 0-255 units."""
     m = device_constant(tuple(mean), x.device).view(1, -1, 1, 1)
     s = device_constant(tuple(std), x.device).view(1, -1, 1, 1)
@@ -221,8 +227,14 @@ def eval_batch(x: torch.Tensor, t: EvalTransform, channels_last: bool = False, t
 PCA_FORMS = ("cuda-convnet", "fb.resnet")
 
 
-def pca_lighting(x: torch.Tensor, eigval: torch.Tensor, eigvec: torch.Tensor, std: float = 0.1,
-                 generator: torch.Generator | None = None, form: str = "cuda-convnet") -> torch.Tensor:
+def pca_lighting(
+    x: torch.Tensor,
+    eigval: torch.Tensor,
+    eigvec: torch.Tensor,
+    std: float = 0.1,
+    generator: torch.Generator | None = None,
+    form: str = "cuda-convnet",
+) -> torch.Tensor:
     """The paper's PCA colour augmentation (§4.1) on a float (N, 3, H, W) batch in 0-255 units.
 
     To every pixel of image n add ``sum_i a_i s_i p_i``: p_i are the eigenvectors (columns of
@@ -268,14 +280,20 @@ def ten_crop(x: torch.Tensor, size: int) -> torch.Tensor:
     h, w = x.shape[-2:]
     if size > min(h, w):
         raise ValueError(f"crop {size} is larger than the {h}x{w} images")
-    crops = [x[..., :size, :size], x[..., :size, w - size :], x[..., h - size :, :size],
-             x[..., h - size :, w - size :], center_crop(x, size)]
+    crops = [
+        x[..., :size, :size],
+        x[..., :size, w - size :],
+        x[..., h - size :, :size],
+        x[..., h - size :, w - size :],
+        center_crop(x, size),
+    ]
     five = torch.stack(crops, 1)
     return torch.cat([five, five.flip(-1)], 1)
 
 
-def random_affine(x: torch.Tensor, scale: float, squeeze: float, shear: float,
-                  generator: torch.Generator | None = None) -> torch.Tensor:
+def random_affine(
+    x: torch.Tensor, scale: float, squeeze: float, shear: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """LeCun et al.'s (1998) planar affine distortions, one draw per image of a (N, C, H, W) batch
     about its centre: scaling by 1 + u (u uniform in [-scale, scale]), squeezing (the width times
     1 + v and the height divided by it, v in [-squeeze, squeeze]) and horizontal shearing (x + w y, w
@@ -317,7 +335,7 @@ class TrainAugment:
     affine_squeeze: float = 0.0
     affine_shear: float = 0.0
 
-    def place(self, device: torch.device) -> "TrainAugment":
+    def place(self, device: torch.device) -> TrainAugment:
         """Put the PCA eigen-decomposition on ``device`` now, not in the first step; returns self."""
         if self.eigval is not None and self.eigvec is not None:
             self.eigval, self.eigvec = self.eigval.to(device), self.eigvec.to(device)
@@ -327,8 +345,14 @@ class TrainAugment:
     def distorts(self) -> bool:
         return bool(self.affine_scale or self.affine_squeeze or self.affine_shear)
 
-    def __call__(self, x: torch.Tensor, t: EvalTransform, generator: torch.Generator | None = None,
-                 channels_last: bool = False, noise_generator: torch.Generator | None = None) -> torch.Tensor:
+    def __call__(
+        self,
+        x: torch.Tensor,
+        t: EvalTransform,
+        generator: torch.Generator | None = None,
+        channels_last: bool = False,
+        noise_generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
         noise = noise_generator if noise_generator is not None else generator
         x = t.subtract_mean_image(resize_batch(x, t.image_size))
         if self.random_crop and (t.crop_size < t.image_size or self.translate):

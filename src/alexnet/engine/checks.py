@@ -25,6 +25,7 @@ def check_out_outside_data(cfg: TrainConfig) -> None:
     if out == data_dir or data_dir in out.parents:
         raise UserError(f"--out {cfg.out}: inside the dataset's folder {data_dir}; put the run somewhere else")
 
+
 def check_input_size(model: nn.Module, cfg: TrainConfig, transform: EvalTransform) -> None:
     """One forward pass of a zero image before any work: a crop the network cannot take fails here
     with the option that fits, not in the first step with a matrix-shape traceback."""
@@ -34,21 +35,31 @@ def check_input_size(model: nn.Module, cfg: TrainConfig, transform: EvalTransfor
             model.eval()(torch.zeros(1, transform.channels, s, s, device=next(model.parameters()).device))
     except RuntimeError as e:
         info = model_info(cfg.model)
-        hint = (f"pass --model-opt input_size={s} (the network is built for {info.input_size}x{info.input_size})"
-                if "input_size" in info.options() else f"use --crop-size {info.input_size - 2 * cfg.pad}")
-        raise UserError(f"--crop-size {transform.crop_size} (input {s}x{s}): {cfg.model} cannot take it; {hint}"
-                        f" ({str(e).splitlines()[0][:120]})") from None
+        hint = (
+            f"pass --model-opt input_size={s} (the network is built for {info.input_size}x{info.input_size})"
+            if "input_size" in info.options()
+            else f"use --crop-size {info.input_size - 2 * cfg.pad}"
+        )
+        raise UserError(
+            f"--crop-size {transform.crop_size} (input {s}x{s}): {cfg.model} cannot take it; {hint}"
+            f" ({str(e).splitlines()[0][:120]})"
+        ) from None
     finally:
         model.train()
+
 
 def check_fast_paths(cfg: TrainConfig, device: torch.device, dinfo: Any) -> None:
     if cfg.cuda_graphs:
         if device.type != "cuda":
             raise UserError(f"--cuda-graphs needs a CUDA device (this run is on {device})")
         if dinfo.enabled:
-            raise UserError("--cuda-graphs: one process only (under torchrun use --compile --compile-mode reduce-overhead)")
+            raise UserError(
+                "--cuda-graphs: one process only (under torchrun use --compile --compile-mode reduce-overhead)"
+            )
         if cfg.compile:
-            raise UserError("--cuda-graphs with --compile: use --compile-mode reduce-overhead, which captures graphs itself")
+            raise UserError(
+                "--cuda-graphs with --compile: use --compile-mode reduce-overhead, which captures graphs itself"
+            )
         if cfg.accumulate > 1:
             raise UserError("--cuda-graphs with --accumulate: not supported (the captured step is one whole batch)")
 
@@ -56,5 +67,7 @@ def check_fast_paths(cfg: TrainConfig, device: torch.device, dinfo: Any) -> None
 def check_batch_split(cfg: TrainConfig, world_size: int) -> None:
     """``--batch-size`` is the total over the processes, split again into ``--accumulate`` micro-batches."""
     if cfg.batch_size % (world_size * cfg.accumulate):
-        raise UserError(f"--batch-size {cfg.batch_size} (the total over all processes) is not divisible by the "
-                        f"{world_size} processes x {cfg.accumulate} accumulation steps")
+        raise UserError(
+            f"--batch-size {cfg.batch_size} (the total over all processes) is not divisible by the "
+            f"{world_size} processes x {cfg.accumulate} accumulation steps"
+        )

@@ -10,10 +10,17 @@ import torch
 from ..config import TrainConfig
 from ..data.datasets import InMemoryDataset, hold_out, load_dataset, subset
 from ..data.packed.reader import packed_stats
-from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, EvalTransform, channel_stats, match_channels, mean_image, rgb_pca
+from ..data.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    EvalTransform,
+    channel_stats,
+    match_channels,
+    mean_image,
+    rgb_pca,
+)
 from ..errors import UserError
 from ..models import model_info
-
 
 # (x - 20) / 200 maps 0 to -0.1 and 255 to 1.175: LeNet-5's input range, mean about 0 and variance
 # about 1 on MNIST (LeCun et al. 1998, §II.A)
@@ -27,8 +34,10 @@ def _sample_images(train_ds: Any, n: int = 1000) -> torch.Tensor:
     step = max(1, len(train_ds) // n)
     return torch.stack([train_ds.load(i) for i in range(0, len(train_ds), step)])
 
-def _normalisation(cfg: TrainConfig, train_ds: Any, channels: int, image_size: int
-                   ) -> tuple[tuple[float, ...], tuple[float, ...], torch.Tensor | None]:
+
+def _normalisation(
+    cfg: TrainConfig, train_ds: Any, channels: int, image_size: int
+) -> tuple[tuple[float, ...], tuple[float, ...], torch.Tensor | None]:
     """Mean and std (0-255 units, per channel) and the per-pixel mean image for ``cfg.normalize``,
     measured on the training set (or, for a packed dataset, read from what ``prepare`` stored)."""
     ones = (1.0,) * channels
@@ -53,6 +62,7 @@ def _normalisation(cfg: TrainConfig, train_ds: Any, channels: int, image_size: i
         mean, std = channel_stats(match_channels(_sample_images(train_ds), channels))
     return (mean, std, None) if cfg.normalize == "meanstd" else (mean, ones, None)
 
+
 def rgb_eigen(train_ds: Any, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The training set's RGB eigen-decomposition for the PCA colour noise: the one ``prepare``
     stored for a packed dataset, else measured on (a sample of) the training images."""
@@ -65,6 +75,7 @@ def rgb_eigen(train_ds: Any, channels: int) -> tuple[torch.Tensor, torch.Tensor]
     if images.shape[1] != 3:
         raise UserError("pca-lighting: the training images are not RGB")
     return rgb_pca(images)
+
 
 def build_data(cfg: TrainConfig, *, val: bool = True) -> tuple[Any, Any, list[str], EvalTransform]:
     """The training and validation sets and the evaluation transform of a config (``val=False``:
@@ -85,7 +96,9 @@ def build_data(cfg: TrainConfig, *, val: bool = True) -> tuple[Any, Any, list[st
         train_ds, held = hold_out(train_ds, cfg.val_split, cfg.seed)
         val_ds = subset(held, cfg.max_val_images, cfg.seed + 1) if val else None
     elif val:
-        val_ds = subset(_test_split(cfg, list(train_ds.classes), image_size, channels), cfg.max_val_images, cfg.seed + 1)
+        val_ds = subset(
+            _test_split(cfg, list(train_ds.classes), image_size, channels), cfg.max_val_images, cfg.seed + 1
+        )
     train_ds = subset(train_ds, cfg.max_train_images, cfg.seed)
     mean, std, mimage = _normalisation(cfg, train_ds, channels, image_size)
     if mimage is not None and mimage.shape[0] != channels:

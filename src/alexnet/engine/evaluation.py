@@ -85,7 +85,9 @@ def evaluate_model(
     sums = torch.zeros(4, dtype=sum_dtype(device), device=device)  # loss, n, top-1 hits, top-k hits
     batches = Prefetcher(loader, device, depth=prefetch, threads=max(1, min(loader.workers, 4)))
     try:
-        with tqdm(total=loader.num_images, desc="evaluate", unit="img", leave=False, disable=not progress or None) as bar:
+        with tqdm(
+            total=loader.num_images, desc="evaluate", unit="img", leave=False, disable=not progress or None
+        ) as bar:
             for x, y in batches:
                 x = eval_batch(x, transform, channels_last, ten=ten_crop)
                 with autocast_context(device, precision):
@@ -136,11 +138,20 @@ def plot_confusion(result: EvalResult, path: str | Path, title: str = "") -> Non
                 for j in range(nc):
                     v = cm[i, j].item()
                     if v >= 0.005:
-                        ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=8,
-                                color="white" if v > 0.5 else "black")
+                        ax.text(
+                            j,
+                            i,
+                            f"{v:.2f}",
+                            ha="center",
+                            va="center",
+                            fontsize=8,
+                            color="white" if v > 0.5 else "black",
+                        )
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title(title or f"top-1 error {result.top1_error:.2%}, top-{result.k} error {result.top5_error:.2%} (n={result.n})")
+    ax.set_title(
+        title or f"top-1 error {result.top1_error:.2%}, top-{result.k} error {result.top5_error:.2%} (n={result.n})"
+    )
     fig.tight_layout()
     atomic_savefig(fig, path, 110)
     plt.close(fig)

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import csv
 import errno
-import io
 import fcntl
+import io
 import json
 import math
 import os
@@ -25,16 +25,28 @@ import socket
 from pathlib import Path
 from typing import Any
 
-
 from ..checkpoint import CheckpointRecord, load_checkpoint, save_checkpoint
 from ..config import dump_toml
 from ..errors import UserError
 from ..files import atomic_savefig, atomic_write_text
 
 METRIC_FIELDS = [
-    "epoch", "lr", "train_loss", "train_top1_error", "val_loss", "val_top1_error", "val_top5_error",
-    "val10_top1_error", "val10_top5_error", "val_images", "test_top1_error", "test_top5_error", "test_images",
-    "train_seconds", "epoch_seconds", "elapsed_seconds",
+    "epoch",
+    "lr",
+    "train_loss",
+    "train_top1_error",
+    "val_loss",
+    "val_top1_error",
+    "val_top5_error",
+    "val10_top1_error",
+    "val10_top5_error",
+    "val_images",
+    "test_top1_error",
+    "test_top5_error",
+    "test_images",
+    "train_seconds",
+    "epoch_seconds",
+    "elapsed_seconds",
     "images_per_sec",
 ]
 
@@ -64,7 +76,9 @@ def plot_curves(path: Path, rows: list[dict[str, float]], title: str) -> None:
     b.plot(ep, [100 * r["train_top1_error"] for r in rows], "o-", label="train top-1")
     b.plot(ep, [100 * r["val_top1_error"] for r in rows], "s-", label="validation top-1 (centre crop)")
     b.plot(ep, [100 * r["val_top5_error"] for r in rows], "^--", label="validation top-5")
-    ten = [(r["epoch"], 100 * r["val10_top1_error"]) for r in rows if not math.isnan(r.get("val10_top1_error", math.nan))]
+    ten = [
+        (r["epoch"], 100 * r["val10_top1_error"]) for r in rows if not math.isnan(r.get("val10_top1_error", math.nan))
+    ]
     if ten:
         b.plot(*zip(*ten), "*", markersize=12, label="validation top-1, ten patches")
     b.set_xlabel("epoch"), b.set_ylabel("error (%)"), b.legend(), b.grid(alpha=0.3)
@@ -108,8 +122,10 @@ class RunFolder:
         except OSError:
             holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
             os.close(fd)
-            raise UserError(f"--out {self.out}: in use by {holder}, which is training into it; wait for it "
-                            "to end or choose another folder") from None
+            raise UserError(
+                f"--out {self.out}: in use by {holder}, which is training into it; wait for it "
+                "to end or choose another folder"
+            ) from None
         before = os.pread(fd, 200, 0).decode(errors="replace").strip()
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"alexnet process {os.getpid()} on {socket.gethostname()}".encode(), 0)
@@ -138,8 +154,11 @@ class RunFolder:
                 raise UserError(f"--out {out}: cannot be read ({e.strerror})") from None
             if entries:
                 run_files = [e for e in entries if e in ("last.pt", "best.pt", "metrics.csv", "config.toml")]
-                what = f"a run's files ({', '.join(run_files)})" if run_files else \
-                    f"{len(entries)} other file(s) ({', '.join(entries[:3])}{', ...' if len(entries) > 3 else ''})"
+                what = (
+                    f"a run's files ({', '.join(run_files)})"
+                    if run_files
+                    else f"{len(entries)} other file(s) ({', '.join(entries[:3])}{', ...' if len(entries) > 3 else ''})"
+                )
                 hint = "pass --resume to continue it" if "last.pt" in run_files else "choose a new or empty folder"
                 raise UserError(f"--out {out}: already holds {what}; {hint} (nothing is ever overwritten)")
 
@@ -171,9 +190,12 @@ class RunFolder:
         except OSError:
             space = ""
         why = "the disk is full" if e.errno == errno.ENOSPC else (e.strerror or type(e).__name__)
-        return UserError(f"cannot write {path}: {why}{space}; the files written before are intact "
-                         f"(continue with --resume once there is room)" if e.errno == errno.ENOSPC else
-                         f"cannot write {path}: {why}{space}")
+        return UserError(
+            f"cannot write {path}: {why}{space}; the files written before are intact "
+            f"(continue with --resume once there is room)"
+            if e.errno == errno.ENOSPC
+            else f"cannot write {path}: {why}{space}"
+        )
 
     def start(self, resolved: dict[str, Any], env: dict[str, str]) -> None:
         """Write config.toml and environment.json and open the TensorBoard writer."""
@@ -181,9 +203,11 @@ class RunFolder:
             return
         try:
             self.out.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(self.out / "config.toml",
-                         f"# resolved config of this run; rerun with: alexnet train --recipe {self.out / 'config.toml'} "
-                         "--out NEW_RUN\n" + dump_toml(resolved))
+            atomic_write_text(
+                self.out / "config.toml",
+                f"# resolved config of this run; rerun with: alexnet train --recipe {self.out / 'config.toml'} "
+                "--out NEW_RUN\n" + dump_toml(resolved),
+            )
             atomic_write_text(self.out / "environment.json", json.dumps(env, indent=1) + "\n")
         except OSError as e:
             raise UserError(f"--out {self.out}: cannot write there ({e.strerror or e})") from None
@@ -215,11 +239,26 @@ class RunFolder:
         if not self.main:
             return
         row = rows[-1]
-        self.log_scalars({(k.replace("_", "/", 1) if k.startswith(("train", "val", "test")) else k): row[k]
-                          for k in ("train_loss", "train_top1_error", "val_loss", "val_top1_error", "val_top5_error",
-                                    "val10_top1_error", "val10_top5_error", "test_top1_error", "test_top5_error", "lr",
-                                    "images_per_sec")
-                          if k in row}, int(row["epoch"]))
+        self.log_scalars(
+            {
+                (k.replace("_", "/", 1) if k.startswith(("train", "val", "test")) else k): row[k]
+                for k in (
+                    "train_loss",
+                    "train_top1_error",
+                    "val_loss",
+                    "val_top1_error",
+                    "val_top5_error",
+                    "val10_top1_error",
+                    "val10_top5_error",
+                    "test_top1_error",
+                    "test_top5_error",
+                    "lr",
+                    "images_per_sec",
+                )
+                if k in row
+            },
+            int(row["epoch"]),
+        )
         try:
             write_metrics(self.out / "metrics.csv", rows)
             plot_curves(self.out / "curves.png", rows, title)

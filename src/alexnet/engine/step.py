@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -38,8 +39,9 @@ def uses_accelerated(shape: tuple[int, ...], full_shape: tuple[int, ...] | None)
     return full_shape is not None and tuple(shape) == tuple(full_shape)
 
 
-def cross_entropy(logits: torch.Tensor, y: torch.Tensor, label_smoothing: float = 0.0,
-                  deterministic: bool = False) -> torch.Tensor:
+def cross_entropy(
+    logits: torch.Tensor, y: torch.Tensor, label_smoothing: float = 0.0, deterministic: bool = False
+) -> torch.Tensor:
     """The mean cross-entropy. ``deterministic``: written with ``gather`` instead of ``nll_loss``,
     whose CUDA kernel torch lists as non-deterministic (the same value, another reduction order)."""
     if not deterministic:
@@ -63,8 +65,16 @@ class TrainStep:
     Other batch shapes run ``net`` eagerly (``uses_accelerated``).
     """
 
-    def __init__(self, net: nn.Module, model: nn.Module, optimizer: torch.optim.Optimizer,
-                 scaler: torch.amp.GradScaler, cfg: TrainConfig, device: torch.device, precision: str) -> None:
+    def __init__(
+        self,
+        net: nn.Module,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scaler: torch.amp.GradScaler,
+        cfg: TrainConfig,
+        device: torch.device,
+        precision: str,
+    ) -> None:
         self.net, self.model, self.optimizer, self.scaler = net, model, optimizer, scaler
         self.cfg, self.device, self.precision = cfg, device, precision
         self.sums = torch.zeros(2, dtype=sum_dtype(device), device=device)  # loss x images, correct
@@ -79,8 +89,9 @@ class TrainStep:
         """Run ``fn`` (``torch.compile(net)``) for batches of ``full_shape``, ``net`` for the others."""
         self.accelerated, self.full_shape = fn, tuple(full_shape)
 
-    def capture_graph(self, full_shape: tuple[int, ...], channels_last: bool,
-                      make_graphed: Callable[..., Any] | None = None) -> None:
+    def capture_graph(
+        self, full_shape: tuple[int, ...], channels_last: bool, make_graphed: Callable[..., Any] | None = None
+    ) -> None:
         """Capture the forward and backward of a ``full_shape`` batch as a CUDA graph, now.
 
         Called while no input thread runs (a pinned-memory allocation by another thread during a
@@ -140,10 +151,19 @@ class TrainStep:
         vals = torch.cat([self.sums.double(), self.first_bad.double().view(1)]).tolist()
         return vals[0], vals[1], int(vals[2])
 
-def train_epoch(step: TrainStep, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
-                 augment: Callable[[torch.Tensor], torch.Tensor], schedule: LRSchedule, global_step: int,
-                 cfg: TrainConfig, n_batches: int, state: EpochState, bar: Any,
-                 after_step: Callable[[int, EpochState], bool]) -> tuple[int, bool]:
+
+def train_epoch(
+    step: TrainStep,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    augment: Callable[[torch.Tensor], torch.Tensor],
+    schedule: LRSchedule,
+    global_step: int,
+    cfg: TrainConfig,
+    n_batches: int,
+    state: EpochState,
+    bar: Any,
+    after_step: Callable[[int, EpochState], bool],
+) -> tuple[int, bool]:
     """One pass over ``batches`` (the rest of the epoch from ``state.batches_done`` on). Nothing here
     waits for the device; ``after_step(step, state)`` runs after each optimizer step (logging,
     checkpoints, signals) and returns True to stop. Returns (next global step, stopped early)."""

@@ -19,8 +19,9 @@ import json
 import os
 import shutil
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -38,8 +39,8 @@ from ..models import create_model
 from ..models.summary import count_params
 from ..runtime import pick_device
 from ..training import train
-from .provenance import code_state, now, parse_time, protocol_record, training_code_hash
 from .library import EXPERIMENTS, Run, Spec, merge_configs, slug, write_json
+from .provenance import code_state, now, parse_time, protocol_record, training_code_hash
 
 PILOT_SEED = 1000  # the pilot's seed: never one of an experiment's seeds (0, 1, ...), and discarded
 
@@ -47,10 +48,22 @@ PILOT_SEED = 1000  # the pilot's seed: never one of an experiment's seeds (0, 1,
 class Context:
     """Settings of one experiment invocation and the means to train and measure runs."""
 
-    def __init__(self, spec: Spec, data: str, out: Path, *, seeds: int | None = None, epochs: int | None = None,
-                 train_images: int | None = None, val_images: int | None = None, device: str = "auto",
-                 overrides: dict[str, Any] | None = None, progress: bool = True,
-                 log: Callable[[str], None] | None = None, pilot: bool = True) -> None:
+    def __init__(
+        self,
+        spec: Spec,
+        data: str,
+        out: Path,
+        *,
+        seeds: int | None = None,
+        epochs: int | None = None,
+        train_images: int | None = None,
+        val_images: int | None = None,
+        device: str = "auto",
+        overrides: dict[str, Any] | None = None,
+        progress: bool = True,
+        log: Callable[[str], None] | None = None,
+        pilot: bool = True,
+    ) -> None:
         self.spec, self.data, self.out = spec, data, out
         self.pilot = pilot  # False: take the first candidate rate untried (quick trials; the protocol's runs pilot)
         self.seeds = list(range(seeds if seeds is not None else spec.seeds))
@@ -72,9 +85,14 @@ class Context:
     def config(self, arm: str, seed: int, base: dict[str, Any], **changes: Any) -> TrainConfig:
         values = merge_configs(base, changes)
         values.setdefault("epochs", self.epochs)
-        values.update(data=self.data, out=str(self.out / "runs" / f"{slug(arm)}-s{seed}"), seed=seed, device=self.device,
-                      max_train_images=values.get("max_train_images", self.train_images),
-                      max_val_images=self.val_images)
+        values.update(
+            data=self.data,
+            out=str(self.out / "runs" / f"{slug(arm)}-s{seed}"),
+            seed=seed,
+            device=self.device,
+            max_train_images=values.get("max_train_images", self.train_images),
+            max_val_images=self.val_images,
+        )
         values = merge_configs(values, self.overrides)
         return TrainConfig.from_dict(values, source=f"experiment {self.spec.name}").validate()
 
@@ -89,8 +107,16 @@ class Context:
             why = self._stale(saved.get("provenance", {}))
             if _without_out(saved.get("config", {})) == _without_out(cfg.to_dict()) and why is None:
                 self.log(f"[{self.spec.name}] {arm} seed {seed}: reusing {out}")
-                run = Run(arm, seed, out, cfg.to_dict(), saved["metrics"], saved["seconds"], saved.get("extra", {}),
-                          saved.get("provenance", {}))
+                run = Run(
+                    arm,
+                    seed,
+                    out,
+                    cfg.to_dict(),
+                    saved["metrics"],
+                    saved["seconds"],
+                    saved.get("extra", {}),
+                    saved.get("provenance", {}),
+                )
                 self._record(run, report)
                 return run
             if why is not None:
@@ -105,12 +131,17 @@ class Context:
         if not cfg.resume:
             started = {"started": now(), **self.code, "training_code": self.training_code}
             write_json(marker, started)
-        self.log(f"[{self.spec.name}] {'resuming' if cfg.resume else 'training'} {arm}, seed {seed} "
-                 f"({cfg.epochs} epochs)")
+        self.log(
+            f"[{self.spec.name}] {'resuming' if cfg.resume else 'training'} {arm}, seed {seed} ({cfg.epochs} epochs)"
+        )
         cpu0 = _cpu_seconds()
         result = train(cfg, progress=self.progress, log=self.log)
-        prov = {**started, "finished": now(), "cpu_seconds": _cpu_seconds() - cpu0,
-                "resumed": bool(cfg.resume)}  # a resumed run's CPU time counts its last process only
+        prov = {
+            **started,
+            "finished": now(),
+            "cpu_seconds": _cpu_seconds() - cpu0,
+            "resumed": bool(cfg.resume),
+        }  # a resumed run's CPU time counts its last process only
         run = Run(arm, seed, out, cfg.to_dict(), result.metrics, result.seconds, provenance=prov)
         self.save_run(run)
         self._record(run, report)
@@ -134,8 +165,12 @@ class Context:
             ck = load_checkpoint(run.out / "last.pt")
             options = dict(ck.get("model_options", {}))
             model = create_model(ck["model_name"], num_classes=int(ck["num_classes"]), **options)
-            self.arms[run.arm] = {"name": run.arm, "model": ck["model_name"], "options": options,
-                                  "parameters": count_params(model)}
+            self.arms[run.arm] = {
+                "name": run.arm,
+                "model": ck["model_name"],
+                "options": options,
+                "parameters": count_params(model),
+            }
 
     def paired(self, base: dict[str, Any], arms: dict[str, dict[str, Any]]) -> dict[str, list[Run]]:
         """Train every arm for every seed (seed-major, so an interrupted experiment has whole pairs)."""
@@ -145,8 +180,13 @@ class Context:
                 runs[arm].append(self.run(arm, seed, base, **changes))
         return runs
 
-    def choose_rate(self, base: dict[str, Any], arms: dict[str, dict[str, Any]], candidates: Sequence[float],
-                    check: Callable[[Run], str | None]) -> float:
+    def choose_rate(
+        self,
+        base: dict[str, Any],
+        arms: dict[str, dict[str, Any]],
+        candidates: Sequence[float],
+        check: Callable[[Run], str | None],
+    ) -> float:
         """The protocol's pilot: the first of ``candidates`` at which every arm, trained on the pilot
         seed for the experiment's full length, keeps a finite loss and passes ``check`` (which returns
         why a run failed, or None). The pilot's runs are discarded: counted in the time only."""
@@ -174,8 +214,10 @@ class Context:
                 return lr
             self.log(f"[{self.spec.name}] pilot: lr {lr:g} fails ({'; '.join(failures)})")
         self.pilots.append({"seed": PILOT_SEED, "chosen_lr": None, "tried": tried})
-        raise UserError(f"experiment {self.spec.name}: no learning rate of {', '.join(f'{c:g}' for c in candidates)} "
-                        "trains every arm on the pilot seed; the protocol needs an amendment")
+        raise UserError(
+            f"experiment {self.spec.name}: no learning rate of {', '.join(f'{c:g}' for c in candidates)} "
+            "trains every arm on the pilot seed; the protocol needs an amendment"
+        )
 
     def reported_arms(self) -> list[dict[str, Any]]:
         """The arms of the runs the result reports (a pilot's or a search's are left out)."""
@@ -183,8 +225,16 @@ class Context:
         return [self.arms[a] for a in names]
 
     def save_run(self, run: Run) -> None:
-        write_json(run.out / "run.json", {"config": run.config, "metrics": run.metrics, "seconds": run.seconds,
-                                          "extra": run.extra, "provenance": run.provenance})
+        write_json(
+            run.out / "run.json",
+            {
+                "config": run.config,
+                "metrics": run.metrics,
+                "seconds": run.seconds,
+                "extra": run.extra,
+                "provenance": run.provenance,
+            },
+        )
 
     # -- measuring finished runs ----------------------------------------------------------------
     def measure(self, run: Run, key: str, fn: Callable[[], float]) -> float:
@@ -208,13 +258,24 @@ class Context:
         model.to(device).eval()
         return cfg, ds, classes, model, (transform, device)
 
-    def evaluate(self, run: Run, *, split: str = "test", ten_crop: bool = False, max_images: int | None = None) -> float:
+    def evaluate(
+        self, run: Run, *, split: str = "test", ten_crop: bool = False, max_images: int | None = None
+    ) -> float:
         """Top-1 error of the run's final weights (last.pt) on its test images or on the images it was
         trained on (``split="train"``: the same subset, seen through the evaluation transform)."""
         cfg, ds, classes, model, (transform, device) = self._load(run, split, max_images)
         loader = BatchLoader(ds, 256, workers=cfg.workers)
-        res = evaluate_model(model, loader, transform, classes, device=device, precision=cfg.precision,
-                             channels_last=cfg.channels_last, progress=self.progress, ten_crop=ten_crop)
+        res = evaluate_model(
+            model,
+            loader,
+            transform,
+            classes,
+            device=device,
+            precision=cfg.precision,
+            channels_last=cfg.channels_last,
+            progress=self.progress,
+            ten_crop=ten_crop,
+        )
         return res.top1_error
 
     @torch.no_grad()

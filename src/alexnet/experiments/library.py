@@ -13,9 +13,10 @@ import math
 import os
 import platform
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy
 import torch
@@ -51,9 +52,19 @@ class Spec:
 EXPERIMENTS: dict[str, Spec] = {}
 
 
-def experiment(name: str, *, title: str, section: str, claim: str, data: str, seeds: int, epochs: int,
-               train_images: int | None = None, minutes: float = 0.0, pilot: tuple[float, float, str] | None = None
-               ) -> Callable[[Claim], Claim]:
+def experiment(
+    name: str,
+    *,
+    title: str,
+    section: str,
+    claim: str,
+    data: str,
+    seeds: int,
+    epochs: int,
+    train_images: int | None = None,
+    minutes: float = 0.0,
+    pilot: tuple[float, float, str] | None = None,
+) -> Callable[[Claim], Claim]:
     def register(fn: Claim) -> Claim:
         EXPERIMENTS[name] = Spec(name, title, section, claim, data, seeds, epochs, train_images, minutes, fn, pilot)
         return fn
@@ -138,8 +149,9 @@ def slug(name: str) -> str:
 stats = describe
 
 
-def spread(values: list[float], *, scale: float = 1.0, unit: str = "", digits: int = 1, sign: bool = False,
-           empty: str = "n/a") -> str:
+def spread(
+    values: list[float], *, scale: float = 1.0, unit: str = "", digits: int = 1, sign: bool = False, empty: str = "n/a"
+) -> str:
     """``mean ± std (n seeds)`` of the finite values, each multiplied by ``scale``."""
     s = describe(values)
     if s["n"] == 0:
@@ -215,16 +227,25 @@ def censored_ratio(slow: list[float], fast: list[float]) -> tuple[list[float], i
 
 # -- machine and versions ----------------------------------------------------------------------
 def machine() -> dict[str, Any]:
-    info = {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "platform": platform.platform(), "python": platform.python_version()}
+    info = {
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+    }
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
 
 
 def versions() -> dict[str, str]:
-    return {"alexnet": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
-            "numpy": numpy.__version__}
+    return {
+        "alexnet": __version__,
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "numpy": numpy.__version__,
+    }
 
 
 def write_json(path: Path, obj: Any) -> None:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import math
 import statistics
 import textwrap
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from ..files import atomic_savefig
 from .library import Run
@@ -66,10 +66,17 @@ def _finish(fig, ax, path: Path, title: str) -> str:
     return path.name
 
 
-def plot_arms(path: Path, arms: dict[str, Sequence[Run]], title: str, *, final: dict[str, list[float]] | None = None,
-              final_label: str = "test top-1 error (%)") -> str:
-    """Left: validation (solid; the held-out split) and training (dashed) top-1 error per epoch for each arm. Right: each arm's
-    final figure (``final``, default the last test error) as a bar with the seeds' std and points."""
+def plot_arms(
+    path: Path,
+    arms: dict[str, Sequence[Run]],
+    title: str,
+    *,
+    final: dict[str, list[float]] | None = None,
+    final_label: str = "test top-1 error (%)",
+) -> str:
+    """Left: validation (solid; the held-out split) and training (dashed) top-1 error per epoch for
+    each arm. Right: each arm's final figure (``final``, default the last test error) as a bar with
+    the seeds' std and points."""
     plt = _pyplot()
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [1.6, 1]})
     for (arm, runs), colour in zip(arms.items(), COLOURS):
@@ -108,8 +115,9 @@ def plot_arms(path: Path, arms: dict[str, Sequence[Run]], title: str, *, final: 
     return path.name
 
 
-def plot_training_error(path: Path, arms: dict[str, Sequence[Run]], target: float, title: str,
-                        styles: dict[str, str] | None = None) -> str:
+def plot_training_error(
+    path: Path, arms: dict[str, Sequence[Run]], target: float, title: str, styles: dict[str, str] | None = None
+) -> str:
     """Figure 1 of the paper: training error rate against epochs, one line per run, with the target."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
@@ -118,8 +126,16 @@ def plot_training_error(path: Path, arms: dict[str, Sequence[Run]], target: floa
         for j, r in enumerate(runs):
             ep = [int(m["epoch"]) for m in r.metrics]
             err = [float(m["train_top1_error"]) for m in r.metrics]  # the running error of each epoch
-            ax.plot(ep, err, styles.get(arm, "-"), color=colour, linewidth=1.4, alpha=1.0 if j == 0 else 0.5,
-                    marker=".", label=arm if j == 0 else None)
+            ax.plot(
+                ep,
+                err,
+                styles.get(arm, "-"),
+                color=colour,
+                linewidth=1.4,
+                alpha=1.0 if j == 0 else 0.5,
+                marker=".",
+                label=arm if j == 0 else None,
+            )
     ax.axhline(target, color="grey", linewidth=0.8, linestyle=":")
     ax.text(0.2, target + 0.01, f"{target:.0%} training error", color="grey", fontsize=8)
     ax.set_xlabel("epochs")

@@ -23,8 +23,22 @@ PACKAGE = Path(__file__).resolve().parents[1]  # src/alexnet
 REPO = PACKAGE.parents[1]  # the checkout, when the package runs from one
 # Parts of the package that do not take part in training a run: a change to them leaves a finished
 # run valid. Everything else (models, data, engine, training, config, checkpoint, runtime, ...) does.
-NOT_TRAINING = ("experiments", "server", "commands", "inference", "sample", "cli.py", "__main__.py", "bench.py",
-                "demo.py", "export.py", "visualize.py", "weights.py", "testing.py", "version.py")
+NOT_TRAINING = (
+    "experiments",
+    "server",
+    "commands",
+    "inference",
+    "sample",
+    "cli.py",
+    "__main__.py",
+    "bench.py",
+    "demo.py",
+    "export.py",
+    "visualize.py",
+    "weights.py",
+    "testing.py",
+    "version.py",
+)
 
 
 def training_code_hash(package: Path = PACKAGE) -> str:
@@ -147,14 +161,23 @@ def sha256(text: str) -> str:
 def protocol_record(name: str, names: set[str], root: Path = REPO, path: str = PROTOCOL) -> dict[str, Any]:
     """What result.json keeps of the protocol: its path, version, the last commit (and its time)
     that covers ``name``, and the hashes of the section's and the common parts' text as they are now."""
-    out: dict[str, Any] = {"path": path, "version": None, "commit": None, "committed": None,
-                           "section_sha256": None, "common_sha256": None}
+    out: dict[str, Any] = {
+        "path": path,
+        "version": None,
+        "commit": None,
+        "committed": None,
+        "section_sha256": None,
+        "common_sha256": None,
+    }
     f = root / path
     if not f.is_file():
         return out
     text = f.read_text()
-    out.update(version=protocol_version_of(text), section_sha256=sha256(section_text(text, name)),
-               common_sha256=sha256(common_text(text, names)))
+    out.update(
+        version=protocol_version_of(text),
+        section_sha256=sha256(section_text(text, name)),
+        common_sha256=sha256(common_text(text, names)),
+    )
     covering = [c for c in protocol_changes(names, root, path) if c.covers(name)]
     if covering:
         out["commit"], out["committed"] = covering[0].commit, covering[0].when.isoformat()

@@ -38,9 +38,19 @@ def paired_t_test(diffs: list[float], null: float = 0.0) -> dict[str, Any]:
     NaNs (runs that never got there) are left out."""
     vals = finite(diffs)
     n = len(vals)
-    out: dict[str, Any] = {"n": n, "df": max(n - 1, 0), "mean": statistics.fmean(vals) - null if vals else None,
-                           "null": null, "t": None, "p": None, "alpha": ALPHA, "sided": "one (the paper's direction)",
-                           "ci": None, "ci_level": LEVEL, "se": None}
+    out: dict[str, Any] = {
+        "n": n,
+        "df": max(n - 1, 0),
+        "mean": statistics.fmean(vals) - null if vals else None,
+        "null": null,
+        "t": None,
+        "p": None,
+        "alpha": ALPHA,
+        "sided": "one (the paper's direction)",
+        "ci": None,
+        "ci_level": LEVEL,
+        "se": None,
+    }
     if n < 2:
         return out
     sd = statistics.stdev(vals)
@@ -75,8 +85,16 @@ def sign_test(signs: list[int]) -> dict[str, Any]:
     known = [s for s in signs if s]
     n, k = len(known), sum(1 for s in known if s > 0)
     p = float(_scipy_stats().binomtest(k, n, 0.5, alternative="greater").pvalue) if n else 1.0
-    return {"kind": "sign", "n": n, "df": None, "positive": k, "p": p, "t": None, "alpha": ALPHA,
-            "sided": "one (the paper's direction)"}
+    return {
+        "kind": "sign",
+        "n": n,
+        "df": None,
+        "positive": k,
+        "p": p,
+        "t": None,
+        "alpha": ALPHA,
+        "sided": "one (the paper's direction)",
+    }
 
 
 def per_image_test(single_errors: list[float], ensemble_errors: list[float]) -> dict[str, Any]:
@@ -120,5 +138,9 @@ def describe(values: list[float]) -> dict[str, Any]:
     """mean, std, n of the finite values, and the values themselves (NaN kept) for result.json."""
     vals = [float(v) for v in values]
     fin = finite(vals)
-    return {"mean": statistics.fmean(fin) if fin else math.nan,
-            "std": statistics.stdev(fin) if len(fin) > 1 else math.nan, "n": len(fin), "values": vals}
+    return {
+        "mean": statistics.fmean(fin) if fin else math.nan,
+        "std": statistics.stdev(fin) if len(fin) > 1 else math.nan,
+        "n": len(fin),
+        "values": vals,
+    }

@@ -12,15 +12,25 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 from .stats import ALPHA, paired_t_test, sign_test
 
 SIZE_BAND = (1 / 1.5, 1.5)  # within a factor of 1.5 of the paper's effect, either way: "about" its size
-STATUSES = ("reproduced", "reproduced in direction, size differs", "reproduced in direction, size censored",
-            "not significant", "not significant: excludes the paper's size", "inconclusive: too small a test",
-            "contradicted", "inconclusive", "inconclusive: confounded", "measured")
+STATUSES = (
+    "reproduced",
+    "reproduced in direction, size differs",
+    "reproduced in direction, size censored",
+    "not significant",
+    "not significant: excludes the paper's size",
+    "inconclusive: too small a test",
+    "contradicted",
+    "inconclusive",
+    "inconclusive: confounded",
+    "measured",
+)
 
 
 @dataclass
@@ -65,9 +75,20 @@ class Precondition:
     reason: str
 
 
-def judge(effects: list[float], paper: float | None, claim: str, *, figure: str, claimed: str = "",
-          scale: float = 100.0, unit: str = " pts", log: bool = False, censored: int = 0,
-          signs: list[int] | None = None, preconditions: Sequence[Precondition] = ()) -> Verdict:
+def judge(
+    effects: list[float],
+    paper: float | None,
+    claim: str,
+    *,
+    figure: str,
+    claimed: str = "",
+    scale: float = 100.0,
+    unit: str = " pts",
+    log: bool = False,
+    censored: int = 0,
+    signs: list[int] | None = None,
+    preconditions: Sequence[Precondition] = (),
+) -> Verdict:
     """The protocol's verdict on one claim from per-seed paired effects (positive = the paper's
     direction), by a one-sided paired t-test at 5% with n - 1 degrees of freedom and its two-sided
     95% interval. ``log``: effects are logs of ratios and ``paper`` is the paper's ratio (6 for "six
@@ -89,26 +110,38 @@ def judge(effects: list[float], paper: float | None, claim: str, *, figure: str,
         # no interval: the t interval of the uncensored pairs alone would say more than the runs do
         st.update(what=f"{claim} (sign test: {censored} censored run(s))", ci=None, log=log, scale=scale, unit=unit)
         if st["n"] and st["p"] < ALPHA:
-            return verdict("reproduced in direction, size censored",
-                           f"{censored} run(s) never reached the target, so the size is only a bound; the sign "
-                           f"test supports the direction ({st['positive']} of {st['n']} pairs, p = {st['p']:.3g})", st)
-        return verdict("inconclusive", f"{censored} run(s) never reached the target and the sign test does not "
-                       f"support the claim ({st['positive']} of {st['n']} ordered pairs, p = {st['p']:.3g})", st)
+            return verdict(
+                "reproduced in direction, size censored",
+                f"{censored} run(s) never reached the target, so the size is only a bound; the sign "
+                f"test supports the direction ({st['positive']} of {st['n']} pairs, p = {st['p']:.3g})",
+                st,
+            )
+        return verdict(
+            "inconclusive",
+            f"{censored} run(s) never reached the target and the sign test does not "
+            f"support the claim ({st['positive']} of {st['n']} ordered pairs, p = {st['p']:.3g})",
+            st,
+        )
     if test["n"] < 2 or test["mean"] is None:
         return verdict("inconclusive", f"no test: {test['n']} seed(s)")
     stat = f"{fmt_test(test)}; 95% interval {fmt_interval(test)}"
     if test["p"] >= ALPHA:
         opposite = 1.0 - test["p"]
         if opposite < ALPHA and test["mean"] < 0:
-            return verdict("contradicted", f"significant the other way ({stat}; one-sided p the other way "
-                           f"{opposite:.3g})")
+            return verdict(
+                "contradicted", f"significant the other way ({stat}; one-sided p the other way {opposite:.3g})"
+            )
         if target is None:
             return verdict("not significant", stat)
         if test["ci"][1] < target:
-            return verdict("not significant: excludes the paper's size",
-                           f"{stat}: the interval lies below the paper's {_shown(target, test)}")
-        return verdict("inconclusive: too small a test",
-                       f"{stat}: the interval holds both no effect and the paper's {_shown(target, test)}")
+            return verdict(
+                "not significant: excludes the paper's size",
+                f"{stat}: the interval lies below the paper's {_shown(target, test)}",
+            )
+        return verdict(
+            "inconclusive: too small a test",
+            f"{stat}: the interval holds both no effect and the paper's {_shown(target, test)}",
+        )
     if target is None:
         return verdict("reproduced", f"significant ({stat}); the paper gives no size")
     ratio = math.exp(test["mean"] - target) if log else test["mean"] / target
@@ -116,8 +149,10 @@ def judge(effects: list[float], paper: float | None, claim: str, *, figure: str,
     lo, hi = SIZE_BAND
     if lo <= ratio <= hi:
         return verdict("reproduced", f"significant ({stat}); {ratio:.2f}x the paper's effect")
-    return verdict("reproduced in direction, size differs",
-                   f"significant ({stat}); {ratio:.2f}x the paper's effect, outside {lo:.2f}x-{hi:.2f}x")
+    return verdict(
+        "reproduced in direction, size differs",
+        f"significant ({stat}); {ratio:.2f}x the paper's effect, outside {lo:.2f}x-{hi:.2f}x",
+    )
 
 
 def _shown(target: float, test: dict[str, Any]) -> str:
@@ -126,30 +161,46 @@ def _shown(target: float, test: dict[str, Any]) -> str:
     return f"{test['scale'] * target:+.2f}{test['unit']}"
 
 
-def judge_level(values: list[float], paper: float, claim: str, *, figure: str, claimed: str = "",
-                tolerance: float = 0.25) -> Verdict:
+def judge_level(
+    values: list[float], paper: float, claim: str, *, figure: str, claimed: str = "", tolerance: float = 0.25
+) -> Verdict:
     """A claimed level (an error rate), not a difference: reproduced when a one-sided one-sample
     t-test puts the mean below (1 + tolerance) x the paper's figure at 5%; contradicted when it puts
     it above; otherwise the interval holds the bound: too small a test."""
     bound = paper * (1 + tolerance)
     below = paired_t_test([bound - v for v in values])
     level = paired_t_test(values)
-    below.update(what=f"{claim}: below {bound * 100:.3g}% ({1 + tolerance:g}x the paper's)", scale=100.0,
-                 unit="%", log=False, ci=level["ci"], level=True)
+    below.update(
+        what=f"{claim}: below {bound * 100:.3g}% ({1 + tolerance:g}x the paper's)",
+        scale=100.0,
+        unit="%",
+        log=False,
+        ci=level["ci"],
+        level=True,
+    )
     if below["n"] < 2 or below["p"] is None:
         return Verdict(claim, "inconclusive", figure, f"no test: {below['n']} seed(s)", below, claimed)
     where = f"95% interval of the error {_level_interval(level)}"
     if below["p"] < ALPHA:
-        return Verdict(claim, "reproduced", figure, f"below {bound * 100:.3g}% ({fmt_test(below)}; {where})", below,
-                       claimed)
+        return Verdict(
+            claim, "reproduced", figure, f"below {bound * 100:.3g}% ({fmt_test(below)}; {where})", below, claimed
+        )
     above = paired_t_test([v - bound for v in values])
     if above["p"] is not None and above["p"] < ALPHA:
-        above.update(what=f"{claim}: above {bound * 100:.3g}%", scale=100.0, unit="%", log=False, ci=level["ci"],
-                     level=True)
-        return Verdict(claim, "contradicted", figure, f"above {bound * 100:.3g}% ({fmt_test(above)}; {where})",
-                       above, claimed)
-    return Verdict(claim, "inconclusive: too small a test", figure,
-                   f"neither below nor above {bound * 100:.3g}% at 5% ({fmt_test(below)}; {where})", below, claimed)
+        above.update(
+            what=f"{claim}: above {bound * 100:.3g}%", scale=100.0, unit="%", log=False, ci=level["ci"], level=True
+        )
+        return Verdict(
+            claim, "contradicted", figure, f"above {bound * 100:.3g}% ({fmt_test(above)}; {where})", above, claimed
+        )
+    return Verdict(
+        claim,
+        "inconclusive: too small a test",
+        figure,
+        f"neither below nor above {bound * 100:.3g}% at 5% ({fmt_test(below)}; {where})",
+        below,
+        claimed,
+    )
 
 
 def _level_interval(test: dict[str, Any]) -> str:
@@ -157,8 +208,9 @@ def _level_interval(test: dict[str, Any]) -> str:
     return "—" if not ci else f"[{100 * ci[0]:.2f}%, {100 * ci[1]:.2f}%]"
 
 
-def measured(effects: list[float], claim: str, *, figure: str, claimed: str = "—", scale: float = 100.0,
-             unit: str = " pts") -> Verdict:
+def measured(
+    effects: list[float], claim: str, *, figure: str, claimed: str = "—", scale: float = 100.0, unit: str = " pts"
+) -> Verdict:
     """An effect the paper makes no claim about: reported with its one-sided paired t-test (positive:
     an increase) and interval, status "measured", no verdict."""
     test = paired_t_test(effects)

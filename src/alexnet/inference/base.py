@@ -4,9 +4,10 @@ ONNX Runtime one (``alexnet.inference.onnx``), so this module imports neither to
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 from PIL import Image
 
@@ -21,8 +22,12 @@ class Prediction:
     indices: list[int] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, object]:
-        return {"path": self.path, "top": [{"label": l, "prob": p, "index": i}
-                                           for l, p, i in zip(self.labels, self.probs, self.indices)]}
+        return {
+            "path": self.path,
+            "top": [
+                {"label": name, "prob": p, "index": i} for name, p, i in zip(self.labels, self.probs, self.indices)
+            ],
+        }
 
 
 class ClassifierBase:
@@ -31,12 +36,14 @@ class ClassifierBase:
     channels: int
     image_size: int
 
-    def predict_images(self, images: Sequence[Image.Image], top_k: int = 5,
-                       names: Sequence[str] | None = None) -> list[Prediction]:
+    def predict_images(
+        self, images: Sequence[Image.Image], top_k: int = 5, names: Sequence[str] | None = None
+    ) -> list[Prediction]:
         raise NotImplementedError
 
-    def predict_paths(self, paths: Iterable[str | os.PathLike[str]], top_k: int = 5,
-                      batch_size: int = 32) -> Iterator[Prediction | tuple[str, str]]:
+    def predict_paths(
+        self, paths: Iterable[str | os.PathLike[str]], top_k: int = 5, batch_size: int = 32
+    ) -> Iterator[Prediction | tuple[str, str]]:
         """Yield a ``Prediction`` per readable image, or ``(path, reason)`` for a file that is not one."""
         batch: list[tuple[str, Image.Image]] = []
         for path in paths:

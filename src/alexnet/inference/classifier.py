@@ -10,7 +10,8 @@ Usage::
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from PIL import Image
@@ -33,15 +34,28 @@ __all__ = ["Classifier", "Prediction", "evaluate", "expand_inputs", "load"]
 class Classifier(ClassifierBase):
     """A trained network with its class names and its evaluation transform."""
 
-    def __init__(self, model: torch.nn.Module, classes: list[str], transform: EvalTransform,
-                 device: torch.device, name: str = "", checkpoint: dict | None = None) -> None:
-        self.model, self.classes, self.transform, self.device, self.name = model.eval(), classes, transform, device, name
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        classes: list[str],
+        transform: EvalTransform,
+        device: torch.device,
+        name: str = "",
+        checkpoint: dict | None = None,
+    ) -> None:
+        self.model, self.classes, self.transform, self.device, self.name = (
+            model.eval(),
+            classes,
+            transform,
+            device,
+            name,
+        )
         self.checkpoint = checkpoint or {}
         # what predictions print: human-readable names where the data had them (ImageNet WNIDs)
         self.labels = list(self.checkpoint.get("class_names") or classes)
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike[str], device: str = "auto") -> "Classifier":
+    def from_checkpoint(cls, path: str | os.PathLike[str], device: str = "auto") -> Classifier:
         dev = pick_device(device)
         ck = load_checkpoint(path)
         try:
@@ -49,7 +63,9 @@ class Classifier(ClassifierBase):
             model.load_state_dict(ck["model"])
             transform = EvalTransform.from_dict(ck["eval_transform"])
         except (KeyError, RuntimeError, TypeError) as e:
-            raise UserError(f"{resolve_checkpoint(path)}: checkpoint does not match its model ({str(e).splitlines()[0]})") from None
+            raise UserError(
+                f"{resolve_checkpoint(path)}: checkpoint does not match its model ({str(e).splitlines()[0]})"
+            ) from None
         ck.pop("model", None)
         ck.pop("optimizer", None)
         return cls(model.to(dev).eval(), list(ck["classes"]), transform, dev, ck["model_name"], ck)
@@ -58,7 +74,9 @@ class Classifier(ClassifierBase):
         """Pillow images to a normalised network batch (the evaluation transform)."""
         t = self.transform
         arrays = [
-            torch.from_numpy(image_to_array(resize_center_square(to_mode(im, 3 if t.channels == 3 else 1), t.image_size)))
+            torch.from_numpy(
+                image_to_array(resize_center_square(to_mode(im, 3 if t.channels == 3 else 1), t.image_size))
+            )
             for im in images
         ]
         return eval_batch(torch.stack(arrays).to(self.device), t)
@@ -81,9 +99,11 @@ class Classifier(ClassifierBase):
         index = {c: i for i, c in enumerate(mine)}
         unknown = [c for c in theirs if c not in index]
         if unknown:
-            raise UserError(f"{what}: {len(unknown)} of its {len(theirs)} classes are not the checkpoint's "
-                            f"({', '.join(unknown[:5])}{', ...' if len(unknown) > 5 else ''}; the checkpoint's: "
-                            f"{', '.join(mine[:5])}, ...)")
+            raise UserError(
+                f"{what}: {len(unknown)} of its {len(theirs)} classes are not the checkpoint's "
+                f"({', '.join(unknown[:5])}{', ...' if len(unknown) > 5 else ''}; the checkpoint's: "
+                f"{', '.join(mine[:5])}, ...)"
+            )
         return relabel(ds, [index[c] for c in theirs], self.classes)
 
     @property
@@ -95,7 +115,9 @@ class Classifier(ClassifierBase):
         return self.transform.image_size
 
     @torch.no_grad()
-    def predict_images(self, images: Sequence[Image.Image], top_k: int = 5, names: Sequence[str] | None = None) -> list[Prediction]:
+    def predict_images(
+        self, images: Sequence[Image.Image], top_k: int = 5, names: Sequence[str] | None = None
+    ) -> list[Prediction]:
         """Top-k labels and softmax probabilities of Pillow images."""
         if not images:
             return []
@@ -103,11 +125,22 @@ class Classifier(ClassifierBase):
         k = min(top_k, len(self.classes))
         p, i = probs.topk(k, dim=1)
         names = names or [""] * len(images)
-        return [Prediction(n, [self.labels[j] for j in ii.tolist()], pp.tolist(), ii.tolist())
-                for n, pp, ii in zip(names, p, i)]
+        return [
+            Prediction(n, [self.labels[j] for j in ii.tolist()], pp.tolist(), ii.tolist())
+            for n, pp, ii in zip(names, p, i)
+        ]
 
-    def evaluate(self, data: str, *, split: str = "val", batch_size: int = 256, workers: int = 2,
-                 max_images: int | None = None, progress: bool = True, ten_crop: bool = False) -> EvalResult:
+    def evaluate(
+        self,
+        data: str,
+        *,
+        split: str = "val",
+        batch_size: int = 256,
+        workers: int = 2,
+        max_images: int | None = None,
+        progress: bool = True,
+        ten_crop: bool = False,
+    ) -> EvalResult:
         """Top-1/top-5 error on a dataset SPEC's split, with this checkpoint's classes and transform
         (``ten_crop``: averaged over the paper's ten patches instead of the centre crop)."""
         t = self.transform
@@ -119,8 +152,17 @@ class Classifier(ClassifierBase):
         gpu = self.device.type == "cuda"
         if gpu:
             self.model.to(memory_format=torch.channels_last)
-        return evaluate_model(self.model, loader, t, self.classes, device=self.device, progress=progress,
-                              ten_crop=ten_crop, precision=resolve_precision("auto", self.device), channels_last=gpu)
+        return evaluate_model(
+            self.model,
+            loader,
+            t,
+            self.classes,
+            device=self.device,
+            progress=progress,
+            ten_crop=ten_crop,
+            precision=resolve_precision("auto", self.device),
+            channels_last=gpu,
+        )
 
 
 def load(path: str | os.PathLike[str], device: str = "auto") -> Classifier:
@@ -129,8 +171,16 @@ def load(path: str | os.PathLike[str], device: str = "auto") -> Classifier:
     return Classifier.from_checkpoint(path, device)
 
 
-def evaluate(checkpoint: str | os.PathLike[str], data: str, *, split: str = "val", device: str = "auto",
-             max_images: int | None = None, progress: bool = False, ten_crop: bool = False) -> EvalResult:
+def evaluate(
+    checkpoint: str | os.PathLike[str],
+    data: str,
+    *,
+    split: str = "val",
+    device: str = "auto",
+    max_images: int | None = None,
+    progress: bool = False,
+    ten_crop: bool = False,
+) -> EvalResult:
     """Top-1/top-5 error of a run folder or checkpoint on a dataset SPEC (``alexnet evaluate``).
 
     Usage::
@@ -138,5 +188,6 @@ def evaluate(checkpoint: str | os.PathLike[str], data: str, *, split: str = "val
         result = alexnet.evaluate("runs/lenet5", "mnist:../shared/data")
         print(result.top1_error, result.top5_error)
     """
-    return load(checkpoint, device).evaluate(data, split=split, max_images=max_images, progress=progress,
-                                             ten_crop=ten_crop)
+    return load(checkpoint, device).evaluate(
+        data, split=split, max_images=max_images, progress=progress, ten_crop=ten_crop
+    )

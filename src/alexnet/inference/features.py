@@ -1,11 +1,12 @@
 """Features from any hidden layer of a trained network (``alexnet features``, ``alexnet neighbors``).
 
-    alexnet features RUN --data SPEC | IMAGE... --layer fc7 --out feats.npz
+alexnet features RUN --data SPEC | IMAGE... --layer fc7 --out feats.npz
 """
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,15 +21,16 @@ from ..errors import UserError
 from .base import expand_inputs
 from .classifier import load
 
-
 # the module whose output is each named layer's feature (after its ReLU), per model
 FEATURE_LAYERS = {
     "alexnet": {"pool5": "avgpool", "fc6": "classifier.act6", "fc7": "classifier.act7"},
     "alexnet_tv": {"pool5": "avgpool", "fc6": "classifier.2", "fc7": "classifier.5"},
 }
 
+
 def feature_layers(model_name: str) -> list[str]:
     return list(FEATURE_LAYERS.get(model_name, {})) + ["last"]
+
 
 def feature_layer(model_name: str, layer: str | None) -> str:
     """``layer`` checked against the model's (None: fc7 where the model has it, else ``last``)."""
@@ -72,9 +74,17 @@ def extract(model: nn.Module, model_name: str, x: torch.Tensor, layer: str) -> t
     return got[0]
 
 
-def extract_features(run: str, *, layer: str | None = None, data: str | None = None, images: Iterable[str] = (),
-                     batch_size: int = 64, device: str = "auto", progress: bool = True,
-                     max_images: int | None = None) -> dict[str, Any]:
+def extract_features(
+    run: str,
+    *,
+    layer: str | None = None,
+    data: str | None = None,
+    images: Iterable[str] = (),
+    batch_size: int = 64,
+    device: str = "auto",
+    progress: bool = True,
+    max_images: int | None = None,
+) -> dict[str, Any]:
     """Features of a dataset's images (``data``: its training split) or of image files, batched, with a
     progress bar: ``{"features": (N, D) float32, "labels": (N,) int (-1 for files), "paths": [...]}``.
     ``layer`` None: fc7 where the model has it, else ``last`` (the input of the output layer)."""
@@ -95,10 +105,11 @@ def extract_features(run: str, *, layer: str | None = None, data: str | None = N
         paths = [p for p, _ in samples] if samples else [f"{data}#{i}" for i in range(len(labels))]
     else:
         files = list(expand_inputs(images))
-        for k in tqdm(range(0, len(files), batch_size), desc="features", unit="batch", disable=not progress or None,
-                      leave=False):
+        for k in tqdm(
+            range(0, len(files), batch_size), desc="features", unit="batch", disable=not progress or None, leave=False
+        ):
             batch, names = [], []
-            for f in files[k:k + batch_size]:
+            for f in files[k : k + batch_size]:
                 try:
                     batch.append(load_square(f, 3 if t.channels == 3 else 1, t.image_size))  # small at once
                     names.append(f)
@@ -109,5 +120,11 @@ def extract_features(run: str, *, layer: str | None = None, data: str | None = N
                 paths += names
         labels = [-1] * len(paths)
     f = torch.cat(feats) if feats else torch.empty(0, 0)
-    return {"features": f.numpy().astype(np.float32), "labels": np.asarray(labels, dtype=np.int64),
-            "paths": paths, "layer": layer, "model": clf.name, "errors": errors}
+    return {
+        "features": f.numpy().astype(np.float32),
+        "labels": np.asarray(labels, dtype=np.int64),
+        "paths": paths,
+        "layer": layer,
+        "model": clf.name,
+        "errors": errors,
+    }

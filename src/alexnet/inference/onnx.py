@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -36,7 +37,9 @@ def onnxruntime_module() -> Any:
     try:
         import onnxruntime
     except ImportError:
-        raise UserError('ONNX Runtime is not installed: pip install -e ".[export]" (or pip install onnxruntime)') from None
+        raise UserError(
+            'ONNX Runtime is not installed: pip install -e ".[export]" (or pip install onnxruntime)'
+        ) from None
     return onnxruntime
 
 
@@ -80,13 +83,16 @@ class OnnxClassifier(ClassifierBase):
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run([OUTPUTS[0]], {INPUT: batch})[0]
 
-    def predict_images(self, images: Sequence[Image.Image], top_k: int = 5,
-                       names: Sequence[str] | None = None) -> list[Prediction]:
+    def predict_images(
+        self, images: Sequence[Image.Image], top_k: int = 5, names: Sequence[str] | None = None
+    ) -> list[Prediction]:
         if not images:
             return []
         probs = self.probabilities(self.preprocess(images))
         k = min(top_k, len(self.classes))
         top = np.argsort(-probs, axis=1, kind="stable")[:, :k]
         names = names or [""] * len(images)
-        return [Prediction(n, [self.labels[j] for j in idx], [float(probs[r, j]) for j in idx], [int(j) for j in idx])
-                for r, (n, idx) in enumerate(zip(names, top))]
+        return [
+            Prediction(n, [self.labels[j] for j in idx], [float(probs[r, j]) for j in idx], [int(j) for j in idx])
+            for r, (n, idx) in enumerate(zip(names, top))
+        ]

@@ -49,7 +49,12 @@ class CrossMapLRN(nn.Module):
     """
 
     def __init__(
-        self, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 2.0, alpha_over_n: bool = False,
+        self,
+        size: int = 5,
+        alpha: float = 1e-4,
+        beta: float = 0.75,
+        k: float = 2.0,
+        alpha_over_n: bool = False,
         groups: int = 1,
     ) -> None:
         super().__init__()

@@ -8,8 +8,8 @@ network's module by name.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from torch import nn
 
@@ -29,11 +29,7 @@ class ModelInfo:
     def options(self) -> dict[str, object]:
         """The builder's keyword options and their defaults (``num_classes`` excluded)."""
         sig = inspect.signature(self.builder)
-        return {
-            n: p.default
-            for n, p in sig.parameters.items()
-            if p.kind is p.KEYWORD_ONLY and n != "num_classes"
-        }
+        return {n: p.default for n, p in sig.parameters.items() if p.kind is p.KEYWORD_ONLY and n != "num_classes"}
 
 
 _MODELS: dict[str, ModelInfo] = {}
@@ -108,8 +104,10 @@ def create_model(name: str, *, num_classes: int | None = None, **options: object
         else:
             ok = True
         if not ok:
-            raise UserError(f"model {name!r}: option {key} takes a {type(default).__name__} like its default "
-                            f"{default!r}, not {value!r}")
+            raise UserError(
+                f"model {name!r}: option {key} takes a {type(default).__name__} like its default "
+                f"{default!r}, not {value!r}"
+            )
     try:
         return info.builder(num_classes=num_classes or info.num_classes, **options)
     except (ValueError, TypeError) as e:

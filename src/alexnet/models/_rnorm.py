@@ -79,7 +79,9 @@ def native() -> Any:
 
             # the `ninja` package installs its binary beside the interpreter, which may not be on PATH
             bindir = os.path.dirname(sys.executable)
-            if os.path.exists(os.path.join(bindir, "ninja")) and bindir not in os.environ.get("PATH", "").split(os.pathsep):
+            if os.path.exists(os.path.join(bindir, "ninja")) and bindir not in os.environ.get("PATH", "").split(
+                os.pathsep
+            ):
                 os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
             digest = hashlib.sha1(src.read_bytes()).hexdigest()[:8]
             flags = ["-O3", "-fopenmp", "-fno-math-errno"]  # no errno: sqrt vectorises
@@ -87,15 +89,23 @@ def native() -> Any:
                 flags.append("-march=native" if os.uname().machine == "x86_64" else "-mcpu=native")
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                _native_module = load(name=f"alexnet_rnorm_{digest}_{_cpu_tag()}", sources=[str(src)],
-                                      extra_cflags=flags, extra_ldflags=["-fopenmp"], verbose=False)
+                _native_module = load(
+                    name=f"alexnet_rnorm_{digest}_{_cpu_tag()}",
+                    sources=[str(src)],
+                    extra_cflags=flags,
+                    extra_ldflags=["-fopenmp"],
+                    verbose=False,
+                )
             _native_state = "loaded"
         except Exception as e:  # no compiler, no headers, no ninja: the torch path still works
             if setting in ("1", "on", "true", "yes"):
                 raise RuntimeError(f"ALEXNET_NATIVE=1 but the fused response-norm kernel did not build: {e}") from e
-            print(f"warning: the fused response-norm kernel could not be built ({type(e).__name__}: "
-                  f"{str(e).strip().splitlines()[-1][:160] if str(e).strip() else ''}); using the slower "
-                  "PyTorch version (needs a C++ compiler and ninja; ALEXNET_NATIVE=0 silences this)", file=sys.stderr)
+            print(
+                f"warning: the fused response-norm kernel could not be built ({type(e).__name__}: "
+                f"{str(e).strip().splitlines()[-1][:160] if str(e).strip() else ''}); using the slower "
+                "PyTorch version (needs a C++ compiler and ninja; ALEXNET_NATIVE=0 silences this)",
+                file=sys.stderr,
+            )
             _native_module, _native_state = None, "unavailable"
         return _native_module
 
@@ -130,8 +140,13 @@ def choose_impl(device_type: str, dim: int, compiling: bool, has_triton: Any, ha
 
 
 def _auto(x: torch.Tensor) -> str:
-    return choose_impl(x.device.type, x.dim(), torch.compiler.is_compiling(), lambda: triton_kernels() is not None,
-                       lambda: native() is not None)
+    return choose_impl(
+        x.device.type,
+        x.dim(),
+        torch.compiler.is_compiling(),
+        lambda: triton_kernels() is not None,
+        lambda: native() is not None,
+    )
 
 
 def _inverse_power(d: torch.Tensor, power: float) -> torch.Tensor:
@@ -235,8 +250,9 @@ class _SpatialNative(torch.autograd.Function):
 # ---------------------------------------------------------------------------------- entry points
 
 
-def cross_map_norm(x: torch.Tensor, size: int, a: float, beta: float, k: float, impl: str = "auto",
-                   groups: int = 1) -> torch.Tensor:
+def cross_map_norm(
+    x: torch.Tensor, size: int, a: float, beta: float, k: float, impl: str = "auto", groups: int = 1
+) -> torch.Tensor:
     """Cross-map LRN of an (N, C, H, W) tensor: ``x * (k + a * window sum of x^2 over size maps)^-beta``;
     with ``groups``, each of that many equal groups of channels is normalised on its own.
 
@@ -269,8 +285,9 @@ def spatial_norm(x: torch.Tensor, size: int, a: float, beta: float, k: float, im
     return _SpatialTorch.apply(x, size, float(a), float(beta), float(k))
 
 
-def cross_map_norm_reference(x: torch.Tensor, size: int, a: float, beta: float, k: float,
-                             groups: int = 1) -> torch.Tensor:
+def cross_map_norm_reference(
+    x: torch.Tensor, size: int, a: float, beta: float, k: float, groups: int = 1
+) -> torch.Tensor:
     """The eager formula (square, pad, 3-D average pool, power, multiply), autograd's gradient."""
     if groups > 1:
         return torch.cat([cross_map_norm_reference(part, size, a, beta, k) for part in x.chunk(groups, 1)], 1)

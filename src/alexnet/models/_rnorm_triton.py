@@ -75,8 +75,7 @@ def _ld(ptr, offsets, mask, F64: tl.constexpr):
 
 
 @triton.jit
-def _cross_scale(x_ptr, base, c, m, g0, GS, sc, a, k, SIZE: tl.constexpr, BEFORE: tl.constexpr,
-                 F64: tl.constexpr):
+def _cross_scale(x_ptr, base, c, m, g0, GS, sc, a, k, SIZE: tl.constexpr, BEFORE: tl.constexpr, F64: tl.constexpr):
     """d = k + a * sum of x^2 over the window of channel c (inside its group [g0, g0 + GS))."""
     acc = tl.zeros(c.shape, dtype=tl.float64 if F64 else tl.float32)
     for j in tl.static_range(SIZE):
@@ -88,9 +87,27 @@ def _cross_scale(x_ptr, base, c, m, g0, GS, sc, a, k, SIZE: tl.constexpr, BEFORE
 
 
 @triton.jit
-def _cross_forward(x_ptr, y_ptr, total, C, H, W, sn, sc, sh, sw, a, b, k, GS,
-                   SIZE: tl.constexpr, BEFORE: tl.constexpr, BLOCK: tl.constexpr, CHANNELS_LAST: tl.constexpr,
-                   F64: tl.constexpr):
+def _cross_forward(
+    x_ptr,
+    y_ptr,
+    total,
+    C,
+    H,
+    W,
+    sn,
+    sc,
+    sh,
+    sw,
+    a,
+    b,
+    k,
+    GS,
+    SIZE: tl.constexpr,
+    BEFORE: tl.constexpr,
+    BLOCK: tl.constexpr,
+    CHANNELS_LAST: tl.constexpr,
+    F64: tl.constexpr,
+):
     m, c, base, g0 = _cross_block(total, C, H, W, sn, sh, sw, GS, BLOCK, CHANNELS_LAST)
     d = _cross_scale(x_ptr, base, c, m, g0, GS, sc, a, k, SIZE, BEFORE, F64)
     x = _ld(x_ptr, base + c * sc, m, F64)
@@ -99,9 +116,28 @@ def _cross_forward(x_ptr, y_ptr, total, C, H, W, sn, sc, sh, sw, a, b, k, GS,
 
 
 @triton.jit
-def _cross_backward(x_ptr, g_ptr, dx_ptr, total, C, H, W, sn, sc, sh, sw, a, b, k, GS,
-                    SIZE: tl.constexpr, BEFORE: tl.constexpr, BLOCK: tl.constexpr, CHANNELS_LAST: tl.constexpr,
-                    F64: tl.constexpr):
+def _cross_backward(
+    x_ptr,
+    g_ptr,
+    dx_ptr,
+    total,
+    C,
+    H,
+    W,
+    sn,
+    sc,
+    sh,
+    sw,
+    a,
+    b,
+    k,
+    GS,
+    SIZE: tl.constexpr,
+    BEFORE: tl.constexpr,
+    BLOCK: tl.constexpr,
+    CHANNELS_LAST: tl.constexpr,
+    F64: tl.constexpr,
+):
     """dx_c = g_c f_c - 2ab x_c sum over the c' whose window holds c of g_c' x_c' f_c' / d_c', f = d^-b."""
     m, c, base, g0 = _cross_block(total, C, H, W, sn, sh, sw, GS, BLOCK, CHANNELS_LAST)
     AFTER: tl.constexpr = SIZE - 1 - BEFORE
@@ -136,8 +172,25 @@ def _spatial_scale(x_ptr, nc, h, w, m, H, W, sh, sw, a, k, SIZE: tl.constexpr, F
 
 
 @triton.jit
-def _spatial_forward(x_ptr, y_ptr, total, C, H, W, sn, sc, sh, sw, a, b, k,
-                     SIZE: tl.constexpr, BLOCK: tl.constexpr, CHANNELS_LAST: tl.constexpr, F64: tl.constexpr):
+def _spatial_forward(
+    x_ptr,
+    y_ptr,
+    total,
+    C,
+    H,
+    W,
+    sn,
+    sc,
+    sh,
+    sw,
+    a,
+    b,
+    k,
+    SIZE: tl.constexpr,
+    BLOCK: tl.constexpr,
+    CHANNELS_LAST: tl.constexpr,
+    F64: tl.constexpr,
+):
     m, h, w, nc = _spatial_block(total, C, H, W, sn, sc, BLOCK, CHANNELS_LAST)
     d = _spatial_scale(x_ptr, nc, h, w, m, H, W, sh, sw, a, k, SIZE, F64)
     x = _ld(x_ptr, nc + h * sh + w * sw, m, F64)
@@ -146,8 +199,26 @@ def _spatial_forward(x_ptr, y_ptr, total, C, H, W, sn, sc, sh, sw, a, b, k,
 
 
 @triton.jit
-def _spatial_backward(x_ptr, g_ptr, dx_ptr, total, C, H, W, sn, sc, sh, sw, a, b, k,
-                      SIZE: tl.constexpr, BLOCK: tl.constexpr, CHANNELS_LAST: tl.constexpr, F64: tl.constexpr):
+def _spatial_backward(
+    x_ptr,
+    g_ptr,
+    dx_ptr,
+    total,
+    C,
+    H,
+    W,
+    sn,
+    sc,
+    sh,
+    sw,
+    a,
+    b,
+    k,
+    SIZE: tl.constexpr,
+    BLOCK: tl.constexpr,
+    CHANNELS_LAST: tl.constexpr,
+    F64: tl.constexpr,
+):
     """dx = g f - 2ab x * (window sum of g x f / d): a centred window is its own transpose."""
     m, h, w, nc = _spatial_block(total, C, H, W, sn, sc, BLOCK, CHANNELS_LAST)
     HALF: tl.constexpr = SIZE // 2
@@ -198,8 +269,20 @@ class CrossMapTriton(torch.autograd.Function):
         y = torch.empty_like(x)
         grid = (triton.cdiv(x.numel(), BLOCK),)
         gs = x.shape[1] // groups
-        _cross_forward[grid](x, y, *_geometry(x), a, b, k, gs, SIZE=size, BEFORE=size // 2, BLOCK=BLOCK,
-                             CHANNELS_LAST=cl, F64=x.dtype == torch.float64)
+        _cross_forward[grid](
+            x,
+            y,
+            *_geometry(x),
+            a,
+            b,
+            k,
+            gs,
+            SIZE=size,
+            BEFORE=size // 2,
+            BLOCK=BLOCK,
+            CHANNELS_LAST=cl,
+            F64=x.dtype == torch.float64,
+        )
         ctx.save_for_backward(x)
         ctx.params = (size, a, b, k, gs, cl)
         return y
@@ -211,8 +294,21 @@ class CrossMapTriton(torch.autograd.Function):
         g = _like(g, cl)
         dx = torch.empty_like(x)
         grid = (triton.cdiv(x.numel(), BLOCK),)
-        _cross_backward[grid](x, g, dx, *_geometry(x), a, b, k, gs, SIZE=size, BEFORE=size // 2, BLOCK=BLOCK,
-                              CHANNELS_LAST=cl, F64=x.dtype == torch.float64)
+        _cross_backward[grid](
+            x,
+            g,
+            dx,
+            *_geometry(x),
+            a,
+            b,
+            k,
+            gs,
+            SIZE=size,
+            BEFORE=size // 2,
+            BLOCK=BLOCK,
+            CHANNELS_LAST=cl,
+            F64=x.dtype == torch.float64,
+        )
         return dx, None, None, None, None, None
 
 
@@ -222,8 +318,9 @@ class SpatialTriton(torch.autograd.Function):
         x, cl = _layout(x)
         y = torch.empty_like(x)
         grid = (triton.cdiv(x.numel(), BLOCK),)
-        _spatial_forward[grid](x, y, *_geometry(x), a, b, k, SIZE=size, BLOCK=BLOCK, CHANNELS_LAST=cl,
-                               F64=x.dtype == torch.float64)
+        _spatial_forward[grid](
+            x, y, *_geometry(x), a, b, k, SIZE=size, BLOCK=BLOCK, CHANNELS_LAST=cl, F64=x.dtype == torch.float64
+        )
         ctx.save_for_backward(x)
         ctx.params = (size, a, b, k, cl)
         return y
@@ -235,8 +332,9 @@ class SpatialTriton(torch.autograd.Function):
         g = _like(g, cl)
         dx = torch.empty_like(x)
         grid = (triton.cdiv(x.numel(), BLOCK),)
-        _spatial_backward[grid](x, g, dx, *_geometry(x), a, b, k, SIZE=size, BLOCK=BLOCK, CHANNELS_LAST=cl,
-                                F64=x.dtype == torch.float64)
+        _spatial_backward[grid](
+            x, g, dx, *_geometry(x), a, b, k, SIZE=size, BLOCK=BLOCK, CHANNELS_LAST=cl, F64=x.dtype == torch.float64
+        )
         return dx, None, None, None, None
 
 

@@ -57,7 +57,12 @@ PAPER_WIDTHS = (96, 256, 384, 384, 256)
 HIDDEN = 4096
 
 
-@register_model("alexnet", input_size=224, image_size=256, description="the 2012 paper's network exactly: 2 columns, LRN, overlapping pools")
+@register_model(
+    "alexnet",
+    input_size=224,
+    image_size=256,
+    description="the 2012 paper's network exactly: 2 columns, LRN, overlapping pools",
+)
 class AlexNet(nn.Module):
     """AlexNet exactly as in the 2012 paper (see the module docstring for every choice)."""
 
@@ -88,8 +93,9 @@ class AlexNet(nn.Module):
         c5 = int(round(PAPER_WIDTHS[4] * top_width))
         for c in (c1, c2, c3, c4, c5):
             if c < columns or c % columns:
-                raise ValueError(f"width={width}, top_width={top_width} give {c} kernels, not divisible into "
-                                 f"{columns} columns")
+                raise ValueError(
+                    f"width={width}, top_width={top_width} give {c} kernels, not divisible into {columns} columns"
+                )
         hidden = int(round(HIDDEN * top_width))
         k, s = (3, 2) if pool == "overlap" else (2, 2)
         g = columns
@@ -97,7 +103,9 @@ class AlexNet(nn.Module):
         groups = 1 if lrn_across_columns else columns
 
         def norm() -> nn.Module:
-            return CrossMapLRN(5, 1e-4, 0.75, 2.0, alpha_over_n=lrn_alpha_over_n, groups=groups) if lrn else nn.Identity()
+            return (
+                CrossMapLRN(5, 1e-4, 0.75, 2.0, alpha_over_n=lrn_alpha_over_n, groups=groups) if lrn else nn.Identity()
+            )
 
         self.features = nn.Sequential(
             OrderedDict(

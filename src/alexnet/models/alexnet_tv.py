@@ -18,7 +18,9 @@ from ._layers import make_activation
 from ._registry import register_model
 
 
-@register_model("alexnet_tv", input_size=224, image_size=256, description="torchvision's AlexNet layout (loads its weights)")
+@register_model(
+    "alexnet_tv", input_size=224, image_size=256, description="torchvision's AlexNet layout (loads its weights)"
+)
 class AlexNetTV(nn.Module):
     """AlexNet with torchvision's layers and state-dict keys."""
 

@@ -71,7 +71,9 @@ class CudaConvnetCifar(nn.Module):
     ) -> None:
         super().__init__()
         if pools not in ("cuda-convnet", "max"):
-            raise ValueError(f"pools must be 'cuda-convnet' (max, average, average) or 'max' (all three), not {pools!r}")
+            raise ValueError(
+                f"pools must be 'cuda-convnet' (max, average, average) or 'max' (all three), not {pools!r}"
+            )
         if width < 1:
             raise ValueError(f"width must be at least 1, not {width!r}")
         if lrn not in ("none", "spatial", "cross"):
@@ -103,15 +105,20 @@ class CudaConvnetCifar(nn.Module):
             return nn.MaxPool2d(k, 2, ceil_mode=ceil) if pools == "max" else nn.AvgPool2d(k, 2, ceil_mode=ceil)
 
         if dropout > 0 and not fc64:
-            raise ValueError("dropout: this net has no hidden fully-connected layer whose outputs could be dropped "
-                             "(the paper drops the outputs of hidden FC layers); use cifar_80sec")
+            raise ValueError(
+                "dropout: this net has no hidden fully-connected layer whose outputs could be dropped "
+                "(the paper drops the outputs of hidden FC layers); use cifar_80sec"
+            )
         c = width * columns
         # With ReLU, max pooling runs before the activation: relu(pool(x)) == pool(relu(x)), the
         # gradients too, bit for bit (the ReLU's derivative is 0 or 1; a test checks it), and the
         # ReLU then runs on a quarter of the values (README "Performance"). A tanh keeps the paper's
         # order: its gradients would agree only to rounding.
-        first = [("conv1", nn.Conv2d(in_chans, c, 5, padding=2)), ("act1", make_activation(activation)),
-                 ("pool1", nn.MaxPool2d(k, 2, ceil_mode=ceil))]
+        first = [
+            ("conv1", nn.Conv2d(in_chans, c, 5, padding=2)),
+            ("act1", make_activation(activation)),
+            ("pool1", nn.MaxPool2d(k, 2, ceil_mode=ceil)),
+        ]
         if activation == "relu":
             first = [first[0], first[2], first[1]]
         self.features = nn.Sequential(
@@ -167,25 +174,79 @@ class CudaConvnetCifar(nn.Module):
         return self.classifier(self.features(x))
 
 
-@register_model("cifar_80sec", input_size=32, num_classes=10, description="cuda-convnet layers-80sec CIFAR-10 net (26% in 80 s)")
+@register_model(
+    "cifar_80sec", input_size=32, num_classes=10, description="cuda-convnet layers-80sec CIFAR-10 net (26% in 80 s)"
+)
 def cifar_80sec(
-    *, num_classes: int = 10, in_chans: int = 3, activation: str = "relu", lrn: str = "none", pool: str = "overlap",
-    dropout: float = 0.0, columns: int = 1, hidden: int = 64, input_size: int = 32, lrn_scale: float = 1.0,
-    init: str = "cuda-convnet", width: int = 32, pools: str = "cuda-convnet", hidden_bias: float | None = None,
+    *,
+    num_classes: int = 10,
+    in_chans: int = 3,
+    activation: str = "relu",
+    lrn: str = "none",
+    pool: str = "overlap",
+    dropout: float = 0.0,
+    columns: int = 1,
+    hidden: int = 64,
+    input_size: int = 32,
+    lrn_scale: float = 1.0,
+    init: str = "cuda-convnet",
+    width: int = 32,
+    pools: str = "cuda-convnet",
+    hidden_bias: float | None = None,
 ) -> CudaConvnetCifar:
     """cuda-convnet's layers-80sec: conv32-maxpool-conv32-avgpool-conv64-avgpool-fc64-fc10."""
-    return CudaConvnetCifar(num_classes, in_chans=in_chans, activation=activation, lrn=lrn, fc64=True, hidden=hidden,
-                            pool=pool, dropout=dropout, columns=columns, input_size=input_size, lrn_scale=lrn_scale,
-                            init=init, width=width, pools=pools, hidden_bias=hidden_bias)
+    return CudaConvnetCifar(
+        num_classes,
+        in_chans=in_chans,
+        activation=activation,
+        lrn=lrn,
+        fc64=True,
+        hidden=hidden,
+        pool=pool,
+        dropout=dropout,
+        columns=columns,
+        input_size=input_size,
+        lrn_scale=lrn_scale,
+        init=init,
+        width=width,
+        pools=pools,
+        hidden_bias=hidden_bias,
+    )
 
 
-@register_model("cifar_18pct", input_size=32, num_classes=10, description="cuda-convnet layers-18pct CIFAR-10 net (18% in 20 min)")
+@register_model(
+    "cifar_18pct", input_size=32, num_classes=10, description="cuda-convnet layers-18pct CIFAR-10 net (18% in 20 min)"
+)
 def cifar_18pct(
-    *, num_classes: int = 10, in_chans: int = 3, activation: str = "relu", lrn: str = "spatial", pool: str = "overlap",
-    dropout: float = 0.0, columns: int = 1, input_size: int = 32, lrn_scale: float = 1.0, init: str = "cuda-convnet",
-    width: int = 32, pools: str = "cuda-convnet", hidden_bias: float | None = None,
+    *,
+    num_classes: int = 10,
+    in_chans: int = 3,
+    activation: str = "relu",
+    lrn: str = "spatial",
+    pool: str = "overlap",
+    dropout: float = 0.0,
+    columns: int = 1,
+    input_size: int = 32,
+    lrn_scale: float = 1.0,
+    init: str = "cuda-convnet",
+    width: int = 32,
+    pools: str = "cuda-convnet",
+    hidden_bias: float | None = None,
 ) -> CudaConvnetCifar:
     """cuda-convnet's layers-18pct: conv32-maxpool-rnorm-conv32-avgpool-rnorm-conv64-avgpool-fc10."""
-    return CudaConvnetCifar(num_classes, in_chans=in_chans, activation=activation, lrn=lrn, fc64=False, pool=pool,
-                            dropout=dropout, columns=columns, input_size=input_size, lrn_scale=lrn_scale, init=init,
-                            width=width, pools=pools, hidden_bias=hidden_bias)
+    return CudaConvnetCifar(
+        num_classes,
+        in_chans=in_chans,
+        activation=activation,
+        lrn=lrn,
+        fc64=False,
+        pool=pool,
+        dropout=dropout,
+        columns=columns,
+        input_size=input_size,
+        lrn_scale=lrn_scale,
+        init=init,
+        width=width,
+        pools=pools,
+        hidden_bias=hidden_bias,
+    )

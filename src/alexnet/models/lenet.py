@@ -69,9 +69,7 @@ _DIGITS = """
 def digit_codes() -> torch.Tensor:
     """The ten 84-d (12 x 7) +-1 codes of the digits 0-9, shape (10, 84)."""
     rows = [line.split() for line in _DIGITS.strip("\n").splitlines()]
-    codes = torch.tensor(
-        [[[1.0 if ch == "#" else -1.0 for ch in row[d][:7]] for row in rows] for d in range(10)]
-    )
+    codes = torch.tensor([[[1.0 if ch == "#" else -1.0 for ch in row[d][:7]] for row in rows] for d in range(10)])
     return codes.reshape(10, 84)
 
 
@@ -134,13 +132,21 @@ class RBFOutput(nn.Module):
         return -torch.cdist(x.float(), self.codes).pow(2)
 
 
-@register_model("lenet5", input_size=32, in_chans=1, num_classes=10, description="LeNet-5 (LeCun et al. 1998), original or modern")
+@register_model(
+    "lenet5", input_size=32, in_chans=1, num_classes=10, description="LeNet-5 (LeCun et al. 1998), original or modern"
+)
 class LeNet5(nn.Module):
     """LeNet-5 as in LeCun et al. 1998 (``variant="original"``) or its modern simplification."""
 
     def __init__(
-        self, num_classes: int = 10, *, in_chans: int = 1, variant: str = "original", output: str | None = None,
-        c3: str | None = None, subsampling: str | None = None,
+        self,
+        num_classes: int = 10,
+        *,
+        in_chans: int = 1,
+        variant: str = "original",
+        output: str | None = None,
+        c3: str | None = None,
+        subsampling: str | None = None,
     ) -> None:
         super().__init__()
         if variant not in ("original", "modern"):
@@ -155,10 +161,13 @@ class LeNet5(nn.Module):
         if subsampling not in ("trainable", "max"):
             raise ValueError(f"subsampling must be 'trainable' (the paper's S2/S4) or 'max', not {subsampling!r}")
         if variant == "modern" and (c3, subsampling) != ("full", "max"):
-            raise ValueError("c3 and subsampling: the modern variant is full C3 and max pooling; change the "
-                             "original's parts one at a time instead (variant='original', c3='full', ...)")
+            raise ValueError(
+                "c3 and subsampling: the modern variant is full C3 and max pooling; change the "
+                "original's parts one at a time instead (variant='original', c3='full', ...)"
+            )
         self.variant = variant
         if variant == "original":  # c3 and subsampling change one part of it at a time (the parts' ablation)
+
             def sub(maps: int, n: int) -> list[tuple[str, nn.Module]]:
                 if subsampling == "max":
                     return [(f"s{n}", nn.MaxPool2d(2))]

@@ -33,12 +33,13 @@ import sys
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from importlib.util import find_spec
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 try:  # optional: the [serve] extra (checked with a one-line message before serving)
     from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -64,9 +65,15 @@ PAGE = Path(__file__).with_name("page.html")
 
 
 def _deps() -> None:
-    missing = [name for name, mods in (("fastapi", ["fastapi"]), ("uvicorn", ["uvicorn"]),
-                                       ("python-multipart", ["python_multipart", "multipart"]))
-               if not any(find_spec(m) for m in mods)]
+    missing = [
+        name
+        for name, mods in (
+            ("fastapi", ["fastapi"]),
+            ("uvicorn", ["uvicorn"]),
+            ("python-multipart", ["python_multipart", "multipart"]),
+        )
+        if not any(find_spec(m) for m in mods)
+    ]
     if missing:
         raise UserError(f'serve needs {", ".join(missing)}: pip install -e ".[serve]"')
 
@@ -134,23 +141,34 @@ class Metrics:
 
     def text(self) -> str:
         with self.lock:
-            out = ["# HELP alexnet_requests_total HTTP requests by method, path and status.",
-                   "# TYPE alexnet_requests_total counter"]
-            out += [f'alexnet_requests_total{{method="{m}",path="{p}",status="{s}"}} {n}'
-                    for (m, p, s), n in sorted(self.requests.items())]
-            out += ["# HELP alexnet_request_duration_seconds Time from request to response, by path.",
-                    "# TYPE alexnet_request_duration_seconds histogram"]
+            out = [
+                "# HELP alexnet_requests_total HTTP requests by method, path and status.",
+                "# TYPE alexnet_requests_total counter",
+            ]
+            out += [
+                f'alexnet_requests_total{{method="{m}",path="{p}",status="{s}"}} {n}'
+                for (m, p, s), n in sorted(self.requests.items())
+            ]
+            out += [
+                "# HELP alexnet_request_duration_seconds Time from request to response, by path.",
+                "# TYPE alexnet_request_duration_seconds histogram",
+            ]
             for p, h in sorted(self.latency.items()):
                 out += h.lines("alexnet_request_duration_seconds", f'path="{p}"')
-            out += ["# HELP alexnet_batch_size Images per forward pass of the network.",
-                    "# TYPE alexnet_batch_size histogram", *self.batch_size.lines("alexnet_batch_size"),
-                    "# HELP alexnet_images_total Images classified.", "# TYPE alexnet_images_total counter",
-                    f"alexnet_images_total {self.images}",
-                    "# HELP alexnet_image_errors_total Uploads refused as not an image, corrupt or too large.",
-                    "# TYPE alexnet_image_errors_total counter", f"alexnet_image_errors_total {self.image_errors}",
-                    "# HELP alexnet_process_start_time_seconds Start of this server process (Unix time).",
-                    "# TYPE alexnet_process_start_time_seconds gauge",
-                    f"alexnet_process_start_time_seconds {self.started:.3f}"]
+            out += [
+                "# HELP alexnet_batch_size Images per forward pass of the network.",
+                "# TYPE alexnet_batch_size histogram",
+                *self.batch_size.lines("alexnet_batch_size"),
+                "# HELP alexnet_images_total Images classified.",
+                "# TYPE alexnet_images_total counter",
+                f"alexnet_images_total {self.images}",
+                "# HELP alexnet_image_errors_total Uploads refused as not an image, corrupt or too large.",
+                "# TYPE alexnet_image_errors_total counter",
+                f"alexnet_image_errors_total {self.image_errors}",
+                "# HELP alexnet_process_start_time_seconds Start of this server process (Unix time).",
+                "# TYPE alexnet_process_start_time_seconds gauge",
+                f"alexnet_process_start_time_seconds {self.started:.3f}",
+            ]
             return "\n".join(out) + "\n"
 
 
@@ -272,8 +290,9 @@ class PixelBudget:
                 await asyncio.wait_for(self._cond.wait_for(lambda: self.used + n <= self.limit), self.wait_s)
                 self.used += n
         except asyncio.TimeoutError:
-            raise ApiError(503, f"busy: {self.used:,} pixels are being decoded (--max-pixels-in-flight "
-                                f"{self.limit:,}); retry") from None
+            raise ApiError(
+                503, f"busy: {self.used:,} pixels are being decoded (--max-pixels-in-flight {self.limit:,}); retry"
+            ) from None
         finally:
             self.waiting -= 1
 
@@ -293,18 +312,29 @@ ERROR_RESPONSES = {
     422: "a malformed request: top_k below 1, no 'file' field, an empty body",
     503: "busy: the decoding budget (--max-pixels-in-flight) stayed full, or the connection limit was reached",
 }
+
+
 # the request body of /v1/classify: multipart 'file' fields (one or more images) or one raw image
 def classify_body(max_files: int, max_bytes: int) -> dict[str, Any]:
     """The request body of /v1/classify as OpenAPI says it: multipart 'file' fields (1 to --max-files
     images) or one raw image, never empty (422). --max-bytes (413) is the description's: JSON Schema's
     maxLength counts characters, and API testers read it so of binary data."""
-    binary = {"type": "string", "format": "binary", "minLength": 1,
-              "description": f"an image file's bytes; a body over {max_bytes:,} bytes gets 413 (--max-bytes)"}
+    binary = {
+        "type": "string",
+        "format": "binary",
+        "minLength": 1,
+        "description": f"an image file's bytes; a body over {max_bytes:,} bytes gets 413 (--max-bytes)",
+    }
     return {
         "required": True,
         "content": {
-            "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
-                "file": {"type": "array", "items": binary, "minItems": 1, "maxItems": max_files}}}},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {"file": {"type": "array", "items": binary, "minItems": 1, "maxItems": max_files}},
+                }
+            },
             "image/png": {"schema": binary},
             "image/jpeg": {"schema": binary},
             "application/octet-stream": {"schema": binary},
@@ -358,9 +388,17 @@ def model_description(clf: Any, backend: str, source: str) -> dict[str, Any]:
         transform = clf.transform.to_dict()
         transform["mean_image"] = None if clf.transform.mean_image is None else "per-pixel mean image"
     metrics = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str)) and v == v}
-    out = {"name": clf.name, "options": options, "num_classes": len(clf.classes), "classes": list(clf.labels),
-           "eval_transform": transform, "metrics": metrics, "version": __version__, "backend": backend,
-           "source": source}
+    out = {
+        "name": clf.name,
+        "options": options,
+        "num_classes": len(clf.classes),
+        "classes": list(clf.labels),
+        "eval_transform": transform,
+        "metrics": metrics,
+        "version": __version__,
+        "backend": backend,
+        "source": source,
+    }
     if backend == "onnxruntime":
         out["onnx_file"] = str(clf.path)
     return out
@@ -426,8 +464,12 @@ def create_app(clf: Any, options: ServeOptions | None = None, *, backend: str = 
     schemas = api_schemas()
     errors = {code: {"model": schemas["Error"], "description": why} for code, why in ERROR_RESPONSES.items()}
 
-    @app.api_route("/", methods=["GET", "HEAD"], response_class=HTMLResponse,
-                   responses={200: {"content": {"text/html": {}}, "description": "the page"}})
+    @app.api_route(
+        "/",
+        methods=["GET", "HEAD"],
+        response_class=HTMLResponse,
+        responses={200: {"content": {"text/html": {}}, "description": "the page"}},
+    )
     async def index() -> HTMLResponse:
         return HTMLResponse(page)
 
@@ -439,17 +481,30 @@ def create_app(clf: Any, options: ServeOptions | None = None, *, backend: str = 
     async def model() -> dict[str, Any]:
         return info
 
-    @app.get("/metrics", response_class=PlainTextResponse,
-             responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
-                              "description": "Prometheus text format 0.0.4"}})
+    @app.get(
+        "/metrics",
+        response_class=PlainTextResponse,
+        responses={
+            200: {
+                "content": {"text/plain": {"schema": {"type": "string"}}},
+                "description": "Prometheus text format 0.0.4",
+            }
+        },
+    )
     async def prometheus() -> PlainTextResponse:
         return PlainTextResponse(metrics.text(), media_type="text/plain; version=0.0.4")
 
-    @app.post("/v1/classify", response_model=schemas["Classification"],
-              responses={k: v for k, v in errors.items()}, openapi_extra={"requestBody": classify_body(opts.max_files, opts.max_bytes)})
-    async def classify(request: Request, top_k: int | None = Query(None, ge=1, description="classes per image "
-                       "(default: the server's --top-k)"), filename: str = Query("image", description="the name a "
-                       "raw image body is reported under")) -> JSONResponse:
+    @app.post(
+        "/v1/classify",
+        response_model=schemas["Classification"],
+        responses={k: v for k, v in errors.items()},
+        openapi_extra={"requestBody": classify_body(opts.max_files, opts.max_bytes)},
+    )
+    async def classify(
+        request: Request,
+        top_k: int | None = Query(None, ge=1, description="classes per image (default: the server's --top-k)"),
+        filename: str = Query("image", description="the name a raw image body is reported under"),
+    ) -> JSONResponse:
         t0 = time.perf_counter()
         k = opts.top_k if top_k is None else top_k
         if k < 1:
@@ -503,18 +558,24 @@ def create_app(clf: Any, options: ServeOptions | None = None, *, backend: str = 
                 opened.append(open_upload(data))
             except ImageError as e:
                 opened.append(e)
-        sizes = [0 if isinstance(img, ImageError) or (n := decoded_pixels(img, clf.image_size)) > opts.max_pixels
-                 else n for img in opened]
+        sizes = [
+            0 if isinstance(img, ImageError) or (n := decoded_pixels(img, clf.image_size)) > opts.max_pixels else n
+            for img in opened
+        ]
         if sum(sizes) > opts.max_request_pixels:
-            raise ApiError(413, f"{sum(sizes):,} decoded pixels in this request's {len(files)} image(s), over the "
-                                f"{opts.max_request_pixels:,}-pixel limit (--max-request-pixels)")
+            raise ApiError(
+                413,
+                f"{sum(sizes):,} decoded pixels in this request's {len(files)} image(s), over the "
+                f"{opts.max_request_pixels:,}-pixel limit (--max-request-pixels)",
+            )
 
         def decode(name: str, img: Any) -> Any:
             try:  # shrunk to the model's scale at once: a request holds small squares, not full decodes
                 if isinstance(img, ImageError):
                     raise img
-                return resize_center_square(decode_opened(img, 3 if clf.channels == 3 else 1, clf.image_size,
-                                                          opts.max_pixels), clf.image_size)
+                return resize_center_square(
+                    decode_opened(img, 3 if clf.channels == 3 else 1, clf.image_size, opts.max_pixels), clf.image_size
+                )
             except ImageError as e:
                 with metrics.lock:
                     metrics.image_errors += 1
@@ -529,10 +590,22 @@ def create_app(clf: Any, options: ServeOptions | None = None, *, backend: str = 
                 await budget.release(n)
         preds = await state["batcher"].classify(images, k)
         ms = round((time.perf_counter() - t0) * 1000, 2)
-        return JSONResponse({"model": clf.name, "results": [
-            {"filename": name, "top": [{"label": lab, "index": i, "prob": p}
-                                       for lab, i, p in zip(pr.labels[:k], pr.indices[:k], pr.probs[:k])], "ms": ms}
-            for (name, _), pr in zip(files, preds)]})
+        return JSONResponse(
+            {
+                "model": clf.name,
+                "results": [
+                    {
+                        "filename": name,
+                        "top": [
+                            {"label": lab, "index": i, "prob": p}
+                            for lab, i, p in zip(pr.labels[:k], pr.indices[:k], pr.probs[:k])
+                        ],
+                        "ms": ms,
+                    }
+                    for (name, _), pr in zip(files, preds)
+                ],
+            }
+        )
 
     return Guard(app, opts.max_bytes, metrics, opts.body_timeout)
 
@@ -545,6 +618,7 @@ TRIM_AFTER_BYTES = 1 << 20  # a request that brought this much body trims the al
 
 
 if sys.version_info >= (3, 11):
+
     async def _within(aw: Any, seconds: float) -> Any:
         """``await aw``, or ``asyncio.TimeoutError`` after ``seconds``. ``asyncio.timeout`` (3.11) runs
         it in the calling task; ``wait_for`` (3.10) wraps it in a task of its own, about 15 us more
@@ -552,6 +626,7 @@ if sys.version_info >= (3, 11):
         async with asyncio.timeout(seconds):
             return await aw
 else:
+
     async def _within(aw: Any, seconds: float) -> Any:
         return await asyncio.wait_for(aw, seconds)
 
@@ -577,14 +652,18 @@ class Guard:
             await self._guarded(scope, receive, send, status, received)
         finally:
             path, method = scope.get("path", ""), scope.get("method", "")
-            self.metrics.record(method if method in KNOWN_METHODS else "other",
-                                path if path in KNOWN_PATHS else "other", status[0],
-                                time.perf_counter() - t0)
+            self.metrics.record(
+                method if method in KNOWN_METHODS else "other",
+                path if path in KNOWN_PATHS else "other",
+                status[0],
+                time.perf_counter() - t0,
+            )
             if received[0] >= TRIM_AFTER_BYTES:  # its chunks, kept or aborted, go back to the system
                 await asyncio.get_running_loop().run_in_executor(None, trim_freed_memory)
 
-    async def _guarded(self, scope: dict, receive: Callable, send: Callable, status: list[int],
-                       counted: list[int]) -> None:
+    async def _guarded(
+        self, scope: dict, receive: Callable, send: Callable, status: list[int], counted: list[int]
+    ) -> None:
         message = _too_large(self.max_bytes).encode()
         length = dict(scope.get("headers") or []).get(b"content-length")
         try:
@@ -645,9 +724,17 @@ class Guard:
     @staticmethod
     async def _reply_413(send: Callable, message: bytes) -> None:
         body = json.dumps({"error": message.decode(), "status": 413}).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                                (b"connection", b"close")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
 
@@ -671,8 +758,10 @@ def load_classifier(source: str, *, onnx: bool = False, device: str = "auto") ->
         path = cache_dir() / "onnx" / f"{key}-{__version__}.onnx"
         if not path.is_file():
             r = export_onnx(source, path)
-            print(f"alexnet serve: exported {source} to {path} for ONNX Runtime (agrees with torch to "
-                  f"{r['max_abs_diff']:.1e}); `alexnet export {source} --format onnx` puts one in the run")
+            print(
+                f"alexnet serve: exported {source} to {path} for ONNX Runtime (agrees with torch to "
+                f"{r['max_abs_diff']:.1e}); `alexnet export {source} --format onnx` puts one in the run"
+            )
         return OnnxClassifier(path), "onnxruntime"
     return load(source, device), "torch"
 
@@ -687,29 +776,47 @@ def app_from_env() -> Any:
     return create_app(clf, ServeOptions(**cfg["options"]), backend=backend, source=cfg["source"])
 
 
-def serve(source: str, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1, onnx: bool = False,
-          device: str = "auto", options: ServeOptions | None = None, log_level: str = "info",
-          header_timeout: float = 10.0, max_connections: int | None = None) -> None:
+def serve(
+    source: str,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: int = 1,
+    onnx: bool = False,
+    device: str = "auto",
+    options: ServeOptions | None = None,
+    log_level: str = "info",
+    header_timeout: float = 10.0,
+    max_connections: int | None = None,
+) -> None:
     _deps()
     import uvicorn  # optional: the [serve] extra
 
     opts = options or ServeOptions()
-    for flag, value, ok, rule in (("--port", port, 0 <= port < 65536, "0..65535"),
-                                  ("--top-k", opts.top_k, opts.top_k >= 1, "at least 1"),
-                                  ("--max-pixels", opts.max_pixels, opts.max_pixels >= 1, "at least 1"),
-                                  ("--max-request-pixels", opts.max_request_pixels,
-                                   opts.max_request_pixels >= opts.max_pixels, f"at least --max-pixels ({opts.max_pixels:,})"),
-                                  ("--max-pixels-in-flight", opts.max_pixels_in_flight,
-                                   opts.max_pixels_in_flight >= opts.max_pixels,
-                                   f"at least --max-pixels ({opts.max_pixels:,}): an image that size must fit"),
-                                  ("--max-batch", opts.max_batch, opts.max_batch >= 1, "at least 1"),
-                                  ("--max-files", opts.max_files, opts.max_files >= 1, "at least 1"),
-                                  ("--workers", workers, workers >= 1, "at least 1"),
-                                  ("--batch-window-ms", opts.batch_window_ms, opts.batch_window_ms >= 0, "at least 0"),
-                                  ("--header-timeout", header_timeout, 0 < header_timeout < 3600, "in (0, 3600) s"),
-                                  ("--body-timeout", opts.body_timeout, 0 < opts.body_timeout < 3600, "in (0, 3600) s"),
-                                  ("--max-connections", max_connections,
-                                   max_connections is None or max_connections >= 1, "at least 1")):
+    for flag, value, ok, rule in (
+        ("--port", port, 0 <= port < 65536, "0..65535"),
+        ("--top-k", opts.top_k, opts.top_k >= 1, "at least 1"),
+        ("--max-pixels", opts.max_pixels, opts.max_pixels >= 1, "at least 1"),
+        (
+            "--max-request-pixels",
+            opts.max_request_pixels,
+            opts.max_request_pixels >= opts.max_pixels,
+            f"at least --max-pixels ({opts.max_pixels:,})",
+        ),
+        (
+            "--max-pixels-in-flight",
+            opts.max_pixels_in_flight,
+            opts.max_pixels_in_flight >= opts.max_pixels,
+            f"at least --max-pixels ({opts.max_pixels:,}): an image that size must fit",
+        ),
+        ("--max-batch", opts.max_batch, opts.max_batch >= 1, "at least 1"),
+        ("--max-files", opts.max_files, opts.max_files >= 1, "at least 1"),
+        ("--workers", workers, workers >= 1, "at least 1"),
+        ("--batch-window-ms", opts.batch_window_ms, opts.batch_window_ms >= 0, "at least 0"),
+        ("--header-timeout", header_timeout, 0 < header_timeout < 3600, "in (0, 3600) s"),
+        ("--body-timeout", opts.body_timeout, 0 < opts.body_timeout < 3600, "in (0, 3600) s"),
+        ("--max-connections", max_connections, max_connections is None or max_connections >= 1, "at least 1"),
+    ):
         if not ok:  # the flag named, one line, before anything is loaded
             raise UserError(f"{flag} {value}: must be {rule}")
     if source.endswith(".onnx"):  # a missing model is named first, then the port, then the model is loaded
@@ -730,20 +837,36 @@ def serve(source: str, *, host: str = "127.0.0.1", port: int = 8000, workers: in
     # the cap is the protocol's (idle connections make room; uvicorn's limit_concurrency would answer
     # 503 to every request while the cap's worth of idle connections is held)
     limits = {**UVICORN_LIMITS, "http": TimedH11Protocol}
-    print(f"alexnet serve: {clf.name} ({len(clf.classes)} classes, {backend}) on http://{host}:{port}/ "
-          f"(max batch {opts.max_batch}, max body {opts.max_bytes:,} bytes, {workers} worker{'s' * (workers > 1)})",
-          flush=True)
+    print(
+        f"alexnet serve: {clf.name} ({len(clf.classes)} classes, {backend}) on http://{host}:{port}/ "
+        f"(max batch {opts.max_batch}, max body {opts.max_bytes:,} bytes, {workers} worker{'s' * (workers > 1)})",
+        flush=True,
+    )
     if workers > 1:  # each process loads the model itself; metrics are per process
         # the workers load what the parent found (an ONNX export made at start is not made again)
-        os.environ["ALEXNET_SERVE"] = json.dumps({"source": str(clf.path) if backend == "onnxruntime" else source,
-                                                  "onnx": backend == "onnxruntime", "device": device,
-                                                  "options": dataclasses.asdict(opts), "header_timeout": header_timeout,
-                                                  "max_connections": TimedH11Protocol.max_connections})
-        uvicorn.run("alexnet.server.app:app_from_env", factory=True, host=host, port=port, workers=workers,
-                    log_level=log_level, **limits)
+        os.environ["ALEXNET_SERVE"] = json.dumps(
+            {
+                "source": str(clf.path) if backend == "onnxruntime" else source,
+                "onnx": backend == "onnxruntime",
+                "device": device,
+                "options": dataclasses.asdict(opts),
+                "header_timeout": header_timeout,
+                "max_connections": TimedH11Protocol.max_connections,
+            }
+        )
+        uvicorn.run(
+            "alexnet.server.app:app_from_env",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level=log_level,
+            **limits,
+        )
     else:
-        uvicorn.run(create_app(clf, opts, backend=backend, source=source), host=host, port=port, log_level=log_level,
-                    **limits)
+        uvicorn.run(
+            create_app(clf, opts, backend=backend, source=source), host=host, port=port, log_level=log_level, **limits
+        )
 
 
 # SIGTERM: requests in flight get this long, then the server stops (a stalled upload cannot hold it);
@@ -762,8 +885,9 @@ def connection_limit(requested: int | None) -> int:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard == resource.RLIM_INFINITY or hard > soft:
         try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else max(soft, 65536),
-                                                         hard))
+            resource.setrlimit(
+                resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else max(soft, 65536), hard)
+            )
             soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
         except (ValueError, OSError):
             pass
@@ -771,8 +895,10 @@ def connection_limit(requested: int | None) -> int:
     if requested is None:
         return ceiling
     if requested > ceiling:
-        raise UserError(f"--max-connections {requested}: more than this process can hold open (at most {ceiling}, "
-                        f"from its open-file limit {soft})")
+        raise UserError(
+            f"--max-connections {requested}: more than this process can hold open (at most {ceiling}, "
+            f"from its open-file limit {soft})"
+        )
     return requested
 
 
@@ -802,11 +928,16 @@ class TimedH11Protocol(H11Protocol):  # type: ignore[misc,valid-type]
     def _too_slow(self) -> None:
         self._header_timer = None
         if self._between_requests() and not self.transport.is_closing():
-            body = json.dumps({"error": f"request headers not received within {self.header_timeout:g} s "
-                                        "(--header-timeout)", "status": 408}).encode()
-            self.transport.write(b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
-                                 b"content-length: " + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n"
-                                 + body)
+            body = json.dumps(
+                {
+                    "error": f"request headers not received within {self.header_timeout:g} s (--header-timeout)",
+                    "status": 408,
+                }
+            ).encode()
+            self.transport.write(
+                b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
+                b"content-length: " + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n" + body
+            )
             self.transport.close()
 
     def connection_made(self, transport: Any) -> None:  # type: ignore[override]
@@ -820,8 +951,10 @@ class TimedH11Protocol(H11Protocol):  # type: ignore[misc,valid-type]
             # accept loop never fails. With every connection busy, the new one is refused.
             idle = next((c for c in open_ if c is not self and c._between_requests()), None)
             victim = idle or self
-            victim._refuse("the server is at its connection limit (--max-connections)"
-                           + (": this idle connection made room for a new one" if idle else ""))
+            victim._refuse(
+                "the server is at its connection limit (--max-connections)"
+                + (": this idle connection made room for a new one" if idle else "")
+            )
             if victim is self:
                 return
         self._arm()
@@ -831,9 +964,10 @@ class TimedH11Protocol(H11Protocol):  # type: ignore[misc,valid-type]
         self._disarm()
         if not self.transport.is_closing():
             body = json.dumps({"error": why, "status": 503}).encode()
-            self.transport.write(b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
-                                 b"content-length: " + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n"
-                                 + body)
+            self.transport.write(
+                b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
+                b"content-length: " + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n" + body
+            )
             self.transport.close()
 
     def data_received(self, data: bytes) -> None:
@@ -862,14 +996,17 @@ class AcceptErrors:
     def __call__(self, loop: Any, context: dict) -> None:
         exc = context.get("exception")
         if "accept" not in context.get("message", "") and not (
-                isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)):
+            isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+        ):
             loop.default_exception_handler(context)
             return
         self.count += 1
         now = time.monotonic()
         if now - self.last >= self.every:
-            self.write(f"alexnet serve: accepting connections failed {self.count} time(s) since the last report "
-                       f"({exc or context.get('message')}); new connections wait (see --max-connections)")
+            self.write(
+                f"alexnet serve: accepting connections failed {self.count} time(s) since the last report "
+                f"({exc or context.get('message')}); new connections wait (see --max-connections)"
+            )
             self.count, self.last = 0, now
 
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from ...errors import UserError
 
 FORMAT = "alexnet-packed"
@@ -62,7 +63,7 @@ class SplitFiles:
     status: np.memmap  # N uint8
 
     @classmethod
-    def open(cls, root: Path, split: str, n: int, size: int, channels: int, mode: str) -> "SplitFiles":
+    def open(cls, root: Path, split: str, n: int, size: int, channels: int, mode: str) -> SplitFiles:
         """mode "r" reads, "c" reads copy-on-write (writable in memory, never written back), "r+" updates,
         "w+" creates the files at their full size (sparse until written)."""
         shape = (n, size, size, channels)

@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import errno
 import json
-import shutil
 import multiprocessing as mp
 import os
+import shutil
 import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 from torchvision.datasets import ImageNet
@@ -102,16 +103,25 @@ def _initialise(src: Path, dst: Path, size: int, names: dict[str, str] | None = 
             raise
     dst.mkdir(parents=True, exist_ok=True)
     meta: dict[str, Any] = {
-        "format": FORMAT, "version": VERSION, "complete": False, "source": str(src), "image_size": size,
-        "channels": 3, "layout": "NHWC", "dtype": "uint8", "classes": classes,
+        "format": FORMAT,
+        "version": VERSION,
+        "complete": False,
+        "source": str(src),
+        "image_size": size,
+        "channels": 3,
+        "layout": "NHWC",
+        "dtype": "uint8",
+        "classes": classes,
         "class_names": [names.get(c, c) for c in classes] if names else display_names(classes),
         "splits": {},
     }
     need = sum(len(v) for v in splits.values()) * size * size * 3
     free = shutil.disk_usage(dst).free
     if need > free:
-        raise UserError(f"DST {dst}: needs {need / 2**30:,.2f} GB for {sum(len(v) for v in splits.values()):,} images "
-                        f"at {size}x{size}, and the disk has {free / 2**30:,.2f} GB free")
+        raise UserError(
+            f"DST {dst}: needs {need / 2**30:,.2f} GB for {sum(len(v) for v in splits.values()):,} images "
+            f"at {size}x{size}, and the disk has {free / 2**30:,.2f} GB free"
+        )
     for split, samples in splits.items():
         (dst / f"{split}_files.json").write_text(json.dumps([[os.path.relpath(p, src), y] for p, y in samples]))
         _reserve(dst / f"{split}_images.u8", len(samples) * size * size * 3)
@@ -250,13 +260,20 @@ def _statistics(dst: Path, meta: dict[str, Any], bar_factory: Callable[..., Any]
     }
 
 
-def prepare(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, size: int = 256, workers: int = 2,
-            progress: bool = True) -> PrepareSummary:
+def prepare(
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    *,
+    size: int = 256,
+    workers: int = 2,
+    progress: bool = True,
+) -> PrepareSummary:
     """Pack the image folder ``src`` (train/ and val/ or test/, or the ILSVRC2012 archives) into
     ``dst``; resumable.
 
     Usage: ``prepare("~/data/imagenet", "~/data/imagenet-256")``.
     """
+
     def bar(**kw: Any) -> Any:
         return tqdm(disable=not progress or None, dynamic_ncols=True, **kw)
 
@@ -274,8 +291,9 @@ def prepare(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, size: i
             meta = read_meta(dst)
             _same_source(meta, src_path, dst)
             if meta["image_size"] != size:
-                raise UserError(f"{dst}: holds images of size {meta['image_size']}, not --size {size}; "
-                                "choose another DST")
+                raise UserError(
+                    f"{dst}: holds images of size {meta['image_size']}, not --size {size}; choose another DST"
+                )
             if meta.get("complete"):
                 return _summary(dst, meta, time.perf_counter() - t0, already=True)
             print(f"resuming the unfinished packed dataset in {dst}", file=sys.stderr)
@@ -288,12 +306,16 @@ def prepare(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, size: i
             _fill(dst, meta, split, workers, bar)
         for split in meta["splits"]:
             _compact(dst, meta, split)
-        counts = np.bincount(SplitFiles.open(dst, "train", meta["splits"]["train"]["count"], size, 3, "r").labels,
-                             minlength=len(meta["classes"]))
+        counts = np.bincount(
+            SplitFiles.open(dst, "train", meta["splits"]["train"]["count"], size, 3, "r").labels,
+            minlength=len(meta["classes"]),
+        )
         empty = [c for c, n in zip(meta["classes"], counts.tolist()) if n == 0]
         if empty:
-            raise UserError(f"{meta['source']}: no usable training image in class folder(s) {', '.join(empty[:10])} "
-                            f"(every file was skipped; see {dst}/dataset.json)")
+            raise UserError(
+                f"{meta['source']}: no usable training image in class folder(s) {', '.join(empty[:10])} "
+                f"(every file was skipped; see {dst}/dataset.json)"
+            )
         meta["stats"] = _statistics(dst, meta, bar)
         meta["complete"] = True
         meta["seconds"] = meta.get("seconds", 0.0) + time.perf_counter() - t0
@@ -327,8 +349,10 @@ def _same_source(meta: dict[str, Any], src: Path, dst: Path) -> None:
         mine = str(src.resolve())
     if os.path.realpath(made_from) != os.path.realpath(mine) and os.path.realpath(made_from) != str(src.resolve()):
         state = "a complete" if meta.get("complete") else "a partial"
-        raise UserError(f"DST {dst}: holds {state} dataset made from {made_from}, not from SRC {src}; "
-                        "choose another DST (or the same SRC)")
+        raise UserError(
+            f"DST {dst}: holds {state} dataset made from {made_from}, not from SRC {src}; "
+            "choose another DST (or the same SRC)"
+        )
 
 
 def _summary(dst: Path, meta: dict[str, Any], seconds: float, already: bool = False) -> PrepareSummary:

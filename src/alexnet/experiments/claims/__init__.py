@@ -7,5 +7,15 @@ published."""
 from . import relu_vs_tanh, lrn, overlap_pool, dropout, augment, ten_crop, columns, lenet5, weight_decay, bias_one
 # isort: on
 
-__all__ = ["relu_vs_tanh", "lrn", "overlap_pool", "dropout", "augment", "ten_crop", "columns", "lenet5",
-           "weight_decay", "bias_one"]
+__all__ = [
+    "relu_vs_tanh",
+    "lrn",
+    "overlap_pool",
+    "dropout",
+    "augment",
+    "ten_crop",
+    "columns",
+    "lenet5",
+    "weight_decay",
+    "bias_one",
+]

@@ -5,7 +5,8 @@ measurements several claims take of finished runs."""
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..context import Context
 from ..library import Run, epochs_to_reach
@@ -16,9 +17,21 @@ from ..library import Run, epochs_to_reach
 # per-channel standardised input; 2-pixel shifts and flips; 10% of the training split held out by
 # seed (the other 45,000 images train); PyTorch's initialisation; 20 epochs (each spec's default).
 FAST: dict[str, Any] = dict(
-    model="cifar_18pct", batch_size=128, lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4,
-    schedule="linear", warmup_epochs=1.0, random_crop=True, translate=2, flip=True, normalize="meanstd",
-    val_split=0.1, precision="fp32", model_options={"init": "torch", "lrn": "none"},
+    model="cifar_18pct",
+    batch_size=128,
+    lr=0.05,
+    momentum=0.9,
+    nesterov=True,
+    weight_decay=5e-4,
+    schedule="linear",
+    warmup_epochs=1.0,
+    random_crop=True,
+    translate=2,
+    flip=True,
+    normalize="meanstd",
+    val_split=0.1,
+    precision="fp32",
+    model_options={"init": "torch", "lrn": "none"},
 )
 NO_AUGMENTATION: dict[str, Any] = dict(random_crop=False, translate=0, flip=False)
 CROPS: dict[str, Any] = dict(image_size=32, crop_size=24, translate=0, model_options={"input_size": 24})
@@ -28,6 +41,7 @@ FITS = 0.35  # the pilot's check: an arm "trains" when its last epoch's running 
 
 def fits(bound: float = FITS) -> Callable[[Run], str | None]:
     """The pilot's check that a run trained: its last epoch's running training error at most ``bound``."""
+
     def check(run: Run) -> str | None:
         err = float(run.final["train_top1_error"])
         return None if err <= bound else f"training error {err:.1%} after {len(run.metrics)} epochs (> {bound:.0%})"
@@ -42,8 +56,9 @@ def final_train_errors(runs: list[Run]) -> list[float]:
 def train_set_errors(ctx: Context, runs: list[Run], n: int = 10000) -> list[float]:
     """Error of each run's final weights on (up to n of) the images it was trained on, without
     augmentation or dropout: the training side of the generalisation gap."""
-    return [ctx.measure(r, "train_eval_top1_error", lambda r=r: ctx.evaluate(r, split="train", max_images=n))
-            for r in runs]
+    return [
+        ctx.measure(r, "train_eval_top1_error", lambda r=r: ctx.evaluate(r, split="train", max_images=n)) for r in runs
+    ]
 
 
 def at_training_error(run: Run, level: float) -> float:

@@ -17,10 +17,16 @@ from ._common import CROPS, FAST, RATES, fits
 
 
 @experiment(
-    "ten-crop", title="Ten-patch testing (§4.1, §6)", section="§4.1, Table 1",
+    "ten-crop",
+    title="Ten-patch testing (§4.1, §6)",
+    section="§4.1, Table 1",
     claim="averaging the softmax over ten patches (four corners, centre and their reflections) gives 37.5% "
-          "top-1 error where one centre patch gives 39.0%",
-    data="cifar10", seeds=3, epochs=20, train_images=None, minutes=15.0,
+    "top-1 error where one centre patch gives 39.0%",
+    data="cifar10",
+    seeds=3,
+    epochs=20,
+    train_images=None,
+    minutes=15.0,
     pilot=(0.015, 0.0023, "the first version's 3 seeds"),
 )
 def ten_crop(ctx: Context) -> Outcome:
@@ -31,13 +37,24 @@ def ten_crop(ctx: Context) -> Outcome:
     ten = [ctx.measure(r, "ten_crop_top1_error", lambda r=r: ctx.evaluate(r, ten_crop=True)) for r in runs]
     gain = diff(centre, ten)
     v = judge(gain, 0.015, "the top-1 error drop from ten-patch testing", figure=points(gain), claimed="1.5 pts")
-    rows = [Row("top-1 error, centre patch", "39.0%", pct(centre, 2), centre),
-            Row("top-1 error, ten patches averaged", "37.5%", pct(ten, 2), ten),
-            Row("drop", "1.5 pts", points(gain), gain)]
-    plots = [plot_arms(ctx.out / "ten_crop.png", {"training": runs},
-                       "cifar_18pct on 24x24 patches", final={"centre": centre, "ten patches": ten})]
-    notes = [f"The same checkpoint (the last epoch) evaluated both ways on the test split; {ctx.epochs} epochs on "
-             f"{ctx.train_images or 'all 45,000'} training images, random 24x24 patches of the 32x32 images and "
-             f"flips, lr {lr:g} (the pilot's), the fast recipe's settings otherwise."]
-    return Outcome(rows, [v], plots, {"centre": stats(centre), "ten_crop": stats(ten), "gain": stats(gain),
-                                      "lr": lr}, notes)
+    rows = [
+        Row("top-1 error, centre patch", "39.0%", pct(centre, 2), centre),
+        Row("top-1 error, ten patches averaged", "37.5%", pct(ten, 2), ten),
+        Row("drop", "1.5 pts", points(gain), gain),
+    ]
+    plots = [
+        plot_arms(
+            ctx.out / "ten_crop.png",
+            {"training": runs},
+            "cifar_18pct on 24x24 patches",
+            final={"centre": centre, "ten patches": ten},
+        )
+    ]
+    notes = [
+        f"The same checkpoint (the last epoch) evaluated both ways on the test split; {ctx.epochs} epochs on "
+        f"{ctx.train_images or 'all 45,000'} training images, random 24x24 patches of the 32x32 images and "
+        f"flips, lr {lr:g} (the pilot's), the fast recipe's settings otherwise."
+    ]
+    return Outcome(
+        rows, [v], plots, {"centre": stats(centre), "ten_crop": stats(ten), "gain": stats(gain), "lr": lr}, notes
+    )
