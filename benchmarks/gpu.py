@@ -42,10 +42,10 @@ from typing import Any
 import torch
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "src"))
+sys.path[:0] = [str(HERE.parent / "src"), str(HERE.parent)]  # the checkout's package and tests/support
 
 from alexnet.bench import bench_train, cpu_name  # noqa: E402  (the checkout's package, before any install)
-from alexnet.testing import synthetic_jpegs, synthetic_packed  # noqa: E402
+from tests.support.data import synthetic_jpegs, synthetic_packed  # noqa: E402
 
 CUDA = torch.cuda.is_available()
 

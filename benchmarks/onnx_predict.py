@@ -31,7 +31,9 @@ from alexnet.inference.classifier import expand_inputs, load
 from alexnet.inference.onnx import OnnxClassifier
 from alexnet.models import list_models
 from alexnet.runtime import cpu_model
-from alexnet.testing import save_untrained_run
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's tests/support
+from tests.support.data import save_untrained_run  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 

@@ -23,7 +23,10 @@ from _results import append_results
 
 from alexnet.demo import sample_jpegs
 from alexnet.runtime import cpu_model
-from alexnet.testing import ServerProcess, load_test, save_untrained_run
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's tests/support
+from tests.support.data import save_untrained_run  # noqa: E402
+from tests.support.serving import ServerProcess, load_test  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 

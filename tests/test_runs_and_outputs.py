@@ -382,7 +382,7 @@ def test_file_names_with_control_characters_are_printed_escaped(capsys, trained_
 @pytest.mark.parametrize("text", ["inf", "nan", "-1MB", "0", "lots"])
 def test_serve_max_bytes_must_be_a_size(text: str) -> None:
     from alexnet.errors import UserError
-    from alexnet.server.app import parse_size
+    from alexnet.server.options import parse_size
 
     with pytest.raises(UserError, match="--max-bytes"):
         parse_size(text)

@@ -8,9 +8,11 @@ import http.client
 import io
 import json
 import os
+import math
 import re
 import shutil
 import threading
+import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -21,7 +23,7 @@ pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
 from alexnet.cli import main  # noqa: E402
-from alexnet.testing import ServerProcess, hostile_payloads, load_test, multipart_body  # noqa: E402
+from .support.serving import ServerProcess, hostile_payloads, load_test, multipart_body  # noqa: E402
 
 MAX_BYTES, MAX_FILES = 300_000, 4
 
@@ -98,9 +100,11 @@ def test_classify_multipart_and_raw_body_answer_as_predict_does(
 
 
 def test_requests_that_arrive_together_share_a_batch(server: ServerProcess, red: bytes) -> None:
-    def batches() -> dict[str, float]:
+    def batches() -> dict[float, float]:  # bucket (le, as a number: prometheus_client writes "8.0") -> count
         _, text = request(server.url, "GET", "/metrics")
-        return {m[0]: float(m[1]) for m in re.findall(r'alexnet_batch_size_bucket\{le="([^"]+)"\} (\d+)', text)}
+        return {
+            float(m[0]): float(m[1]) for m in re.findall(r'alexnet_batch_size_bucket\{le="([^"]+)"\} ([\d.]+)', text)
+        }
 
     before = batches()
     body, ctype = multipart_body([("a.png", red)])
@@ -115,9 +119,9 @@ def test_requests_that_arrive_together_share_a_batch(server: ServerProcess, red:
         t.join()
     assert results == [200] * 16
     after = batches()
-    forward_passes = after["+Inf"] - before["+Inf"]
+    forward_passes = after[math.inf] - before[math.inf]
     assert forward_passes < 16  # some of the 16 images were classified together
-    assert after["8"] - before["8"] == forward_passes  # never more than --max-batch 8
+    assert after[8.0] - before[8.0] == forward_passes  # never more than --max-batch 8
 
 
 def test_every_limit_answers_json_with_its_status_and_the_server_keeps_serving(
@@ -262,7 +266,7 @@ def test_the_page_in_chromium_shows_five_labelled_bars(tmp_path: Path) -> None:
     """The demo-sized cifar_18pct on a real sample photo: drop it on the page, see five bars."""
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
     from alexnet.demo import sample_jpegs
-    from alexnet.testing import save_untrained_run
+    from .support.data import save_untrained_run
 
     photo = tmp_path / "cat.jpg"
     photo.write_bytes(sample_jpegs(label="cat")[0][1])
@@ -302,7 +306,7 @@ def test_load_16_clients_then_hostile_uploads_mixed_in(tmp_path: Path) -> None:
     """cifar_18pct, 16 concurrent clients posting the bundled sample's test JPEGs on loopback for
     12 s, then 12 s with 10% hostile uploads: no good request fails, p99 under 1 s."""
     from alexnet.demo import sample_jpegs
-    from alexnet.testing import save_untrained_run
+    from .support.data import save_untrained_run
 
     run = save_untrained_run(tmp_path / "run", "cifar_18pct")
     images = [data for _, data in sample_jpegs()[::5]]  # 200 of the 1,000, every class
@@ -399,7 +403,8 @@ def test_the_in_flight_budget_waits_then_refuses() -> None:
     import asyncio
     import time
 
-    from alexnet.server.app import ApiError, PixelBudget
+    from alexnet.server.batching import PixelBudget
+    from alexnet.server.errors import ApiError
 
     async def scenario() -> list[str]:
         budget, events = PixelBudget(10, wait_s=0.3), []
@@ -431,7 +436,7 @@ def test_accept_errors_are_one_line_per_interval() -> None:
     under a flood of connections: the server's handler writes one line per 10 s with the count."""
     import errno as errno_
 
-    from alexnet.server.app import AcceptErrors
+    from alexnet.server.transport import AcceptErrors
 
     lines: list[str] = []
     handler = AcceptErrors(every=10.0, write=lines.append)
@@ -537,3 +542,44 @@ def test_the_openapi_schema_is_the_api_schemathesis(server: ServerProcess) -> No
     assert set(schema["paths"]["/metrics"]["get"]["responses"]["200"]["content"]) == {"text/plain"}
     status, body = request(server.url, "DELETE", "/v1/classify")
     assert status == 405
+
+
+def test_metrics_cover_every_worker(trained_run: Path, red: bytes) -> None:
+    """With --workers 2 each request lands on one worker, and /metrics (answered by whichever worker
+    takes it) counts them all: prometheus_client's multiprocess mode sums the workers' samples."""
+
+    def served(text: str) -> int:
+        hit = re.search(r'alexnet_requests_total\{method="POST",path="/v1/classify",status="200"\} ([\d.]+)', text)
+        return int(float(hit.group(1))) if hit else 0
+
+    with ServerProcess(str(trained_run), "--workers", "2", startup_s=180) as s:
+        for _ in range(24):  # new connections: the kernel spreads them over both workers
+            assert request(s.url, "POST", "/v1/classify", red, "image/png")[0] == 200
+        # a worker counts a request just after answering it: the last one may take a moment to show
+        deadline, text = time.monotonic() + 10, ""
+        while time.monotonic() < deadline and served(text) != 24:
+            text = request(s.url, "GET", "/metrics")[1]
+        assert served(text) == 24, text[:500]
+        for _ in range(6):  # whichever worker answers, it reports both
+            assert served(request(s.url, "GET", "/metrics")[1]) == 24
+        assert "alexnet_process_start_time_seconds" in text
+
+
+def test_a_uvicorn_whose_protocol_changed_is_refused_in_one_line() -> None:
+    from alexnet.errors import UserError
+    from alexnet.server.transport import H11Protocol, check_uvicorn
+
+    check_uvicorn()  # the installed uvicorn has what the server's protocol uses
+
+    class Changed:  # a future uvicorn's protocol: no data_received, the request cycle renamed
+        def connection_made(self, transport: object) -> None:
+            self.transport = transport
+
+        def connection_lost(self, exc: object) -> None:
+            pass
+
+    with pytest.raises(UserError) as e:
+        check_uvicorn(Changed, version="9.0")
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith("uvicorn 9.0:") and "data_received" in msg and "cycle" in msg
+    assert "pip install 'uvicorn>=0.29," in msg and H11Protocol.__name__ == "H11Protocol"

@@ -54,6 +54,8 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
         "alexnet/data/imagenet_wnids.txt",
     ):
         assert needed in names, f"{needed} is not in the wheel"
+    # the test helpers live in tests/support, not in the installed package
+    assert not any(n.startswith(("alexnet/testing", "tests/")) for n in names), sorted(names)[:5]
     target = base / "site"
     r = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "-q", "--target", str(target), str(wheel)],

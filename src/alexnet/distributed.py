@@ -16,7 +16,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from .errors import UserError
+from .settings import dist_timeout
 
 
 @dataclass(frozen=True)
@@ -88,15 +88,8 @@ def _timeout() -> dict[str, Any]:
     instead of torch's 30 minutes (10 for NCCL). An elastic job (torchrun --max-restarts) is restarted
     when a worker times out, so an attempt whose join or collective hangs fails and is retried
     instead of waiting out the default."""
-    value = os.environ.get("ALEXNET_DIST_TIMEOUT")
-    if not value:
-        return {}
-    try:
-        seconds = float(value)
-        assert seconds > 0
-    except (ValueError, AssertionError):
-        raise UserError(f"ALEXNET_DIST_TIMEOUT={value}: must be a positive number of seconds") from None
-    return {"timeout": datetime.timedelta(seconds=seconds)}
+    seconds = dist_timeout()
+    return {} if seconds is None else {"timeout": datetime.timedelta(seconds=seconds)}
 
 
 def cleanup(info: DistInfo) -> None:

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from .errors import UserError
+from .settings import malloc_cache
 from .version import __version__
 
 # --------------------------------------------------------------------------------------- the device
@@ -156,7 +157,7 @@ def _mallopt(settings: tuple[tuple[int, int], ...]) -> bool:
     if _done is not None:
         return _done
     _done = False
-    if sys.platform != "linux" or os.environ.get("ALEXNET_MALLOC_CACHE", "1") == "0":
+    if sys.platform != "linux" or not malloc_cache():
         return False
     try:
         mallopt = ctypes.CDLL("libc.so.6").mallopt

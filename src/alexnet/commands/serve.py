@@ -87,7 +87,10 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..server.app import ServeOptions, parse_size, serve
+    from ..server.options import ServeOptions, check_dependencies, parse_size
+
+    check_dependencies()  # before the server's modules import fastapi, uvicorn and prometheus_client
+    from ..server.run import serve
 
     opts = ServeOptions(
         max_batch=args.max_batch,

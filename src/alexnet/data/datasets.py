@@ -32,6 +32,8 @@ from tqdm import tqdm
 
 from ..errors import UserError, user_path
 from ..files import atomic_torch_save
+from ..settings import cache_dir as cache_setting
+from ..settings import data_root, max_extract_bytes
 from .base import FolderDataset, InMemoryDataset
 from .images import walk_images
 from .packed.reader import is_packed, load_packed
@@ -42,12 +44,12 @@ ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.xz", ".zip")
 
 def default_root() -> str:
     """Where ``mnist`` / ``cifar10`` without ``:ROOT`` look: $ALEXNET_DATA_ROOT, else ./data."""
-    return os.environ.get("ALEXNET_DATA_ROOT", "data")
+    return data_root()
 
 
 def cache_dir() -> Path:
     """Where archives are extracted: $ALEXNET_CACHE, else ~/.cache/alexnet."""
-    return Path(os.environ.get("ALEXNET_CACHE", Path.home() / ".cache" / "alexnet"))
+    return cache_setting()
 
 
 @dataclass
@@ -108,7 +110,7 @@ MAX_EXPANSION = 100  # an image archive expands by about 1x; a ratio far above t
 def _check_expansion(archive: Path, total: int, where: Path) -> None:
     """Refuse, before writing anything, an archive that would not fit or expands like a zip bomb."""
     size = max(archive.stat().st_size, 1)
-    limit = int(os.environ.get("ALEXNET_MAX_EXTRACT_BYTES", "0")) or None
+    limit = max_extract_bytes()
     if total > MAX_EXPANSION * size and total > 64 << 20:
         raise UserError(
             f"{archive}: would expand {size:,} bytes into {total:,} ({total / size:,.0f}x): "

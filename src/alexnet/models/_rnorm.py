@@ -42,6 +42,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ..settings import native_kernel, triton_allowed
+
 _native_lock = threading.Lock()
 _triton_module: Any = None
 _triton_state = "untried"  # untried | loaded | unavailable
@@ -67,8 +69,8 @@ def native() -> Any:
     with _native_lock:
         if _native_state != "untried":
             return _native_module
-        setting = os.environ.get("ALEXNET_NATIVE", "auto").lower()
-        if setting in ("0", "off", "false", "no"):
+        setting = native_kernel()
+        if setting == "off":
             _native_state = "unavailable"
             return None
         src = Path(__file__).with_name("csrc") / "rnorm.cpp"
@@ -98,7 +100,7 @@ def native() -> Any:
                 )
             _native_state = "loaded"
         except Exception as e:  # no compiler, no headers, no ninja: the torch path still works
-            if setting in ("1", "on", "true", "yes"):
+            if setting == "on":
                 raise RuntimeError(f"ALEXNET_NATIVE=1 but the fused response-norm kernel did not build: {e}") from e
             print(
                 f"warning: the fused response-norm kernel could not be built ({type(e).__name__}: "
@@ -115,7 +117,7 @@ def triton_kernels() -> Any:
     global _triton_module, _triton_state
     if _triton_state == "untried":
         _triton_state = "unavailable"
-        if os.environ.get("ALEXNET_TRITON", "auto").lower() not in ("0", "off", "false", "no"):
+        if triton_allowed():
             try:
                 from ._rnorm_triton import CrossMapTriton, SpatialTriton  # optional: triton
 

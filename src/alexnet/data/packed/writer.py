@@ -131,7 +131,7 @@ def _initialise(src: Path, dst: Path, size: int, names: dict[str, str] | None = 
         files.labels[:] = [y for _, y in samples]
         files.flush()
         meta["splits"][split] = {"count": len(samples), "skipped": []}
-    _write_meta(dst, meta)
+    write_meta(dst, meta)
     return meta
 
 
@@ -154,7 +154,7 @@ def _reserve(path: Path, nbytes: int) -> None:
         os.close(fd)
 
 
-def _write_meta(dst: Path, meta: dict[str, Any]) -> None:
+def write_meta(dst: Path, meta: dict[str, Any]) -> None:
     tmp = dst / ".dataset.json.tmp"
     tmp.write_text(json.dumps(meta, indent=1))
     os.replace(tmp, dst / "dataset.json")
@@ -192,11 +192,11 @@ def _fill(dst: Path, meta: dict[str, Any], split: str, workers: int, bar_factory
                 bar.update(len(chunk))
                 if since_flush >= FLUSH_EVERY:
                     files.flush()
-                    _write_meta(dst, meta)
+                    write_meta(dst, meta)
                     since_flush = 0
         finally:
             files.flush()
-            _write_meta(dst, meta)
+            write_meta(dst, meta)
             if pool:
                 pool.terminate()
 
@@ -226,10 +226,10 @@ def _compact(dst: Path, meta: dict[str, Any], split: str) -> None:
     os.truncate(dst / f"{split}_status.u8", good)
     (dst / f"{split}_files.json").write_text(json.dumps(names[:good]))
     info["count"] = good
-    _write_meta(dst, meta)
+    write_meta(dst, meta)
 
 
-def _statistics(dst: Path, meta: dict[str, Any], bar_factory: Callable[..., Any]) -> dict[str, Any]:
+def dataset_statistics(dst: Path, meta: dict[str, Any], bar_factory: Callable[..., Any]) -> dict[str, Any]:
     """Per-pixel mean image, per-channel mean/std (0-255) and the PCA of RGB values (0-1 scale)."""
     n, size = meta["splits"]["train"]["count"], meta["image_size"]
     images = SplitFiles.open(dst, "train", n, size, 3, "r").images
@@ -316,10 +316,10 @@ def prepare(
                 f"{meta['source']}: no usable training image in class folder(s) {', '.join(empty[:10])} "
                 f"(every file was skipped; see {dst}/dataset.json)"
             )
-        meta["stats"] = _statistics(dst, meta, bar)
+        meta["stats"] = dataset_statistics(dst, meta, bar)
         meta["complete"] = True
         meta["seconds"] = meta.get("seconds", 0.0) + time.perf_counter() - t0
-        _write_meta(dst, meta)
+        write_meta(dst, meta)
     except OSError as e:
         raise _os_error(dst, e) from None
     return _summary(dst, meta, time.perf_counter() - t0)
