@@ -28,7 +28,15 @@ def tiny_step(cfg: TrainConfig | None = None) -> TrainStep:
     cfg = cfg or TrainConfig(model="cifar_80sec")
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 5))
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    return TrainStep(model, model, opt, torch.amp.GradScaler("cpu", enabled=False), cfg, torch.device("cpu"), "fp32")
+    return TrainStep(
+        net=model,
+        model=model,
+        optimizer=opt,
+        scaler=torch.amp.GradScaler("cpu", enabled=False),
+        cfg=cfg,
+        device=torch.device("cpu"),
+        precision="fp32",
+    )
 
 
 class FakeGraphs:

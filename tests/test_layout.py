@@ -163,3 +163,68 @@ def test_light_modules_do_not_import_torch(module: str) -> None:
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "False"
+
+
+# -- sizes and shapes that keep the code readable (issue: a codebase the next maintainer can carry) ------
+LIMITS = {  # package folder -> (most lines in a module, most lines in a function)
+    "server": (300, 60),
+    "experiments": (300, None),
+}
+# calls whose positional arguments are the callee's nature: Triton kernel launches and their jitted
+# helpers (positional by Triton's convention), nn.Sequential's layers
+MANY_POSITIONAL_OK = ("models/_rnorm_triton.py",)
+
+
+def test_module_and_function_sizes() -> None:
+    too_big = []
+    for folder, (most_lines, most_function) in LIMITS.items():
+        for path in sorted((PACKAGE / folder).rglob("*.py")):
+            lines = path.read_text().count("\n")
+            if lines > most_lines:
+                too_big.append(f"{path.relative_to(PACKAGE)}: {lines} lines (at most {most_lines})")
+            if most_function is None:
+                continue
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    n = node.end_lineno - node.lineno + 1  # type: ignore[operator]
+                    if n > most_function:
+                        too_big.append(f"{path.relative_to(PACKAGE)}:{node.lineno} {node.name}: {n} lines")
+    assert too_big == []
+
+
+def test_no_call_has_more_than_six_positional_arguments() -> None:
+    many = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if str(path.relative_to(PACKAGE)) in MANY_POSITIONAL_OK:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and ast.unparse(node.func) not in ("nn.Sequential",):
+                positional = [a for a in node.args if not isinstance(a, ast.Starred)]
+                if len(positional) > 6:
+                    many.append(f"{path.relative_to(PACKAGE)}:{node.lineno} {ast.unparse(node.func)}: {len(positional)}")
+    assert many == []
+
+
+def test_four_frames_from_train_to_backward(tiny_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """From ``alexnet.train`` to ``loss.backward()``: train > fit > train_epoch > TrainStep.micro."""
+    import inspect
+
+    import torch
+
+    from alexnet import TrainConfig
+    from alexnet.training import train
+
+    stacks: list[list[str]] = []
+    real = torch.Tensor.backward
+
+    def backward(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if not stacks:
+            frames = [f for f in inspect.stack()[1:] if Path(f.filename).resolve().is_relative_to(PACKAGE)]
+            stacks.append([f.function for f in reversed(frames)])
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.Tensor, "backward", backward)
+    cfg = TrainConfig(model="cifar_80sec", data=str(tiny_folder), out=str(tmp_path / "r"), epochs=1, batch_size=32,
+                      workers=0, model_options={"init": "torch"})
+    train(cfg, progress=False, log=lambda s: None)
+    assert stacks[0] == ["train", "fit", "train_epoch", "micro"]

@@ -7,8 +7,8 @@ from __future__ import annotations
 import http.client
 import io
 import json
-import os
 import math
+import os
 import re
 import shutil
 import threading
@@ -23,6 +23,7 @@ pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
 from alexnet.cli import main  # noqa: E402
+
 from .support.serving import ServerProcess, hostile_payloads, load_test, multipart_body  # noqa: E402
 
 MAX_BYTES, MAX_FILES = 300_000, 4
@@ -266,6 +267,7 @@ def test_the_page_in_chromium_shows_five_labelled_bars(tmp_path: Path) -> None:
     """The demo-sized cifar_18pct on a real sample photo: drop it on the page, see five bars."""
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
     from alexnet.demo import sample_jpegs
+
     from .support.data import save_untrained_run
 
     photo = tmp_path / "cat.jpg"
@@ -306,6 +308,7 @@ def test_load_16_clients_then_hostile_uploads_mixed_in(tmp_path: Path) -> None:
     """cifar_18pct, 16 concurrent clients posting the bundled sample's test JPEGs on loopback for
     12 s, then 12 s with 10% hostile uploads: no good request fails, p99 under 1 s."""
     from alexnet.demo import sample_jpegs
+
     from .support.data import save_untrained_run
 
     run = save_untrained_run(tmp_path / "run", "cifar_18pct")

@@ -36,10 +36,10 @@ from .data.packed.writer import prepare
 from .data.pipeline import Prefetcher
 from .data.transforms import IMAGENET_MEAN as MEAN
 from .data.transforms import IMAGENET_STD as STD
-from .data.transforms import EvalTransform, TrainAugment, normalize, random_crop
+from .data.transforms import EvalTransform, normalize, random_crop
 from .distributed import DistInfo
 from .engine.checks import check_fast_paths
-from .engine.data import build_data, rgb_eigen
+from .engine.data import build_data, make_augment
 from .engine.optim import make_optimizer
 from .engine.step import TrainStep
 from .errors import UserError
@@ -201,7 +201,13 @@ class _StepBench:
         precision = resolve_precision(cfg.precision, device)
         scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16" and device.type == "cuda")
         self.step = TrainStep(
-            self.model, self.model, make_optimizer(cfg, self.model, device), scaler, cfg, device, precision
+            net=self.model,
+            model=self.model,
+            optimizer=make_optimizer(cfg, self.model, device),
+            scaler=scaler,
+            cfg=cfg,
+            device=device,
+            precision=precision,
         )
         s = info.input_size
         full_shape = (cfg.batch_size, info.in_chans, s, s)
@@ -233,18 +239,7 @@ def _end_to_end(bench: _StepBench, cfg: Any, device: torch.device, built: tuple)
     if len(loader) == 0:
         raise UserError(f"--data {cfg.data}: fewer than --batch-size {cfg.batch_size} training images")
     pre = Prefetcher(loader, device, depth=cfg.prefetch, threads=max(1, min(cfg.workers, 4)))
-    augment = TrainAugment(
-        cfg.random_crop,
-        cfg.translate,
-        cfg.flip,
-        cfg.pca_lighting,
-        cfg.pca_lighting_form,
-        affine_scale=cfg.affine_scale,
-        affine_squeeze=cfg.affine_squeeze,
-        affine_shear=cfg.affine_shear,
-    )
-    if cfg.pca_lighting > 0:
-        augment.eigval, augment.eigvec = rgb_eigen(train_ds, transform.channels)
+    augment = make_augment(cfg, train_ds, transform.channels)
     augment.place(device)  # the eigen-decomposition on the device once, not copied every step
     gen = torch.Generator(device=device).manual_seed(0)
     channels_last = cfg.channels_last and device.type != "mps"

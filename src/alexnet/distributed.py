@@ -42,7 +42,7 @@ def backend_for(device: str, cuda_available: bool) -> str:
     return "nccl" if wants_cuda and cuda_available else "gloo"
 
 
-def setup(device: str = "auto") -> DistInfo:
+def join_processes(device: str = "auto") -> DistInfo:
     """Join torchrun's process group if this process was started by torchrun (else a single process);
     ``device``: the run's ``--device``, which chooses the backend."""
     world = int(os.environ.get("WORLD_SIZE", "1"))

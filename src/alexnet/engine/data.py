@@ -14,6 +14,7 @@ from ..data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     EvalTransform,
+    TrainAugment,
     channel_stats,
     match_channels,
     mean_image,
@@ -103,7 +104,15 @@ def build_data(cfg: TrainConfig, *, val: bool = True) -> tuple[Any, Any, list[st
     mean, std, mimage = _normalisation(cfg, train_ds, channels, image_size)
     if mimage is not None and mimage.shape[0] != channels:
         raise UserError(f"normalize: the per-pixel mean has {mimage.shape[0]} channels, the model takes {channels}")
-    t = EvalTransform(image_size, crop_size, cfg.pad, channels, tuple(mean), tuple(std), mimage)
+    t = EvalTransform(
+        image_size=image_size,
+        crop_size=crop_size,
+        pad=cfg.pad,
+        channels=channels,
+        mean=tuple(mean),
+        std=tuple(std),
+        mean_image=mimage,
+    )
     return train_ds, val_ds, list(train_ds.classes), t
 
 
@@ -123,3 +132,21 @@ def _load_options(cfg: TrainConfig, image_size: int, channels: int) -> dict[str,
 
 def _test_split(cfg: TrainConfig, classes: list[str], image_size: int, channels: int) -> Any:
     return load_dataset(cfg.data, "val", classes=classes, **_load_options(cfg, image_size, channels))
+
+
+def make_augment(cfg: TrainConfig, train_ds: Any, channels: int) -> TrainAugment:
+    """The run's training augmentation from its config (and, for the PCA colour noise, the training
+    set's RGB eigen-decomposition)."""
+    augment = TrainAugment(
+        random_crop=cfg.random_crop,
+        translate=cfg.translate,
+        flip=cfg.flip,
+        lighting=cfg.pca_lighting,
+        lighting_form=cfg.pca_lighting_form,
+        affine_scale=cfg.affine_scale,
+        affine_squeeze=cfg.affine_squeeze,
+        affine_shear=cfg.affine_shear,
+    )
+    if cfg.pca_lighting > 0:
+        augment.eigval, augment.eigvec = rgb_eigen(train_ds, channels)
+    return augment

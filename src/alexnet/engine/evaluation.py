@@ -112,8 +112,12 @@ def evaluate_model(
     n, c1, ck = int(n), int(c1), int(ck)
     confusion = confusion.view(nc, nc).cpu()
     if n == 0:
-        return EvalResult(0, math.nan, math.nan, math.nan, k, confusion, classes)
-    return EvalResult(n, loss_sum / n, 1 - c1 / n, 1 - ck / n, k, confusion, classes)
+        return EvalResult(
+            n=0, loss=math.nan, top1_error=math.nan, top5_error=math.nan, k=k, confusion=confusion, classes=classes
+        )
+    return EvalResult(
+        n=n, loss=loss_sum / n, top1_error=1 - c1 / n, top5_error=1 - ck / n, k=k, confusion=confusion, classes=classes
+    )
 
 
 def plot_confusion(result: EvalResult, path: str | Path, title: str = "") -> None:

@@ -209,6 +209,7 @@ def restore_position(
     global_step: int,
     dinfo: DistInfo,
     device: torch.device,
+    *,
     where: str,
     say: Callable[[str], None],
 ) -> EpochState:

@@ -1,10 +1,11 @@
-"""One optimizer step, and one pass over an epoch's batches, without waiting for the device."""
+"""One optimizer step (forward, loss, backward, update) without waiting for the device, and where an
+epoch stands on the host (``EpochState``). The epoch's pass over its batches is ``training.train_epoch``."""
 
 from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,7 +15,6 @@ from torch import nn
 
 from ..config import TrainConfig
 from ..runtime import autocast_context, preserved_rng, sum_dtype
-from .schedule import LRSchedule
 
 
 @dataclass
@@ -150,38 +150,3 @@ class TrainStep:
         """(loss sum, correct, first non-finite step or -1): waits for the device."""
         vals = torch.cat([self.sums.double(), self.first_bad.double().view(1)]).tolist()
         return vals[0], vals[1], int(vals[2])
-
-
-def train_epoch(
-    step: TrainStep,
-    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
-    augment: Callable[[torch.Tensor], torch.Tensor],
-    schedule: LRSchedule,
-    global_step: int,
-    cfg: TrainConfig,
-    n_batches: int,
-    state: EpochState,
-    bar: Any,
-    after_step: Callable[[int, EpochState], bool],
-) -> tuple[int, bool]:
-    """One pass over ``batches`` (the rest of the epoch from ``state.batches_done`` on). Nothing here
-    waits for the device; ``after_step(step, state)`` runs after each optimizer step (logging,
-    checkpoints, signals) and returns True to stop. Returns (next global step, stopped early)."""
-    acc = cfg.accumulate
-    for x, y in batches:
-        # micro-batch k of an optimizer step's group (all groups full but maybe the epoch's last)
-        k = state.batches_done % acc
-        group = min(acc, n_batches - (state.batches_done - k))
-        if k == 0:
-            step.begin(schedule(global_step))
-        step.micro(augment(x), y, group, last=k == group - 1)
-        state.batches_done += 1
-        state.seen += y.shape[0]
-        bar.update(y.shape[0])
-        if k != group - 1:
-            continue
-        step.update()
-        global_step += 1
-        if after_step(global_step, state):
-            return global_step, True
-    return global_step, False

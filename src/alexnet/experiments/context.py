@@ -28,18 +28,13 @@ import torch
 from .._toml import tomllib
 from ..checkpoint import load_checkpoint
 from ..config import TrainConfig
-from ..data.datasets import subset
-from ..data.loader import BatchLoader
-from ..data.pipeline import Prefetcher
-from ..data.transforms import eval_batch
-from ..engine.data import build_data, build_test
-from ..engine.evaluation import evaluate_model
 from ..errors import UserError
 from ..models import create_model
 from ..models.summary import count_params
-from ..runtime import pick_device
 from ..training import train
 from .library import EXPERIMENTS, Run, Spec, merge_configs, slug, write_json
+from .measure import probabilities as run_probabilities
+from .measure import top1_error
 from .provenance import code_state, now, parse_time, protocol_record, training_code_hash
 
 PILOT_SEED = 1000  # the pilot's seed: never one of an experiment's seeds (0, 1, ...), and discarded
@@ -108,14 +103,14 @@ class Context:
             if _without_out(saved.get("config", {})) == _without_out(cfg.to_dict()) and why is None:
                 self.log(f"[{self.spec.name}] {arm} seed {seed}: reusing {out}")
                 run = Run(
-                    arm,
-                    seed,
-                    out,
-                    cfg.to_dict(),
-                    saved["metrics"],
-                    saved["seconds"],
-                    saved.get("extra", {}),
-                    saved.get("provenance", {}),
+                    arm=arm,
+                    seed=seed,
+                    out=out,
+                    config=cfg.to_dict(),
+                    metrics=saved["metrics"],
+                    seconds=saved["seconds"],
+                    extra=saved.get("extra", {}),
+                    provenance=saved.get("provenance", {}),
                 )
                 self._record(run, report)
                 return run
@@ -244,54 +239,15 @@ class Context:
             self.save_run(run)
         return run.extra[key]
 
-    def _load(self, run: Run, split: str, max_images: int | None) -> tuple[Any, Any, Any, torch.nn.Module, Any]:
-        cfg = TrainConfig.from_dict(run.config)
-        train_ds, val_ds, classes, transform = build_data(cfg)
-        if split not in ("train", "test"):
-            raise ValueError(f"split must be 'train' or 'test', not {split!r}")
-        test_ds = build_test(cfg, classes, transform) if split == "test" else None
-        ds = subset(train_ds if split == "train" else test_ds if test_ds is not None else val_ds, max_images, 12345)
-        ck = load_checkpoint(run.out / "last.pt")
-        device = pick_device(cfg.device)
-        model = create_model(ck["model_name"], num_classes=int(ck["num_classes"]), **ck.get("model_options", {}))
-        model.load_state_dict(ck["model"])
-        model.to(device).eval()
-        return cfg, ds, classes, model, (transform, device)
-
     def evaluate(
         self, run: Run, *, split: str = "test", ten_crop: bool = False, max_images: int | None = None
     ) -> float:
-        """Top-1 error of the run's final weights (last.pt) on its test images or on the images it was
-        trained on (``split="train"``: the same subset, seen through the evaluation transform)."""
-        cfg, ds, classes, model, (transform, device) = self._load(run, split, max_images)
-        loader = BatchLoader(ds, 256, workers=cfg.workers)
-        res = evaluate_model(
-            model,
-            loader,
-            transform,
-            classes,
-            device=device,
-            precision=cfg.precision,
-            channels_last=cfg.channels_last,
-            progress=self.progress,
-            ten_crop=ten_crop,
-        )
-        return res.top1_error
+        """Top-1 error of the run's final weights (``measure.top1_error``)."""
+        return top1_error(run, split=split, ten_crop=ten_crop, max_images=max_images, progress=self.progress)
 
-    @torch.no_grad()
     def probabilities(self, run: Run, split: str = "test") -> tuple[torch.Tensor, torch.Tensor]:
-        """The softmax outputs (N, classes) of the run's final weights on the centre crop of every image
-        of ``split``, in the dataset's order, and the labels (N,)."""
-        cfg, ds, classes, model, (transform, device) = self._load(run, split, None)
-        batches = Prefetcher(BatchLoader(ds, 256, workers=cfg.workers), device, depth=2, threads=1)
-        probs, labels = [], []
-        try:
-            for x, y in batches:
-                probs.append(torch.softmax(model(eval_batch(x, transform, cfg.channels_last)).float(), 1).cpu())
-                labels.append(y.cpu())
-        finally:
-            batches.close()
-        return torch.cat(probs), torch.cat(labels)
+        """The softmax outputs and labels of the run's final weights (``measure.probabilities``)."""
+        return run_probabilities(run, split)
 
 
 def _cpu_seconds() -> float:

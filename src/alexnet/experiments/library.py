@@ -66,7 +66,19 @@ def experiment(
     pilot: tuple[float, float, str] | None = None,
 ) -> Callable[[Claim], Claim]:
     def register(fn: Claim) -> Claim:
-        EXPERIMENTS[name] = Spec(name, title, section, claim, data, seeds, epochs, train_images, minutes, fn, pilot)
+        EXPERIMENTS[name] = Spec(
+            name=name,
+            title=title,
+            section=section,
+            claim=claim,
+            data=data,
+            seeds=seeds,
+            epochs=epochs,
+            train_images=train_images,
+            minutes=minutes,
+            run=fn,
+            pilot=pilot,
+        )
         return fn
 
     return register

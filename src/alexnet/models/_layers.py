@@ -65,7 +65,7 @@ class CrossMapLRN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # the coefficient of the plain sum of squares over the window (zero-padded at the ends)
         a = self.alpha / self.size if self.alpha_over_n else self.alpha
-        return cross_map_norm(x, self.size, a, self.beta, self.k, self.impl, self.groups)
+        return cross_map_norm(x, self.size, a, self.beta, self.k, impl=self.impl, groups=self.groups)
 
     def extra_repr(self) -> str:
         conv = "alpha/n" if self.alpha_over_n else "alpha (paper)"

@@ -81,16 +81,7 @@ def serve(
 
     opts = options or ServeOptions()
     check_options(opts, port=port, workers=workers, header_timeout=header_timeout, max_connections=max_connections)
-    if source.endswith(".onnx"):  # a missing model is named first, then the port, then the model is loaded
-        if not Path(source).is_file():
-            raise UserError(f"{source}: no such ONNX file")
-    else:
-        resolve_checkpoint(source)
-    try:  # a port in use or a host that is not ours: one line, before the model is loaded
-        with socket.create_server((host, port)):
-            pass
-    except OSError as e:
-        raise UserError(f"--host {host} --port {port}: cannot listen there ({e.strerror or e})") from None
+    check_source_and_port(source, host, port)
     return_freed_memory()  # client-driven peaks (uploads, aborted bodies) go back to the system
     clf, backend = load_classifier(source, onnx=onnx, device=device)  # a bad RUN fails here, before binding
     check_finite(clf, source)
@@ -108,19 +99,42 @@ def serve(
         app = create_app(clf, opts, backend=backend, source=source)
         uvicorn.run(app, host=host, port=port, log_level=log_level, **limits)  # type: ignore[arg-type]
         return
+    worker_settings = {
+        "source": str(clf.path) if backend == "onnxruntime" else source,
+        "onnx": backend == "onnxruntime",
+        "device": device,
+        "options": dataclasses.asdict(opts),
+        "header_timeout": header_timeout,
+        "max_connections": TimedH11Protocol.max_connections,
+    }
+    serve_workers(worker_settings, host=host, port=port, workers=workers, log_level=log_level, limits=limits)
+
+
+def check_source_and_port(source: str, host: str, port: int) -> None:
+    """A missing model is named first, then a port in use or a host that is not ours: one line each,
+    before the model is loaded."""
+    if source.endswith(".onnx"):
+        if not Path(source).is_file():
+            raise UserError(f"{source}: no such ONNX file")
+    else:
+        resolve_checkpoint(source)
+    try:
+        with socket.create_server((host, port)):
+            pass
+    except OSError as e:
+        raise UserError(f"--host {host} --port {port}: cannot listen there ({e.strerror or e})") from None
+
+
+def serve_workers(
+    worker_settings: dict[str, Any], *, host: str, port: int, workers: int, log_level: str, limits: dict[str, Any]
+) -> None:
+    """uvicorn with ``workers`` processes, each building its app from ``worker_settings`` (app_from_env)."""
+    import uvicorn
+
     # each worker loads what the parent found (an ONNX export made at start is not made again), and
     # writes its metrics where every worker's /metrics reads them all (prometheus_client reads the
     # variable when a worker imports it)
-    set_serve_settings(
-        {
-            "source": str(clf.path) if backend == "onnxruntime" else source,
-            "onnx": backend == "onnxruntime",
-            "device": device,
-            "options": dataclasses.asdict(opts),
-            "header_timeout": header_timeout,
-            "max_connections": TimedH11Protocol.max_connections,
-        }
-    )
+    set_serve_settings(worker_settings)
     with tempfile.TemporaryDirectory(prefix="alexnet-serve-metrics-") as folder:
         os.environ[MULTIPROC_DIR] = folder
         uvicorn.run(
