@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DATA   ?= ../shared/data
 
-.PHONY: install test test-realdata test-faults test-load test-triton gpu-smoke test-all demo bench experiments clean
+.PHONY: install lint test test-realdata test-faults test-load test-triton gpu-smoke test-all demo bench experiments clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,6 +13,11 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)  ## create .venv and install the package with its test tools
+
+lint: $(STAMP)  ## ruff (rules and formatting, line length 120) and mypy over the package
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy src/alexnet
 
 test: $(STAMP)  ## the fast test suite (generated data, no network, CPU only)
 	$(BIN)/python -m pytest -q

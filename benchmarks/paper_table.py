@@ -1,7 +1,8 @@
 """The README's table of the paper's claims, one row per claim and protocol version, from published
 experiment folders.
 
-    python benchmarks/paper_table.py docs/paper        # prints the Markdown table
+    python benchmarks/paper_table.py docs/paper             # every claim, both versions (docs/paper.md)
+    python benchmarks/paper_table.py docs/paper --summary   # one row per experiment (the README)
 
 Rows follow `alexnet experiment list`'s order. For each experiment: the second version's claims
 (``docs/paper/NAME``; its primary claim's verdict in bold), then the first version's, superseded
@@ -92,14 +93,61 @@ def table(root: Path) -> str:
     return "\n".join(lines)
 
 
+def summary(root: Path) -> str:
+    """One row per experiment: its primary claim under the current protocol (or why it has none yet)
+    and the first version's verdict beside it, superseded."""
+    current, first = _load(root), _load(root / "v1")
+    names = [n for n in EXPERIMENTS if n in current or n in first]
+    lines = [
+        "| claim (paper) | paper | ours (protocol v2) | verdict (v2) | 95% interval | v1 verdict (superseded) |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for name in names:
+        r = current.get(name) or first[name]
+        c = r["verdict"]["claims"][0] if name in current else {}
+        v1 = first[name]["verdict"]["status"] if name in first else "—"
+        if c:
+            test = c.get("test") or {}
+            cells = [c.get("paper") or "—", c.get("figure") or "—", f"**{c['status']}**", _interval(test)]
+        elif name == "relu-vs-tanh" and name in first:  # its section unchanged: the first version's result stands
+            c1 = first[name]["verdict"]["claims"][0]
+            cells = [
+                c1.get("paper") or "—",
+                f"{c1['figure']} (not rerun: v1's runs)",
+                c1["status"],
+                _interval(c1.get("test") or {}),
+            ]
+        else:
+            paper = (first[name]["verdict"]["claims"][0].get("paper") or "—") if name in first else "—"
+            cells = [paper, NOT_IN_V2.get(name, "pending: its runs are under way"), "—", "—"]
+        lines.append(f"| [{name}](docs/paper.md) ({r['section']}) | " + " | ".join(cells) + f" | {v1} |")
+    return "\n".join(lines)
+
+
+def replace_table(page: Path, table_text: str) -> None:
+    """``page`` with its table that starts with ``table_text``'s header line replaced by ``table_text``."""
+    text = page.read_text()
+    header = table_text.split("\n", 1)[0]
+    start = text.index(header)
+    end = text.find("\n\n", start)
+    page.write_text(text[:start] + table_text + (text[end:] if end >= 0 else "\n"))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("root", type=Path, help="a folder of experiment folders (docs/paper; the first version's in v1/)")
+    p.add_argument("--summary", action="store_true", help="one row per experiment (the README's table)")
+    p.add_argument("--write", action="store_true", help="write both tables into docs/paper.md and README.md")
     args = p.parse_args(argv)
     if not args.root.is_dir():
         print(f"paper_table: {args.root}: not a folder", file=sys.stderr)
         return 2
-    print(table(args.root))
+    if args.write:
+        repo = Path(__file__).resolve().parents[1]
+        replace_table(repo / "docs" / "paper.md", table(args.root))
+        replace_table(repo / "README.md", summary(args.root))
+        return 0
+    print(summary(args.root) if args.summary else table(args.root))
     return 0
 
 

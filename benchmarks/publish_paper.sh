@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Publish finished experiments of the protocol's current version: copy each one's result.json,
 # report.md and plots from a run folder into docs/paper/NAME, then regenerate docs/paper/report.md
-# and print the README's table (benchmarks/paper_table.py).
+# and the tables of docs/paper.md and the README (benchmarks/paper_table.py --write).
 #   benchmarks/publish_paper.sh RUNS_PAPER NAME...      e.g. ../runs-wt/runs/paper bias-one lrn
 set -euo pipefail
 src=${1:?usage: benchmarks/publish_paper.sh RUNS_PAPER NAME...}
@@ -14,4 +14,4 @@ for name in "$@"; do
 done
 # shellcheck disable=SC2086
 $alexnet report docs/paper/*/result.json --out docs/paper/report.md
-python benchmarks/paper_table.py docs/paper
+python benchmarks/paper_table.py docs/paper --write

@@ -604,8 +604,9 @@ def test_a_cached_run_is_reused_only_from_the_same_training_code_after_the_proto
 
 
 def test_the_readme_paper_table_is_the_generator_output() -> None:
-    """README "Reproducing the paper": the claims table is `benchmarks/paper_table.py docs/paper`'s
-    output as it is now (a rerun experiment changes it; the README must follow)."""
+    """docs/paper.md's table of every claim is `benchmarks/paper_table.py docs/paper`'s output as it is
+    now, and the README's one row per experiment is its `--summary` (a rerun experiment changes them;
+    the pages must follow)."""
     import importlib.util
 
     root = Path(__file__).resolve().parents[1]
@@ -614,7 +615,9 @@ def test_the_readme_paper_table_is_the_generator_output() -> None:
     spec.loader.exec_module(module)
     generated = module.table(root / "docs" / "paper")
     assert generated.count("\n") >= 2 and "| v2 |" in generated and "| v1, superseded |" in generated
-    assert generated in (root / "README.md").read_text()
+    assert generated in (root / "docs" / "paper.md").read_text()
+    summary = module.summary(root / "docs" / "paper")
+    assert summary.count("\n") >= len(EXPERIMENTS) and summary in (root / "README.md").read_text()
 
 
 # -- qualitative figures ----------------------------------------------------------------------------

@@ -201,7 +201,8 @@ def test_no_call_has_more_than_six_positional_arguments() -> None:
             if isinstance(node, ast.Call) and ast.unparse(node.func) not in ("nn.Sequential",):
                 positional = [a for a in node.args if not isinstance(a, ast.Starred)]
                 if len(positional) > 6:
-                    many.append(f"{path.relative_to(PACKAGE)}:{node.lineno} {ast.unparse(node.func)}: {len(positional)}")
+                    where = f"{path.relative_to(PACKAGE)}:{node.lineno}"
+                    many.append(f"{where} {ast.unparse(node.func)}: {len(positional)}")
     assert many == []
 
 
@@ -224,7 +225,14 @@ def test_four_frames_from_train_to_backward(tiny_folder: Path, tmp_path: Path, m
         return real(self, *args, **kwargs)
 
     monkeypatch.setattr(torch.Tensor, "backward", backward)
-    cfg = TrainConfig(model="cifar_80sec", data=str(tiny_folder), out=str(tmp_path / "r"), epochs=1, batch_size=32,
-                      workers=0, model_options={"init": "torch"})
+    cfg = TrainConfig(
+        model="cifar_80sec",
+        data=str(tiny_folder),
+        out=str(tmp_path / "r"),
+        epochs=1,
+        batch_size=32,
+        workers=0,
+        model_options={"init": "torch"},
+    )
     train(cfg, progress=False, log=lambda s: None)
     assert stacks[0] == ["train", "fit", "train_epoch", "micro"]

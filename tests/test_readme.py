@@ -1,8 +1,11 @@
-"""The README is tested documentation: its commands and Python snippets run as a reader would run them.
+"""The README and the manual in docs/ are tested documentation: their commands and Python snippets run
+as a reader would run them.
 
-Every line of the README's ``bash`` blocks is either run here or named in ``NOT_RUN`` with the reason
-(a new line that is neither fails ``test_every_readme_command_is_run_or_has_a_reason``). They run in
-the order a reader meets them, in a working folder laid out as the README assumes: ``../shared/data``
+Every line of the ``bash`` blocks of the README and of every ``docs/*.md`` page is either run here or
+named in ``NOT_RUN`` with the reason (a new line that is neither fails
+``test_every_readme_command_is_run_or_has_a_reason``). They run in the order a reader meets them
+(``PAGES``: the README, then the manual's pages; a command shown on two pages runs once), in a
+working folder laid out as the README assumes: ``../shared/data``
 holds small stand-in copies of MNIST (IDX files) and CIFAR-10 (a train/test image tree), and the
 files a command names (``photo.jpg``, ``my_photos/``, torchvision's ``alexnet-owt-7be5be79.pth``,
 ``/data/imagenet``) exist as small generated stand-ins. Each command's exit status is checked, and
@@ -26,24 +29,53 @@ from PIL import Image
 
 from .conftest import make_folder, make_image
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+# the reading order: the README, then the manual (every docs/*.md page is here: a test checks it)
+PAGES = [README] + [
+    ROOT / "docs" / f"{name}.md"
+    for name in (
+        "training",
+        "config",
+        "data",
+        "long-runs",
+        "using-models",
+        "serving",
+        "performance",
+        "reliability",
+        "paper",
+        "models",
+        "architecture",
+        "testing",
+    )
+]
 
-# README lines that are not run here, each with the reason
+# lines that are not run here, each with the reason
 NOT_RUN = {
+    "make install": "every suite's first step (the Makefile's $(STAMP))",
     "make demo": "tested by test_cli's demo test and the wheel test",
     "make test": "this suite",
-    "make experiments DATA=../shared/data": "hours; each experiment is tested scaled down (test_experiments, realdata)",
-    "alexnet train --model alexnet --data /data/imagenet --out runs/alexnet --epochs 90 --precision bf16": "the paper's AlexNet on ImageNet: days; the recipe and the model are tested on their own",
+    "make lint": "CI runs it first (.ci/run)",
+    "alexnet serve runs/lenet5 --port 8000": "a server that runs until stopped: test_serve runs it on a free port",
+    "alexnet train --model alexnet --data /data/imagenet --out runs/alexnet --epochs 90 --precision bf16": (
+        "the paper's AlexNet on ImageNet: days; the recipe and the model are tested on their own"
+    ),
     "alexnet train --recipe alexnet_imagenet --data /data/imagenet-256 --out runs/alexnet": "ImageNet: days",
     "alexnet evaluate runs/alexnet --data /data/imagenet-256 --ten-crop": "needs the run of the line before",
     "alexnet weights torchvision --out runs/alexnet-tv": "downloads (network marker: test_share)",
     "alexnet serve runs/cifar": "a server that runs until stopped: test_serve runs it on a free port",
-    "alexnet serve runs/alexnet-tv --host 0.0.0.0 --port 8080 --workers 2 --max-batch 64": "binds every interface; test_serve runs --workers on loopback",
+    "alexnet serve runs/alexnet-tv --host 0.0.0.0 --port 8080 --workers 2 --max-batch 64": (
+        "binds every interface; test_serve runs --workers on loopback"
+    ),
     "alexnet serve runs/cifar --onnx": "test_serve's ONNX test",
-    "alexnet bench train --model alexnet alexnet_tv --precision bf16 --data PACKED --jpeg-dir PHOTOS": "a benchmark of minutes (test_bench runs it at toy size)",
+    "alexnet bench train --model alexnet alexnet_tv --precision bf16 --data PACKED --jpeg-dir PHOTOS": (
+        "a benchmark of minutes (test_bench runs it at toy size)"
+    ),
     "python benchmarks/train_throughput.py": "a benchmark of minutes",
     "benchmarks/gpu.sh": "needs a GPU (its --smoke form runs in CI)",
-    "alexnet experiment lrn --data cifar10:../shared/data --out runs/paper/lrn": "an hour (scaled down: test_experiments)",
+    "alexnet experiment lrn --data cifar10:../shared/data --out runs/paper/lrn": (
+        "an hour and a half (scaled down: test_experiments)"
+    ),
     "alexnet experiment lenet5 --data mnist:../shared/data --out runs/paper/lenet5 --seeds 5": "an hour",
     "alexnet report runs/paper/*/ --out runs/paper/report.md": "needs the experiments above (test_experiments)",
     "make experiments": "hours",
@@ -63,18 +95,24 @@ NOT_RUN_PREFIXES = {
 }
 
 
-def readme_blocks(lang: str) -> list[str]:
-    return re.findall(rf"^```{lang}\n(.*?)^```", README.read_text(), flags=re.S | re.M)
+def readme_blocks(lang: str, pages: list[Path] | None = None) -> list[str]:
+    """The ``lang`` code blocks of ``pages`` (default: every page, in reading order)."""
+    return [
+        block
+        for page in pages or PAGES
+        for block in re.findall(rf"^```{lang}\n(.*?)^```", page.read_text(), flags=re.S | re.M)
+    ]
 
 
 def readme_commands() -> list[str]:
-    """The README's shell lines: continuations joined, comments and blank lines dropped."""
-    out = []
+    """The pages' shell lines, in reading order, each once: continuations joined, comments and blank
+    lines dropped."""
+    out: list[str] = []
     for block in readme_blocks("bash"):
         for line in block.replace("\\\n", " ").splitlines():
             line = re.sub(r"\s+#.*$", "", line).strip()
             line = re.sub(r"\s+", " ", line)
-            if line and not line.startswith("#"):
+            if line and not line.startswith("#") and line not in out:
                 out.append(line)
     return out
 
@@ -119,6 +157,7 @@ def reader(tmp_path_factory: pytest.TempPathFactory) -> Path:
     work.mkdir()
     rng = np.random.default_rng(2)
     make_image(0, rng, (320, 240)).save(work / "photo.jpg")
+    Image.fromarray(rng.integers(0, 255, (28, 28), dtype=np.uint8)).save(work / "digit.png")
     (work / "more_photos").mkdir()
     for i in range(2):
         make_image(i, rng, (64, 48)).save(work / "more_photos" / f"p{i}.jpg")
@@ -194,6 +233,7 @@ RUN = {  # command -> check, in README order
         printed("top-1 error", "top-5 error", "per-class accuracy")(w, o),
         files("runs/lenet5/evaluate/result.json", "runs/lenet5/evaluate/confusion.png")(w, o),
     ),
+    "alexnet predict runs/lenet5 digit.png --top-k 3": printed("digit.png", "  3. "),
     "alexnet predict runs/cifar photo.jpg more_photos/ --top-k 5": printed("photo.jpg", "p0.jpg", "p1.jpg", "  5. "),
     "alexnet weights torchvision --out runs/alexnet-tv --file alexnet-owt-7be5be79.pth": files(
         "runs/alexnet-tv/best.pt", "runs/alexnet-tv/classes.txt"
@@ -205,8 +245,8 @@ RUN = {  # command -> check, in README order
     ),
     "alexnet features runs/cifar --data cifar10:../shared/data --layer last --out feats.npz": files("feats.npz"),
     "alexnet features runs/alexnet-tv photo.jpg --layer fc7 --json": printed('"layer": "fc7"', '"vector"'),
-    "alexnet train --recipe finetune --init runs/alexnet-tv --data my_photos/ --out runs/mine --freeze features": files(
-        "runs/mine/best.pt"
+    "alexnet train --recipe finetune --init runs/alexnet-tv --data my_photos/ --out runs/mine --freeze features": (
+        files("runs/mine/best.pt")
     ),
     "alexnet export runs/cifar --format onnx": files("runs/cifar/model.onnx"),
     "alexnet predict --onnx runs/cifar/model.onnx photo.jpg": printed("photo.jpg", "  1. "),
@@ -223,7 +263,9 @@ RUN = {  # command -> check, in README order
 }
 # the ImageNet evaluation needs the prepared copy: the README shows `prepare` later, in its ImageNet section
 ORDER_AFTER = {
-    "alexnet evaluate runs/alexnet-tv --data /data/imagenet-256 --ten-crop": "alexnet prepare /data/imagenet /data/imagenet-256 --workers 16"
+    "alexnet evaluate runs/alexnet-tv --data /data/imagenet-256 --ten-crop": (
+        "alexnet prepare /data/imagenet /data/imagenet-256 --workers 16"
+    )
 }
 
 
@@ -236,9 +278,41 @@ def test_every_readme_command_is_run_or_has_a_reason() -> None:
         and not any(c.startswith(p) for p in NOT_RUN_PREFIXES)
         and not c.startswith("--")
     ]
-    assert unclassified == [], "README commands neither run by this test nor given a reason in NOT_RUN"
+    assert unclassified == [], "commands neither run by this test nor given a reason in NOT_RUN"
     gone = [c for c in list(RUN) + list(NOT_RUN) if c not in readme_commands()]
-    assert gone == [], "commands this test expects in the README are no longer there"
+    assert gone == [], "commands this test expects in the README or docs/ are no longer there"
+
+
+def test_every_docs_page_is_read_and_the_readme_is_short() -> None:
+    assert sorted(ROOT.glob("docs/*.md")) == sorted(PAGES[1:]), "a docs/*.md page missing from PAGES (or gone)"
+    assert README.read_text().count("\n") <= 300
+    for page in PAGES:  # every link to a file of the repository resolves
+        for target in re.findall(r"\]\(([^)\s#]+)[^)]*\)", page.read_text()):
+            if not re.match(r"(https?|mailto):", target):
+                assert (page.parent / target).exists(), f"{page.relative_to(ROOT)}: link to {target} is broken"
+
+
+def test_the_config_reference_is_generated() -> None:
+    from alexnet.reference import config_reference
+
+    assert (ROOT / "docs" / "config.md").read_text() == config_reference(), (
+        "docs/config.md is not `python -m alexnet.reference`'s output: regenerate it"
+    )
+
+
+def test_every_alexnet_variable_is_read_in_settings_only() -> None:
+    from alexnet.settings import VARIABLES
+
+    readers = []
+    for path in sorted((ROOT / "src" / "alexnet").rglob("*.py")):
+        if path.name == "settings.py":
+            continue
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            if re.search(r"(environ|getenv)\b.*ALEXNET_|ALEXNET_\w+.*environ", line):
+                readers.append(f"{path.relative_to(ROOT)}:{n}")
+    assert readers == []
+    documented = (ROOT / "docs" / "config.md").read_text()
+    assert all(f"`{name}`" in documented for name in VARIABLES)
 
 
 def test_readme_commands_run_as_written(
@@ -273,8 +347,8 @@ def run_python_snippet(code: str, folder: Path) -> None:
 def test_readme_python_examples_run_as_written_twice_in_one_process(
     reader: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    snippets = [b for b in readme_blocks("python") if "import alexnet" in b]
-    assert len(snippets) == 2, "the README's alexnet Python examples: the models one and the training one"
+    snippets = list(dict.fromkeys(b for b in readme_blocks("python") if "import alexnet" in b))  # each once
+    assert len(snippets) == 2, "the alexnet Python examples: the models one (docs) and the training one (README)"
     models, training = sorted(snippets, key=lambda b: "train" in b)
     run_python_snippet(models, reader)
     for attempt in range(2):  # twice in one process: the API must not change under its own imports

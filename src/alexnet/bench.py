@@ -243,7 +243,7 @@ def _end_to_end(bench: _StepBench, cfg: Any, device: torch.device, built: tuple)
     augment.place(device)  # the eigen-decomposition on the device once, not copied every step
     gen = torch.Generator(device=device).manual_seed(0)
     channels_last = cfg.channels_last and device.type != "mps"
-    state = {"epoch": 0, "it": None}
+    state: dict[str, Any] = {"epoch": 0, "it": None}
 
     def next_batch() -> tuple[torch.Tensor, torch.Tensor]:
         while True:
@@ -392,13 +392,13 @@ def bench_train(
             arms.append((name, "end_to_end", _end_to_end(bench, cfg, dev, built)))
         if reference is not None:
             arms.append((name, "baseline", _torchvision_reference(reference, dev, classes)))
-        macs = int(model_summary(name)["macs"])  # type: ignore[arg-type]
+        macs = model_summary(name).macs
         info[name] = {"macs": macs, "classes": classes}
     times: dict[tuple[str, str], list[float]] = {(m, a): [] for m, a, _ in arms}
-    for r in range(repeats):
+    for rep in range(repeats):
         for m, a, fn in arms:
-            times[(m, a)].append(_timed(fn, steps, warmup if r == 0 else 1, dev))
-            say(f"  run {r + 1}/{repeats} {m} {a}: {batch_size / times[(m, a)][-1]:.1f} img/s")
+            times[(m, a)].append(_timed(fn, steps, warmup if rep == 0 else 1, dev))
+            say(f"  run {rep + 1}/{repeats} {m} {a}: {batch_size / times[(m, a)][-1]:.1f} img/s")
     for _, _, fn in arms:
         if hasattr(fn, "close"):
             fn.close()

@@ -172,6 +172,8 @@ def export_onnx(
                 f"{src}: ONNX export of {clf.name} failed ({type(e).__name__}: {str(e).strip().splitlines()[0][:200]})"
             ) from None
     export_s = time.perf_counter() - t0
+    if program is None:  # the dynamo exporter returns a program (None is the legacy exporter's)
+        raise UserError(f"{src}: ONNX export of {clf.name} returned nothing")
     program.model.metadata_props.update(_onnx_metadata(clf, src))
     tmp = outp.with_name(f".{outp.name}.{os.getpid()}.tmp")
     try:

@@ -14,7 +14,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import torch
 
@@ -56,7 +56,7 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
     def write(f: IO[bytes]) -> None:
         rec = _RecordingWriter(f)
         try:
-            torch.save(obj, rec)
+            torch.save(obj, rec)  # type: ignore[arg-type]  # a file-like writer: torch only calls write()
         except RuntimeError:
             # torch's zip writer turns a failed write (a full disk) into "unexpected pos";
             # the OSError behind it is what the caller can report
@@ -71,7 +71,7 @@ class _RecordingWriter:
     """A file's write(), remembering the first OSError (torch.save hides it behind a RuntimeError)."""
 
     def __init__(self, f: Any) -> None:
-        self.f, self.error = f, None
+        self.f, self.error = f, cast("OSError | None", None)
 
     def write(self, data: Any) -> int:
         try:

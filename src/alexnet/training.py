@@ -574,7 +574,7 @@ def build(cfg: TrainConfig, dinfo: DistInfo, folder: RunFolder, say: Callable[[s
     if cfg.cuda_graphs:  # captured now, before the Prefetcher below starts its threads
         step.capture_graph(full_shape, channels_last)
 
-    shard = dict(rank=dinfo.rank, world_size=dinfo.world_size)
+    shard: dict[str, Any] = dict(rank=dinfo.rank, world_size=dinfo.world_size)
     train_loader = BatchLoader(train_ds, micro_batch, shuffle=True, seed=cfg.seed, workers=cfg.workers, **shard)
     val_loader = BatchLoader(val_ds, max(cfg.batch_size, 256), workers=cfg.workers, pad_shards=False, **shard)
     test_ds = build_test(cfg, classes, transform)

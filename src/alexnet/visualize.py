@@ -12,6 +12,7 @@ import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -113,7 +114,8 @@ def nearest_neighbours(
     per query, the query (with its top prediction) then its neighbours."""
     clf = load(run, device)
     t = clf.transform
-    images, names = [], []
+    images: list[Any] = []
+    names: list[str] = []
     for q in queries:
         try:
             images.append(load_image(q, 3 if t.channels == 3 else 1, min_side=t.image_size))
@@ -144,21 +146,21 @@ def nearest_neighbours(
     # the loader yields the dataset in order (no shuffling), less any unreadable files it skipped
     skipped = {p for p, _ in loader.skipped}
     order = [i for i, (p, _) in enumerate(ds.samples) if p not in skipped] if skipped else []
-    result = {"queries": []}
+    result: dict[str, Any] = {"queries": []}
     plt = _pyplot()
     fig, axes = plt.subplots(len(images), k + 1, figsize=(1.6 * (k + 1), 1.8 * len(images)), squeeze=False)
     for qi, (img, name, pred) in enumerate(zip(images, names, preds)):
         ax = axes[qi][0]
         ax.imshow(np.asarray(img), cmap="gray" if t.channels == 1 else None)
         ax.set_title(f"query\n{pred.labels[0]} ({pred.probs[0]:.0%})", fontsize=7, color="darkblue")
-        entry = {"query": name, "prediction": pred.labels[0], "neighbours": []}
+        entry: dict[str, Any] = {"query": name, "prediction": pred.labels[0], "neighbours": []}
         for j in range(k):
             ax = axes[qi][j + 1]
-            pos = int(best_i[qi, j])
-            if pos < 0:
+            found = int(best_i[qi, j])
+            if found < 0:
                 ax.set_axis_off()
                 continue
-            i = order[pos] if order else pos
+            i = order[found] if order else found
             x, label = ds[i]
             arr = x.permute(1, 2, 0).numpy()  # (C, H, W) uint8 to (H, W, C)
             ax.imshow(arr.squeeze(-1) if arr.shape[-1] == 1 else arr, cmap="gray" if arr.shape[-1] == 1 else None)

@@ -23,9 +23,9 @@ def run(args: argparse.Namespace) -> int:
         opts = parse_options(args.model_opt or [])
         s = model_summary(args.name, **opts)
         info = model_info(args.name)
-        c, h, w = s["input_shape"]  # type: ignore[misc]
+        c, h, w = s.input_shape
         print(f"{args.name}: {info.description}")
-        print(f"input {c}x{h}x{w}, {s['params']:,} parameters, {fmt_count(s['macs'])} multiply-adds per image")  # type: ignore[arg-type]
+        print(f"input {c}x{h}x{w}, {s.params:,} parameters, {fmt_count(s.macs)} multiply-adds per image")
         # the options this table was built with: the defaults, with those given on the command line
         given = {k: v for k, v in opts.items() if k in info.options()}
         print(
@@ -34,13 +34,13 @@ def run(args: argparse.Namespace) -> int:
         )
         print()
         print(f"{'layer':<22}{'type':<22}{'output shape':<18}{'params':>12}{'mult-adds':>12}")
-        for r in s["layers"]:  # type: ignore[union-attr]
+        for r in s.layers:
             shape = "x".join(map(str, r.output_shape))
             print(f"{r.name:<22}{r.kind:<22}{shape:<18}{r.params:>12,}{fmt_count(r.macs) if r.macs else '':>12}")
         return 0
     print(f"{'model':<14}{'parameters':>14}{'input':>12}{'mult-adds':>12}  description")
     for name in list_models():
         s = model_summary(name)
-        c, h, w = s["input_shape"]  # type: ignore[misc]
-        print(f"{name:<14}{s['params']:>14,}{f'{c}x{h}x{w}':>12}{fmt_count(s['macs']):>12}  {s['description']}")  # type: ignore[arg-type]
+        c, h, w = s.input_shape
+        print(f"{name:<14}{s.params:>14,}{f'{c}x{h}x{w}':>12}{fmt_count(s.macs):>12}  {s.description}")
     return 0

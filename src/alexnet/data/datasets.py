@@ -336,10 +336,10 @@ def load_dataset(
     if split == "val" and classes is None:
         _, classes = list_folder(root, "train")
     samples, found = list_folder(root, split, classes)
-    ds = FolderDataset(samples, found, image_size=image_size, channels=channels)
+    folder = FolderDataset(samples, found, image_size=image_size, channels=channels)
     if len(samples) * channels * image_size * image_size <= cache_limit_bytes:
-        return _preload(ds, workers, f"decoding {split}")
-    return ds
+        return _preload(folder, workers, f"decoding {split}")
+    return folder
 
 
 def subset(ds: Any, n: int | None, seed: int) -> Any:

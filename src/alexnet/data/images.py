@@ -223,7 +223,7 @@ def resize_center_square(img: Image.Image, size: int) -> Image.Image:
             return img.crop((int(left), int(top), int(left) + size, int(top) + size))
         img = img.resize(
             (size, size),
-            Image.BILINEAR,
+            Image.Resampling.BILINEAR,
             box=(left, top, left + side, top + side),
             reducing_gap=3.0 if side > 4 * size else None,
         )

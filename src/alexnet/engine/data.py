@@ -98,7 +98,9 @@ def build_data(cfg: TrainConfig, *, val: bool = True) -> tuple[Any, Any, list[st
         val_ds = subset(held, cfg.max_val_images, cfg.seed + 1) if val else None
     elif val:
         val_ds = subset(
-            _test_split(cfg, list(train_ds.classes), image_size, channels), cfg.max_val_images, cfg.seed + 1
+            _test_split(cfg, list(train_ds.classes), image_size, channels),  # type: ignore[attr-defined]
+            cfg.max_val_images,
+            cfg.seed + 1,
         )
     train_ds = subset(train_ds, cfg.max_train_images, cfg.seed)
     mean, std, mimage = _normalisation(cfg, train_ds, channels, image_size)

@@ -7,7 +7,7 @@ import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -108,7 +108,8 @@ class TrainStep:
             x = x.contiguous(memory_format=torch.channels_last)
         with preserved_rng(self.device), autocast_context(self.device, self.precision, cache=False):
             graphed = make_graphed(self.model, (x,))
-        self.eager, self.accelerated, self.full_shape = eager_forward, graphed, tuple(full_shape)
+        self.eager, self.accelerated = eager_forward, cast(Callable[[torch.Tensor], torch.Tensor], graphed)
+        self.full_shape = tuple(full_shape)
 
     def reset(self, global_step: int, loss_sum: float = 0.0, correct: float = 0.0) -> None:
         """Start an epoch (from a mid-epoch checkpoint's sums when resuming)."""
@@ -129,7 +130,8 @@ class TrainStep:
     def micro(self, x: torch.Tensor, y: torch.Tensor, group: int, last: bool) -> None:
         """One micro-batch of an optimizer step's group of ``group``; ``last``: the group's last one."""
         # DDP averages gradients once per optimizer step, on the group's last micro-batch
-        sync = contextlib.nullcontext() if last or not hasattr(self.net, "no_sync") else self.net.no_sync()
+        no_sync = getattr(self.net, "no_sync", None)  # DDP's; a plain module has none
+        sync = contextlib.nullcontext() if last or no_sync is None else no_sync()
         with sync:
             with autocast_context(self.device, self.precision, cache=not self.cfg.cuda_graphs):
                 logits = self._forward(x)

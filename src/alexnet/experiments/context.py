@@ -232,10 +232,10 @@ class Context:
         )
 
     # -- measuring finished runs ----------------------------------------------------------------
-    def measure(self, run: Run, key: str, fn: Callable[[], float]) -> float:
+    def measure(self, run: Run, key: str, fn: Callable[[Run], float]) -> float:
         """An extra measurement of a run (train-set error, ten-crop error), kept in its run.json."""
         if key not in run.extra:
-            run.extra[key] = float(fn())
+            run.extra[key] = float(fn(run))
             self.save_run(run)
         return run.extra[key]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import statistics
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ..files import atomic_savefig
@@ -68,7 +68,7 @@ def _finish(fig, ax, path: Path, title: str) -> str:
 
 def plot_arms(
     path: Path,
-    arms: dict[str, Sequence[Run]],
+    arms: Mapping[str, Sequence[Run]],
     title: str,
     *,
     final: dict[str, list[float]] | None = None,
@@ -116,7 +116,7 @@ def plot_arms(
 
 
 def plot_training_error(
-    path: Path, arms: dict[str, Sequence[Run]], target: float, title: str, styles: dict[str, str] | None = None
+    path: Path, arms: Mapping[str, Sequence[Run]], target: float, title: str, styles: dict[str, str] | None = None
 ) -> str:
     """Figure 1 of the paper: training error rate against epochs, one line per run, with the target."""
     plt = _pyplot()

@@ -33,8 +33,14 @@ class Prediction:
 class ClassifierBase:
     """Reading files for a classifier: subclasses give ``channels``, ``image_size`` and ``predict_images``."""
 
-    channels: int
-    image_size: int
+    # given by each subclass (a property of its transform, or of the ONNX file's metadata)
+    @property
+    def channels(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def image_size(self) -> int:
+        raise NotImplementedError
 
     def predict_images(
         self, images: Sequence[Image.Image], top_k: int = 5, names: Sequence[str] | None = None

@@ -44,8 +44,9 @@ def feature_layer(model_name: str, layer: str | None) -> str:
 def last_hidden(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """The last hidden layer: ``forward_features`` where the model has it, else the input of its
     last Linear layer."""
-    if hasattr(model, "forward_features"):
-        return model.forward_features(x).flatten(1)
+    forward_features = getattr(model, "forward_features", None)
+    if forward_features is not None:
+        return forward_features(x).flatten(1)
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
     if not linears:
         raise UserError(f"{type(model).__name__} has no fully-connected layer whose input could serve as features")
@@ -119,9 +120,9 @@ def extract_features(
                 feats.append(extract(clf.model, clf.name, clf.preprocess(batch), layer).cpu())
                 paths += names
         labels = [-1] * len(paths)
-    f = torch.cat(feats) if feats else torch.empty(0, 0)
+    features = torch.cat(feats) if feats else torch.empty(0, 0)
     return {
-        "features": f.numpy().astype(np.float32),
+        "features": features.numpy().astype(np.float32),
         "labels": np.asarray(labels, dtype=np.int64),
         "paths": paths,
         "layer": layer,

@@ -69,11 +69,19 @@ class OnnxClassifier(ClassifierBase):
             self.classes = list(self.metadata["classes"])
             self.labels = list(self.metadata.get("class_names") or self.classes)
             self.transform = dict(self.metadata["eval_transform"])
-            self.channels = int(self.transform["channels"])
-            self.image_size = int(self.transform["image_size"])
+            self._channels = int(self.transform["channels"])
+            self._image_size = int(self.transform["image_size"])
         except (KeyError, TypeError, ValueError) as e:
             raise UserError(f"--onnx {path}: its alexnet metadata is incomplete ({e})") from None
         self.path = p
+
+    @property
+    def channels(self) -> int:
+        return self._channels
+
+    @property
+    def image_size(self) -> int:
+        return self._image_size
 
     def preprocess(self, images: Sequence[Image.Image]) -> np.ndarray:
         """Pillow images to the graph's input: uint8 (N, C, S, S)."""

@@ -156,7 +156,8 @@ class AlexNet(nn.Module):
         for name, m in [*self.features.named_children(), *self.classifier.named_children()]:
             if isinstance(m, (nn.Conv2d, nn.Linear)):
                 nn.init.normal_(m.weight, 0.0, 0.01)
-                nn.init.constant_(m.bias, one if name in ones else 0.0)
+                if m.bias is not None:
+                    nn.init.constant_(m.bias, one if name in ones else 0.0)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The last hidden layer (fc7 after its ReLU, 4096-d): the features of the paper's Figure 4."""

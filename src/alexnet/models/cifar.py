@@ -162,7 +162,8 @@ class CudaConvnetCifar(nn.Module):
             if isinstance(m, (nn.Conv2d, nn.Linear)):
                 std = 1e-4 if name == "conv1" else 1e-2 if isinstance(m, nn.Conv2d) else fc_std
                 nn.init.normal_(m.weight, 0.0, std)
-                nn.init.zeros_(m.bias)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The input of the output layer (flattened pool3, or fc64 after its ReLU)."""

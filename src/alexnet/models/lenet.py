@@ -93,6 +93,9 @@ class SparseConv(nn.Module):
     they are scattered into a dense (out, in, k, k) kernel at each forward pass.
     """
 
+    index: torch.Tensor  # buffers, declared for the type checker (nn.Module types attributes as Tensor | Module)
+    fan_in: torch.Tensor
+
     def __init__(self, in_ch: int, out_ch: int, kernel: int, table: tuple[tuple[int, ...], ...]) -> None:
         super().__init__()
         self.in_ch, self.out_ch, self.kernel = in_ch, out_ch, kernel
@@ -116,6 +119,8 @@ class SparseConv(nn.Module):
 
 class RBFOutput(nn.Module):
     """Euclidean RBF units with fixed codes; returns -||x - code_i||^2 as logits (shape N, classes)."""
+
+    codes: torch.Tensor  # a buffer
 
     def __init__(self, num_classes: int, in_features: int = 84) -> None:
         super().__init__()
@@ -216,11 +221,12 @@ class LeNet5(nn.Module):
             if isinstance(m, (nn.Conv2d, nn.Linear)):
                 bound = 2.4 / (m.weight[0].numel())
                 nn.init.uniform_(m.weight, -bound, bound)
-                nn.init.uniform_(m.bias, -bound, bound)
+                if m.bias is not None:
+                    nn.init.uniform_(m.bias, -bound, bound)
             elif isinstance(m, SparseConv):
                 with torch.no_grad():
-                    bound = 2.4 / m.fan_in
-                    m.weight.copy_((torch.rand_like(m.weight) * 2 - 1) * bound)
+                    bounds = 2.4 / m.fan_in
+                    m.weight.copy_((torch.rand_like(m.weight) * 2 - 1) * bounds)
                     nn.init.zeros_(m.bias)
             elif isinstance(m, Subsampling):
                 # fan-in of an S unit is 4 (the 2x2 block): coefficient in +-2.4/4 would often be near

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -66,18 +67,28 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def model_summary(name: str, **options: object) -> dict[str, object]:
+@dataclass
+class ModelSummary:
+    name: str
+    description: str
+    params: int
+    input_shape: tuple[int, int, int]
+    macs: int
+    layers: list[LayerRow]
+
+
+def model_summary(name: str, **options: Any) -> ModelSummary:
     """Name, parameters, input shape and multiply-adds of one registered network at its defaults."""
     info = model_info(name)
     model = create_model(name, **options)
-    in_chans = int(options.get("in_chans", info.in_chans))  # type: ignore[arg-type]
+    in_chans = int(options.get("in_chans", info.in_chans))
     shape = (in_chans, info.input_size, info.input_size)
     rows = layer_table(model, shape)
-    return {
-        "name": name,
-        "description": info.description,
-        "params": count_params(model),
-        "input_shape": shape,
-        "macs": sum(r.macs for r in rows),
-        "layers": rows,
-    }
+    return ModelSummary(
+        name=name,
+        description=info.description,
+        params=count_params(model),
+        input_shape=shape,
+        macs=sum(r.macs for r in rows),
+        layers=rows,
+    )

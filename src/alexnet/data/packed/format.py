@@ -68,9 +68,9 @@ class SplitFiles:
         "w+" creates the files at their full size (sparse until written)."""
         shape = (n, size, size, channels)
         return cls(
-            np.memmap(root / f"{split}_images.u8", np.uint8, mode, shape=shape),
-            np.memmap(root / f"{split}_labels.i32", np.dtype("<i4"), mode, shape=(n,)),
-            np.memmap(root / f"{split}_status.u8", np.uint8, mode, shape=(n,)),
+            np.memmap(root / f"{split}_images.u8", dtype=np.uint8, mode=mode, shape=shape),  # type: ignore[call-overload]
+            np.memmap(root / f"{split}_labels.i32", dtype=np.dtype("<i4"), mode=mode, shape=(n,)),  # type: ignore[call-overload]
+            np.memmap(root / f"{split}_status.u8", dtype=np.uint8, mode=mode, shape=(n,)),  # type: ignore[call-overload]
         )
 
     def flush(self) -> None:

@@ -56,9 +56,11 @@ def final_train_errors(runs: list[Run]) -> list[float]:
 def train_set_errors(ctx: Context, runs: list[Run], n: int = 10000) -> list[float]:
     """Error of each run's final weights on (up to n of) the images it was trained on, without
     augmentation or dropout: the training side of the generalisation gap."""
-    return [
-        ctx.measure(r, "train_eval_top1_error", lambda r=r: ctx.evaluate(r, split="train", max_images=n)) for r in runs
-    ]
+
+    def train_error(run: Run) -> float:
+        return ctx.evaluate(run, split="train", max_images=n)
+
+    return [ctx.measure(r, "train_eval_top1_error", train_error) for r in runs]
 
 
 def at_training_error(run: Run, level: float) -> float:

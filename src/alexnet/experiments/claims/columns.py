@@ -15,6 +15,8 @@ Evidence: ``docs/paper/columns`` (2-core CPU); superseded: ``docs/paper/v1/colum
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from ...checkpoint import load_checkpoint
@@ -40,7 +42,7 @@ def colourfulness(run: Run) -> np.ndarray:
     return ((w - grey) ** 2).sum((1, 2, 3)) / (w**2).sum((1, 2, 3))
 
 
-def specialisation(c: np.ndarray, seed: int) -> dict[str, float]:
+def specialisation(c: np.ndarray, seed: int) -> dict[str, Any]:
     """The two columns' difference in mean colourfulness (kernels 0-31 against 32-63) and its
     permutation p-value against random halves of the same kernels."""
     half = len(c) // 2

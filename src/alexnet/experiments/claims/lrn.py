@@ -14,6 +14,7 @@ Evidence: ``docs/paper/lrn`` (2-core CPU); the first version's, superseded: ``do
 from __future__ import annotations
 
 import statistics
+from typing import Any
 
 import torch
 
@@ -39,7 +40,7 @@ from ._common import FAST, RATES, fits
     pilot=(0.02, 0.0124, "the first version's 7 seeds (8 epochs on 10,000 images), none failed"),
 )
 def lrn(ctx: Context) -> Outcome:
-    arms = {
+    arms: dict[str, dict[str, Any]] = {
         "none": {"model_options": {"lrn": "none"}},
         "cross-map": {"model_options": {"lrn": "cross", "lrn_scale": 64.0}},
     }

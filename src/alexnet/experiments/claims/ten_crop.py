@@ -33,8 +33,8 @@ def ten_crop(ctx: Context) -> Outcome:
     base = merge_configs(FAST, CROPS, {"random_crop": True, "flip": True})
     lr = ctx.choose_rate(base, {"crops+flips": {}}, RATES, fits(0.45))
     runs = ctx.paired(merge_configs(base, {"lr": lr}), {"crops+flips": {}})["crops+flips"]
-    centre = [ctx.measure(r, "centre_top1_error", lambda r=r: ctx.evaluate(r)) for r in runs]
-    ten = [ctx.measure(r, "ten_crop_top1_error", lambda r=r: ctx.evaluate(r, ten_crop=True)) for r in runs]
+    centre = [ctx.measure(r, "centre_top1_error", ctx.evaluate) for r in runs]
+    ten = [ctx.measure(r, "ten_crop_top1_error", lambda run: ctx.evaluate(run, ten_crop=True)) for r in runs]
     gain = diff(centre, ten)
     v = judge(gain, 0.015, "the top-1 error drop from ten-patch testing", figure=points(gain), claimed="1.5 pts")
     rows = [
