@@ -379,3 +379,31 @@ def test_affine_distortions_draw_per_image_and_are_off_at_zero() -> None:
 
         with pytest.raises(UserError, match=key.replace("_", "-")):
             TrainConfig(**{key: 1.5}).validate()
+
+
+@pytest.mark.parametrize("random,translate", [(True, 0), (True, 3), (False, 0)])
+def test_the_mean_image_is_cropped_with_the_images_bit_for_bit(random: bool, translate: int) -> None:
+    """The paper recipe subtracts a per-pixel mean image: the uint8 images and the mean image are cropped
+    at the same offsets first, then subtracted (the float batch is the crop's size, not the stored
+    image's), which is bit for bit what subtracting first and cropping after gave."""
+    from alexnet.data.transforms import crop_view, normalize, random_flip, ten_crop
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (6, 3, 40, 40), dtype=torch.uint8, generator=g)
+    mean = torch.rand(3, 40, 40, generator=g) * 255
+    t = EvalTransform(40, 32, 0, 3, (0.0,) * 3, (60.0,) * 3, mean_image=mean)
+    aug = TrainAugment(random_crop=random, translate=translate, flip=True)
+    got = aug(x, t, torch.Generator().manual_seed(7))
+    diff = x.float() - mean  # the formula as it was: the whole image, then the crop
+    gen = torch.Generator().manual_seed(7)
+    if random:
+        want = random_crop(diff, 32, translate, gen, flip=True)
+    else:
+        want = random_flip(center_crop(diff, 32), gen)
+    assert torch.equal(got, normalize(want, t.mean, t.std))
+    # evaluation: the centre crop, and each of the ten patches, as ten_crop of the difference gives them
+    assert torch.equal(eval_batch(x, t), normalize(center_crop(diff, 32), t.mean, t.std))
+    ten = ten_crop(diff, 32)
+    for view in range(10):
+        assert torch.equal(eval_batch(x, t, view=view), normalize(ten[:, view], t.mean, t.std)), view
+        assert torch.equal(crop_view(x, 32, view), ten_crop(x, 32)[:, view])

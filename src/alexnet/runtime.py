@@ -39,8 +39,14 @@ from .version import __version__
 # --------------------------------------------------------------------------------------- the device
 
 
-def pick_device(name: str, local_rank: int = 0) -> torch.device:
-    """``auto``: under torchrun each process takes the GPU of its local rank."""
+def pick_device(name: str, local_rank: int = 0, world_size: int = 1) -> torch.device:
+    """``auto``: under torchrun each process takes the GPU of its local rank. ``cuda:N`` under torchrun
+    would put every process on GPU N: refused in one line."""
+    if world_size > 1 and name.startswith("cuda:"):
+        raise UserError(
+            f"--device {name}: under torchrun each process takes its local rank's GPU (cuda:LOCAL_RANK); "
+            "give --device cuda (or auto) and choose the GPUs with CUDA_VISIBLE_DEVICES"
+        )
     if name == "auto" or (name == "cuda" and local_rank):
         if torch.cuda.is_available():
             return torch.device("cuda", local_rank)

@@ -33,7 +33,7 @@ from tqdm import tqdm
 from .checkpoint import CheckpointRecord
 from .config import TrainConfig
 from .data.loader import BatchLoader
-from .data.pipeline import Prefetcher
+from .data.pipeline import Prefetcher, gather_threads
 from .data.transforms import EvalTransform, TrainAugment
 from .distributed import DistInfo, all_reduce_sum, any_true, cleanup, join_processes
 from .engine import resume
@@ -526,7 +526,7 @@ def build(cfg: TrainConfig, dinfo: DistInfo, folder: RunFolder, say: Callable[[s
     """Device, data, model (with --init or the resumed run's frozen layers), optimizer, DDP or compile
     wrapping, loaders and the step: the run's parts, ready to train. The order matters for exact resume:
     the weights are initialised after the data is built (see the seeding comment)."""
-    device = pick_device(cfg.device, dinfo.local_rank)
+    device = pick_device(cfg.device, dinfo.local_rank, dinfo.world_size)
     select_device(device)  # cuda:N: streams and graphs on N, not on device 0
     keep_freed_memory()  # no page faults on large activations every step (see runtime.py)
     check_fast_paths(cfg, device, dinfo)
@@ -576,16 +576,15 @@ def build(cfg: TrainConfig, dinfo: DistInfo, folder: RunFolder, say: Callable[[s
 
     shard: dict[str, Any] = dict(rank=dinfo.rank, world_size=dinfo.world_size)
     train_loader = BatchLoader(train_ds, micro_batch, shuffle=True, seed=cfg.seed, workers=cfg.workers, **shard)
-    val_loader = BatchLoader(val_ds, max(cfg.batch_size, 256), workers=cfg.workers, pad_shards=False, **shard)
+    eval_batch = eval_batch_size(cfg.batch_size, dinfo.world_size)
+    val_loader = BatchLoader(val_ds, eval_batch, workers=cfg.workers, pad_shards=False, **shard)
     test_ds = build_test(cfg, classes, transform)
     test_loader = (
-        None
-        if test_ds is None
-        else BatchLoader(test_ds, max(cfg.batch_size, 256), workers=cfg.workers, pad_shards=False, **shard)
+        None if test_ds is None else BatchLoader(test_ds, eval_batch, workers=cfg.workers, pad_shards=False, **shard)
     )
     if len(train_loader) == 0:
         raise UserError(f"--data {cfg.data}: no training images")
-    batches = Prefetcher(train_loader, device, depth=cfg.prefetch, threads=max(1, min(cfg.workers, 4)))
+    batches = Prefetcher(train_loader, device, depth=cfg.prefetch, threads=gather_threads())
     augment = make_augment(cfg, train_ds, transform.channels)
     return Parts(
         session=Session(
@@ -617,6 +616,17 @@ def build(cfg: TrainConfig, dinfo: DistInfo, folder: RunFolder, say: Callable[[s
             batches=batches,
         ),
     )
+
+
+EVAL_BATCH = (256, 512)  # per process: at least (small training batches evaluate faster), at most
+
+
+def eval_batch_size(batch_size: int, world_size: int) -> int:
+    """Images per evaluation batch in each process: its share of the training batch, within
+    ``EVAL_BATCH`` (the bound keeps every launch, ten-crop's patches included, far below 2^31
+    elements: 512 AlexNet images are 149M values at the first LRN)."""
+    low, high = EVAL_BATCH
+    return min(max(batch_size // max(world_size, 1), low), high)
 
 
 def wrap_for_processes(model: nn.Module, dinfo: DistInfo, device: torch.device, compression: str) -> nn.Module:

@@ -22,6 +22,8 @@ page faults of a memory-mapped dataset) with the step. The order of the batches 
 from __future__ import annotations
 
 import functools
+import mmap
+import os
 import queue
 import threading
 from collections.abc import Iterator
@@ -33,6 +35,31 @@ import torch
 
 from .base import InMemoryDataset
 from .loader import BatchLoader
+
+
+def gather_threads() -> int:
+    """Threads that gather batches from an in-memory or memory-mapped dataset: one per core, at most 8
+    (numpy's take releases the GIL; page faults of a cold memory map wait on the disk, not a core).
+    Not tied to ``--workers``, which is the number of decoding processes for folders."""
+    return max(2, min(8, os.cpu_count() or 2))
+
+
+def advise_rows(array: Any, idx: np.ndarray) -> None:
+    """Ask the kernel to read the rows ``idx`` of a memory-mapped (N, ...) array ahead (MADV_WILLNEED),
+    so that a batch's page faults overlap the step before it; a no-op for an array in memory."""
+    mm = getattr(array, "_mmap", None)  # numpy.memmap's mapping
+    if mm is None or not hasattr(mm, "madvise") or not len(idx):
+        return
+    row = array.strides[0]
+    page = mmap.PAGESIZE
+    offset = getattr(array, "offset", 0)
+    for i in np.unique(idx):
+        start = offset + int(i) * row
+        aligned = start - start % page
+        try:
+            mm.madvise(mmap.MADV_WILLNEED, aligned, start + row - aligned)
+        except (OSError, ValueError):  # past the end, or not supported: only a hint
+            return
 
 
 @functools.cache
@@ -62,6 +89,7 @@ class Prefetcher:
         self._slot_shape: tuple[int, ...] | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._src: tuple[np.ndarray, np.ndarray, bool] | None = None
+        self._mapped: Any = None  # the dataset's memory map, when it has one (read-ahead hints)
         self._event: Any = None
 
     def __len__(self) -> int:
@@ -73,6 +101,7 @@ class Prefetcher:
         if self._src is None:
             images = self.loader.dataset.images  # type: ignore[attr-defined]
             labels = self.loader.dataset.labels.numpy()  # type: ignore[attr-defined]
+            self._mapped = getattr(self.loader.dataset, "mapped", None)
             nhwc = images.permute(0, 2, 3, 1)
             if nhwc.is_contiguous():  # a packed dataset: an NCHW view of NHWC storage
                 self._src = (nhwc.numpy(), labels, True)
@@ -114,8 +143,12 @@ class Prefetcher:
                 ev.synchronize()  # the previous copy out of this slot has finished (worker thread)
             idx = batches[b].numpy()
             img, lab = ring[slot]
-            np.take(src, idx, axis=0, out=img.numpy()[: len(idx)])
-            np.take(labels, idx, out=lab.numpy()[: len(idx)])
+            if self._mapped is not None and b + self.depth < len(batches):  # the batch after this ring's
+                advise_rows(self._mapped, batches[b + self.depth].numpy())
+            # mode="clip": straight into the slot (the default "raise" gathers into a temporary and
+            # copies it: 6 ms against 2 ms for 128 images of 256x256x3); the indices are the loader's
+            np.take(src, idx, axis=0, out=img.numpy()[: len(idx)], mode="clip")
+            np.take(labels, idx, out=lab.numpy()[: len(idx)], mode="clip")
             return len(idx)
 
         if self._pool is None:

@@ -72,16 +72,21 @@ class EvalTransform:
         return d
 
     def subtract_mean_image(self, x: torch.Tensor) -> torch.Tensor:
-        """Stored images (N, C, image_size, image_size) minus the per-pixel mean, as float; unchanged without one.
-        The mean image is copied to a device once (kept beside the transform, not in its fields)."""
+        """Stored images (N, C, image_size, image_size) minus the per-pixel mean, as float; unchanged without one."""
+        mean = self.mean_image_on(x.device)
+        return x if mean is None else x.float() - mean
+
+    def mean_image_on(self, device: torch.device) -> torch.Tensor | None:
+        """The mean image (C, image_size, image_size) on ``device``, copied there once (kept beside the
+        transform, not in its fields); None without one."""
         if self.mean_image is None:
-            return x
+            return None
         if _tracing():
-            return x.float() - on_device(self.mean_image, x.device)
+            return on_device(self.mean_image, device)
         cache = self.__dict__.setdefault("_mean_image_on", {})
-        if x.device not in cache:
-            cache[x.device] = on_device(self.mean_image, x.device)
-        return x.float() - cache[x.device]
+        if device not in cache:
+            cache[device] = on_device(self.mean_image, device)
+        return cache[device]
 
     def place(self, device: torch.device) -> EvalTransform:
         """Put the transform's constants (mean, std, the mean image) on ``device`` now, before the
@@ -142,6 +147,28 @@ def _draw(
     ox = on_device(torch.randint(0, high_x, (n,), generator=generator, device=gen_device), device)
     fl = on_device(torch.rand(n, generator=generator, device=gen_device) < 0.5, device) if flip else None
     return oy, ox, fl
+
+
+def random_crop_minus_mean(
+    x: torch.Tensor,
+    mean: torch.Tensor,
+    size: int,
+    translate: int = 0,
+    generator: torch.Generator | None = None,
+    flip: bool = False,
+) -> torch.Tensor:
+    """``random_crop(x.float() - mean, ...)``, bit for bit, cropping the uint8 images and the mean image
+    (C, H, W) at the same offsets first: the subtraction and its float batch are the crop's size, not
+    the stored image's (224x224 of 256x256: 77% of the work and memory). The draws are ``random_crop``'s."""
+    if translate:
+        x = F.pad(x, (translate,) * 4)
+        mean = F.pad(mean, (translate,) * 4)  # the padding is 0 - 0, as padding the difference gives
+    n, c, h, w = x.shape
+    if size > min(h, w):
+        raise ValueError(f"crop {size} is larger than the {h}x{w} images")
+    oy, ox, fl = _draw(n, h - size + 1, w - size + 1, generator, x.device, flip)
+    crop = _crop_loop if x.device.type == "cpu" else _crop_gather
+    return crop(x, size, oy, ox, fl).float() - crop(mean.expand(n, c, h, w), size, oy, ox, fl)
 
 
 def random_crop(
@@ -211,14 +238,23 @@ def normalize(
     return y.contiguous(memory_format=fmt)
 
 
-def eval_batch(x: torch.Tensor, t: EvalTransform, channels_last: bool = False, ten: bool = False) -> torch.Tensor:
-    """Stored uint8 images to network inputs, the test-time way: the centre crop, or with
-    ``ten=True`` the ten patches of ``ten_crop`` ((N, C, S, S) -> (N * 10, C, crop, crop), image-major)."""
-    x = t.subtract_mean_image(resize_batch(x, t.image_size))
+def eval_batch(
+    x: torch.Tensor, t: EvalTransform, channels_last: bool = False, ten: bool = False, view: int | None = None
+) -> torch.Tensor:
+    """Stored uint8 images to network inputs, the test-time way: the centre crop; with ``view`` one of the
+    ten patches of ``ten_crop`` (0-9: TL, TR, BL, BR, centre, then the same mirrored), so that ten-patch
+    testing holds one patch's batch at a time; with ``ten=True`` all ten at once ((N, C, S, S) ->
+    (N * 10, C, crop, crop), image-major). The mean image is cropped with the images, before subtracting."""
+    x = resize_batch(x, t.image_size)
+    mean = t.mean_image_on(x.device)
     if ten:
-        x = ten_crop(x, t.crop_size).flatten(0, 1)
+        x = ten_crop(x if mean is None else x.float() - mean, t.crop_size).flatten(0, 1)
+    elif view is not None:
+        x = crop_view(x, t.crop_size, view)
+        x = x if mean is None else x.float() - crop_view(mean, t.crop_size, view)
     else:
         x = center_crop(x, t.crop_size)
+        x = x if mean is None else x.float() - center_crop(mean, t.crop_size)
     if t.pad:
         x = F.pad(x, (t.pad,) * 4)
     return normalize(match_channels(x, t.channels), t.mean, t.std, channels_last)
@@ -270,6 +306,24 @@ def rgb_pca(images: torch.Tensor, max_images: int = 10000) -> tuple[torch.Tensor
     val, vec = torch.linalg.eigh(cov)
     order = val.argsort(descending=True)
     return val[order].clamp_min(0).float(), vec[:, order].float()
+
+
+TEN_VIEWS = 10
+
+
+def crop_view(x: torch.Tensor, size: int, view: int) -> torch.Tensor:
+    """Patch ``view`` (0-9) of ``ten_crop``: TL, TR, BL, BR, centre, then the same mirrored."""
+    h, w = x.shape[-2:]
+    if size > min(h, w):
+        raise ValueError(f"crop {size} is larger than the {h}x{w} images")
+    corner = view % 5
+    if corner == 4:
+        patch = center_crop(x, size)
+    else:
+        top = 0 if corner < 2 else h - size
+        left = 0 if corner % 2 == 0 else w - size
+        patch = x[..., top : top + size, left : left + size]
+    return patch.flip(-1) if view >= 5 else patch
 
 
 def ten_crop(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -354,11 +408,17 @@ class TrainAugment:
         noise_generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         noise = noise_generator if noise_generator is not None else generator
-        x = t.subtract_mean_image(resize_batch(x, t.image_size))
+        x = resize_batch(x, t.image_size)
+        mean = t.mean_image_on(x.device)  # the paper's mean image: cropped with the images, then subtracted
         if self.random_crop and (t.crop_size < t.image_size or self.translate):
-            x = random_crop(x, t.crop_size, self.translate, generator, flip=self.flip)
+            if mean is None:
+                x = random_crop(x, t.crop_size, self.translate, generator, flip=self.flip)
+            else:
+                x = random_crop_minus_mean(x, mean, t.crop_size, self.translate, generator, flip=self.flip)
         else:
             x = center_crop(x, t.crop_size)
+            if mean is not None:
+                x = x.float() - center_crop(mean, t.crop_size)
             if self.flip:
                 x = random_flip(x, generator)
         if t.pad:

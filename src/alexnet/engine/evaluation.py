@@ -13,8 +13,8 @@ from torch import nn
 from tqdm import tqdm
 
 from ..data.loader import BatchLoader
-from ..data.pipeline import Prefetcher
-from ..data.transforms import EvalTransform, eval_batch
+from ..data.pipeline import Prefetcher, gather_threads
+from ..data.transforms import TEN_VIEWS, EvalTransform, eval_batch
 from ..distributed import all_reduce_sum
 from ..files import atomic_savefig
 from ..runtime import autocast_context, sum_dtype
@@ -72,7 +72,8 @@ def evaluate_model(
     prefetch: int = 3,
 ) -> EvalResult:
     """Evaluation of ``model`` over every batch of ``loader``: on the centre crop, or with
-    ``ten_crop=True`` on the average of the softmax outputs over the paper's ten patches (§4.1).
+    ``ten_crop=True`` on the average of the softmax outputs over the paper's ten patches (§4.1), each
+    patch's batch run on its own (ten-patch testing holds one batch of patches at a time, not ten).
 
     Batches come through the same ``Prefetcher`` as training's; the counts and the confusion matrix
     stay on the device until the end (no host synchronisation per batch)."""
@@ -83,19 +84,24 @@ def evaluate_model(
     k = min(5, nc)
     confusion = torch.zeros(nc * nc, dtype=torch.long, device=device)
     sums = torch.zeros(4, dtype=sum_dtype(device), device=device)  # loss, n, top-1 hits, top-k hits
-    batches = Prefetcher(loader, device, depth=prefetch, threads=max(1, min(loader.workers, 4)))
+    batches = Prefetcher(loader, device, depth=prefetch, threads=gather_threads())
     try:
         with tqdm(
             total=loader.num_images, desc="evaluate", unit="img", leave=False, disable=not progress or None
         ) as bar:
             for x, y in batches:
-                x = eval_batch(x, transform, channels_last, ten=ten_crop)
-                with autocast_context(device, precision):
-                    logits = model(x)
-                logits = logits.float()
-                if ten_crop:  # log of the mean softmax over the ten patches of each image
-                    probs = torch.softmax(logits, 1).view(len(y), 10, -1).mean(1)
-                    logits = probs.clamp_min(1e-12).log()
+                if ten_crop:  # log of the mean softmax over the ten patches, one patch's batch at a time
+                    probs = None
+                    for view in range(TEN_VIEWS):
+                        with autocast_context(device, precision):
+                            out = model(eval_batch(x, transform, channels_last, view=view))
+                        p = torch.softmax(out.float(), 1)
+                        probs = p if probs is None else probs + p
+                    assert probs is not None
+                    logits = (probs / TEN_VIEWS).clamp_min(1e-12).log()
+                else:
+                    with autocast_context(device, precision):
+                        logits = model(eval_batch(x, transform, channels_last)).float()
                 pred = logits.argmax(1)
                 sums[0] += F.cross_entropy(logits, y, reduction="sum")
                 sums[1] += len(y)

@@ -22,6 +22,7 @@ tests check them against the eager formula, values and gradients, in float64.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import torch
@@ -262,27 +263,44 @@ def _geometry(x: torch.Tensor) -> tuple[Any, ...]:
     return (x.numel(), c, h, w, *x.stride())
 
 
+MAX_LAUNCH = 2**31 - 1  # elements one launch may index: the kernels' offsets are int32
+
+
+def device_guard(x: torch.Tensor) -> Any:
+    """Launch on ``x``'s GPU, whichever is current (``--device cuda:1`` from a thread that never made it
+    current: evaluate, predict, serve, bench); nothing to do on the CPU (the interpreter)."""
+    return torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext()
+
+
+def chunks(x: torch.Tensor) -> list[slice]:
+    """Slices along N (the outermost dimension in both layouts) of at most ``MAX_LAUNCH`` elements each,
+    so that no launch's int32 offsets can wrap (a tensor of 2^31 elements or more, e.g. a large ten-crop
+    batch, is launched in parts: each part's offsets start at 0 from its own data pointer)."""
+    per_image = max(1, x[0].numel()) if len(x) else 1
+    if per_image > MAX_LAUNCH:
+        raise ValueError(f"one image of {per_image:,} values is over the kernels' {MAX_LAUNCH:,}-element limit")
+    step = max(1, MAX_LAUNCH // per_image)
+    return [slice(i, min(i + step, len(x))) for i in range(0, max(len(x), 1), step)]
+
+
+def _launch(kernel: Any, tensors: tuple[torch.Tensor, ...], *args: Any, **meta: Any) -> None:
+    """``kernel`` over ``tensors`` (all of x's shape and layout), part by part (``chunks``), on x's device."""
+    x = tensors[0]
+    with device_guard(x):
+        for part in chunks(x):
+            views = [t[part] for t in tensors]
+            grid = (triton.cdiv(views[0].numel(), BLOCK),)
+            kernel[grid](*views, *_geometry(views[0]), *args, BLOCK=BLOCK, **meta)
+
+
 class CrossMapTriton(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, size: int, a: float, b: float, k: float, groups: int) -> torch.Tensor:
         x, cl = _layout(x)
         y = torch.empty_like(x)
-        grid = (triton.cdiv(x.numel(), BLOCK),)
         gs = x.shape[1] // groups
-        _cross_forward[grid](
-            x,
-            y,
-            *_geometry(x),
-            a,
-            b,
-            k,
-            gs,
-            SIZE=size,
-            BEFORE=size // 2,
-            BLOCK=BLOCK,
-            CHANNELS_LAST=cl,
-            F64=x.dtype == torch.float64,
-        )
+        f64 = x.dtype == torch.float64
+        _launch(_cross_forward, (x, y), a, b, k, gs, SIZE=size, BEFORE=size // 2, CHANNELS_LAST=cl, F64=f64)
         ctx.save_for_backward(x)
         ctx.params = (size, a, b, k, gs, cl)
         return y
@@ -293,22 +311,8 @@ class CrossMapTriton(torch.autograd.Function):
         size, a, b, k, gs, cl = ctx.params
         g = _like(g, cl)
         dx = torch.empty_like(x)
-        grid = (triton.cdiv(x.numel(), BLOCK),)
-        _cross_backward[grid](
-            x,
-            g,
-            dx,
-            *_geometry(x),
-            a,
-            b,
-            k,
-            gs,
-            SIZE=size,
-            BEFORE=size // 2,
-            BLOCK=BLOCK,
-            CHANNELS_LAST=cl,
-            F64=x.dtype == torch.float64,
-        )
+        f64 = x.dtype == torch.float64
+        _launch(_cross_backward, (x, g, dx), a, b, k, gs, SIZE=size, BEFORE=size // 2, CHANNELS_LAST=cl, F64=f64)
         return dx, None, None, None, None, None
 
 
@@ -317,10 +321,7 @@ class SpatialTriton(torch.autograd.Function):
     def forward(ctx: Any, x: torch.Tensor, size: int, a: float, b: float, k: float) -> torch.Tensor:
         x, cl = _layout(x)
         y = torch.empty_like(x)
-        grid = (triton.cdiv(x.numel(), BLOCK),)
-        _spatial_forward[grid](
-            x, y, *_geometry(x), a, b, k, SIZE=size, BLOCK=BLOCK, CHANNELS_LAST=cl, F64=x.dtype == torch.float64
-        )
+        _launch(_spatial_forward, (x, y), a, b, k, SIZE=size, CHANNELS_LAST=cl, F64=x.dtype == torch.float64)
         ctx.save_for_backward(x)
         ctx.params = (size, a, b, k, cl)
         return y
@@ -331,10 +332,7 @@ class SpatialTriton(torch.autograd.Function):
         size, a, b, k, cl = ctx.params
         g = _like(g, cl)
         dx = torch.empty_like(x)
-        grid = (triton.cdiv(x.numel(), BLOCK),)
-        _spatial_backward[grid](
-            x, g, dx, *_geometry(x), a, b, k, SIZE=size, BLOCK=BLOCK, CHANNELS_LAST=cl, F64=x.dtype == torch.float64
-        )
+        _launch(_spatial_backward, (x, g, dx), a, b, k, SIZE=size, CHANNELS_LAST=cl, F64=x.dtype == torch.float64)
         return dx, None, None, None, None
 
 
