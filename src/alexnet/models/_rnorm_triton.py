@@ -1,3 +1,5 @@
+# mypy: disable-error-code="assignment,var-annotated"
+# (the kernels are Triton's language: tuples grown in unrolled loops, tensors from tl.zeros)
 """Response normalisation as Triton kernels: the CUDA path of ``_rnorm`` (imported only when triton is).
 
 One kernel forward and one backward for each of the two normalisations (the formulas are in
@@ -23,11 +25,13 @@ tests check them against the eager formula, values and gradients, in float64.
 from __future__ import annotations
 
 import contextlib
+import os
 from typing import Any
 
 import torch
 import triton
 import triton.language as tl
+from triton.language.extra import libdevice
 
 BLOCK = 512
 
@@ -53,19 +57,40 @@ def _coords(e, C, H, W, CHANNELS_LAST: tl.constexpr):
 
 
 @triton.jit
-def _cross_block(total, C, H, W, sn, sh, sw, GS, BLOCK: tl.constexpr, CHANNELS_LAST: tl.constexpr):
-    """This program's elements: (mask, channel, offset of the pixel's channel 0, first channel of the group)."""
+def _cross_elements(
+    total, C: tl.constexpr, HW: tl.constexpr, GS: tl.constexpr, BLOCK: tl.constexpr, CHANNELS_LAST: tl.constexpr
+):
+    """This program's elements: (memory offset e, mask, channel c, first channel of c's group). The
+    tensor is dense, so a neighbour channel c + j is at e + j * (1 channels-last, H x W contiguous):
+    no pixel coordinates are needed, and the shape being compile-time constants, no run-time division."""
     e = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    n, c, h, w = _coords(e, C, H, W, CHANNELS_LAST)
-    return e < total, c, n * sn + h * sh + w * sw, (c // GS) * GS
+    c = e % C if CHANNELS_LAST else (e // HW) % C
+    return e, e < total, c, (c // GS) * GS
 
 
 @triton.jit
-def _spatial_block(total, C, H, W, sn, sc, BLOCK: tl.constexpr, CHANNELS_LAST: tl.constexpr):
-    """This program's elements: (mask, row, column, offset of the element's map)."""
+def _spatial_elements(
+    total, C: tl.constexpr, H: tl.constexpr, W: tl.constexpr, BLOCK: tl.constexpr, CHANNELS_LAST: tl.constexpr
+):
+    """This program's elements: (memory offset e, mask, row h, column w); a dense tensor, its shape
+    compile-time constants (divisions by constants), a neighbour (h + i, w + j) at e + i * SH + j * SW."""
     e = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    n, c, h, w = _coords(e, C, H, W, CHANNELS_LAST)
-    return e < total, h, w, n * sn + c * sc
+    r = e // C if CHANNELS_LAST else e
+    w = r % W
+    h = (r // W) % H
+    return e, e < total, h, w
+
+
+# the hardware's approximate base-2 logarithm (lg2.approx: relative error under 2^-22) instead of
+# libdevice's polynomial, on a GPU in fp32; Triton's interpreter has no fast_log2f, and fp64 keeps the exact one
+FAST_LOG = os.environ.get("TRITON_INTERPRET") != "1"
+
+
+@triton.jit
+def _log2(v, FAST: tl.constexpr):
+    if FAST:
+        return libdevice.fast_log2f(v)
+    return tl.log2(v)
 
 
 @triton.jit
@@ -76,25 +101,13 @@ def _ld(ptr, offsets, mask, F64: tl.constexpr):
 
 
 @triton.jit
-def _cross_scale(x_ptr, base, c, m, g0, GS, sc, a, k, SIZE: tl.constexpr, BEFORE: tl.constexpr, F64: tl.constexpr):
-    """d = k + a * sum of x^2 over the window of channel c (inside its group [g0, g0 + GS))."""
-    acc = tl.zeros(c.shape, dtype=tl.float64 if F64 else tl.float32)
-    for j in tl.static_range(SIZE):
-        cj = c + (j - BEFORE)
-        mj = m & (cj >= g0) & (cj < g0 + GS)
-        v = _ld(x_ptr, base + cj * sc, mj, F64)
-        acc += v * v
-    return k + a * acc
-
-
-@triton.jit
 def _cross_forward(
     x_ptr,
     y_ptr,
     total,
-    C,
-    H,
-    W,
+    C: tl.constexpr,
+    H: tl.constexpr,
+    W: tl.constexpr,
     sn,
     sc,
     sh,
@@ -102,18 +115,27 @@ def _cross_forward(
     a,
     b,
     k,
-    GS,
+    GS: tl.constexpr,
     SIZE: tl.constexpr,
     BEFORE: tl.constexpr,
     BLOCK: tl.constexpr,
     CHANNELS_LAST: tl.constexpr,
     F64: tl.constexpr,
+    FAST: tl.constexpr,
 ):
-    m, c, base, g0 = _cross_block(total, C, H, W, sn, sh, sw, GS, BLOCK, CHANNELS_LAST)
-    d = _cross_scale(x_ptr, base, c, m, g0, GS, sc, a, k, SIZE, BEFORE, F64)
-    x = _ld(x_ptr, base + c * sc, m, F64)
-    y = x * tl.exp(-b * tl.log(d))
-    tl.store(y_ptr + base + c * sc, y.to(y_ptr.dtype.element_ty), mask=m)
+    """y_c = x_c d_c^-b, d_c = k + a * sum of x^2 over c - BEFORE .. c + SIZE - 1 - BEFORE (inside c's group)."""
+    SC: tl.constexpr = 1 if CHANNELS_LAST else H * W
+    e, m, c, g0 = _cross_elements(total, C, H * W, GS, BLOCK, CHANNELS_LAST)
+    acc = tl.zeros(c.shape, dtype=tl.float64 if F64 else tl.float32)
+    x = acc
+    for i in tl.static_range(SIZE):
+        j = i - BEFORE
+        v = _ld(x_ptr, e + j * SC, m & (c + j >= g0) & (c + j < g0 + GS), F64)
+        acc += v * v
+        if j == 0:
+            x = v
+    y = x * tl.exp2(-b * _log2(k + a * acc, FAST))  # d^-b: base 2 maps onto the hardware's ex2 and lg2
+    tl.store(y_ptr + e, y.to(y_ptr.dtype.element_ty), mask=m)
 
 
 @triton.jit
@@ -122,9 +144,9 @@ def _cross_backward(
     g_ptr,
     dx_ptr,
     total,
-    C,
-    H,
-    W,
+    C: tl.constexpr,
+    H: tl.constexpr,
+    W: tl.constexpr,
     sn,
     sc,
     sh,
@@ -132,44 +154,45 @@ def _cross_backward(
     a,
     b,
     k,
-    GS,
+    GS: tl.constexpr,
     SIZE: tl.constexpr,
     BEFORE: tl.constexpr,
     BLOCK: tl.constexpr,
     CHANNELS_LAST: tl.constexpr,
     F64: tl.constexpr,
+    FAST: tl.constexpr,
 ):
-    """dx_c = g_c f_c - 2ab x_c sum over the c' whose window holds c of g_c' x_c' f_c' / d_c', f = d^-b."""
-    m, c, base, g0 = _cross_block(total, C, H, W, sn, sh, sw, GS, BLOCK, CHANNELS_LAST)
+    """dx_c = g_c f_c - 2ab x_c sum over the c' whose window holds c of g_c' x_c' f_c' / d_c', f = d^-b.
+
+    Each element's neighbourhood is loaded once: x at c - (SIZE-1) .. c + (SIZE-1) (the windows of every
+    c' that holds c) and g at those c' (2 SIZE - 1 + SIZE loads: 14 for AlexNet's 5), held in registers
+    as tuples unrolled at compile time; each d_c' is summed from the held squares (no subtraction, so
+    no cancellation in fp32), and one log per c' gives both d^-b and d^-b-1."""
+    SC: tl.constexpr = 1 if CHANNELS_LAST else H * W
     AFTER: tl.constexpr = SIZE - 1 - BEFORE
+    REACH: tl.constexpr = SIZE - 1
+    e, m, c, g0 = _cross_elements(total, C, H * W, GS, BLOCK, CHANNELS_LAST)
+    xs = ()
+    sq = ()
+    for i in tl.static_range(2 * SIZE - 1):  # x at c + i - REACH, 0 outside the group
+        j = i - REACH
+        v = _ld(x_ptr, e + j * SC, m & (c + j >= g0) & (c + j < g0 + GS), F64)
+        xs = xs + (v,)
+        sq = sq + (v * v,)
     s = tl.zeros(c.shape, dtype=tl.float64 if F64 else tl.float32)
-    for t in tl.static_range(SIZE):
-        cp = c + (t - AFTER)  # the window of cp = c - AFTER .. c + BEFORE holds c
-        mp = m & (cp >= g0) & (cp < g0 + GS)
-        dp = _cross_scale(x_ptr, base, cp, mp, g0, GS, sc, a, k, SIZE, BEFORE, F64)
-        xp = _ld(x_ptr, base + cp * sc, mp, F64)
-        gp = _ld(g_ptr, base + cp * sc, mp, F64)
-        s += gp * xp * tl.exp(-b * tl.log(dp)) / dp
-    d = _cross_scale(x_ptr, base, c, m, g0, GS, sc, a, k, SIZE, BEFORE, F64)
-    x = _ld(x_ptr, base + c * sc, m, F64)
-    g = _ld(g_ptr, base + c * sc, m, F64)
-    dx = g * tl.exp(-b * tl.log(d)) - (2.0 * a * b) * x * s
-    tl.store(dx_ptr + base + c * sc, dx.to(dx_ptr.dtype.element_ty), mask=m)
-
-
-@triton.jit
-def _spatial_scale(x_ptr, nc, h, w, m, H, W, sh, sw, a, k, SIZE: tl.constexpr, F64: tl.constexpr):
-    """d = k + a * sum of x^2 over the SIZE x SIZE window centred on (h, w), zero outside the map."""
-    HALF: tl.constexpr = SIZE // 2
-    acc = tl.zeros(h.shape, dtype=tl.float64 if F64 else tl.float32)
-    for i in tl.static_range(SIZE):
-        for j in tl.static_range(SIZE):
-            hh = h + (i - HALF)
-            ww = w + (j - HALF)
-            mj = m & (hh >= 0) & (hh < H) & (ww >= 0) & (ww < W)
-            v = _ld(x_ptr, nc + hh * sh + ww * sw, mj, F64)
-            acc += v * v
-    return k + a * acc
+    dx = s
+    for t in tl.static_range(SIZE):  # c' = c + t - AFTER: its window is xs[t .. t + SIZE - 1]
+        j = t - AFTER
+        gp = _ld(g_ptr, e + j * SC, m & (c + j >= g0) & (c + j < g0 + GS), F64)
+        acc = sq[t]
+        for i in tl.static_range(1, SIZE):
+            acc += sq[t + i]
+        log_d = _log2(k + a * acc, FAST)  # base 2: the hardware's lg2 and ex2, no library polynomials
+        s += gp * xs[t + BEFORE] * tl.exp2(-(b + 1.0) * log_d)
+        if j == 0:  # c' = c: the element's own scale
+            dx = gp * tl.exp2(-b * log_d)
+    dx = dx - (2.0 * a * b) * xs[REACH] * s
+    tl.store(dx_ptr + e, dx.to(dx_ptr.dtype.element_ty), mask=m)
 
 
 @triton.jit
@@ -177,9 +200,9 @@ def _spatial_forward(
     x_ptr,
     y_ptr,
     total,
-    C,
-    H,
-    W,
+    C: tl.constexpr,
+    H: tl.constexpr,
+    W: tl.constexpr,
     sn,
     sc,
     sh,
@@ -191,12 +214,26 @@ def _spatial_forward(
     BLOCK: tl.constexpr,
     CHANNELS_LAST: tl.constexpr,
     F64: tl.constexpr,
+    FAST: tl.constexpr,
 ):
-    m, h, w, nc = _spatial_block(total, C, H, W, sn, sc, BLOCK, CHANNELS_LAST)
-    d = _spatial_scale(x_ptr, nc, h, w, m, H, W, sh, sw, a, k, SIZE, F64)
-    x = _ld(x_ptr, nc + h * sh + w * sw, m, F64)
-    y = x * tl.exp(-b * tl.log(d))
-    tl.store(y_ptr + nc + h * sh + w * sw, y.to(y_ptr.dtype.element_ty), mask=m)
+    """y = x d^-b, d = k + a * sum of x^2 over the SIZE x SIZE window centred on (h, w), 0 outside the map."""
+    SW: tl.constexpr = C if CHANNELS_LAST else 1
+    SH: tl.constexpr = W * SW
+    HALF: tl.constexpr = SIZE // 2
+    e, m, h, w = _spatial_elements(total, C, H, W, BLOCK, CHANNELS_LAST)
+    acc = tl.zeros(h.shape, dtype=tl.float64 if F64 else tl.float32)
+    x = acc
+    for i in tl.static_range(SIZE):
+        for j in tl.static_range(SIZE):
+            di = i - HALF
+            dj = j - HALF
+            inside = m & (h + di >= 0) & (h + di < H) & (w + dj >= 0) & (w + dj < W)
+            v = _ld(x_ptr, e + di * SH + dj * SW, inside, F64)
+            acc += v * v
+            if di == 0 and dj == 0:
+                x = v
+    y = x * tl.exp2(-b * _log2(k + a * acc, FAST))
+    tl.store(y_ptr + e, y.to(y_ptr.dtype.element_ty), mask=m)
 
 
 @triton.jit
@@ -205,9 +242,9 @@ def _spatial_backward(
     g_ptr,
     dx_ptr,
     total,
-    C,
-    H,
-    W,
+    C: tl.constexpr,
+    H: tl.constexpr,
+    W: tl.constexpr,
     sn,
     sc,
     sh,
@@ -219,25 +256,45 @@ def _spatial_backward(
     BLOCK: tl.constexpr,
     CHANNELS_LAST: tl.constexpr,
     F64: tl.constexpr,
+    FAST: tl.constexpr,
 ):
-    """dx = g f - 2ab x * (window sum of g x f / d): a centred window is its own transpose."""
-    m, h, w, nc = _spatial_block(total, C, H, W, sn, sc, BLOCK, CHANNELS_LAST)
+    """dx = g f - 2ab x * (window sum of g x f / d): a centred window is its own transpose. The
+    (2 SIZE - 1)^2 patch of x around the element and g over its window are loaded once (34 loads for
+    3x3) and held as tuples; each neighbour's d is summed from the held squares."""
+    SW: tl.constexpr = C if CHANNELS_LAST else 1
+    SH: tl.constexpr = W * SW
     HALF: tl.constexpr = SIZE // 2
+    REACH: tl.constexpr = SIZE - 1
+    SPAN: tl.constexpr = 2 * SIZE - 1
+    e, m, h, w = _spatial_elements(total, C, H, W, BLOCK, CHANNELS_LAST)
+    xs = ()
+    sq = ()
+    for i in tl.static_range(SPAN):  # row h + i - REACH, column w + j - REACH, row-major
+        for j in tl.static_range(SPAN):
+            di = i - REACH
+            dj = j - REACH
+            inside = m & (h + di >= 0) & (h + di < H) & (w + dj >= 0) & (w + dj < W)
+            v = _ld(x_ptr, e + di * SH + dj * SW, inside, F64)
+            xs = xs + (v,)
+            sq = sq + (v * v,)
     s = tl.zeros(h.shape, dtype=tl.float64 if F64 else tl.float32)
-    for i in tl.static_range(SIZE):
-        for j in tl.static_range(SIZE):
-            hp = h + (i - HALF)
-            wp = w + (j - HALF)
-            mp = m & (hp >= 0) & (hp < H) & (wp >= 0) & (wp < W)
-            dp = _spatial_scale(x_ptr, nc, hp, wp, mp, H, W, sh, sw, a, k, SIZE, F64)
-            xp = _ld(x_ptr, nc + hp * sh + wp * sw, mp, F64)
-            gp = _ld(g_ptr, nc + hp * sh + wp * sw, mp, F64)
-            s += gp * xp * tl.exp(-b * tl.log(dp)) / dp
-    d = _spatial_scale(x_ptr, nc, h, w, m, H, W, sh, sw, a, k, SIZE, F64)
-    x = _ld(x_ptr, nc + h * sh + w * sw, m, F64)
-    g = _ld(g_ptr, nc + h * sh + w * sw, m, F64)
-    dx = g * tl.exp(-b * tl.log(d)) - (2.0 * a * b) * x * s
-    tl.store(dx_ptr + nc + h * sh + w * sw, dx.to(dx_ptr.dtype.element_ty), mask=m)
+    dx = s
+    for u in tl.static_range(SIZE):  # the neighbour p' = (h + u - HALF, w + v - HALF)
+        for q in tl.static_range(SIZE):
+            du = u - HALF
+            dv = q - HALF
+            inside = m & (h + du >= 0) & (h + du < H) & (w + dv >= 0) & (w + dv < W)
+            gp = _ld(g_ptr, e + du * SH + dv * SW, inside, F64)
+            acc = tl.zeros(h.shape, dtype=tl.float64 if F64 else tl.float32)
+            for i in tl.static_range(SIZE):  # p''s window in the patch: rows u .. u + SIZE - 1, columns q ..
+                for j in tl.static_range(SIZE):
+                    acc += sq[(u + i) * SPAN + q + j]
+            log_d = _log2(k + a * acc, FAST)
+            s += gp * xs[(u + HALF) * SPAN + q + HALF] * tl.exp2(-(b + 1.0) * log_d)
+            if du == 0 and dv == 0:
+                dx = gp * tl.exp2(-b * log_d)
+    dx = dx - (2.0 * a * b) * xs[REACH * SPAN + REACH] * s
+    tl.store(dx_ptr + e, dx.to(dx_ptr.dtype.element_ty), mask=m)
 
 
 # ---------------------------------------------------------------------------------- launching
@@ -290,7 +347,8 @@ def _launch(kernel: Any, tensors: tuple[torch.Tensor, ...], *args: Any, **meta: 
         for part in chunks(x):
             views = [t[part] for t in tensors]
             grid = (triton.cdiv(views[0].numel(), BLOCK),)
-            kernel[grid](*views, *_geometry(views[0]), *args, BLOCK=BLOCK, **meta)
+            fast = FAST_LOG and views[0].dtype != torch.float64
+            kernel[grid](*views, *_geometry(views[0]), *args, BLOCK=BLOCK, FAST=fast, **meta)
 
 
 class CrossMapTriton(torch.autograd.Function):
@@ -319,6 +377,8 @@ class CrossMapTriton(torch.autograd.Function):
 class SpatialTriton(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, size: int, a: float, b: float, k: float) -> torch.Tensor:
+        if size % 2 == 0:
+            raise ValueError(f"the spatial normalisation's window is centred: an odd size, not {size}")
         x, cl = _layout(x)
         y = torch.empty_like(x)
         _launch(_spatial_forward, (x, y), a, b, k, SIZE=size, CHANNELS_LAST=cl, F64=x.dtype == torch.float64)
