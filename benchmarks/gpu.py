@@ -3,19 +3,23 @@
     benchmarks/gpu.sh [--out benchmarks/results] [--budget 420]     # on a CUDA GPU: under 8 minutes
     benchmarks/gpu.sh --smoke --out DIR                             # anywhere: every row at toy size
 
-Rows, each with its own time limit (a row past it is reported as such and the next one runs):
+Rows, each with its own time limit (a row past it is reported as such, its child processes killed,
+and the next one runs); the correctness rows first, so that a short budget cuts throughput, not them:
 
-1. throughput of ``alexnet`` and ``alexnet_tv`` (``alexnet bench train``): the step on synthetic data at
-   batch 128/256/512 in bf16 and fp32, with CUDA graphs and with ``torch.compile``; end to end from a
-   generated packed dataset through the training loop's input pipeline, against torchvision's
-   reference style on generated photo-sized JPEGs;
+1. the Triton LRN against the torch fallback on AlexNet's two LRN layers: the largest difference and
+   the time of forward + backward;
 2. a 2-epoch ``alexnet train`` of the paper's ``alexnet`` on generated packed data whose size is not a
    multiple of the batch (each epoch ends on a short batch), without and with ``--cuda-graphs``;
-3. kill -9 and ``--resume`` under ``--deterministic``, the final weights compared bit for bit with an
+3. a few steps under ``torch.cuda.set_sync_debug_mode("error")``: no host synchronisation in the step;
+4. kill -9 and ``--resume`` under ``--deterministic``, the final weights compared bit for bit with an
    uninterrupted run's;
-4. the Triton LRN against the torch fallback on AlexNet's two LRN layers: the largest difference and
-   the time of forward + backward;
-5. 2-process DDP under torchrun (with two GPUs or more).
+5. throughput of ``alexnet`` and ``alexnet_tv`` (``alexnet bench train``, one model at a time, so that a
+   row past its limit keeps the models it finished): the step on synthetic data at batch 128/256/512
+   in bf16 and fp32, with CUDA graphs and with ``torch.compile``; end to end from a generated packed
+   dataset through the training loop's input pipeline, against torchvision's reference style;
+6. 2-process DDP under torchrun (with two GPUs or more).
+
+The results file is rewritten after every row, so a run cut short keeps what it measured.
 
 ``--smoke`` runs every row at toy size (a few images, batch 4, one repeat) on whatever device there
 is, in well under 5 minutes on a 2-core CPU, so that the script is proven before a GPU session spends
@@ -78,11 +82,31 @@ def env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(HERE.parent / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
 
 
-def train_cli(args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
-    r = subprocess.run(alexnet_cmd("train", *args), capture_output=True, text=True, env=env(), timeout=timeout)
-    if r.returncode != 0:
-        raise RuntimeError((r.stderr.strip().splitlines() or [f"exit {r.returncode}"])[-1][:300])
-    return r
+@contextlib.contextmanager
+def child(cmd: list[str], **kw: Any) -> Iterator[subprocess.Popen[str]]:
+    """``cmd`` in a session of its own, killed with every process it started (torchrun's workers too)
+    when the block ends early: a row past its limit leaves nothing running on the GPU."""
+    proc = subprocess.Popen(cmd, env=env(), start_new_session=True, text=True, **kw)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def run_child(cmd: list[str], timeout: float) -> tuple[int, str]:
+    """(exit status, stderr) of ``cmd`` run to its end within ``timeout`` seconds (``child``)."""
+    with child(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) as proc:
+        _, err = proc.communicate(timeout=timeout)
+        return proc.returncode, err
+
+
+def train_cli(args: list[str], timeout: float) -> None:
+    code, err = run_child(alexnet_cmd("train", *args), timeout)
+    if code != 0:
+        raise RuntimeError((err.strip().splitlines() or [f"exit {code}"])[-1][:300])
 
 
 def metrics(run: Path) -> list[dict[str, str]]:
@@ -115,6 +139,7 @@ def main() -> int:
         else dict(images=20000, jpegs=4096, batch=256, steps=20, repeats=3, alexnet_images=5000, alexnet_batch=128)
     )
     table: list[dict[str, Any]] = []  # rows of the throughput table
+    hooks: list[Callable[[], None]] = []  # run after every row (the results file)
     checks: list[tuple[str, str]] = []  # (row, result) of the other rows
 
     def left() -> float:
@@ -138,20 +163,23 @@ def main() -> int:
             except Exception as e:  # one failing row must not lose the others
                 checks.append((name, f"FAILED: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"))
         print(f"{name}: {checks[-1][1] if checks and checks[-1][0] == name else 'done'}", flush=True)
+        for hook in hooks:
+            hook()
 
     def throughput(label: str, models: list[str], **kw: Any) -> Callable[[], None]:
         def go() -> None:
-            for r in bench_train(
-                models,
-                log=lambda s: None,
-                workers=workers,
-                device="cuda" if CUDA else "cpu",
-                steps=size["steps"],
-                repeats=size["repeats"],
-                **kw,
-            ):
-                r["label"] = label
-                table.append(r)
+            for model in models:  # one at a time: a row past its limit keeps the models it finished
+                for r in bench_train(
+                    [model],
+                    log=lambda s: None,
+                    workers=workers,
+                    device="cuda" if CUDA else "cpu",
+                    steps=size["steps"],
+                    repeats=size["repeats"],
+                    **kw,
+                ):
+                    r["label"] = label
+                    table.append(r)
 
         return go
 
@@ -160,9 +188,189 @@ def main() -> int:
         packed = synthetic_packed(tmp / "packed", size["images"], val=max(8, size["images"] // 20))
         jpegs = synthetic_jpegs(tmp / "jpegs", size["jpegs"])
         prep = time.perf_counter() - t0
+
+        def write_results(final: bool = False) -> None:
+            """The results file, rewritten after every row: a run cut short keeps every row it finished."""
+            total = time.perf_counter() - t0
+
+            def f(v: object, fmt: str = "{:,.0f}") -> str:
+                return "—" if v is None else fmt.format(v)
+
+            command = "benchmarks/gpu.sh" + (" --smoke" if smoke else "") + f" --out {args.out}"
+            lines = [
+                f"# GPU benchmark{' (smoke: toy sizes)' if smoke else ''}: {device}",
+                "",
+                f"{time.strftime('%Y-%m-%d')}; torch {torch.__version__}, CUDA {torch.version.cuda}, "
+                f"{torch.cuda.device_count()} GPU(s), {os.cpu_count()} CPU cores; command: `{command}` "
+                f"({total:.0f} s {'in all' if final else 'so far: the run had not finished'}, {prep:.0f} s of it "
+                f"generating the data). Images/s, median of {size['repeats']} run(s) of {size['steps']} steps.",
+                "",
+                "| configuration | model | batch | precision | step (synthetic) | LRN share | end to end | "
+                "torchvision reference | end to end / reference | step FLOP/s of matmul |",
+                "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+            ]
+            for r in table:
+                lines.append(
+                    f"| {r['label']} | `{r['model']}` | {r['batch_size']} | {r['precision']} | "
+                    f"{f(r['step_images_per_sec'])} | {f(r['lrn_share'], '{:.0%}')} | {f(r['images_per_sec'])} | "
+                    f"{f(r['baseline_images_per_sec'])} | {f(r['ratio'], '{:.1f}x')} | "
+                    f"{f(r['step_flops_fraction'], '{:.0%}')} |"
+                )
+            lines += ["", "| row | result |", "| --- | --- |"] + [f"| {name} | {result} |" for name, result in checks]
+            text = "\n".join(lines) + "\n"
+            if final:
+                print(text)
+            out_dir = Path(args.out)
+            out_dir.mkdir(parents=True, exist_ok=True)
+            name = "".join(c if c.isalnum() or c in "-_" else "-" for c in device.split(" (")[0]).strip("-").lower()
+            name = ("smoke-" if smoke else "") + name
+            for suffix, content in (
+                (".md", text),
+                (
+                    ".json",
+                    json.dumps(
+                        {"table": table, "checks": checks, "smoke": smoke, "finished": final}, indent=1, default=str
+                    )
+                    + "\n",
+                ),
+            ):
+                tmp_file = out_dir / f".gpu-{name}{suffix}.tmp"
+                tmp_file.write_text(content)
+                os.replace(tmp_file, out_dir / f"gpu-{name}{suffix}")  # a kill mid-write leaves the last one whole
+            if final:
+                print(f"wrote {out_dir / f'gpu-{name}.md'}")
+
+        hooks.append(write_results)
         models = ["alexnet", "alexnet_tv"]
         bs = size["batch"]
         limit = 45 if smoke else 90
+
+        # correctness first: the rows a short budget must not lose
+        # 4. the Triton LRN against the torch fallback, AlexNet's two LRN layers in bf16
+        def triton_lrn() -> str:
+            from alexnet.models import _rnorm as R
+            from alexnet.models._rnorm_triton import bytes_moved
+
+            batch = 256
+            out = []
+            for c, hw in ((96, 55), (256, 27)):
+                x = (torch.randn(batch, c, hw, hw, device="cuda") * 3).relu().to(torch.bfloat16)
+                x = x.contiguous(memory_format=torch.channels_last).requires_grad_(True)
+                g = torch.randn_like(x)
+                times, results = {}, {}
+                for impl in ("triton", "torch"):
+
+                    def step(x: torch.Tensor = x, g: torch.Tensor = g, impl: str = impl) -> torch.Tensor:
+                        y = R.cross_map_norm(x, 5, 1e-4 / 5, 0.75, 2.0, impl=impl, groups=2)
+                        (dx,) = torch.autograd.grad(y, x, g)
+                        return torch.cat([y.flatten(), dx.flatten()])
+
+                    for _ in range(3):
+                        results[impl] = step()
+                    torch.cuda.synchronize()
+                    t = time.perf_counter()
+                    for _ in range(20):
+                        step()
+                    torch.cuda.synchronize()
+                    times[impl] = (time.perf_counter() - t) / 20
+                diff = float((results["triton"].float() - results["torch"].float()).abs().max())
+                moved = sum(bytes_moved(tuple(x.shape), 2).values())
+                out.append(
+                    f"{c}x{hw}x{hw}: triton {times['triton'] * 1e3:.2f} ms, torch {times['torch'] * 1e3:.2f} ms "
+                    f"({times['torch'] / times['triton']:.1f}x), max diff {diff:.1e}, "
+                    f"{moved / times['triton'] / 1e9:,.0f} GB/s of the traffic model"
+                )
+            return f"batch {batch}, bf16, forward + backward: " + "; ".join(out)
+
+        row("Triton LRN against the torch fallback", 60, triton_lrn, needs="cuda")
+
+        # 2. the paper's alexnet trained by the CLI, each epoch ending on a short batch
+        n, b = size["alexnet_images"], size["alexnet_batch"]
+        paper = synthetic_packed(tmp / "paper", n, classes=10, val=max(8, n // 10))
+        assert n % b, "the point: an epoch's last batch is short"
+        base = [
+            "--model",
+            "alexnet",
+            "--data",
+            str(paper),
+            "--epochs",
+            "2",
+            "--batch-size",
+            str(b),
+            "--workers",
+            str(workers),
+            "--recipe",
+            "none",
+            "--normalize",
+            "meanstd",
+            "--lr",
+            "0.01",
+        ]
+
+        def train_row(extra: list[str], tag: str) -> Callable[[], str]:
+            def go() -> str:
+                out = tmp / f"train-{tag}"
+                train_cli(base + ["--out", str(out), *extra], timeout=max(30, left()))
+                m = metrics(out)
+                return (
+                    f"2 epochs of {n:,} images, batch {b}: {float(m[-1]['images_per_sec']):,.0f} img/s in epoch 2, "
+                    f"train loss {float(m[-1]['train_loss']):.4f}"
+                )
+
+            return go
+
+        row("alexnet train, 2 epochs, short last batch", 240, train_row([], "eager"))
+        row(
+            "alexnet train, 2 epochs, short last batch, --cuda-graphs",
+            240,
+            train_row(["--cuda-graphs"], "graphs"),
+            needs="cuda",
+        )
+
+        # the step's freedom from host synchronisation, checked by CUDA itself: a few steps of the
+        # paper's alexnet under torch.cuda.set_sync_debug_mode("error") (any sync raises)
+        def no_sync() -> str:
+            from alexnet.bench import _StepBench
+            from alexnet.config import TrainConfig
+
+            cfg = TrainConfig(model="alexnet", batch_size=bs, precision="bf16", device="cuda", normalize="meanstd")
+            step = _StepBench("alexnet", cfg, torch.device("cuda"), 1000, {})
+            for _ in range(3):  # warm-up: cuDNN's autotuning and the allocator's first blocks
+                step()
+            torch.cuda.synchronize()
+            torch.cuda.set_sync_debug_mode("error")
+            try:
+                for _ in range(5):
+                    step()
+            finally:
+                torch.cuda.set_sync_debug_mode(0)
+            torch.cuda.synchronize()
+            return f"5 steps of alexnet, bf16, batch {bs}, under set_sync_debug_mode('error'): no host sync"
+
+        row("no host sync in the step (CUDA's sync debug mode)", 60, no_sync, needs="cuda")
+
+        # 3. kill -9 mid-run, --resume, the same weights as an uninterrupted run
+        def kill_and_resume() -> str:
+            every = max(2, (n // b) // 4)  # a few mid-epoch checkpoints per epoch (each is AlexNet + momentum)
+            args3 = base + ["--deterministic", "--checkpoint-every", str(every), "--epochs", "2"]
+            whole, cut = tmp / "whole", tmp / "cut"
+            train_cli(args3 + ["--out", str(whole)], timeout=max(30, left()))
+            cmd = alexnet_cmd("train", *args3, "--out", str(cut))
+            with child(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as proc:
+                deadline = time.monotonic() + max(30, left())
+                while not (cut / "last.pt").exists() and proc.poll() is None and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                os.killpg(proc.pid, signal.SIGKILL)  # SIGKILL: no handler runs
+                proc.wait()
+            train_cli(["--resume", str(cut)], timeout=max(30, left()))
+            same, diff = same_weights(whole / "last.pt", cut / "last.pt")
+            if not same:
+                raise RuntimeError(f"the resumed run's weights differ from the uninterrupted run's by up to {diff:.2e}")
+            return "killed after its first checkpoint, resumed: final weights bit for bit equal"
+
+        row("kill -9 and --resume under --deterministic", 300, kill_and_resume)
+
+        # then throughput, model by model (a row past its limit keeps the models it finished)
         row(
             f"end to end, bf16, batch {bs} (+ torchvision reference, fp32)",
             limit,
@@ -212,112 +420,6 @@ def main() -> int:
             needs="cuda",
         )
 
-        # 2. the paper's alexnet trained by the CLI, each epoch ending on a short batch
-        n, b = size["alexnet_images"], size["alexnet_batch"]
-        paper = synthetic_packed(tmp / "paper", n, classes=10, val=max(8, n // 10))
-        assert n % b, "the point: an epoch's last batch is short"
-        base = [
-            "--model",
-            "alexnet",
-            "--data",
-            str(paper),
-            "--epochs",
-            "2",
-            "--batch-size",
-            str(b),
-            "--workers",
-            str(workers),
-            "--recipe",
-            "none",
-            "--normalize",
-            "meanstd",
-            "--lr",
-            "0.01",
-        ]
-
-        def train_row(extra: list[str], tag: str) -> Callable[[], str]:
-            def go() -> str:
-                out = tmp / f"train-{tag}"
-                train_cli(base + ["--out", str(out), *extra], timeout=max(30, left()))
-                m = metrics(out)
-                return (
-                    f"2 epochs of {n:,} images, batch {b}: {float(m[-1]['images_per_sec']):,.0f} img/s in epoch 2, "
-                    f"train loss {float(m[-1]['train_loss']):.4f}"
-                )
-
-            return go
-
-        row("alexnet train, 2 epochs, short last batch", 240, train_row([], "eager"))
-        row(
-            "alexnet train, 2 epochs, short last batch, --cuda-graphs",
-            240,
-            train_row(["--cuda-graphs"], "graphs"),
-            needs="cuda",
-        )
-
-        # 3. kill -9 mid-run, --resume, the same weights as an uninterrupted run
-        def kill_and_resume() -> str:
-            every = max(2, (n // b) // 4)  # a few mid-epoch checkpoints per epoch (each is AlexNet + momentum)
-            args3 = base + ["--deterministic", "--checkpoint-every", str(every), "--epochs", "2"]
-            whole, cut = tmp / "whole", tmp / "cut"
-            train_cli(args3 + ["--out", str(whole)], timeout=max(30, left()))
-            proc = subprocess.Popen(
-                alexnet_cmd("train", *args3, "--out", str(cut)),
-                env=env(),
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            deadline = time.monotonic() + max(30, left())
-            while not (cut / "last.pt").exists() and proc.poll() is None and time.monotonic() < deadline:
-                time.sleep(0.05)
-            proc.kill()  # SIGKILL: no handler runs
-            proc.wait()
-            train_cli(["--resume", str(cut)], timeout=max(30, left()))
-            same, diff = same_weights(whole / "last.pt", cut / "last.pt")
-            if not same:
-                raise RuntimeError(f"the resumed run's weights differ from the uninterrupted run's by up to {diff:.2e}")
-            return "killed after its first checkpoint, resumed: final weights bit for bit equal"
-
-        row("kill -9 and --resume under --deterministic", 300, kill_and_resume)
-
-        # 4. the Triton LRN against the torch fallback, AlexNet's two LRN layers in bf16
-        def triton_lrn() -> str:
-            from alexnet.models import _rnorm as R
-            from alexnet.models._rnorm_triton import bytes_moved
-
-            batch = 256
-            out = []
-            for c, hw in ((96, 55), (256, 27)):
-                x = (torch.randn(batch, c, hw, hw, device="cuda") * 3).relu().to(torch.bfloat16)
-                x = x.contiguous(memory_format=torch.channels_last).requires_grad_(True)
-                g = torch.randn_like(x)
-                times, results = {}, {}
-                for impl in ("triton", "torch"):
-
-                    def step(x: torch.Tensor = x, g: torch.Tensor = g, impl: str = impl) -> torch.Tensor:
-                        y = R.cross_map_norm(x, 5, 1e-4 / 5, 0.75, 2.0, impl=impl, groups=2)
-                        (dx,) = torch.autograd.grad(y, x, g)
-                        return torch.cat([y.flatten(), dx.flatten()])
-
-                    for _ in range(3):
-                        results[impl] = step()
-                    torch.cuda.synchronize()
-                    t = time.perf_counter()
-                    for _ in range(20):
-                        step()
-                    torch.cuda.synchronize()
-                    times[impl] = (time.perf_counter() - t) / 20
-                diff = float((results["triton"].float() - results["torch"].float()).abs().max())
-                moved = sum(bytes_moved(tuple(x.shape), 2).values())
-                out.append(
-                    f"{c}x{hw}x{hw}: triton {times['triton'] * 1e3:.2f} ms, torch {times['torch'] * 1e3:.2f} ms "
-                    f"({times['torch'] / times['triton']:.1f}x), max diff {diff:.1e}, "
-                    f"{moved / times['triton'] / 1e9:,.0f} GB/s of the traffic model"
-                )
-            return f"batch {batch}, bf16, forward + backward: " + "; ".join(out)
-
-        row("Triton LRN against the torch fallback", 60, triton_lrn, needs="cuda")
-
         # 5. DDP
         def ddp() -> str:
             out = tmp / "ddp"
@@ -345,50 +447,14 @@ def main() -> int:
                 "--workers",
                 str(workers // 2),
             ]
-            r = subprocess.run(cmd, capture_output=True, text=True, env=env(), timeout=max(30, left()))
-            if r.returncode != 0:
-                raise RuntimeError((r.stderr.strip().splitlines() or ["?"])[-1][:200])
+            code, err = run_child(cmd, timeout=max(30, left()))
+            if code != 0:
+                raise RuntimeError((err.strip().splitlines() or ["?"])[-1][:200])
             rate = float(metrics(out)[-1]["images_per_sec"])
             return f"2-process DDP, alexnet_tv, bf16, total batch 512: {rate:,.0f} img/s"
 
         row("2-process DDP", 120, ddp, needs="2 GPUs")
-    total = time.perf_counter() - t0
-
-    def f(v: object, fmt: str = "{:,.0f}") -> str:
-        return "—" if v is None else fmt.format(v)
-
-    command = "benchmarks/gpu.sh" + (" --smoke" if smoke else "") + f" --out {args.out}"
-    lines = [
-        f"# GPU benchmark{' (smoke: toy sizes)' if smoke else ''}: {device}",
-        "",
-        f"{time.strftime('%Y-%m-%d')}; torch {torch.__version__}, CUDA {torch.version.cuda}, "
-        f"{torch.cuda.device_count()} GPU(s), {os.cpu_count()} CPU cores; command: `{command}` "
-        f"({total:.0f} s in all, {prep:.0f} s of it generating the data). Images/s, median of {size['repeats']} "
-        f"run(s) of {size['steps']} steps.",
-        "",
-        "| configuration | model | batch | precision | step (synthetic) | LRN share | end to end | "
-        "torchvision reference | end to end / reference | step FLOP/s of matmul |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    for r in table:
-        lines.append(
-            f"| {r['label']} | `{r['model']}` | {r['batch_size']} | {r['precision']} | "
-            f"{f(r['step_images_per_sec'])} | {f(r['lrn_share'], '{:.0%}')} | {f(r['images_per_sec'])} | "
-            f"{f(r['baseline_images_per_sec'])} | {f(r['ratio'], '{:.1f}x')} | "
-            f"{f(r['step_flops_fraction'], '{:.0%}')} |"
-        )
-    lines += ["", "| row | result |", "| --- | --- |"] + [f"| {name} | {result} |" for name, result in checks]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    name = "".join(c if c.isalnum() or c in "-_" else "-" for c in device.split(" (")[0]).strip("-").lower()
-    name = ("smoke-" if smoke else "") + name
-    (out_dir / f"gpu-{name}.md").write_text(text)
-    (out_dir / f"gpu-{name}.json").write_text(
-        json.dumps({"table": table, "checks": checks, "smoke": smoke}, indent=1, default=str) + "\n"
-    )
-    print(f"wrote {out_dir / f'gpu-{name}.md'}")
+    write_results(final=True)
     failed = [n for n, r in checks if r.startswith("FAILED")]
     return 1 if failed else 0
 

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from alexnet.cli import main
 
@@ -103,3 +104,15 @@ def test_bench_train_errors_are_one_line(capsys: pytest.CaptureFixture[str], tmp
     assert main(["bench", "train", "--jpeg-dir", str(tmp_path / "missing")]) == 2
     assert main(["bench", "train", "--model", "lenet5", "--cuda-graphs", "--device", "cpu"]) == 2
     assert "--cuda-graphs needs a CUDA device" in capsys.readouterr().err
+
+
+def test_bench_train_makes_the_kernel_choices_train_makes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """TF32 and cuDNN autotuning as `alexnet train` sets them by default (bench once set autotuning only)."""
+    from alexnet import bench
+    from alexnet.runtime import kernel_settings
+
+    applied: list[dict] = []
+    monkeypatch.setattr(bench, "apply_kernel_settings", applied.append)
+    bench.bench_train(["lenet5"], batch_size=4, steps=1, warmup=0, repeats=1, device="cpu", log=lambda s: None)
+    dev = torch.device("cpu")
+    assert applied == [kernel_settings(dev, deterministic=False, tf32=True, cudnn_benchmark=True)]

@@ -45,7 +45,14 @@ from .engine.step import TrainStep
 from .errors import UserError
 from .models import create_model, model_info
 from .models.summary import model_summary
-from .runtime import cpu_model, keep_freed_memory, pick_device, resolve_precision
+from .runtime import (
+    apply_kernel_settings,
+    cpu_model,
+    keep_freed_memory,
+    kernel_settings,
+    pick_device,
+    resolve_precision,
+)
 
 
 def _rate(batches: Iterable[Any], n_batches: int, warmup: int = 2) -> float:
@@ -353,6 +360,7 @@ def bench_train(
     device: str = "auto",
     workers: int = 2,
     lrn_share: bool = True,
+    tf32: bool = True,
     log: Any = None,
 ) -> list[dict[str, Any]]:
     """Training images/s of each model: the step on synthetic data already on the device (the
@@ -363,8 +371,8 @@ def bench_train(
     say = log or (lambda s: print(s, file=sys.stderr, flush=True))
     dev = pick_device(device)
     keep_freed_memory()  # as `alexnet train` does
-    if dev.type == "cuda":
-        torch.backends.cudnn.benchmark = True
+    # the kernel choices `alexnet train` makes by default: cuDNN autotuning, TF32 for fp32 matmuls
+    apply_kernel_settings(kernel_settings(dev, deterministic=False, tf32=tf32, cudnn_benchmark=True))
     prec = resolve_precision(precision, dev)
     arms: list[tuple[str, str, Any]] = []  # (model, arm, step callable)
     reference = ReferenceLoader(Path(jpeg_dir), batch_size, workers, dev.type == "cuda") if jpeg_dir else None
