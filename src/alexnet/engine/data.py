@@ -58,7 +58,8 @@ def _normalisation(
             m = mean_image(_sample_images(train_ds), image_size)
         return (0.0,) * m.shape[0], ones, m
     if meta and "stats" in meta and channels == 3:
-        mean, std = tuple(meta["stats"]["channel_mean"]), tuple(meta["stats"]["channel_std"])
+        stats = packed_stats(meta["root"])  # checked: the right length, finite, positive std
+        mean, std = tuple(stats["channel_mean"]), tuple(stats["channel_std"])
     else:
         mean, std = channel_stats(match_channels(_sample_images(train_ds), channels))
     return (mean, std, None) if cfg.normalize == "meanstd" else (mean, ones, None)
@@ -71,7 +72,8 @@ def rgb_eigen(train_ds: Any, channels: int) -> tuple[torch.Tensor, torch.Tensor]
         raise UserError("pca-lighting: needs 3-channel (RGB) input")
     meta = getattr(train_ds, "meta", None)
     if meta and "stats" in meta:
-        return torch.tensor(meta["stats"]["eigval"]), torch.tensor(meta["stats"]["eigvec"])
+        stats = packed_stats(meta["root"])  # checked: three eigenvalues, a 3x3 of eigenvectors
+        return torch.tensor(stats["eigval"]), torch.tensor(stats["eigvec"])
     images = _sample_images(train_ds)
     if images.shape[1] != 3:
         raise UserError("pca-lighting: the training images are not RGB")

@@ -45,12 +45,17 @@ def read_meta(root: str | os.PathLike[str]) -> dict[str, Any]:
     p = Path(root) / "dataset.json"
     try:
         meta = json.loads(p.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise UserError(f"{p}: not a readable packed dataset ({e})") from None
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+        raise UserError(f"{p}: not a readable packed dataset ({str(e)[:200]})") from None
+    if not isinstance(meta, dict):
+        raise UserError(f"{p}: the top level: must be an object, not a JSON {type(meta).__name__}")
     if meta.get("format") != FORMAT:
-        raise UserError(f"{p}: not an {FORMAT} dataset")
-    if meta.get("version", 0) > VERSION:
-        raise UserError(f"{p}: format version {meta['version']} is newer than this version reads ({VERSION})")
+        raise UserError(f"{p}: format: not an {FORMAT} dataset")
+    version = meta.get("version", 0)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise UserError(f"{p}: version: must be a whole number from 1, not {version!r}"[:200])
+    if version > VERSION:
+        raise UserError(f"{p}: version: format version {version} is newer than this version reads ({VERSION})")
     return meta
 
 

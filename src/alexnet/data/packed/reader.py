@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ...errors import UserError
 from ..base import InMemoryDataset
 from .format import SplitFiles, is_packed, read_meta
+from .manifest import check_dataset, check_manifest, check_stats
 
 __all__ = ["is_packed", "load_packed", "packed_stats"]
 
@@ -25,14 +25,9 @@ def load_packed(root: str | os.PathLike[str], split: str = "train") -> InMemoryD
     channels-last, as the convolutions want them.
     """
     root = Path(root)
-    meta = read_meta(root)
-    if not meta.get("complete"):
-        raise UserError(f"{root}: the packed dataset is incomplete; rerun `alexnet prepare` to finish it")
-    splits = meta["splits"]
-    if split == "val" and "val" not in splits:
-        raise UserError(f"{root}: no val split")
-    info = splits[split]
-    files = SplitFiles.open(root, split, info["count"], meta["image_size"], meta["channels"], "c")
+    meta = check_manifest(root, read_meta(root))  # one line naming the file and field, before any model
+    n = check_dataset(root, meta, split)
+    files = SplitFiles.open(root, split, n, meta["image_size"], meta["channels"], "c")
     images = torch.from_numpy(files.images).permute(0, 3, 1, 2)
     labels = torch.from_numpy(np.asarray(files.labels, dtype=np.int64))
     ds = InMemoryDataset(images, labels, list(meta["classes"]))
@@ -44,8 +39,8 @@ def load_packed(root: str | os.PathLike[str], split: str = "train") -> InMemoryD
 def packed_stats(root: str | os.PathLike[str]) -> dict[str, Any]:
     """The training-set statistics stored by ``prepare``: channel mean/std, mean image, PCA of RGB."""
     root = Path(root)
-    meta = read_meta(root)
-    stats = dict(meta["stats"])
+    meta = check_manifest(root, read_meta(root))
+    stats = dict(check_stats(root, meta))
     s, c = meta["image_size"], meta["channels"]
     stats["mean_image"] = np.fromfile(root / "mean_image.f32", dtype="<f4").reshape(s, s, c)
     return stats
