@@ -15,6 +15,42 @@ from typing import Any
 from ._toml import tomllib
 from .errors import UserError
 
+# Upper (and lower) bounds of the numeric keys, checked by ``validate`` before anything is allocated: a
+# size past these cannot fit any machine (an image side of 10^6 is 3 TB a batch of one), a count or depth
+# past them hangs or overflows (a seed must fit the generators' 64 bits after the per-epoch offsets).
+BOUNDS: dict[str, tuple[float, float]] = {
+    "epochs": (1, 1e5),
+    "batch_size": (1, 2**20),
+    "image_size": (1, 4096),
+    "crop_size": (1, 4096),
+    "pad": (0, 1024),
+    "translate": (0, 1024),
+    "prefetch": (1, 64),
+    "workers": (0, 256),
+    "log_every": (1, 2**31),
+    "eval_every": (1, 2**31),
+    "step_size": (1, 1e6),
+    "accumulate": (1, 2**16),
+    "checkpoint_every": (0, 2**31),
+    "seed": (0, 2**31 - 1),
+    "cache_limit_gb": (1e-6, 1e6),
+    "max_train_images": (1, 2**40),
+    "max_val_images": (1, 2**40),
+    "warmup_epochs": (0, 1e5),
+    "plateau_patience": (0, 1e6),
+    "max_reductions": (0, 1000),
+    "pca_lighting": (0, 1e3),
+    "plateau_threshold": (-1, 1),
+}
+MAX_RECIPE_BYTES = 1 << 20  # a recipe is a few hundred bytes; a megabyte is a mistake (or an attack)
+MAX_SHOWN = 60  # characters of a bad value or key in an error line
+
+
+def _shown(v: Any) -> str:
+    """``repr(v)`` cut to MAX_SHOWN characters: an error line names the value, it does not echo 50 MB."""
+    text = repr(v)
+    return text if len(text) <= MAX_SHOWN else text[: MAX_SHOWN - 3] + "..."
+
 
 def _opt(default: Any = None, help: str = "", *, factory: Any = None) -> Any:
     """A TrainConfig field: its default (or ``factory``) and the help text of its ``--flag`` and of the
@@ -184,6 +220,15 @@ class TrainConfig:
             v = getattr(self, key)
             if v is not None and v < 1:
                 raise bad(key, f"must be at least 1, not {v}")
+        for key, (lo, hi) in BOUNDS.items():  # sizes, counts and depths bounded before any allocation
+            v = getattr(self, key)
+            if v is not None and not lo <= v <= hi:
+                raise bad(key, f"must be in {lo:g}..{hi:g}, not {_shown(v)}")
+        chans = self.model_options.get("in_chans")
+        if chans is not None and (isinstance(chans, bool) or chans not in (1, 3)):  # images are read grey or RGB
+            raise UserError(f"model_options.in_chans: must be 1 (grey) or 3 (RGB), not {_shown(chans)}")
+        if any(m > BOUNDS["epochs"][1] for m in self.milestones):
+            raise bad("milestones", f"epochs of at most {BOUNDS['epochs'][1]:g}")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -198,11 +243,14 @@ class TrainConfig:
         hints = typing.get_type_hints(TrainConfig)
         names = {f.name for f in dataclasses.fields(self)}
         new = dataclasses.replace(self, model_options=dict(self.model_options))
+        unknown = [key for key in values if key.replace("-", "_") not in names]
+        if unknown:
+            shown = ", ".join(_shown(k) for k in unknown[:5]) + (
+                f" and {len(unknown) - 5:,} more" if len(unknown) > 5 else ""
+            )
+            raise UserError(f"{source}: unknown key{'s' * (len(unknown) > 1)} {shown} (see `alexnet train --help`)")
         for key, value in values.items():
-            k = key.replace("-", "_")
-            if k not in names:
-                raise UserError(f"{source}: unknown key {key!r} (see `alexnet train --help` for the keys)")
-            setattr(new, k, _coerce(value, hints[k], f"{source}: {key}"))
+            setattr(new, key.replace("-", "_"), _coerce(value, hints[key.replace("-", "_")], f"{source}: {key}"))
         return new
 
     @classmethod
@@ -222,28 +270,31 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         origin = typing.get_origin(hint)
     if origin is dict:
         if not isinstance(value, dict):
-            raise UserError(f"{where}: expected a table of options, got {value!r}")
+            raise UserError(f"{where}: expected a table of options, got {_shown(value)}")
         return dict(value)
     if origin is list:
         (item,) = typing.get_args(hint) or (Any,)
         if not isinstance(value, (list, tuple)):
-            raise UserError(f"{where}: expected a list, e.g. [120, 130], got {value!r}")
+            raise UserError(f"{where}: expected a list, e.g. [120, 130], got {_shown(value)}")
         return [_coerce(v, item, where) for v in value]
     if hint is bool:
         if not isinstance(value, bool):
-            raise UserError(f"{where}: expected true or false, got {value!r}")
+            raise UserError(f"{where}: expected true or false, got {_shown(value)}")
         return value
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise UserError(f"{where}: expected a number, got {value!r}")
-        return float(value)
+            raise UserError(f"{where}: expected a number, got {_shown(value)}")
+        try:
+            return float(value)
+        except OverflowError:  # an integer past float's range
+            raise UserError(f"{where}: {_shown(value)} is out of range") from None
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise UserError(f"{where}: expected an integer, got {value!r}")
+            raise UserError(f"{where}: expected an integer, got {_shown(value)}")
         return value
     if hint is str:
         if not isinstance(value, str):
-            raise UserError(f"{where}: expected a string, got {value!r}")
+            raise UserError(f"{where}: expected a string, got {_shown(value)}")
         return value
     return value
 
@@ -269,9 +320,22 @@ def load_recipe(path: str | Path) -> dict[str, Any]:
         else:
             raise UserError(f"--recipe {path}: no such file")
     try:
-        return tomllib.loads(p.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise UserError(f"--recipe {p}: not valid TOML ({e})") from None
+        if not p.is_file():
+            raise IsADirectoryError(21, "not a regular file")
+        size = p.stat().st_size
+        if size > MAX_RECIPE_BYTES:
+            raise UserError(f"--recipe {p}: {size:,} bytes; a recipe is at most {MAX_RECIPE_BYTES:,}")
+        text = p.read_text()
+    except OSError as e:
+        raise UserError(f"--recipe {p}: cannot be read ({e.strerror or e})") from None
+    except UnicodeDecodeError:
+        raise UserError(f"--recipe {p}: not text (UTF-8)") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise UserError(f"--recipe {p}: not valid TOML ({str(e)[:200]})") from None
+    except RecursionError:
+        raise UserError(f"--recipe {p}: tables or arrays nested too deeply") from None
 
 
 # Keys whose default changed after runs were written with them absent: what those runs did.

@@ -37,7 +37,14 @@ from .data.pipeline import Prefetcher, gather_threads
 from .data.transforms import EvalTransform, TrainAugment
 from .distributed import DistInfo, all_reduce_sum, any_true, cleanup, join_processes
 from .engine import resume
-from .engine.checks import check_batch_split, check_fast_paths, check_input_size, check_out_outside_data
+from .engine.checks import (
+    available_memory,
+    check_batch_split,
+    check_fast_paths,
+    check_input_size,
+    check_memory,
+    check_out_outside_data,
+)
 from .engine.data import build_data, build_test, make_augment
 from .engine.evaluation import EvalResult, evaluate_model, plot_confusion
 from .engine.finetune import freeze_layers, init_source, load_init
@@ -537,6 +544,7 @@ def build(cfg: TrainConfig, dinfo: DistInfo, folder: RunFolder, say: Callable[[s
     t_start = time.perf_counter()
 
     train_ds, val_ds, classes, transform = build_data(cfg)
+    check_memory(cfg, transform, cfg.batch_size // (dinfo.world_size * cfg.accumulate), available_memory())
     source = init_source(cfg) if cfg.init and not cfg.resume else None
     if source is not None:  # the eval transform follows the source's normalisation
         transform = _source_normalisation(transform, EvalTransform.from_dict(source["eval_transform"]))

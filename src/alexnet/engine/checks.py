@@ -71,3 +71,33 @@ def check_batch_split(cfg: TrainConfig, world_size: int) -> None:
             f"--batch-size {cfg.batch_size} (the total over all processes) is not divisible by the "
             f"{world_size} processes x {cfg.accumulate} accumulation steps"
         )
+
+
+def available_memory() -> int | None:
+    """Bytes of memory this machine can still give (``MemAvailable``), None where it cannot say."""
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def input_memory(cfg: TrainConfig, transform: EvalTransform, micro_batch: int) -> int:
+    """Bytes the input pipeline holds at once: ``prefetch`` stored uint8 batches ahead of the step (one
+    more in the step), and the step's float batch with the augmentation's temporaries (about three)."""
+    c, s, crop = transform.channels, transform.image_size, transform.input_size
+    return (cfg.prefetch + 1) * micro_batch * c * s * s + 3 * micro_batch * c * crop * crop * 4
+
+
+def check_memory(cfg: TrainConfig, transform: EvalTransform, micro_batch: int, available: int | None) -> None:
+    """Refuse, before anything is allocated, a run whose input pipeline alone cannot fit the memory
+    left (the activations come on top): the key to change named in one line."""
+    need = input_memory(cfg, transform, micro_batch)
+    if available is not None and need > available:
+        raise UserError(
+            f"batch-size {cfg.batch_size} with prefetch {cfg.prefetch} and {transform.image_size}x"
+            f"{transform.image_size} images: the input pipeline alone needs {need / 2**30:,.1f} GB, more than "
+            f"the {available / 2**30:,.1f} GB this machine has free; lower batch-size, prefetch or image-size"
+        )

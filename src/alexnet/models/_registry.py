@@ -8,6 +8,7 @@ network's module by name.
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -33,6 +34,21 @@ class ModelInfo:
 
 
 _MODELS: dict[str, ModelInfo] = {}
+
+# The range of each numeric option, checked where options are parsed (``create_model``): a value past
+# these builds no network any machine can hold (input_size 100000 asks for 120 GB) or none that trains.
+# Numbers not named here are finite and within +-1e6.
+RANGES: dict[str, tuple[float, float]] = {
+    "in_chans": (1, 64),
+    "input_size": (8, 4096),
+    "width": (1e-3, 4096),
+    "top_width": (1e-3, 64),
+    "hidden": (1, 100_000),
+    "lrn_scale": (1e-6, 1e6),
+    "dropout": (0.0, 0.999),
+    "hidden_bias": (-1e3, 1e3),
+    "columns": (1, 2),
+}
 
 
 def register_model(
@@ -93,7 +109,8 @@ def create_model(name: str, *, num_classes: int | None = None, **options: object
         )
     for key, value in options.items():  # a value of another type than the default's: named, not a traceback
         default = valid[key]
-        if default is None or key == "in_chans":
+        _check_range(name, key, value)
+        if default is None:
             continue
         if isinstance(default, bool):
             ok = isinstance(value, bool)
@@ -108,7 +125,22 @@ def create_model(name: str, *, num_classes: int | None = None, **options: object
                 f"model {name!r}: option {key} takes a {type(default).__name__} like its default "
                 f"{default!r}, not {value!r}"
             )
+    if num_classes is not None and (isinstance(num_classes, bool) or not 1 <= num_classes <= 1_000_000):
+        raise UserError(f"model {name!r}: num_classes must be 1..1,000,000, not {num_classes!r}"[:200])
     try:
         return info.builder(num_classes=num_classes or info.num_classes, **options)
     except (ValueError, TypeError) as e:
         raise UserError(f"model {name!r}: {e}") from None
+
+
+def _check_range(name: str, key: str, value: object) -> None:
+    """A numeric option finite and within its range (``RANGES``, else +-1e6); an integer option whole."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if key in ("in_chans", "input_size", "columns", "hidden"):
+            raise UserError(f"model {name!r}: option {key} must be a whole number, not {str(value)[:40]!r}")
+        return
+    lo, hi = RANGES.get(key, (-1e6, 1e6))
+    if not (math.isfinite(value) and lo <= value <= hi):
+        raise UserError(f"model {name!r}: option {key} must be in {lo:g}..{hi:g}, not {value!r}"[:200])
+    if key in ("in_chans", "input_size", "columns", "hidden") and not float(value).is_integer():
+        raise UserError(f"model {name!r}: option {key} must be a whole number, not {value!r}")
