@@ -42,13 +42,15 @@ CASES = {  # recipe text -> what the line names
 
 
 @pytest.mark.parametrize("text", list(CASES), ids=[t[:30] for t in CASES])
-def test_a_recipe_number_past_its_bound_is_one_line(text: str, tiny_folder: Path, tmp_path: Path,
-                                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_recipe_number_past_its_bound_is_one_line(
+    text: str, tiny_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     recipe = tmp_path / "r.toml"
     recipe.write_text('model = "cifar_18pct"\n' + text + "\n")
     t0 = time.perf_counter()
-    code = main(["train", "--recipe", str(recipe), "--data", str(tiny_folder), "--out", str(tmp_path / "run"),
-                 "--workers", "0"])
+    code = main(
+        ["train", "--recipe", str(recipe), "--data", str(tiny_folder), "--out", str(tmp_path / "run"), "--workers", "0"]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and len(err) < 400, err[:500]
     assert CASES[text] in err and time.perf_counter() - t0 < 10, err
@@ -79,7 +81,7 @@ NUMERIC = [f.name for f in dataclasses.fields(TrainConfig) if f.name in BOUNDS]
 
 @pytest.mark.faults
 @settings(max_examples=300, deadline=None)
-@given(key=st.sampled_from(NUMERIC), value=st.one_of(st.integers(-2**70, 2**70), st.floats()))
+@given(key=st.sampled_from(NUMERIC), value=st.one_of(st.integers(-(2**70), 2**70), st.floats()))
 def test_every_numeric_key_in_or_out_of_its_bounds(key: str, value: float) -> None:
     """Property over TrainConfig's numeric fields: any value either validates (and is then within its
     bound) or is one UserError line naming the key; never another exception."""

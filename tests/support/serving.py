@@ -112,7 +112,7 @@ def hostile_payloads(good: bytes, max_bytes: int, max_files: int) -> list[tuple[
         ("not an image", [("notes.jpg", b"this is not an image at all" * 20)], 415),
         ("truncated", [("cut.jpg", good[: len(good) // 3])], 400),
         ("decompression bomb", [("bomb.png", bomb.getvalue())], 400),
-        ("too many files", [(f"{i}.jpg", good) for i in range(max_files + 1)], 413),
+        ("too many files", [(f"{i}.jpg", good) for i in range(max_files + 1)], 422),  # the schema's maxItems
         ("over --max-bytes", [("big.jpg", good + b"\0" * (max_bytes + 1))], 413),
     ):
         body, ctype = multipart_body(files)

@@ -3,7 +3,7 @@
 
 Images that arrive together are classified in one batch (``batching``). Every limit answers with a
 JSON body ``{"error": ..., "status": ...}`` (and ``"filename"`` where one file is to blame), and the
-server keeps serving: a body over ``--max-bytes`` -> 413, more than ``--max-files`` files -> 413, not
+server keeps serving: a body over ``--max-bytes`` -> 413, more than ``--max-files`` files -> 422, not
 an image -> 415, a truncated or corrupt image or a decompression bomb -> 400, a malformed request (no
 file, a bad ``top_k``, a broken multipart body) -> 422.
 

@@ -29,7 +29,7 @@ async def read_files(request: Any, opts: ServeOptions, filename: str) -> list[tu
     else:
         raise ApiError(415, f"unsupported content type {ctype!r}: send an image body or multipart/form-data")
     if len(files) > opts.max_files:
-        raise ApiError(413, f"too many files in one request ({len(files)}; at most {opts.max_files}; --max-files)")
+        raise ApiError(422, f"malformed request: too many files ({len(files)}; at most {opts.max_files}; --max-files)")
     return files
 
 
@@ -46,7 +46,7 @@ async def _multipart(request: Any, opts: ServeOptions) -> list[tuple[str, bytes]
     except (MultiPartException, StarletteHTTPException) as e:  # starlette wraps the first in the second
         msg = str(getattr(e, "message", None) or getattr(e, "detail", None) or e)
         if "Too many files" in msg:
-            raise ApiError(413, f"too many files in one request (at most {opts.max_files}; --max-files)") from None
+            raise ApiError(422, f"malformed request: too many files (at most {opts.max_files}; --max-files)") from None
         raise ApiError(422, f"malformed request: {msg}") from None
     files = []
     try:
