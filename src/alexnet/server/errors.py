@@ -10,7 +10,8 @@ ERROR_RESPONSES = {
     408: "the request body stopped arriving (--body-timeout) or its headers did not come (--header-timeout)",
     413: "a body over --max-bytes, more decoded pixels than --max-request-pixels",
     415: "a content type other than an image or multipart/form-data, or a file that is not an image",
-    422: "a malformed request: top_k below 1, no 'file' field, more than --max-files of them (the schema's maxItems), an empty body",
+    422: "a malformed request: top_k below 1, no 'file' field, more than --max-files of them (the schema's "
+    "maxItems), an empty body",
     503: "busy: the decoding budget (--max-pixels-in-flight) stayed full, or the connection limit was reached",
 }
 
