@@ -4,7 +4,9 @@ an interruption, the stored statistics, and training straight from the packed fo
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -17,6 +19,7 @@ from alexnet.data.packed.reader import load_packed, packed_stats
 from alexnet.data.packed.writer import prepare
 
 from .conftest import CLASSES, make_folder
+from .support.data import packed_bytes
 from .test_images import bad_images, odd_images
 
 
@@ -232,3 +235,149 @@ def test_official_ilsvrc2012_archives(tmp_path: Path, monkeypatch: pytest.Monkey
     meta = json.loads((tmp_path / "dst" / "dataset.json").read_text())
     assert meta["classes"] == wnids and meta["class_names"] == ["tench", "goldfish"]
     assert load_packed(tmp_path / "dst", "val").labels.tolist() == [0, 1, 1]
+
+
+# -- reliability, round three: prepare converges, is exclusive, and names files safely -----------------
+def source_with_bad_files(root: Path) -> Path:
+    src = make_folder(root, {"train": 24, "val": 6}, size=40)
+    for i, name in enumerate(("x.png", "y.jpg", "z.png")):  # unusable files among the good ones
+        (src / "train" / CLASSES[i % len(CLASSES)] / name).write_bytes(b"not an image" * (i + 1))
+    return src
+
+
+def test_a_prepare_killed_during_its_compaction_converges(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A crash during the compaction or after it (the slots of skipped files refilled from the end of
+    the split), then a rerun: every file byte for byte an uninterrupted prepare's, the skipped files
+    listed once, in file order."""
+    from alexnet.data.packed import writer
+
+    src = source_with_bad_files(tmp_path / "src")
+    prepare(src, tmp_path / "straight", size=32, workers=0, progress=False)
+    want = packed_bytes(tmp_path / "straight")
+    assert len(json.loads(want["dataset.json"])["splits"]["train"]["skipped"]) == 3
+
+    class Killed(BaseException):  # not an Exception: nothing catches it, as nothing catches SIGKILL
+        pass
+
+    real_write, real_truncate, real_stats = writer.write_meta, os.truncate, writer.dataset_statistics
+
+    def statistics(*args: Any) -> None:
+        raise Killed
+
+    for moment in ("after the plan", "after the moves", "after the truncation", "before the statistics"):
+        dst = tmp_path / moment.replace(" ", "-")
+
+        def write_meta(d: Path, meta: dict, moment: str = moment) -> None:
+            real_write(d, meta)
+            plan = any("compaction" in s for s in meta["splits"].values())
+            if plan and moment == "after the plan":
+                raise Killed
+
+        def truncate(path: Any, n: int, moment: str = moment) -> None:
+            if moment == "after the moves":
+                raise Killed
+            real_truncate(path, n)
+            if moment == "after the truncation" and str(path).endswith("status.u8"):
+                raise Killed
+
+        monkeypatch.setattr(writer, "write_meta", write_meta)
+        monkeypatch.setattr(writer.os, "truncate", truncate)
+        if moment == "before the statistics":  # every split compacted: the rerun must not compact again
+            monkeypatch.setattr(writer, "dataset_statistics", statistics)
+        with pytest.raises(Killed):
+            prepare(src, dst, size=32, workers=0, progress=False)
+        monkeypatch.setattr(writer, "write_meta", real_write)
+        monkeypatch.setattr(writer.os, "truncate", real_truncate)
+        monkeypatch.setattr(writer, "dataset_statistics", real_stats)
+        prepare(src, dst, size=32, workers=0, progress=False)
+        assert packed_bytes(dst) == want, moment
+
+
+def test_a_lost_skip_reason_is_found_again(tmp_path: Path) -> None:
+    """The status file and dataset.json reach the disk at different moments: a file marked skipped
+    whose reason was not saved is decoded again, and the list ends as an uninterrupted prepare's."""
+    from alexnet.data.packed.format import SKIPPED, SplitFiles
+
+    src = source_with_bad_files(tmp_path / "src")
+    prepare(src, tmp_path / "straight", size=32, workers=0, progress=False)
+    dst = tmp_path / "cut"
+    meta = writer_initialise(src, dst)
+    files = SplitFiles.open(dst, "train", meta["splits"]["train"]["count"], 32, 3, "r+")
+    names = json.loads((dst / "train_files.json").read_text())
+    bad = [i for i, (p, _) in enumerate(names) if p.endswith(("x.png", "y.jpg"))]
+    files.status[bad] = SKIPPED  # on disk before the crash, without their reasons in dataset.json
+    files.flush()
+    del files
+    prepare(src, dst, size=32, workers=0, progress=False)
+    assert packed_bytes(dst) == packed_bytes(tmp_path / "straight")
+
+
+def writer_initialise(src: Path, dst: Path) -> dict:
+    from alexnet.data.packed import writer
+
+    return writer._initialise(src, dst, 32)
+
+
+def test_two_prepares_into_one_folder_the_second_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import fcntl
+
+    from alexnet.cli import main
+
+    src = make_folder(tmp_path / "src", {"train": 4, "val": 2}, size=32)
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    fd = os.open(dst / ".lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # another prepare is writing it
+    os.pwrite(fd, b"alexnet prepare, process 4242", 0)
+    try:
+        assert main(["prepare", str(src), str(dst)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "in use by alexnet prepare, process 4242" in err, err
+    finally:
+        os.close(fd)
+    assert main(["prepare", str(src), str(dst), "--workers", "0"]) == 0  # once it is gone: the lock is taken over
+
+
+def test_a_class_linked_to_another_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from alexnet.cli import main
+
+    src = make_folder(tmp_path / "src", {"train": 3, "val": 1}, size=32)
+    (src / "train" / "zzz").symlink_to(src / "train" / CLASSES[0], target_is_directory=True)
+    (src / "val" / "zzz").mkdir()
+    (src / "val" / "zzz" / "a.png").write_bytes((src / "val" / CLASSES[0] / "0000.png").read_bytes())
+    assert main(["prepare", str(src), str(tmp_path / "dst")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "symbolic link" in err and "two labels" in err, err
+    (src / "train" / "zzz").unlink()
+    (src / "train" / "zzz").mkdir()  # a file linked from another class: the same image under two labels
+    (src / "train" / "zzz" / "x.png").symlink_to(src / "train" / CLASSES[1] / "0000.png")
+    assert main(["prepare", str(src), str(tmp_path / "dst2")]) == 2
+    assert "two labels" in capsys.readouterr().err
+    (src / "train" / "zzz" / "x.png").unlink()
+    os.link(src / "train" / CLASSES[1] / "0000.png", src / "train" / "zzz" / "x.png")  # a hard link
+    assert main(["prepare", str(src), str(tmp_path / "dst3")]) == 2
+    assert "two labels" in capsys.readouterr().err
+
+
+def test_names_are_printed_escaped_everywhere(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A file or folder name with a newline or a terminal escape cannot forge an `alexnet: error:` line
+    or drive the terminal: every line that names a file goes through one function (errors.printable)."""
+    from alexnet.cli import main
+
+    src = make_folder(tmp_path / "src", {"train": 3, "val": 1}, size=32)
+    evil = src / "train" / CLASSES[0] / "x\nalexnet: error: forged\x1b[2J.png"
+    evil.write_bytes(b"not an image")
+    assert main(["prepare", str(src), str(tmp_path / "dst"), "--workers", "0"]) == 0
+    out = capsys.readouterr()
+    for text in (out.out, out.err):
+        assert "\x1b" not in text and "\nalexnet: error: forged" not in text
+    assert "x\\nalexnet: error: forged\\x1b[2J.png" in out.out + out.err
+    assert main(["prepare", str(tmp_path / "no\nsuch\x1b"), str(tmp_path / "d2")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "\x1b" not in err
+    load_dataset(str(src), "train", image_size=32, workers=0)  # the training loader's warnings
+    err = capsys.readouterr().err
+    assert "warning: skipped" in err and "\x1b" not in err and "\nalexnet: error: forged" not in err
+    from alexnet.errors import printable
+
+    assert printable("café\n.png") == "café\\n.png"  # only the control characters are escaped

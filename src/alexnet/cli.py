@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from .commands import COMMANDS
-from .errors import CheckFailed, UserError
+from .errors import CheckFailed, UserError, printable
 from .version import __version__
 
 
@@ -38,7 +38,7 @@ class Parser(argparse.ArgumentParser):
     """argparse, with a mistake in the command line reported in one line (not the whole usage)."""
 
     def error(self, message: str) -> NoReturn:
-        print(f"alexnet: error: {message} (see `{self.prog} --help`)", file=sys.stderr)
+        print(f"alexnet: error: {printable(message)} (see `{self.prog} --help`)", file=sys.stderr)
         sys.exit(2)
 
 
@@ -66,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except UserError as e:
-        print(f"alexnet: error: {e}", file=sys.stderr)
+        print(f"alexnet: error: {printable(e)}", file=sys.stderr)  # a name in it cannot forge a line
         return 2
     except CheckFailed as e:
         print(f"alexnet: error: {e} (a bug: please report it)", file=sys.stderr)

@@ -14,6 +14,16 @@ class CheckFailed(Exception):
     disagrees with torch): nothing was written, and the fault is ours, not the user's."""
 
 
+def printable(text: object) -> str:
+    """``text`` as printed: control characters (a newline, a terminal escape) escaped, so that a
+    hostile file name cannot forge output lines or drive the terminal. Every line that names a file
+    (errors, warnings, summaries) goes through this one function."""
+    s = str(text)
+    if s.isprintable():
+        return s
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in s)
+
+
 def user_path(path: str | os.PathLike[str], what: str) -> Path:
     """``path`` with ``~`` expanded; an unknown ``~user`` (or no home at all) is the user's mistake,
     named by ``what``."""

@@ -129,3 +129,16 @@ def synthetic_jpegs(dst: str | os.PathLike[str], n: int, *, classes: int = 10, s
         img = templates[rng.integers(0, 16)] // 2 + rng.integers(0, 64, (375, 500, 3), dtype=np.uint8)
         Image.fromarray(img).save(d / f"{i:06d}.jpg", quality=90)
     return root
+
+
+def packed_bytes(dst: Path) -> dict[str, bytes]:
+    """Every file of a packed dataset, dataset.json without its timing (the one field that differs)."""
+    out = {}
+    for f in sorted(dst.iterdir()):
+        if f.name == "dataset.json":
+            meta = json.loads(f.read_text())
+            meta.pop("seconds", None)
+            out[f.name] = json.dumps(meta, sort_keys=True).encode()
+        elif f.is_file() and f.name != ".lock":
+            out[f.name] = f.read_bytes()
+    return out

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .._toml import tomllib
-from ..errors import UserError
+from ..errors import UserError, printable
 
 
 def fmt_count(n: float) -> str:
@@ -51,8 +51,4 @@ def at_least(low: int) -> Any:
     return parse
 
 
-def shown(path: object) -> str:
-    """A file name as printed: control characters (a newline, a terminal escape) escaped, so that a
-    hostile name cannot forge output lines or drive the terminal."""
-    text = str(path)
-    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
+shown = printable  # a file name as printed (errors.printable)

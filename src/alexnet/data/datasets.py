@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.datasets import CIFAR10, MNIST
 from tqdm import tqdm
 
-from ..errors import UserError, user_path
+from ..errors import UserError, printable, user_path
 from ..files import atomic_torch_save
 from ..settings import cache_dir as cache_setting
 from ..settings import data_root, max_extract_bytes
@@ -176,11 +176,37 @@ def list_folder(root: Path, split: str, classes: list[str] | None = None) -> tup
         raise UserError(
             f"{d}: class folders differ from train/'s (missing: {missing[:5] or 'none'}, extra: {extra[:5] or 'none'})"
         )
+    # a class folder that is a link to another class's (or an image file linked from two classes) would
+    # put the same images under two labels: refused, naming both
+    real: dict[str, str] = {}
+    for name in found:
+        target = os.path.realpath(d / name)
+        if target in real:
+            raise UserError(
+                f"{printable(d / name)}: the same folder as class {printable(real[target])} (a symbolic link); "
+                "one image cannot have two labels"
+            )
+        real[target] = name
     samples: list[tuple[str, int]] = []
+    owner: dict[tuple[int, int], str] = {}  # a file's (device, inode) -> the class it was found in first
     for label, name in enumerate(found):
-        files = list(walk_images(d / name, lambda path, why: print(f"warning: skipped {path}: {why}", file=sys.stderr)))
+        mine: dict[tuple[int, int], str] = {}
+        files = list(
+            walk_images(
+                d / name,
+                lambda path, why: print(f"warning: skipped {printable(path)}: {printable(why)}", file=sys.stderr),
+                mine,
+            )
+        )
         if not files:
-            raise UserError(f"{d / name}: class folder without any image file")
+            raise UserError(f"{printable(d / name)}: class folder without any image file")
+        for key, f in mine.items():  # the same file (a link, or a hard link) in two classes
+            first = owner.setdefault(key, name)
+            if first != name:
+                raise UserError(
+                    f"{printable(f)}: the same file as one in class {printable(first)} (a link); "
+                    "one image cannot have two labels"
+                )
         samples += [(f, label) for f in files]
     return samples, found
 
@@ -206,7 +232,7 @@ def _preload(ds: FolderDataset, workers: int, desc: str) -> InMemoryDataset:
         try:
             d = torch.load(cached, weights_only=True)
             for path, why in d["skipped"]:
-                print(f"warning: skipped {path}: {why}", file=sys.stderr)
+                print(f"warning: skipped {printable(path)}: {printable(why)}", file=sys.stderr)
             ds.skipped.extend(tuple(x) for x in d["skipped"])
             return InMemoryDataset(d["images"], d["labels"], ds.classes)
         except Exception:  # a damaged cache file is rebuilt
@@ -227,7 +253,7 @@ def _preload(ds: FolderDataset, workers: int, desc: str) -> InMemoryDataset:
                 k += 1
             bar.update(len(batch))
     for path, why in ds.skipped:
-        print(f"warning: skipped {path}: {why}", file=sys.stderr)
+        print(f"warning: skipped {printable(path)}: {printable(why)}", file=sys.stderr)
     result = InMemoryDataset(images[:k].clone(), labels[:k], ds.classes)
     try:
         atomic_torch_save(

@@ -47,10 +47,15 @@ def is_image_file(path: str | os.PathLike[str]) -> bool:
 NOT_REGULAR = "not a regular file (a pipe, a device or a broken link)"
 
 
-def walk_images(folder: str | os.PathLike[str], note: Callable[[str, str], None] | None = None) -> Iterator[str]:
+def walk_images(
+    folder: str | os.PathLike[str],
+    note: Callable[[str, str], None] | None = None,
+    identities: dict[tuple[int, int], str] | None = None,
+) -> Iterator[str]:
     """The image files below ``folder``, sorted, following symbolic links but walking each folder
     once (a link loop ends); hidden files and folders are left out. Anything that is not a regular
-    file (a FIFO would block its reader forever) is skipped and reported to ``note(path, reason)``."""
+    file (a FIFO would block its reader forever) is skipped and reported to ``note(path, reason)``.
+    ``identities``: filled with each yielded file's (device, inode) -> path, from the stat it takes anyway."""
     seen: set[tuple[int, int]] = set()
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
         try:
@@ -68,10 +73,13 @@ def walk_images(folder: str | os.PathLike[str], note: Callable[[str, str], None]
                 continue
             path = os.path.join(dirpath, f)
             try:
-                regular = stat.S_ISREG(os.stat(path).st_mode)
+                fst = os.stat(path)
+                regular = stat.S_ISREG(fst.st_mode)
             except OSError:  # a dangling link
                 regular = False
             if regular:
+                if identities is not None:
+                    identities.setdefault((fst.st_dev, fst.st_ino), path)
                 yield path
             elif note is not None:
                 note(path, NOT_REGULAR)

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from ..errors import printable
 from .base import FolderDataset, InMemoryDataset, collate
 
 
@@ -105,6 +106,6 @@ class BatchLoader:
             for path, why in errors:
                 if isinstance(self.dataset, FolderDataset) and (path, why) not in self.skipped:
                     self.skipped.append((path, why))
-                    print(f"warning: skipped {path}: {why}", file=sys.stderr)
+                    print(f"warning: skipped {printable(path)}: {printable(why)}", file=sys.stderr)
             if len(y):
                 yield x, y

@@ -11,6 +11,7 @@ the RGB covariance that the paper's PCA colour augmentation needs.
 from __future__ import annotations
 
 import errno
+import fcntl
 import json
 import multiprocessing as mp
 import os
@@ -26,7 +27,7 @@ import numpy as np
 from torchvision.datasets import ImageNet
 from tqdm import tqdm
 
-from ...errors import UserError, user_path
+from ...errors import UserError, printable, user_path
 from ..datasets import list_folder, resolve_folder
 from ..imagenet import display_names
 from ..images import ImageError, image_to_array, load_image, resize_center_square
@@ -46,12 +47,12 @@ class PrepareSummary:
     already_complete: bool = False
 
     def lines(self) -> list[str]:
-        out = [f"packed dataset {self.dst}" + (" (already complete)" if self.already_complete else "")]
+        out = [f"packed dataset {printable(self.dst)}" + (" (already complete)" if self.already_complete else "")]
         for split, n in self.written.items():
             out.append(f"  {split}: {n:,} images, {len(self.skipped.get(split, [])):,} skipped")
         for split, items in self.skipped.items():
             for path, why in items[:20]:
-                out.append(f"  skipped [{split}] {path}: {why}")
+                out.append(f"  skipped [{split}] {printable(path)}: {printable(why)}")
             if len(items) > 20:
                 out.append(f"  ... and {len(items) - 20} more (all listed in {self.dst}/dataset.json)")
         out.append(f"  {self.bytes_on_disk / 1e9:.2f} GB on disk, {self.seconds:.1f} s")
@@ -164,9 +165,22 @@ def _fill(dst: Path, meta: dict[str, Any], split: str, workers: int, bar_factory
     """Decode and write every pending image of a split."""
     src = Path(meta["source"])
     info = meta["splits"][split]
+    if info.get("compacted") or "compaction" in info:  # decoding finished before an interruption
+        return
     size = meta["image_size"]
     files = SplitFiles.open(dst, split, info["count"], size, 3, "r+")
     names = json.loads((dst / f"{split}_files.json").read_text())
+    # Why each file was skipped, by its index; the status file and this map reach the disk at different
+    # moments, so after a crash they can disagree: a skip without its reason is decoded again, a reason
+    # whose skip did not reach the disk is dropped (the file is pending again). The list in dataset.json
+    # is derived from the two at the end, in file order: the same whatever the interruptions.
+    reasons = {int(k): v for k, v in info.get("skip_reasons", {}).items()}
+    status = np.asarray(files.status)
+    for i in np.flatnonzero(status == SKIPPED).tolist():
+        if i not in reasons:
+            files.status[i] = PENDING
+    reasons = {i: why for i, why in reasons.items() if status[i] == SKIPPED}
+    info["skip_reasons"] = {str(i): why for i, why in sorted(reasons.items())}
     pending = np.flatnonzero(np.asarray(files.status) == PENDING).tolist()
     if not pending:
         return
@@ -184,7 +198,7 @@ def _fill(dst: Path, meta: dict[str, Any], split: str, workers: int, bar_factory
                 for i, arr, why in chunk:
                     if arr is None:
                         files.status[i] = SKIPPED
-                        info["skipped"].append([names[i][0], why])
+                        info["skip_reasons"][str(i)] = why
                     else:
                         files.images[i] = arr
                         files.status[i] = WRITTEN
@@ -202,30 +216,55 @@ def _fill(dst: Path, meta: dict[str, Any], split: str, workers: int, bar_factory
 
 
 def _compact(dst: Path, meta: dict[str, Any], split: str) -> None:
-    """Fill the slots of skipped files with the split's last images and truncate the files."""
+    """Fill the slots of skipped files with the split's last images and truncate the files.
+
+    Idempotent, so that a kill at any moment converges: the plan (which slot gets which image, the new
+    file list, the new count) is written before the first move, and a rerun that finds it carries it out
+    again from the start. The moves read only slots at or past the new count, which no move writes, and
+    the truncation comes last, so redoing a move reads what it read the first time."""
     info = meta["splits"][split]
-    n, size = info["count"], meta["image_size"]
-    files = SplitFiles.open(dst, split, n, size, 3, "r+")
-    status = np.asarray(files.status)
-    good = int((status == WRITTEN).sum())
-    if good == n:
+    if info.get("compacted"):
         return
-    names = json.loads((dst / f"{split}_files.json").read_text())
-    holes = np.flatnonzero(status[:good] != WRITTEN)
-    movers = np.flatnonzero(status[good:] == WRITTEN) + good
-    for h, m in zip(holes.tolist(), movers.tolist()):  # as many holes before `good` as images after it
-        files.images[h] = files.images[m]
-        files.labels[h] = files.labels[m]
-        files.status[h] = WRITTEN
-        names[h] = names[m]
-    files.flush()
-    del files
+    size = meta["image_size"]
     image_bytes = size * size * 3
-    os.truncate(dst / f"{split}_images.u8", good * image_bytes)
-    os.truncate(dst / f"{split}_labels.i32", good * 4)
-    os.truncate(dst / f"{split}_status.u8", good)
-    (dst / f"{split}_files.json").write_text(json.dumps(names[:good]))
+    reasons = {int(k): v for k, v in info.pop("skip_reasons", {}).items()}
+    plan = info.get("compaction")
+    if plan is None:
+        n = info["count"]
+        files = SplitFiles.open(dst, split, n, size, 3, "r")
+        status = np.asarray(files.status)
+        good = int((status == WRITTEN).sum())
+        names = json.loads((dst / f"{split}_files.json").read_text())
+        info["skipped"] = [
+            [names[i][0], reasons.get(i, "unreadable")] for i in np.flatnonzero(status == SKIPPED).tolist()
+        ]
+        holes = np.flatnonzero(status[:good] != WRITTEN).tolist()
+        movers = (np.flatnonzero(status[good:] == WRITTEN) + good).tolist()
+        del files
+        for h, m in zip(holes, movers):
+            names[h] = names[m]
+        compacted = dst / f".{split}_files.compacted.json"
+        compacted.write_text(json.dumps(names[:good]))
+        plan = info["compaction"] = {"good": good, "pairs": list(zip(holes, movers))}
+        write_meta(dst, meta)  # the plan is on disk before anything moves
+    good, pairs = plan["good"], plan["pairs"]
+    if (dst / f"{split}_images.u8").stat().st_size > good * image_bytes:  # the moves are still to (re)do
+        files = SplitFiles.open(dst, split, info["count"], size, 3, "r+")
+        for h, m in pairs:
+            files.images[h] = files.images[m]
+            files.labels[h] = files.labels[m]
+            files.status[h] = WRITTEN
+        files.flush()
+        del files
+    for name, per in (("images.u8", image_bytes), ("labels.i32", 4), ("status.u8", 1)):
+        if (dst / f"{split}_{name}").stat().st_size > good * per:
+            os.truncate(dst / f"{split}_{name}", good * per)
+    compacted = dst / f".{split}_files.compacted.json"
+    if compacted.exists():
+        os.replace(compacted, dst / f"{split}_files.json")
     info["count"] = good
+    info["compacted"] = True  # a rerun neither decodes nor compacts this split again
+    del info["compaction"]
     write_meta(dst, meta)
 
 
@@ -286,6 +325,7 @@ def prepare(
     src_path = user_path(src, "SRC")
     if src_path.exists() and (dst.resolve() == src_path.resolve() or src_path.resolve() in dst.resolve().parents):
         raise UserError(f"DST {dst}: inside SRC {src}; the packed copy would become part of its own source")
+    lock = _lock(dst)
     try:
         if (dst / "dataset.json").is_file():
             meta = read_meta(dst)
@@ -298,7 +338,7 @@ def prepare(
                 return _summary(dst, meta, time.perf_counter() - t0, already=True)
             print(f"resuming the unfinished packed dataset in {dst}", file=sys.stderr)
         else:
-            if dst.exists() and any(dst.iterdir()):
+            if dst.exists() and any(p.name != LOCK for p in dst.iterdir()):
                 raise UserError(f"{dst}: exists and is not a packed dataset; choose an empty or new folder")
             names = _ilsvrc_names(src_path)
             meta = _initialise(resolve_folder(src), dst, size, names)
@@ -322,7 +362,32 @@ def prepare(
         write_meta(dst, meta)
     except OSError as e:
         raise _os_error(dst, e) from None
+    finally:
+        os.close(lock)  # releases the flock
     return _summary(dst, meta, time.perf_counter() - t0)
+
+
+LOCK = ".lock"  # DST/.lock: held (flock) by the one prepare that writes DST
+
+
+def _lock(dst: Path) -> int:
+    """Take DST for this process, for its whole life: a second ``prepare`` into it is refused in one
+    line (two writers of one memory map end in SIGBUS or a torn dataset). The kernel's lock goes with
+    the process however it ends, so a lock left by a killed prepare is taken over."""
+    try:
+        dst.mkdir(parents=True, exist_ok=True)
+        fd = os.open(dst / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise _os_error(dst, e) from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+        os.close(fd)
+        raise UserError(f"DST {dst}: in use by {printable(holder)}, which is writing it; wait for it to end") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"alexnet prepare, process {os.getpid()}".encode(), 0)
+    return fd
 
 
 def _os_error(dst: Path, e: OSError) -> UserError:
