@@ -30,7 +30,7 @@ from torchvision import datasets, transforms
 
 from .config import TrainConfig
 from .data.datasets import resolve_folder
-from .data.loader import BatchLoader
+from .data.loader import BatchLoader, ResizedCrops
 from .data.packed.reader import is_packed, load_packed
 from .data.packed.writer import prepare
 from .data.pipeline import Prefetcher, gather_threads
@@ -249,27 +249,33 @@ def _end_to_end(bench: _StepBench, cfg: Any, device: torch.device, built: tuple)
     loader = BatchLoader(train_ds, cfg.batch_size, shuffle=True, seed=0, workers=cfg.workers, drop_last=True)
     if len(loader) == 0:
         raise UserError(f"--data {cfg.data}: fewer than --batch-size {cfg.batch_size} training images")
+    if cfg.random_resized_crop:
+        loader.crops = ResizedCrops(tuple(cfg.rrc_scale), tuple(cfg.rrc_ratio))  # type: ignore[arg-type]
+    boxes = cfg.random_resized_crop and not getattr(train_ds, "crops_at_decode", False)
     pre = Prefetcher(loader, device, depth=cfg.prefetch, threads=gather_threads())
     augment = make_augment(cfg, train_ds, transform.channels)
     augment.place(device)  # the eigen-decomposition on the device once, not copied every step
     gen = torch.Generator(device=device).manual_seed(0)
     channels_last = cfg.channels_last and device.type != "mps"
-    state: dict[str, Any] = {"epoch": 0, "it": None}
+    state: dict[str, Any] = {"epoch": 0, "it": None, "b": 0}
 
     def next_batch() -> tuple[torch.Tensor, torch.Tensor]:
         while True:
             if state["it"] is None:
                 loader.set_epoch(state["epoch"])
-                state["it"] = iter(pre)
+                state["it"], state["b"] = iter(pre), 0
             try:
-                return next(state["it"])
+                batch = next(state["it"])
+                state["b"] += 1
+                return batch
             except StopIteration:
                 state["epoch"] += 1
                 state["it"] = None
 
     def run_step() -> None:
         x, y = next_batch()
-        bench(augment(x, transform, gen, channels_last), y)
+        b = loader.boxes_for(state["b"] - 1, transform.image_size) if boxes else None
+        bench(augment(x, transform, gen, channels_last, None, b), y)
 
     run_step.close = pre.close  # type: ignore[attr-defined]
     return run_step

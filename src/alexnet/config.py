@@ -100,6 +100,17 @@ class TrainConfig:
     pad: int = _opt(0, "zero pixels added on each side after cropping (LeNet-5: 28 -> 32)")
     random_crop: bool = _opt(True, "train on random crop_size patches (the paper's 224 of 256)")
     translate: int = _opt(0, "zero-pad by this much before the random crop (CIFAR-style shifts)")
+    random_resized_crop: bool = _opt(
+        False,
+        "RandomResizedCrop instead of the random crop: a box of random area and aspect ratio per image, "
+        "resized to crop_size (torchvision's and timm's default training crop)",
+    )
+    rrc_scale: list[float] = _opt(
+        factory=lambda: [0.08, 1.0], help="random_resized_crop: the range of the box's area, a fraction of the image's"
+    )
+    rrc_ratio: list[float] = _opt(
+        factory=lambda: [3 / 4, 4 / 3], help="random_resized_crop: the range of the box's width / height (log-uniform)"
+    )
     flip: bool = _opt(True, "random horizontal reflections")
     pca_lighting: float = _opt(0.0, "std of the PCA colour noise's alphas (the paper's: 0.1); 0 turns it off")
     affine_scale: float = _opt(
@@ -229,6 +240,18 @@ class TrainConfig:
             raise UserError(f"model_options.in_chans: must be 1 (grey) or 3 (RGB), not {_shown(chans)}")
         if any(m > BOUNDS["epochs"][1] for m in self.milestones):
             raise bad("milestones", f"epochs of at most {BOUNDS['epochs'][1]:g}")
+        for key, (lo, hi) in (("rrc_scale", (0.0, 1.0)), ("rrc_ratio", (1e-3, 1e3))):
+            v = getattr(self, key)
+            if len(v) != 2 or not all(math.isfinite(x) and lo < x <= hi for x in v) or v[0] > v[1]:
+                raise bad(key, f"must be two increasing numbers in ({lo:g}, {hi:g}], e.g. [0.08, 1.0], not {_shown(v)}")
+        if self.random_resized_crop:
+            if self.normalize == "mean_image":
+                raise bad(
+                    "random_resized_crop",
+                    'boxes of every size cannot subtract the per-pixel mean image; use normalize = "meanstd"',
+                )
+            if self.translate:
+                raise bad("random_resized_crop", "replaces the random crop; translate must be 0")
         return self
 
     def to_dict(self) -> dict[str, Any]:

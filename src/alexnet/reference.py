@@ -26,7 +26,8 @@ def _default(f: dataclasses.Field) -> str:
         if isinstance(f.default, bool):  # as a recipe writes it (TOML)
             return f"`{str(f.default).lower()}`"
         return f"`{f.default!r}`".replace("'", '"')
-    return "`{}`" if f.default_factory is dict else "`[]`"  # type: ignore[misc,comparison-overlap]
+    value = f.default_factory()  # type: ignore[misc,operator]
+    return "`{}`" if value == {} else f"`{[round(v, 4) if isinstance(v, float) else v for v in value]}`"
 
 
 def config_reference() -> str:

@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from .checkpoint import CheckpointRecord
 from .config import TrainConfig
-from .data.loader import BatchLoader
+from .data.loader import BatchLoader, ResizedCrops
 from .data.pipeline import Prefetcher, gather_threads
 from .data.transforms import EvalTransform, TrainAugment
 from .distributed import DistInfo, all_reduce_sum, any_true, cleanup, join_processes
@@ -130,6 +130,11 @@ class Inputs:
     val_loader: BatchLoader
     test_loader: BatchLoader | None  # with val_split: the dataset's test split
     batches: Prefetcher  # the training batches, gathered and copied ahead of the step
+
+    @property
+    def boxes(self) -> bool:
+        """RandomResizedCrop on the batch (its boxes drawn per batch by the loader), not where decoded."""
+        return self.train_loader.crops is not None and not getattr(self.train_ds, "crops_at_decode", False)
 
 
 @dataclass
@@ -269,7 +274,8 @@ def train_epoch(p: Parts, epoch: int, state: TrainState, stop: StopSignals, prog
             group = min(acc, n_batches - (ep.batches_done - k))
             if k == 0:
                 step.begin(p.opt.schedule(state.global_step))
-            x = data.augment(x, data.transform, gens.crops, p.net.channels_last, gens.noise)
+            boxes = data.train_loader.boxes_for(ep.batches_done, data.transform.image_size) if data.boxes else None
+            x = data.augment(x, data.transform, gens.crops, p.net.channels_last, gens.noise, boxes)
             step.micro(x, y, group, last=k == group - 1)
             ep.batches_done += 1
             ep.seen += y.shape[0]
@@ -584,6 +590,8 @@ def build(cfg: TrainConfig, dinfo: DistInfo, folder: RunFolder, say: Callable[[s
 
     shard: dict[str, Any] = dict(rank=dinfo.rank, world_size=dinfo.world_size)
     train_loader = BatchLoader(train_ds, micro_batch, shuffle=True, seed=cfg.seed, workers=cfg.workers, **shard)
+    if cfg.random_resized_crop:
+        train_loader.crops = ResizedCrops(tuple(cfg.rrc_scale), tuple(cfg.rrc_ratio))  # type: ignore[arg-type]
     eval_batch = eval_batch_size(cfg.batch_size, dinfo.world_size)
     val_loader = BatchLoader(val_ds, eval_batch, workers=cfg.workers, pad_shards=False, **shard)
     test_ds = build_test(cfg, classes, transform)

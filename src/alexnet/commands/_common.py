@@ -25,6 +25,15 @@ def literal(text: str) -> Any:
         return text
 
 
+def list_literal(text: str) -> Any:
+    """A list flag's value: TOML's ``[0.08, 1.0]``, or the same without brackets, ``0.08,1.0``."""
+    value = literal(text)
+    if isinstance(value, str) and not text.lstrip().startswith(("[", "{")):
+        bracketed = literal(f"[{text}]")
+        return bracketed if isinstance(bracketed, list) else value
+    return value
+
+
 def parse_options(items: Sequence[str]) -> dict[str, Any]:
     out = {}
     for item in items:

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..config import TrainConfig, load_recipe, load_run_config
 from ..errors import UserError
-from ._common import literal, parse_options
+from ._common import list_literal, literal, parse_options
 
 
 def add_parser(sub: Any) -> None:
@@ -50,7 +50,7 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
         # ``X | None`` is X; a list or dict type stays what it is (its arguments are not the flag's type)
         union = typing.get_origin(hint) in (typing.Union, types.UnionType)
         base = next((a for a in typing.get_args(hint) if a is not type(None)), hint) if union else hint
-        default = f.default if f.default is not dataclasses.MISSING else None
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc,operator]
         helptext = f"{f.metadata.get('help', '')} (default: {default})".strip().replace("%", "%%")
         if f.name == "resume":  # --resume (with --out RUN), or --resume RUN alone
             p.add_argument(
@@ -64,13 +64,21 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
             )
         elif base is bool:
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=helptext)
-        elif typing.get_origin(base) in (list, dict):
+        elif typing.get_origin(base) is list:
+            p.add_argument(
+                flag,
+                type=list_literal,
+                default=argparse.SUPPRESS,
+                metavar=f.name.upper(),
+                help=helptext + " (e.g. 120,130 or [120, 130])",
+            )
+        elif typing.get_origin(base) is dict:
             p.add_argument(
                 flag,
                 type=literal,
                 default=argparse.SUPPRESS,
                 metavar=f.name.upper(),
-                help=helptext + " (TOML syntax, e.g. [120, 130] or {fc10 = 1.0})",
+                help=helptext + " (TOML syntax, e.g. {fc10 = 1.0})",
             )
         else:
             p.add_argument(flag, type=base, default=argparse.SUPPRESS, metavar=f.name.upper(), help=helptext)

@@ -7,14 +7,25 @@ epoch depends only on (seed, epoch), so a run resumed at an epoch boundary sees 
 
 from __future__ import annotations
 
+import hashlib
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..errors import printable
 from .base import FolderDataset, InMemoryDataset, collate
+from .transforms import rrc_boxes
+
+
+@dataclass(frozen=True)
+class ResizedCrops:
+    """RandomResizedCrop's parameters, for a loader that draws each batch's boxes."""
+
+    scale: tuple[float, float] = (0.08, 1.0)
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)
 
 
 class BatchLoader:
@@ -46,6 +57,8 @@ class BatchLoader:
         self.epoch = 0
         self.start_batch = 0  # batches of this epoch already done (a run resumed mid-epoch)
         self.skipped: list[tuple[str, str]] = []
+        self.crops: ResizedCrops | None = None  # set by training: draw RandomResizedCrop boxes per batch
+        self._order: tuple[tuple[int, ...], torch.Tensor] | None = None  # made once per epoch
 
     def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
         """Select the epoch's order; ``start_batch`` skips the batches a resumed run already did."""
@@ -65,13 +78,16 @@ class BatchLoader:
         return (n // self.batch_size) * self.batch_size if self.drop_last else n
 
     def order(self) -> torch.Tensor:
-        """This process's indices for the current epoch.
+        """This process's indices for the current epoch (made once per epoch).
 
         One permutation per (seed, epoch), shared by every process, padded by wrapping around to a
         multiple of ``world_size`` and dealt out as ``DistributedSampler`` does: process r takes
         positions r, r + world_size, ...
         """
         n = len(self.dataset)  # type: ignore[arg-type]
+        key = (self.epoch, self.seed, self.rank, self.world_size, n, int(self.shuffle), int(self.pad_shards))
+        if self._order is not None and self._order[0] == key:
+            return self._order[1]
         if self.shuffle:
             idx = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed * 100003 + self.epoch))
         else:
@@ -81,7 +97,26 @@ class BatchLoader:
             if self.pad_shards and total > n:
                 idx = torch.cat([idx, idx[: total - n]])
             idx = idx[self.rank :: self.world_size]
+        self._order = (key, idx)
         return idx
+
+    def boxes_for(self, b: int, size: int) -> torch.Tensor:
+        """RandomResizedCrop's boxes ``[top, left, h, w]`` for batch ``b`` of the current epoch, within
+        each image's stored size (a dataset's ``image_sizes(indices)``; else size x size squares).
+
+        Drawn from a generator seeded by (seed, epoch, process, batch) alone: a run resumed mid-epoch
+        draws the same boxes without any saved state, the draws never wait for a device, and the
+        workers that crop where they decode get the same boxes the batch path would use."""
+        assert self.crops is not None
+        idx = self.order()[b * self.batch_size : (b + 1) * self.batch_size]
+        sizes = getattr(self.dataset, "image_sizes", None)
+        if sizes is not None:
+            h, w = sizes(idx)
+        else:
+            h = w = torch.full((len(idx),), size, dtype=torch.long)
+        key = hashlib.blake2b(f"rrc {self.seed} {self.epoch} {self.rank} {b}".encode(), digest_size=8).digest()
+        gen = torch.Generator().manual_seed(int.from_bytes(key, "little") >> 1)
+        return rrc_boxes(h, w, self.crops.scale, self.crops.ratio, gen)
 
     def batch_indices(self) -> list[torch.Tensor]:
         """The dataset indices of each remaining batch of the current epoch (from ``start_batch``)."""

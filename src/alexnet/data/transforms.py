@@ -10,6 +10,7 @@ prepares a photo exactly as evaluation prepared the validation images.
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -219,6 +220,88 @@ def _crop_gather(
     return out.permute(0, 3, 1, 2)
 
 
+RRC_TRIES = 10  # torchvision's: draws per image before the centre fallback
+
+
+def rrc_boxes(
+    heights: torch.Tensor,
+    widths: torch.Tensor,
+    scale: tuple[float, float] = (0.08, 1.0),
+    ratio: tuple[float, float] = (3 / 4, 4 / 3),
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """RandomResizedCrop's boxes for n images of the given sizes, as (n, 4) int64 ``[top, left, h, w]``.
+
+    The distribution of ``torchvision.transforms.v2.RandomResizedCrop.get_params``, drawn for a whole
+    batch at once: up to ten tries per image of an area fraction uniform in ``scale`` and an aspect
+    ratio (w / h) log-uniform in ``ratio``; the first whose box fits is kept, its corner uniform over
+    the positions; an image with no fitting try gets the whole image, cut to the nearest ratio in
+    range, centred.
+    The draws come in a fixed order (the tries' areas, their ratios, then the corners), so a given
+    generator state gives the same boxes on every machine."""
+    n = len(heights)
+    h_img, w_img = heights.double(), widths.double()
+    u = torch.rand(n, 2 * RRC_TRIES + 2, generator=generator, dtype=torch.float64)
+    area = (h_img * w_img)[:, None] * (scale[0] + (scale[1] - scale[0]) * u[:, :RRC_TRIES])
+    lo, hi = math.log(ratio[0]), math.log(ratio[1])
+    aspect = torch.exp(lo + (hi - lo) * u[:, RRC_TRIES : 2 * RRC_TRIES])
+    w = torch.round(torch.sqrt(area * aspect))  # round half to even, as Python's round()
+    h = torch.round(torch.sqrt(area / aspect))
+    fits = (w > 0) & (w <= w_img[:, None]) & (h > 0) & (h <= h_img[:, None])
+    first = fits.to(torch.uint8).argmax(1)  # the first try that fits
+    found = fits.any(1)
+    w = w.gather(1, first[:, None])[:, 0]
+    h = h.gather(1, first[:, None])[:, 0]
+    top = torch.floor(u[:, -2] * (h_img - h + 1))
+    left = torch.floor(u[:, -1] * (w_img - w + 1))
+    # the fallback: the whole image, cut to the nearest ratio in range, centred
+    in_ratio = w_img / h_img
+    fw = torch.where(in_ratio > ratio[1], torch.round(h_img * ratio[1]), w_img)
+    fh = torch.where(in_ratio < ratio[0], torch.round(w_img / ratio[0]), h_img)
+    fw, fh = fw.clamp(1, None).minimum(w_img), fh.clamp(1, None).minimum(h_img)
+    w, h = torch.where(found, w, fw), torch.where(found, h, fh)
+    top = torch.where(found, top, torch.div(h_img - h, 2, rounding_mode="floor"))
+    left = torch.where(found, left, torch.div(w_img - w, 2, rounding_mode="floor"))
+    return torch.stack([top, left, h, w], 1).long()
+
+
+def resized_crop_batch(x: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
+    """Each image's box (``rrc_boxes``' ``[top, left, h, w]``) of a uint8 (N, C, H, W) batch, resized to
+    size x size: uint8, channels-last in memory.
+
+    On the CPU, per image, torch's antialiased bilinear resize of uint8 (torchvision's ``resized_crop``
+    of a tensor, pixel for pixel; 6x faster than resizing float copies, measured: 29 vs 170 ms for 128
+    boxes of 72-256 pixels at 224 on one core). On an accelerator, one bilinear resampling of the whole
+    batch with grid_sample (no per-image launches), its coordinates clamped into each box as
+    interpolate clamps them, so a box is never blended with the pixels around it: the same pixels as
+    the CPU for boxes up to the output's size, and without the antialiasing of boxes larger than it."""
+    n, c = x.shape[:2]
+    if x.device.type == "cpu":
+        out = torch.empty(n, size, size, c, dtype=torch.uint8)
+        for i, (top, left, h, w) in enumerate(boxes.tolist()):
+            patch = x[i : i + 1, :, top : top + h, left : left + w]
+            y = F.interpolate(patch, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+            out[i] = y[0].permute(1, 2, 0)
+        return out.permute(0, 3, 1, 2)
+    return _resized_crop_grid(x, boxes, size)
+
+
+def _resized_crop_grid(x: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
+    """``resized_crop_batch`` on accelerators (any device; tested on the CPU against the per-image path)."""
+    n = x.shape[0]
+    b = on_device(boxes, x.device).float()
+    top, left, h, w = b.unbind(1)
+    H, W = x.shape[-2:]
+    j = torch.arange(size, device=x.device, dtype=torch.float32) + 0.5
+    sx = left[:, None] + (j[None] * w[:, None] / size - 0.5).clamp(min=0).minimum(w[:, None] - 1)  # N, size
+    sy = top[:, None] + (j[None] * h[:, None] / size - 0.5).clamp(min=0).minimum(h[:, None] - 1)
+    gx = (2 * sx + 1) / W - 1  # pixel coordinates to grid_sample's (align_corners=False)
+    gy = (2 * sy + 1) / H - 1
+    grid = torch.stack([gx[:, None, :].expand(n, size, size), gy[:, :, None].expand(n, size, size)], -1)
+    y = F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return y.round_().clamp_(0, 255).to(torch.uint8).contiguous(memory_format=torch.channels_last)
+
+
 def random_flip(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """Mirror each image left-right with probability 1/2."""
     gen_device = generator.device if generator is not None else x.device
@@ -388,6 +471,9 @@ class TrainAugment:
     affine_scale: float = 0.0
     affine_squeeze: float = 0.0
     affine_shear: float = 0.0
+    # RandomResizedCrop instead of the fixed-size random crop: the boxes come with each batch (the
+    # loader's ``boxes_for``), or the crops were already taken where the images were decoded
+    random_resized_crop: bool = False
 
     def place(self, device: torch.device) -> TrainAugment:
         """Put the PCA eigen-decomposition on ``device`` now, not in the first step; returns self."""
@@ -406,17 +492,27 @@ class TrainAugment:
         generator: torch.Generator | None = None,
         channels_last: bool = False,
         noise_generator: torch.Generator | None = None,
+        boxes: torch.Tensor | None = None,
     ) -> torch.Tensor:
         noise = noise_generator if noise_generator is not None else generator
-        x = resize_batch(x, t.image_size)
         mean = t.mean_image_on(x.device)  # the paper's mean image: cropped with the images, then subtracted
-        if self.random_crop and (t.crop_size < t.image_size or self.translate):
+        if self.random_resized_crop:
+            if mean is not None:
+                raise ValueError("RandomResizedCrop's boxes vary in size: it cannot subtract the per-pixel mean image")
+            if boxes is not None:  # boxes of the stored image_size squares
+                x = resized_crop_batch(resize_batch(x, t.image_size), boxes, t.crop_size)
+            elif x.shape[-2:] != (t.crop_size, t.crop_size):
+                raise ValueError(f"RandomResizedCrop: no boxes for a batch of {tuple(x.shape[-2:])} images")
+            if self.flip:
+                x = random_flip(x, generator)
+        elif self.random_crop and (t.crop_size < t.image_size or self.translate):
+            x = resize_batch(x, t.image_size)
             if mean is None:
                 x = random_crop(x, t.crop_size, self.translate, generator, flip=self.flip)
             else:
                 x = random_crop_minus_mean(x, mean, t.crop_size, self.translate, generator, flip=self.flip)
         else:
-            x = center_crop(x, t.crop_size)
+            x = center_crop(resize_batch(x, t.image_size), t.crop_size)
             if mean is not None:
                 x = x.float() - center_crop(mean, t.crop_size)
             if self.flip:

@@ -150,6 +150,7 @@ def make_augment(cfg: TrainConfig, train_ds: Any, channels: int) -> TrainAugment
         affine_scale=cfg.affine_scale,
         affine_squeeze=cfg.affine_squeeze,
         affine_shear=cfg.affine_shear,
+        random_resized_crop=cfg.random_resized_crop,
     )
     if cfg.pca_lighting > 0:
         augment.eigval, augment.eigvec = rgb_eigen(train_ds, channels)
