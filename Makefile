@@ -9,7 +9,7 @@ DATA   ?= ../shared/data
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --disable-pip-version-check -q -e ".[dev,export,serve,experiments]"
+	$(BIN)/python -m pip install --disable-pip-version-check -q -e ".[dev,export,serve,experiments,jpeg]"
 	touch $(STAMP)
 
 install: $(STAMP)  ## create .venv and install the package with its test tools

@@ -35,9 +35,18 @@ ARGS = dict(
     shutil.which("torchrun") is None and not (Path(sys.executable).parent / "torchrun").exists(),
     reason="torchrun not installed",
 )
-def test_two_processes_match_one_process(tiny_folder: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("fmt", ["folder", "jpeg"])
+def test_two_processes_match_one_process(tiny_folder: Path, tmp_path: Path, fmt: str) -> None:
+    """Also from JPEG shards, decoded by a worker process in each: the two processes' shares are
+    disjoint and cover every image once per epoch (else the weights would differ)."""
+    data, args = tiny_folder, dict(ARGS)
+    if fmt == "jpeg":
+        from alexnet.data.shards.writer import prepare_shards
+
+        data = prepare_shards(tiny_folder, tmp_path / "jp", size=32, shard_size=50, workers=0, progress=False).dst
+        args["workers"] = 1
     train(
-        TrainConfig(data=str(tiny_folder), out=str(tmp_path / "one"), model_options={"init": "torch"}, **ARGS),
+        TrainConfig(data=str(data), out=str(tmp_path / "one"), model_options={"init": "torch"}, **args),
         progress=False,
         log=lambda s: None,
     )
@@ -45,7 +54,7 @@ def test_two_processes_match_one_process(tiny_folder: Path, tmp_path: Path) -> N
         f"--{k.replace('_', '-')}" + ("" if isinstance(v, bool) else f"={v}")
         if v is not False
         else f"--no-{k.replace('_', '-')}"
-        for k, v in ARGS.items()
+        for k, v in args.items()
     ]
     torchrun = _torchrun()
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -58,7 +67,7 @@ def test_two_processes_match_one_process(tiny_folder: Path, tmp_path: Path) -> N
             "alexnet",
             "train",
             "--data",
-            str(tiny_folder),
+            str(data),
             "--out",
             str(tmp_path / "two"),
             "--model-opt",

@@ -250,7 +250,7 @@ def _end_to_end(bench: _StepBench, cfg: Any, device: torch.device, built: tuple)
     if len(loader) == 0:
         raise UserError(f"--data {cfg.data}: fewer than --batch-size {cfg.batch_size} training images")
     if cfg.random_resized_crop:
-        loader.crops = ResizedCrops(tuple(cfg.rrc_scale), tuple(cfg.rrc_ratio))  # type: ignore[arg-type]
+        loader.crops = ResizedCrops(tuple(cfg.rrc_scale), tuple(cfg.rrc_ratio), transform.crop_size)  # type: ignore[arg-type]
     boxes = cfg.random_resized_crop and not getattr(train_ds, "crops_at_decode", False)
     pre = Prefetcher(loader, device, depth=cfg.prefetch, threads=gather_threads())
     augment = make_augment(cfg, train_ds, transform.channels)

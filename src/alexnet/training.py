@@ -591,7 +591,7 @@ def build(cfg: TrainConfig, dinfo: DistInfo, folder: RunFolder, say: Callable[[s
     shard: dict[str, Any] = dict(rank=dinfo.rank, world_size=dinfo.world_size)
     train_loader = BatchLoader(train_ds, micro_batch, shuffle=True, seed=cfg.seed, workers=cfg.workers, **shard)
     if cfg.random_resized_crop:
-        train_loader.crops = ResizedCrops(tuple(cfg.rrc_scale), tuple(cfg.rrc_ratio))  # type: ignore[arg-type]
+        train_loader.crops = ResizedCrops(tuple(cfg.rrc_scale), tuple(cfg.rrc_ratio), transform.crop_size)  # type: ignore[arg-type]
     eval_batch = eval_batch_size(cfg.batch_size, dinfo.world_size)
     val_loader = BatchLoader(val_ds, eval_batch, workers=cfg.workers, pad_shards=False, **shard)
     test_ds = build_test(cfg, classes, transform)

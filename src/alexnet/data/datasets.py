@@ -37,6 +37,8 @@ from ..settings import data_root, max_extract_bytes
 from .base import FolderDataset, InMemoryDataset
 from .images import walk_images
 from .packed.reader import is_packed, load_packed
+from .shards.format import is_shards
+from .shards.reader import load_shards
 
 VAL_DIR_NAMES = ("val", "test", "validation")
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.xz", ".zip")
@@ -353,6 +355,11 @@ def load_dataset(
         return _mnist(s.root, split == "train")
     if s.kind == "cifar10":
         return _cifar10(s.root, split == "train", workers)
+    if is_shards(s.root):
+        shards = load_shards(s.root, split)
+        if classes is not None and list(shards.classes) != list(classes):
+            raise UserError(f"--data {s.root}: the {split} split's classes differ from the training split's")
+        return shards
     if is_packed(s.root):
         ds = load_packed(s.root, split)
         if classes is not None and list(ds.classes) != list(classes):
@@ -393,6 +400,8 @@ def hold_out(ds: Any, fraction: float, seed: int) -> tuple[Any, Any]:
 
 def _pick(ds: Any, idx: torch.Tensor) -> Any:
     """The images of ``ds`` at ``idx`` (sorted), as a dataset of the same kind."""
+    if hasattr(ds, "pick"):  # JPEG shards
+        return ds.pick(idx)
     if isinstance(ds, InMemoryDataset):
         sub = InMemoryDataset(ds.images[idx].clone(), ds.labels[idx], ds.classes)
         if hasattr(ds, "meta"):  # a packed dataset's statistics still describe its training set
@@ -406,6 +415,8 @@ def _pick(ds: Any, idx: torch.Tensor) -> Any:
 def relabel(ds: Any, mapping: list[int], classes: list[str]) -> Any:
     """``ds`` with label ``y`` read as ``mapping[y]`` of ``classes`` (a dataset of some of a model's
     classes, seen with the model's class indices)."""
+    if hasattr(ds, "relabel"):  # JPEG shards
+        return ds.relabel(mapping, classes)
     if isinstance(ds, InMemoryDataset):
         out = InMemoryDataset(ds.images, torch.tensor(mapping, dtype=torch.long)[ds.labels], list(classes))
         if hasattr(ds, "meta"):

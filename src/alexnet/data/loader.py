@@ -11,12 +11,13 @@ import hashlib
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..errors import printable
-from .base import FolderDataset, InMemoryDataset, collate
+from .base import InMemoryDataset, collate
 from .transforms import rrc_boxes
 
 
@@ -26,6 +27,7 @@ class ResizedCrops:
 
     scale: tuple[float, float] = (0.08, 1.0)
     ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    size: int = 224  # the crops' side, where a dataset crops as it decodes
 
 
 class BatchLoader:
@@ -102,14 +104,16 @@ class BatchLoader:
 
     def boxes_for(self, b: int, size: int) -> torch.Tensor:
         """RandomResizedCrop's boxes ``[top, left, h, w]`` for batch ``b`` of the current epoch, within
-        each image's stored size (a dataset's ``image_sizes(indices)``; else size x size squares).
+        each image's whole stored size for a dataset that crops where it decodes (its
+        ``image_sizes(indices)``), else within the size x size squares the batch is resized to.
 
         Drawn from a generator seeded by (seed, epoch, process, batch) alone: a run resumed mid-epoch
         draws the same boxes without any saved state, the draws never wait for a device, and the
         workers that crop where they decode get the same boxes the batch path would use."""
         assert self.crops is not None
         idx = self.order()[b * self.batch_size : (b + 1) * self.batch_size]
-        sizes = getattr(self.dataset, "image_sizes", None)
+        decoded = getattr(self.dataset, "crops_at_decode", False)  # else boxes of the resized squares
+        sizes = getattr(self.dataset, "image_sizes", None) if decoded else None
         if sizes is not None:
             h, w = sizes(idx)
         else:
@@ -128,7 +132,13 @@ class BatchLoader:
             for i in self.batch_indices():
                 yield self.dataset.images[i], self.dataset.labels[i]
             return
-        batches = [i.tolist() for i in self.batch_indices()]
+        batches: list[list[Any]] = [i.tolist() for i in self.batch_indices()]
+        if self.crops is not None and getattr(self.dataset, "crops_at_decode", False):
+            # RandomResizedCrop where the image is decoded: each index goes to the worker with its box
+            batches = [
+                [(i, *box, self.crops.size) for i, box in zip(ids, self.boxes_for(self.start_batch + b, 0).tolist())]
+                for b, ids in enumerate(batches)
+            ]
         dl = DataLoader(
             self.dataset,
             batch_sampler=batches,
@@ -139,7 +149,7 @@ class BatchLoader:
         )
         for x, y, errors in dl:
             for path, why in errors:
-                if isinstance(self.dataset, FolderDataset) and (path, why) not in self.skipped:
+                if hasattr(self.dataset, "skipped") and (path, why) not in self.skipped:
                     self.skipped.append((path, why))
                     print(f"warning: skipped {printable(path)}: {printable(why)}", file=sys.stderr)
             if len(y):

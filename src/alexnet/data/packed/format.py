@@ -41,7 +41,8 @@ def is_packed(path: str | os.PathLike[str]) -> bool:
     return (Path(path) / "dataset.json").is_file()
 
 
-def read_meta(root: str | os.PathLike[str]) -> dict[str, Any]:
+def read_meta(root: str | os.PathLike[str], formats: tuple[str, ...] = (FORMAT,)) -> dict[str, Any]:
+    """``dataset.json``, checked to be JSON, an object, one of ``formats`` and a version this reads."""
     p = Path(root) / "dataset.json"
     try:
         meta = json.loads(p.read_text())
@@ -49,12 +50,12 @@ def read_meta(root: str | os.PathLike[str]) -> dict[str, Any]:
         raise UserError(f"{p}: not a readable packed dataset ({str(e)[:200]})") from None
     if not isinstance(meta, dict):
         raise UserError(f"{p}: the top level: must be an object, not a JSON {type(meta).__name__}")
-    if meta.get("format") != FORMAT:
-        raise UserError(f"{p}: format: not an {FORMAT} dataset")
+    if meta.get("format") not in formats:
+        raise UserError(f"{p}: format: not an {' or '.join(formats)} dataset")
     version = meta.get("version", 0)
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise UserError(f"{p}: version: must be a whole number from 1, not {version!r}"[:200])
-    if version > VERSION:
+    if version > VERSION:  # both formats are at version 1
         raise UserError(f"{p}: version: format version {version} is newer than this version reads ({VERSION})")
     return meta
 

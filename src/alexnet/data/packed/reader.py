@@ -37,8 +37,15 @@ def load_packed(root: str | os.PathLike[str], split: str = "train") -> InMemoryD
 
 
 def packed_stats(root: str | os.PathLike[str]) -> dict[str, Any]:
-    """The training-set statistics stored by ``prepare``: channel mean/std, mean image, PCA of RGB."""
+    """The training-set statistics stored by ``prepare``: channel mean/std, mean image, PCA of RGB (of a
+    raw packed dataset or of JPEG shards)."""
     root = Path(root)
+    from ..shards.format import is_shards
+
+    if is_shards(root):
+        from ..shards.reader import shard_stats
+
+        return shard_stats(root)
     meta = check_manifest(root, read_meta(root))
     stats = dict(check_stats(root, meta))
     s, c = meta["image_size"], meta["channels"]
