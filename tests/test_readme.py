@@ -61,7 +61,9 @@ NOT_RUN = {
         "the paper's AlexNet on ImageNet: days; the recipe and the model are tested on their own"
     ),
     "alexnet train --recipe alexnet_imagenet --data /data/imagenet-256 --out runs/alexnet": "ImageNet: days",
-    "alexnet evaluate runs/alexnet --data /data/imagenet-256 --ten-crop": "needs the run of the line before",
+    "alexnet train --recipe alexnet_imagenet --data /data/imagenet-jpeg --random-resized-crop --out runs/rrc": (
+        "the line above with RandomResizedCrop (test_shards trains with it from a shorter pack)"
+    ),
     "alexnet weights torchvision --out runs/alexnet-tv": "downloads (network marker: test_share)",
     "alexnet serve runs/cifar": "a server that runs until stopped: test_serve runs it on a free port",
     "alexnet serve runs/alexnet-tv --host 0.0.0.0 --port 8080 --workers 2 --max-batch 64": (
@@ -250,6 +252,14 @@ RUN = {  # command -> check, in README order
     ),
     "alexnet export runs/cifar --format onnx": files("runs/cifar/model.onnx"),
     "alexnet predict --onnx runs/cifar/model.onnx photo.jpg": printed("photo.jpg", "  1. "),
+    "alexnet prepare /data/imagenet /data/imagenet-jpeg --format jpeg --shape shorter --workers 16": printed(
+        "next: alexnet train"
+    ),
+    "alexnet prepare --verify /data/imagenet-jpeg": printed("every shard matches its manifest"),
+    "alexnet train --recipe alexnet_imagenet --data /data/imagenet-jpeg --out runs/alexnet": files(
+        "runs/alexnet/best.pt", "runs/alexnet/metrics.csv"
+    ),
+    "alexnet evaluate runs/alexnet --data /data/imagenet-jpeg --ten-crop": printed("top-1 error", "tench"),
     "alexnet prepare /data/imagenet /data/imagenet-256 --workers 16": printed("next: alexnet train"),
     "alexnet evaluate runs/alexnet-tv --data /data/imagenet-256 --ten-crop": wnid_evaluation,
     "alexnet experiment list": printed("relu-vs-tanh", "lrn"),

@@ -22,7 +22,7 @@ from alexnet.data.shards.reader import ShardDataset, load_shards
 from alexnet.data.shards.writer import prepare_shards, verify
 
 from .conftest import CLASSES, make_folder
-from .support.data import packed_bytes
+from .support.data import packed_bytes, synthetic_jpegs
 
 
 def source(root: Path, bad: bool = True, size: int | tuple[int, int] = (48, 36)) -> Path:
@@ -360,3 +360,29 @@ def test_load_dataset_and_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert "only with --format jpeg" in capsys.readouterr().err
     assert main(["prepare", "--verify", str(tmp_path / "nothing")]) == 2
     assert main(["prepare", str(src)]) == 2
+
+
+def test_bench_loader_times_every_form_and_sizes_them(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``alexnet bench loader`` packs the folder in both forms and both qualities and times each
+    pipeline (a smoke run: the figures themselves are a benchmark's, benchmarks/loader.py)."""
+    from alexnet.cli import main
+
+    src = synthetic_jpegs(tmp_path / "photos", 24, classes=3)
+    args = ["bench", "loader", "--data", str(src), "--batch-size", "8", "--batches", "2", "--repeats", "1"]
+    assert main([*args, "--workers", "0", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert set(r["jpeg_sizes"]) == {"square-q95", "square-q90", "shorter-q95", "shorter-q90"}
+    sizes = {k: v["bytes_per_image"] for k, v in r["jpeg_sizes"].items()}
+    assert sizes["square-q90"] < sizes["square-q95"] < r["raw_bytes_per_image"] == 256 * 256 * 3
+    assert sizes["square-q95"] < sizes["shorter-q95"]  # 256x341 against 256x256 of a 500x375 photo
+    assert r["raw_imagenet_gb"] == pytest.approx(196_608 * 1_281_167 / 1e9)
+    for key in (
+        "jpeg_square_images_per_sec",
+        "jpeg_shorter_rrc_images_per_sec",
+        "jpeg_square_decode_one_core_images_per_sec",
+    ):
+        assert r[key] > 0
+    assert main([*args, "--workers", "0", "--quality", "101"]) == 2
+    assert main([*args, "--workers", "-1"]) == 2
+    assert main(["bench", "loader", "--data", str(tmp_path / "nothing")]) == 2
+    assert "not a folder" in capsys.readouterr().err

@@ -9,10 +9,16 @@ Both sides produce batches of randomly cropped and flipped 224x224 images with t
   normalises after the transfer to the device (a GPU does that in microseconds, and the transfer
   moves 4x fewer bytes), so the headline figure stops at the uint8 batch;
   ``packed_normalised_images_per_sec`` adds the normalisation on the CPU as well.
+- jpeg (``alexnet prepare --format jpeg``), read by index through training's own loader: JPEGs
+  decoded in ``workers`` processes (simplejpeg where installed), then either the ``square`` form's
+  batch crop and flip as above, or the ``shorter`` form cropped where it is decoded
+  (RandomResizedCrop, boxes drawn per image) and flipped. Also the bytes per image of each form and
+  quality and the projected size of ImageNet's 1,281,167 training images in it.
 """
 
 from __future__ import annotations
 
+import gc
 import os
 import platform
 import statistics
@@ -30,10 +36,13 @@ from torchvision import datasets, transforms
 
 from .config import TrainConfig
 from .data.datasets import resolve_folder
-from .data.loader import BatchLoader, ResizedCrops
+from .data.loader import PREFETCH, BatchLoader, ResizedCrops
 from .data.packed.reader import is_packed, load_packed
 from .data.packed.writer import prepare
 from .data.pipeline import Prefetcher, gather_threads
+from .data.shards.codec import decoder_name as codec_name
+from .data.shards.reader import load_shards
+from .data.shards.writer import prepare_shards
 from .data.transforms import IMAGENET_MEAN as MEAN
 from .data.transforms import IMAGENET_STD as STD
 from .data.transforms import EvalTransform, normalize, random_crop
@@ -68,7 +77,8 @@ def _rate(batches: Iterable[Any], n_batches: int, warmup: int = 2) -> float:
 
 
 def torchvision_rate(folder: Path, batch_size: int, workers: int, n_batches: int) -> float:
-    return _rate(ReferenceLoader(folder, batch_size, workers, pin=False).loader, n_batches)
+    ref = ReferenceLoader(folder, batch_size, workers, pin=False)
+    return _rate(ref.loader, n_batches, warmup=2 + ref.prefetched)  # past what the workers held ready
 
 
 def packed_rate(packed: Path, batch_size: int, workers: int, n_batches: int, normalise: bool = False) -> float:
@@ -98,6 +108,47 @@ def packed_rate(packed: Path, batch_size: int, workers: int, n_batches: int, nor
         torch.set_num_threads(threads)
 
 
+def shards_rate(root: Path, batch_size: int, workers: int, n_batches: int, rrc: bool = False) -> float:
+    """Images/s of training's input pipeline over a JPEG shard set: its loader decodes in ``workers``
+    processes; ``rrc``: RandomResizedCrop to 224 where each image is decoded, else the batch's random
+    224 crop; then the flip. uint8 batches, normalised on the device as in training."""
+    ds = load_shards(root, "train")
+    loader = BatchLoader(ds, batch_size, shuffle=True, workers=workers)
+    if rrc:
+        loader.crops = ResizedCrops(size=224)
+    gen = torch.Generator().manual_seed(0)
+
+    def batches() -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
+        epoch = 0
+        while True:
+            loader.set_epoch(epoch)
+            for x, y in loader:
+                yield random_crop(x, 224, generator=gen, flip=True), y
+            epoch += 1
+
+    return _rate(batches(), n_batches, warmup=2 + workers * PREFETCH)  # past what the workers held ready
+
+
+def decode_rate(root: Path, n: int = 1000) -> float:
+    """Images/s one core decodes from a JPEG shard set (read by index and decoded, nothing else)."""
+    ds = load_shards(root, "train")
+    n = min(n, len(ds))
+    ds.decode(0)
+    t0 = time.perf_counter()
+    for i in range(n):
+        ds.decode(i)
+    return n / (time.perf_counter() - t0)
+
+
+# ImageNet's training images (ILSVRC2012), for the projected sizes
+IMAGENET_TRAIN = 1_281_167
+
+
+def shard_bytes(root: Path) -> int:
+    """The bytes of a shard set's tar files (what a node must hold; the indexes are 48 bytes an image)."""
+    return sum(f.stat().st_size for f in root.glob("train-*.tar"))
+
+
 def folder_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
@@ -110,8 +161,11 @@ def bench_loader(
     workers: int = 2,
     batches: int = 20,
     repeats: int = 3,
+    jpeg: bool = True,
+    qualities: tuple[int, ...] = (95, 90),
 ) -> dict[str, Any]:
-    """Measure both pipelines ``repeats`` times, alternating, and report the medians."""
+    """Measure the pipelines ``repeats`` times, alternating, and report the medians. ``jpeg``: also
+    pack the folder as JPEG shards (both shapes, each of ``qualities``; the first is timed)."""
     src = Path(data)
     if is_packed(src):
         raise UserError(f"--data {data}: give the image folder (the JPEGs); the packed copy goes in --packed")
@@ -121,13 +175,54 @@ def bench_loader(
         tmp = tempfile.TemporaryDirectory(prefix="alexnet-bench-")
         packed = tmp.name
     pk = Path(packed)
-    prepare(folder, pk, size=256, workers=max(1, os.cpu_count() or 1), progress=False)
+    cores = max(1, os.cpu_count() or 1)
+    prepare(folder, pk, size=256, workers=cores, progress=False)
+    shards_tmp = tempfile.TemporaryDirectory(prefix="alexnet-bench-jpeg-")
+    forms: dict[str, Path] = {}
+    sizes: dict[str, dict[str, float]] = {}
     try:
+        if jpeg:
+            for shape in ("square", "shorter"):
+                for q in qualities:
+                    name = f"{shape}-q{q}"
+                    forms[name] = Path(shards_tmp.name) / name
+                    prepare_shards(folder, forms[name], shape=shape, quality=q, workers=cores, progress=False)
+                    b = shard_bytes(forms[name]) / len(load_shards(forms[name], "train"))
+                    sizes[name] = {"bytes_per_image": b, "imagenet_gb": b * IMAGENET_TRAIN / 1e9}
         tv, ours, ours_norm = [], [], []
+        square, shorter, decode = [], [], []
+
+        def alone(rate: Any, *args: Any, **kw: Any) -> float:
+            # the arm before may leave its loader's workers and threads to the garbage collector (reference
+            # cycles): measured, they took a third of the next arm's rate until collected
+            gc.collect()
+            return float(rate(*args, **kw))
+
         for _ in range(repeats):
-            tv.append(torchvision_rate(folder, batch_size, workers, batches))
-            ours.append(packed_rate(pk, batch_size, workers, batches))
-            ours_norm.append(packed_rate(pk, batch_size, workers, batches, normalise=True))
+            tv.append(alone(torchvision_rate, folder, batch_size, workers, batches))
+            ours.append(alone(packed_rate, pk, batch_size, workers, batches))
+            ours_norm.append(alone(packed_rate, pk, batch_size, workers, batches, normalise=True))
+            if jpeg:
+                square.append(alone(shards_rate, forms[f"square-q{qualities[0]}"], batch_size, workers, batches))
+                shorter.append(
+                    alone(shards_rate, forms[f"shorter-q{qualities[0]}"], batch_size, workers, batches, rrc=True)
+                )
+                decode.append(alone(decode_rate, forms[f"square-q{qualities[0]}"]))
+        tv_rate = statistics.median(tv)
+        jpeg_result: dict[str, Any] = {}
+        if jpeg:
+            jpeg_result = {
+                "jpeg_quality_timed": qualities[0],
+                "jpeg_square_images_per_sec": statistics.median(square),
+                "jpeg_square_speedup": statistics.median(square) / tv_rate,
+                "jpeg_shorter_rrc_images_per_sec": statistics.median(shorter),
+                "jpeg_shorter_rrc_speedup": statistics.median(shorter) / tv_rate,
+                "jpeg_square_decode_one_core_images_per_sec": statistics.median(decode),
+                "runs_jpeg_square": square,
+                "runs_jpeg_shorter_rrc": shorter,
+                "jpeg_sizes": sizes,
+            }
+        raw_per_image = (pk / "train_images.u8").stat().st_size / len(load_packed(pk, "train"))
         result = {
             "images_per_sec": statistics.median(ours),
             "torchvision_images_per_sec": statistics.median(tv),
@@ -143,8 +238,14 @@ def bench_loader(
             "train_images": len(load_packed(pk, "train")),
             "jpeg_bytes": folder_bytes(folder / "train"),
             "packed_bytes": (pk / "train_images.u8").stat().st_size,
+            "raw_bytes_per_image": raw_per_image,
+            "raw_imagenet_gb": raw_per_image * IMAGENET_TRAIN / 1e9,
+            "jpeg_originals_bytes_per_image": folder_bytes(folder / "train") / len(load_packed(pk, "train")),
+            "decoder": codec_name(),
+            **jpeg_result,
         }
     finally:
+        shards_tmp.cleanup()
         if tmp is not None:
             tmp.cleanup()
     return result

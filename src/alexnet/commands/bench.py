@@ -19,6 +19,20 @@ def add_parser(sub: Any) -> None:
     bl.add_argument("--workers", type=int, default=2)
     bl.add_argument("--batches", type=int, default=20, help="batches timed per run")
     bl.add_argument("--repeats", type=int, default=3, help="runs of each side, alternating; medians reported")
+    bl.add_argument(
+        "--jpeg",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also pack it as JPEG shards (prepare --format jpeg, both shapes) and time them (default: on)",
+    )
+    bl.add_argument(
+        "--quality",
+        type=int,
+        nargs="+",
+        default=[95, 90],
+        metavar="Q",
+        help="JPEG qualities whose sizes are measured; the first is also timed (default: 95 90)",
+    )
     bl.add_argument("--json", action="store_true", help="print one JSON object")
     bl.set_defaults(func=run_loader)
     bt = b.add_parser(
@@ -56,6 +70,16 @@ def add_parser(sub: Any) -> None:
 def run_loader(args: argparse.Namespace) -> int:
     from ..bench import bench_loader
 
+    for flag, v in (("--batch-size", args.batch_size), ("--batches", args.batches), ("--repeats", args.repeats)):
+        if v < 1:
+            raise UserError(f"{flag}: must be at least 1, not {v}")
+    if args.workers < 0:
+        raise UserError(f"--workers: must be at least 0, not {args.workers}")
+    for q in args.quality:
+        if not 1 <= q <= 100:
+            raise UserError(f"--quality: must be in 1..100, not {q}")
+    if not Path(args.data).is_dir():
+        raise UserError(f"--data {args.data}: not a folder")
     r = bench_loader(
         args.data,
         packed=args.packed,
@@ -63,6 +87,8 @@ def run_loader(args: argparse.Namespace) -> int:
         workers=args.workers,
         batches=args.batches,
         repeats=args.repeats,
+        jpeg=args.jpeg,
+        qualities=tuple(args.quality),
     )
     if args.json:
         print(json.dumps(r))
@@ -81,6 +107,23 @@ def run_loader(args: argparse.Namespace) -> int:
     )
     print(f"  the same, normalised on the CPU as well:    {r['packed_normalised_images_per_sec']:8.0f} img/s")
     print(f"  speed-up: {r['speedup']:.1f}x ({r['speedup_normalised']:.1f}x with CPU normalisation)")
+    if "jpeg_sizes" in r:
+        q = r["jpeg_quality_timed"]
+        print(
+            f"  jpeg square q{q} + batch crops:            {r['jpeg_square_images_per_sec']:8.0f} img/s  "
+            f"({r['jpeg_square_speedup']:.1f}x torchvision's; decoded by {r['decoder']})"
+        )
+        print(
+            f"  jpeg shorter q{q} + RandomResizedCrop:     {r['jpeg_shorter_rrc_images_per_sec']:8.0f} img/s  "
+            f"({r['jpeg_shorter_rrc_speedup']:.1f}x torchvision's)"
+        )
+        print(
+            f"  (one core decodes the square q{q} form at {r['jpeg_square_decode_one_core_images_per_sec']:,.0f} img/s)"
+        )
+        print("bytes per image, and ImageNet's 1,281,167 training images in that form:")
+        print(f"  raw 256x256:   {r['raw_bytes_per_image']:9,.0f} B  {r['raw_imagenet_gb']:6.1f} GB")
+        for name, v in r["jpeg_sizes"].items():
+            print(f"  {name + ':':14s} {v['bytes_per_image']:9,.0f} B  {v['imagenet_gb']:6.1f} GB")
     return 0
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, get_worker_info
 
 from .images import ImageError, image_to_array, load_image, resize_center_square
 
@@ -51,9 +51,23 @@ class FolderDataset(Dataset):
 
 
 def collate(batch: list) -> tuple[torch.Tensor, torch.Tensor, list[tuple[str, str]]]:
-    """Stack uint8 images; unusable ones are dropped and their (path, reason) returned third."""
+    """Stack uint8 images; unusable ones are dropped and their (path, reason) returned third.
+
+    Images given as (C, H, W) views of (H, W, C) pixels (a decoder's layout) are stacked as they lie,
+    into an (N, H, W, C) batch returned as its (N, C, H, W) view: channels-last, the layout the crops
+    and the convolutions want, with no transposing copy. In a loader's worker process the batch is
+    written straight into shared memory (as torch's default_collate does), not copied there after."""
     good = [(x, y) for x, y in batch if x is not None]
     errors = [y for x, y in batch if x is None]
     if not good:
         return torch.empty(0, dtype=torch.uint8), torch.empty(0, dtype=torch.long), errors
-    return torch.stack([x for x, _ in good]), torch.tensor([y for _, y in good]), errors
+    xs = [x for x, _ in good]
+    hwc = all(x.ndim == 3 and x.shape[0] > 1 and x.permute(1, 2, 0).is_contiguous() for x in xs)
+    if hwc:
+        xs = [x.permute(1, 2, 0) for x in xs]
+    out = None
+    if get_worker_info() is not None and all(x.shape == xs[0].shape for x in xs):
+        numel = len(xs) * xs[0].numel()
+        out = xs[0].new(xs[0].untyped_storage()._new_shared(numel)).view(len(xs), *xs[0].shape)
+    images = torch.stack(xs, out=out)
+    return (images.permute(0, 3, 1, 2) if hwc else images), torch.tensor([y for _, y in good]), errors

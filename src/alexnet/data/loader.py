@@ -20,6 +20,8 @@ from ..errors import printable
 from .base import InMemoryDataset, collate
 from .transforms import rrc_boxes
 
+PREFETCH = 4  # batches each decoding worker prepares ahead
+
 
 @dataclass(frozen=True)
 class ResizedCrops:
@@ -145,7 +147,7 @@ class BatchLoader:
             num_workers=self.workers,
             collate_fn=collate,
             persistent_workers=False,
-            prefetch_factor=4 if self.workers else None,
+            prefetch_factor=PREFETCH if self.workers else None,
         )
         for x, y, errors in dl:
             for path, why in errors:

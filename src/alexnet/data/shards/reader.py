@@ -142,9 +142,10 @@ class ShardDataset(Dataset):
         return codec.decode(self.read(i), (int(self.index[i, 5]), int(self.index[i, 6])))
 
     def load(self, i: int) -> torch.Tensor:
-        """Image i's central image_size square, (3, S, S) uint8 (raises ``ImageError``)."""
+        """Image i's central image_size square, (3, S, S) uint8, a view of the decoder's (S, S, 3) pixels
+        (``collate`` stacks those channels-last; raises ``ImageError``)."""
         a = codec.centre_square(self.decode(i), self.image_size)
-        return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))
+        return torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)
 
     def __getitem__(self, item: int | tuple[int, ...]) -> tuple[torch.Tensor, int] | tuple[None, tuple[str, str]]:
         i = item if isinstance(item, int) else item[0]
@@ -153,8 +154,11 @@ class ShardDataset(Dataset):
                 return self.load(i), int(self.index[i, 4])
             _, top, left, h, w, out = item
             a = torch.from_numpy(self.decode(i)).permute(2, 0, 1)[None, :, top : top + h, left : left + w]
+            # the box copied out channels-last first: torch's uint8 antialiased resize is then 1.8x as fast
+            # (107 against 194 us for 190x280 -> 224, one thread), the same pixels, and comes out channels-last
+            a = a.contiguous(memory_format=torch.channels_last)
             y = F.interpolate(a, size=(out, out), mode="bilinear", antialias=True, align_corners=False)
-            return y[0].contiguous(), int(self.index[i, 4])
+            return y[0], int(self.index[i, 4])
         except ImageError as e:
             return None, (self.where(i), str(e))
 
