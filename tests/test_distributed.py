@@ -35,11 +35,14 @@ ARGS = dict(
     shutil.which("torchrun") is None and not (Path(sys.executable).parent / "torchrun").exists(),
     reason="torchrun not installed",
 )
-@pytest.mark.parametrize("fmt", ["folder", "jpeg"])
+@pytest.mark.parametrize("fmt", ["folder", "jpeg", "clip"])
 def test_two_processes_match_one_process(tiny_folder: Path, tmp_path: Path, fmt: str) -> None:
     """Also from JPEG shards, decoded by a worker process in each: the two processes' shares are
-    disjoint and cover every image once per epoch (else the weights would differ)."""
+    disjoint and cover every image once per epoch (else the weights would differ). And with gradient
+    clipping active: the two processes clip the averaged gradient by its global norm, as one does."""
     data, args = tiny_folder, dict(ARGS)
+    if fmt == "clip":
+        args["clip_grad_norm"] = 0.2
     if fmt == "jpeg":
         from alexnet.data.shards.writer import prepare_shards
 
@@ -90,6 +93,9 @@ def test_two_processes_match_one_process(tiny_folder: Path, tmp_path: Path, fmt:
     ref = list(csv.DictReader(open(tmp_path / "one" / "metrics.csv")))
     assert abs(float(rows[-1]["val_top1_error"]) - float(ref[-1]["val_top1_error"])) < 1e-6
     assert abs(float(rows[-1]["train_loss"]) - float(ref[-1]["train_loss"])) < 1e-4
+    if fmt == "clip":  # clipping acted (the norm before it was above the bound), and alike in both
+        assert all(float(r["grad_norm"]) > 0.2 for r in ref), [r["grad_norm"] for r in ref]
+        assert [float(r["grad_norm"]) for r in rows] == pytest.approx([float(r["grad_norm"]) for r in ref], rel=1e-4)
 
 
 def _torchrun() -> str:

@@ -62,6 +62,13 @@ def _cmd(data: Path, out: Path, *extra: str) -> list[str]:
         "0.1",
         "--affine-shear",
         "0.1",
+        # gradient clipping, warm-up and the cosine's floor: exact on resume too
+        "--clip-grad-norm",
+        "0.5",
+        "--warmup-epochs",
+        "0.5",
+        "--lr-min",
+        "0.001",
         *extra,
     ]
 

@@ -13,6 +13,7 @@ from torch import nn
 
 from alexnet import TrainConfig, UserError
 from alexnet.checkpoint import load_checkpoint, save_checkpoint
+from alexnet.config import FORMER_DEFAULTS
 from alexnet.data.base import InMemoryDataset
 from alexnet.data.loader import BatchLoader
 from alexnet.data.transforms import EvalTransform
@@ -144,6 +145,59 @@ def test_cosine_and_warmup() -> None:
     cfg = TrainConfig(lr=0.1, schedule="cosine", warmup_epochs=1, epochs=11)
     s = LRSchedule(cfg, steps_per_epoch=10)
     assert math.isclose(s(0), 0.01) and math.isclose(s(10), 0.1) and s(110) < 1e-9
+
+
+def test_warmup_under_plateau_then_the_rule_counts_after_it() -> None:
+    """Warm-up works under the plateau schedule (it did nothing before 2026-12-02), and epochs within
+    the warm-up do not count towards the plateau rule's patience."""
+    cfg = TrainConfig(lr=0.1, schedule="plateau", warmup_epochs=2, plateau_patience=1, plateau_threshold=0.0)
+    s = LRSchedule(cfg, steps_per_epoch=10)
+    assert [s(0), s(10), s(20)] == pytest.approx([0.01, 0.1 * (0.1 + 0.9 * 0.5), 0.1])
+    # the same error for four epochs: the two in the warm-up are ignored, the third sets the best,
+    # the fourth is the first without improvement
+    assert [s.observe(0.5, e) for e in range(4)] == [False, False, False, True]
+    assert s(40) == pytest.approx(0.01)
+    # a run made before the fix resumes as it ran: its config.toml has no plateau_warmup key
+    old = TrainConfig.from_dict(
+        {**FORMER_DEFAULTS, **{k: v for k, v in cfg.to_dict().items() if k != "plateau_warmup"}}
+    )
+    before = LRSchedule(old, steps_per_epoch=10)
+    assert not old.plateau_warmup and before(0) == 0.1
+    assert [before.observe(0.5, e) for e in range(2)] == [False, True]
+
+
+def test_lr_min_and_the_warmup_start_factor() -> None:
+    cfg = TrainConfig(lr=0.1, schedule="cosine", warmup_epochs=1, epochs=11, lr_min=0.001, lr_warmup_decay=0.01)
+    s = LRSchedule(cfg, steps_per_epoch=10)
+    assert s(0) == pytest.approx(0.001) and s(10) == pytest.approx(0.1) and s(110) == pytest.approx(0.001)
+    assert s(60) == pytest.approx(0.001 + 0.099 * 0.5)  # halfway through the cosine
+    lin = LRSchedule(TrainConfig(lr=0.1, schedule="linear", epochs=10, lr_min=0.02), steps_per_epoch=10)
+    assert lin(0) == pytest.approx(0.1) and lin(100) == pytest.approx(0.02) and lin(50) == pytest.approx(0.06)
+    for bad, match in (({"lr_min": 0.5}, "lr-min"), ({"lr_min": -1e-3}, "lr-min"), ({"lr_warmup_decay": 0}, "decay")):
+        with pytest.raises(UserError, match=match):
+            TrainConfig(lr=0.1, **bad).validate()
+
+
+def test_clip_grad_norm_bounds_the_global_norm_and_reports_it_before_clipping() -> None:
+    from alexnet.engine.step import TrainStep
+    from alexnet.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("lenet5")
+    cfg = TrainConfig(model="lenet5", clip_grad_norm=0.05, lr=0.0, weight_decay=0.0, momentum=0.0)
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    step = TrainStep(model, model, opt, torch.amp.GradScaler("cpu", enabled=False), cfg, torch.device("cpu"), "fp32")
+    x, y = torch.randn(8, 1, 32, 32), torch.randint(0, 10, (8,))
+    step.begin(0.0)
+    step.micro(x, y, 1, last=True)
+    before = torch.linalg.vector_norm(torch.stack([q.grad.norm() for q in model.parameters()]))
+    assert before > 0.05
+    step.update()
+    after = torch.linalg.vector_norm(torch.stack([q.grad.norm() for q in model.parameters()]))
+    assert float(step.grad_norm) == pytest.approx(float(before), rel=1e-5)
+    assert float(after) == pytest.approx(0.05, rel=1e-4)
+    with pytest.raises(UserError, match="clip-grad-norm"):
+        TrainConfig(clip_grad_norm=-1).validate()
 
 
 def test_atomic_save_keeps_the_old_file_on_failure(tmp_path: Path) -> None:

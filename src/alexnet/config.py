@@ -86,8 +86,24 @@ class TrainConfig:
     )
     bias_lr_factor: float = _opt(1.0, "biases learn this many times faster (cuda-convnet's epsB / epsW)")
     label_smoothing: float = _opt(0.0, "cross-entropy label smoothing (0: off)")
+    clip_grad_norm: float = _opt(
+        0.0,
+        "clip the gradient's global norm (every parameter, after the average over processes and the "
+        "fp16 unscaling) to this at every optimizer step (0: off)",
+    )
     schedule: str = _opt("plateau", "plateau | step | multistep | cosine | linear | constant")
-    warmup_epochs: float = _opt(0.0, "linear warm-up from lr/10, for cosine/linear/step/constant")
+    warmup_epochs: float = _opt(
+        0.0, "linear warm-up from lr x lr_warmup_decay to lr over this many epochs, under every schedule"
+    )
+    lr_warmup_decay: float = _opt(
+        0.1, "warm-up: the first step's rate as a fraction of lr (torchvision's start factor)"
+    )
+    lr_min: float = _opt(0.0, "cosine and linear: the rate they end at (0: zero)")
+    plateau_warmup: bool = _opt(
+        True,
+        "plateau: warm up too, and count epochs without improvement only after the warm-up (false: runs "
+        "made before 2026-12-02, whose warm-up was ignored under plateau)",
+    )
     step_size: int = _opt(30, "step: epochs between divisions")
     milestones: list[int] = _opt(factory=list, help="multistep: the epochs after which the rate is multiplied by gamma")
     gamma: float = _opt(0.1, "step and plateau: the factor")
@@ -216,6 +232,7 @@ class TrainConfig:
             "translate",
             "workers",
             "label_smoothing",
+            "clip_grad_norm",
             "pca_lighting",
             "checkpoint_every",
             "target_train_error",
@@ -240,6 +257,10 @@ class TrainConfig:
             raise UserError(f"model_options.in_chans: must be 1 (grey) or 3 (RGB), not {_shown(chans)}")
         if any(m > BOUNDS["epochs"][1] for m in self.milestones):
             raise bad("milestones", f"epochs of at most {BOUNDS['epochs'][1]:g}")
+        if not 0.0 < self.lr_warmup_decay <= 1.0:
+            raise bad("lr_warmup_decay", f"must be a fraction in (0, 1], not {self.lr_warmup_decay}")
+        if not 0.0 <= self.lr_min <= self.lr:
+            raise bad("lr_min", f"must be in [0, lr = {self.lr:g}], not {self.lr_min}")
         for key, (lo, hi) in (("rrc_scale", (0.0, 1.0)), ("rrc_ratio", (1e-3, 1e3))):
             v = getattr(self, key)
             if len(v) != 2 or not all(math.isfinite(x) and lo < x <= hi for x in v) or v[0] > v[1]:
@@ -363,7 +384,7 @@ def load_recipe(path: str | Path) -> dict[str, Any]:
 
 # Keys whose default changed after runs were written with them absent: what those runs did.
 # (pca_lighting_form: before it existed, the colour noise had fb.resnet.torch's scale.)
-FORMER_DEFAULTS = {"pca_lighting_form": "fb.resnet"}
+FORMER_DEFAULTS = {"pca_lighting_form": "fb.resnet", "plateau_warmup": False}
 
 
 def load_run_config(path: str | Path) -> dict[str, Any]:

@@ -297,7 +297,10 @@ def train_epoch(p: Parts, epoch: int, state: TrainState, stop: StopSignals, prog
             loss_sum, correct = read_sums(p, desc)
             if ep.seen:
                 lr = f"{base_lr(p.opt.optimizer):.2g}"
-                bar.set_postfix(loss=f"{loss_sum / ep.seen:.3f}", acc=f"{correct / ep.seen:.3f}", lr=lr)
+                shown = {"loss": f"{loss_sum / ep.seen:.3f}", "acc": f"{correct / ep.seen:.3f}", "lr": lr}
+                if cfg.clip_grad_norm > 0:  # the host already waited for the sums at this point
+                    shown["grad_norm"] = f"{float(step.grad_norm):.3g}"
+                bar.set_postfix(**shown)
             if (stopping or ckpt_point) and mid_epoch:
                 position = resume.capture_position(ep, state.global_step, (loss_sum, correct), gens, device)
                 row = state.rows[-1] if state.rows else {}
@@ -446,9 +449,10 @@ def record(
         "epoch_seconds": totals.seconds_before + time.perf_counter() - totals.t0,
         "elapsed_seconds": p.session.elapsed(state),
         "images_per_sec": totals.new / totals.pass_seconds,
+        "grad_norm": float(p.opt.step.grad_norm) if p.session.cfg.clip_grad_norm > 0 else math.nan,
     }
     state.rows.append(row)
-    reduced = p.opt.schedule.observe(row["val_top1_error"])
+    reduced = p.opt.schedule.observe(row["val_top1_error"], epoch)
     improved = final is not None and final.top1_error < state.best_err
     if improved:
         state.best_err, state.best_epoch = final.top1_error, epoch + 1  # type: ignore[union-attr]

@@ -48,6 +48,7 @@ METRIC_FIELDS = [
     "epoch_seconds",
     "elapsed_seconds",
     "images_per_sec",
+    "grad_norm",  # with clip_grad_norm: the epoch's last optimizer step's gradient norm before clipping
 ]
 
 

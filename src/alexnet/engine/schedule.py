@@ -20,11 +20,16 @@ class LRSchedule:
         self.bad_epochs = 0
         self.reductions = 0
 
+    def warms_up(self) -> bool:
+        # runs made before 2026-12-02 ignored warm-up under plateau; they resume as they ran (plateau_warmup)
+        return self.cfg.warmup_epochs > 0 and (self.cfg.schedule != "plateau" or self.cfg.plateau_warmup)
+
     def __call__(self, step: int) -> float:
         c = self.cfg
         warm = c.warmup_epochs * self.steps_per_epoch
-        if step < warm and c.schedule != "plateau":
-            return c.lr * (0.1 + 0.9 * step / warm)
+        if step < warm and self.warms_up():
+            f = c.lr_warmup_decay
+            return c.lr * (f + (1 - f) * step / warm)
         if c.schedule == "plateau":
             return c.lr * c.gamma**self.reductions
         if c.schedule == "constant":
@@ -35,12 +40,15 @@ class LRSchedule:
             return c.lr * c.gamma ** sum(step >= m * self.steps_per_epoch for m in c.milestones)
         frac = (step - warm) / max(1.0, self.total - warm)
         if c.schedule == "cosine":
-            return c.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
-        return c.lr * max(0.0, 1.0 - frac)  # linear to zero
+            return c.lr_min + (c.lr - c.lr_min) * 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
+        return c.lr_min + (c.lr - c.lr_min) * max(0.0, 1.0 - frac)  # linear to lr_min
 
-    def observe(self, val_error: float) -> bool:
-        """Feed an epoch's val error (plateau only); True when the rate was just reduced."""
+    def observe(self, val_error: float, epoch: int | None = None) -> bool:
+        """Feed the val error of ``epoch`` (0-based; plateau only); True when the rate was just reduced.
+        Epochs that end within the warm-up are not counted: the rule starts after it."""
         if self.cfg.schedule != "plateau" or math.isnan(val_error):
+            return False
+        if epoch is not None and self.warms_up() and epoch + 1 <= self.cfg.warmup_epochs:
             return False
         if val_error < self.best - self.cfg.plateau_threshold:
             self.best, self.bad_epochs = val_error, 0

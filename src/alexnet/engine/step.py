@@ -4,6 +4,7 @@ epoch stands on the host (``EpochState``). The epoch's pass over its batches is 
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -84,6 +85,8 @@ class TrainStep:
         self.accelerated: Callable[[torch.Tensor], torch.Tensor] | None = None
         self.full_shape: tuple[int, ...] | None = None
         self.deterministic_loss = cfg.deterministic and device.type == "cuda"
+        # the last optimizer step's global gradient norm before clipping (clip_grad_norm > 0), on the device
+        self.grad_norm = torch.full((), math.nan, device=device)
 
     def accelerate(self, fn: Callable[[torch.Tensor], torch.Tensor], full_shape: tuple[int, ...]) -> None:
         """Run ``fn`` (``torch.compile(net)``) for batches of ``full_shape``, ``net`` for the others."""
@@ -144,6 +147,13 @@ class TrainStep:
             self.sums[1] += (logits.detach().argmax(1) == y).sum()
 
     def update(self) -> None:
+        if self.cfg.clip_grad_norm > 0:
+            # the gradients are already averaged over the processes (DDP's reduce ran in the group's last
+            # backward), so every process computes the same global norm and clips alike; unscaled first
+            # under fp16 (a no-op otherwise), so the bound is on the true gradient; no host sync
+            self.scaler.unscale_(self.optimizer)
+            params = [q for g in self.optimizer.param_groups for q in g["params"] if q.grad is not None]
+            self.grad_norm = torch.nn.utils.clip_grad_norm_(params, self.cfg.clip_grad_norm, foreach=True).detach()
         self.scaler.step(self.optimizer)  # fused optimizers take the scaler's inf check without a sync
         self.scaler.update()
         self.step_no += 1

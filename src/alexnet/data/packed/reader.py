@@ -12,6 +12,8 @@ import numpy as np
 import torch
 
 from ..base import InMemoryDataset
+from ..shards.format import is_shards
+from ..shards.reader import shard_stats
 from .format import SplitFiles, is_packed, read_meta
 from .manifest import check_dataset, check_manifest, check_stats
 
@@ -40,11 +42,7 @@ def packed_stats(root: str | os.PathLike[str]) -> dict[str, Any]:
     """The training-set statistics stored by ``prepare``: channel mean/std, mean image, PCA of RGB (of a
     raw packed dataset or of JPEG shards)."""
     root = Path(root)
-    from ..shards.format import is_shards
-
     if is_shards(root):
-        from ..shards.reader import shard_stats
-
         return shard_stats(root)
     meta = check_manifest(root, read_meta(root))
     stats = dict(check_stats(root, meta))

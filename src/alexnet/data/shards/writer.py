@@ -47,6 +47,7 @@ from .format import (
     read_shards_meta,
     shard_name,
 )
+from .reader import check_shard_dataset, shard_sums
 
 CHUNK = 16  # images per task handed to a worker
 ORDER_SEED = 0  # the seeded order of the images across shards; stored in dataset.json
@@ -207,8 +208,6 @@ def _fill(dst: Path, meta: dict[str, Any], split: str, workers: int, bar_factory
 def _statistics(dst: Path, meta: dict[str, Any], workers: int, bar_factory: Callable[..., Any]) -> dict[str, Any]:
     """The training statistics of the raw format, measured on the training images as training decodes
     them: the per-pixel mean of their central squares, per-channel mean and std, the RGB eigen-decomposition."""
-    from .reader import shard_sums
-
     size = meta["image_size"]
     shards = meta["splits"]["train"]["shards"]
     pixel_sum = np.zeros((size, size, 3), np.float64)
@@ -342,8 +341,6 @@ def verify(dst: str | os.PathLike[str], progress: bool = True) -> list[str]:
     """Every shard of a finished shard dataset against dataset.json and its index: present, its size and
     sha256, every member where the index says, a whole JPEG of the indexed size, its label. Returns one
     line per problem (empty: all good)."""
-    from .reader import check_shard_dataset
-
     root = user_path(dst, "DST")
     meta = check_shard_dataset(root)  # the manifest itself (one error line if it is unreadable)
     problems: list[str] = []
