@@ -87,6 +87,28 @@ def test_evaluate_json(capsys: pytest.CaptureFixture[str], trained_run: Path, ti
     assert code == 0 and "top-1 error" in out and "per-class accuracy" in out and "blue" in out
 
 
+def test_evaluate_in_the_runs_own_precision_gives_its_validation_figure(
+    capsys: pytest.CaptureFixture[str], trained_run: Path, tiny_folder: Path
+) -> None:
+    """The default ``--precision run`` and an explicit fp32 (the run's) reproduce the best epoch's
+    validation error from metrics.csv exactly; bf16 is another measurement; a bad value is refused."""
+    import csv
+
+    rows = list(csv.DictReader(open(trained_run / "metrics.csv")))
+    best = min(float(r["val_top1_error"]) for r in rows)
+    for extra in ([], ["--precision", "fp32"]):
+        code, out, err = run(capsys, "evaluate", str(trained_run), "--data", str(tiny_folder), "--json", *extra)
+        assert code == 0, err
+        assert json.loads(out)["top1_error"] == pytest.approx(best, abs=1e-6)
+    code, out, err = run(
+        capsys, "evaluate", str(trained_run), "--data", str(tiny_folder), "--json", "--precision", "bf16"
+    )
+    assert code == 0 and 0 <= json.loads(out)["top1_error"] <= 1, err
+    with pytest.raises(SystemExit) as e:
+        main(["evaluate", str(trained_run), "--data", str(tiny_folder), "--precision", "fp8"])
+    assert e.value.code == 2 and "--precision" in capsys.readouterr().err
+
+
 def test_predict_every_odd_image_kind(capsys: pytest.CaptureFixture[str], trained_run: Path, tmp_path: Path) -> None:
     odd = odd_images(tmp_path / "odd")
     code, out, err = run(capsys, "predict", str(trained_run), str(tmp_path / "odd"), "--top-k", "2", "--json")

@@ -34,6 +34,13 @@ def add_parser(sub: Any) -> None:
     e.add_argument("--workers", type=at_least(0), default=2)
     e.add_argument("--max-images", type=at_least(1), metavar="N", help="evaluate a random subset of N images")
     e.add_argument("--device", default="auto")
+    e.add_argument(
+        "--precision",
+        default="run",
+        choices=["run", "auto", "fp32", "bf16", "fp16"],
+        help="run: the precision the run trained and validated in (default; auto for weights without a "
+        "training config); auto: bf16 on a GPU that has it, else fp32",
+    )
     e.set_defaults(func=run)
 
 
@@ -55,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
         max_images=args.max_images,
         progress=not args.json,
         ten_crop=args.ten_crop,
+        precision=args.precision,
     )
     if res.n == 0:
         raise UserError(f"--data {args.data}: no images to evaluate in its {args.split} split")

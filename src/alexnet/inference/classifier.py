@@ -106,6 +106,11 @@ class Classifier(ClassifierBase):
             )
         return relabel(ds, [index[c] for c in theirs], self.classes)
 
+    def run_precision(self) -> str:
+        """The precision the checkpoint's run trained in (its config's), ``auto`` where it has none."""
+        p = (self.checkpoint.get("config") or {}).get("precision", "auto")
+        return p if p in PRECISIONS[1:] else "auto"
+
     @property
     def channels(self) -> int:
         return self.transform.channels
@@ -140,15 +145,20 @@ class Classifier(ClassifierBase):
         max_images: int | None = None,
         progress: bool = True,
         ten_crop: bool = False,
+        precision: str = "run",
     ) -> EvalResult:
         """Top-1/top-5 error on a dataset SPEC's split, with this checkpoint's classes and transform
-        (``ten_crop``: averaged over the paper's ten patches instead of the centre crop)."""
+        (``ten_crop``: averaged over the paper's ten patches instead of the centre crop). ``precision``:
+        ``run`` (the precision the run trained and validated in; ``auto`` for a checkpoint without
+        a training config), or ``auto`` (bf16 on a GPU that has it, else fp32), ``fp32``, ``bf16``, ``fp16``."""
+        if precision not in PRECISIONS:
+            raise UserError(f"--precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
         t = self.transform
         ds = load_dataset(data, split, image_size=t.image_size, channels=t.channels, workers=workers)
         ds = subset(self.match(ds, f"--data {data}"), max_images, 1)
         loader = BatchLoader(ds, batch_size, workers=workers)
-        # on a GPU as training evaluates: bf16 autocast where the GPU has it, channels-last (tensor cores);
-        # on the CPU in fp32 and the default layout, the figures the README reports
+        # in the run's own precision by default (as training validated), channels-last on a GPU (tensor
+        # cores), the default layout on the CPU
         gpu = self.device.type == "cuda"
         if gpu:
             self.model.to(memory_format=torch.channels_last)
@@ -160,9 +170,12 @@ class Classifier(ClassifierBase):
             device=self.device,
             progress=progress,
             ten_crop=ten_crop,
-            precision=resolve_precision("auto", self.device),
+            precision=resolve_precision(self.run_precision() if precision == "run" else precision, self.device),
             channels_last=gpu,
         )
+
+
+PRECISIONS = ("run", "auto", "fp32", "bf16", "fp16")
 
 
 def load(path: str | os.PathLike[str], device: str = "auto") -> Classifier:
@@ -180,6 +193,7 @@ def evaluate(
     max_images: int | None = None,
     progress: bool = False,
     ten_crop: bool = False,
+    precision: str = "run",
 ) -> EvalResult:
     """Top-1/top-5 error of a run folder or checkpoint on a dataset SPEC (``alexnet evaluate``).
 
@@ -189,5 +203,5 @@ def evaluate(
         print(result.top1_error, result.top5_error)
     """
     return load(checkpoint, device).evaluate(
-        data, split=split, max_images=max_images, progress=progress, ten_crop=ten_crop
+        data, split=split, max_images=max_images, progress=progress, ten_crop=ten_crop, precision=precision
     )
