@@ -62,7 +62,11 @@ def _cmd(data: Path, out: Path, *extra: str) -> list[str]:
         "0.1",
         "--affine-shear",
         "0.1",
-        # gradient clipping, warm-up and the cosine's floor: exact on resume too
+        # MixUp or CutMix per batch, gradient clipping, warm-up and the cosine's floor: exact on resume too
+        "--mixup-alpha",
+        "0.2",
+        "--cutmix-alpha",
+        "1.0",
         "--clip-grad-norm",
         "0.5",
         "--warmup-epochs",

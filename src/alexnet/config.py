@@ -41,6 +41,8 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "max_reductions": (0, 1000),
     "pca_lighting": (0, 1e3),
     "plateau_threshold": (-1, 1),
+    "mixup_alpha": (0, 1e3),
+    "cutmix_alpha": (0, 1e3),
 }
 MAX_RECIPE_BYTES = 1 << 20  # a recipe is a few hundred bytes; a megabyte is a mistake (or an attack)
 MAX_SHOWN = 60  # characters of a bad value or key in an error line
@@ -86,6 +88,14 @@ class TrainConfig:
     )
     bias_lr_factor: float = _opt(1.0, "biases learn this many times faster (cuda-convnet's epsB / epsW)")
     label_smoothing: float = _opt(0.0, "cross-entropy label smoothing (0: off)")
+    mixup_alpha: float = _opt(
+        0.0, "MixUp (torchvision's): mix each batch with itself rolled by one, weight ~ Beta(this, this) (0: off)"
+    )
+    cutmix_alpha: float = _opt(
+        0.0,
+        "CutMix (torchvision's): paste a box of the rolled batch, area ~ Beta(this, this); with mixup_alpha "
+        "too, one of the two per batch (0: off)",
+    )
     clip_grad_norm: float = _opt(
         0.0,
         "clip the gradient's global norm (every parameter, after the average over processes and the "
@@ -233,6 +243,8 @@ class TrainConfig:
             "workers",
             "label_smoothing",
             "clip_grad_norm",
+            "mixup_alpha",
+            "cutmix_alpha",
             "pca_lighting",
             "checkpoint_every",
             "target_train_error",

@@ -48,6 +48,7 @@ from .engine.checks import (
 from .engine.data import build_data, build_test, make_augment
 from .engine.evaluation import EvalResult, evaluate_model, plot_confusion
 from .engine.finetune import freeze_layers, init_source, load_init
+from .engine.mixing import BatchMix, make_mix
 from .engine.optim import base_lr, make_optimizer
 from .engine.resume import TrainState
 from .engine.runfolder import RunFolder
@@ -130,6 +131,7 @@ class Inputs:
     val_loader: BatchLoader
     test_loader: BatchLoader | None  # with val_split: the dataset's test split
     batches: Prefetcher  # the training batches, gathered and copied ahead of the step
+    mix: BatchMix | None = None  # MixUp / CutMix on each augmented batch
 
     @property
     def boxes(self) -> bool:
@@ -276,6 +278,8 @@ def train_epoch(p: Parts, epoch: int, state: TrainState, stop: StopSignals, prog
                 step.begin(p.opt.schedule(state.global_step))
             boxes = data.train_loader.boxes_for(ep.batches_done, data.transform.image_size) if data.boxes else None
             x = data.augment(x, data.transform, gens.crops, p.net.channels_last, gens.noise, boxes)
+            if data.mix is not None:  # MixUp / CutMix: soft targets (drawn from the saved global generator)
+                x, y = data.mix(x, y)
             step.micro(x, y, group, last=k == group - 1)
             ep.batches_done += 1
             ep.seen += y.shape[0]
@@ -634,6 +638,7 @@ def build(cfg: TrainConfig, dinfo: DistInfo, folder: RunFolder, say: Callable[[s
             val_loader=val_loader,
             test_loader=test_loader,
             batches=batches,
+            mix=make_mix(cfg.mixup_alpha, cfg.cutmix_alpha, len(classes)),
         ),
     )
 

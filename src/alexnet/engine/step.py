@@ -43,8 +43,13 @@ def uses_accelerated(shape: tuple[int, ...], full_shape: tuple[int, ...] | None)
 def cross_entropy(
     logits: torch.Tensor, y: torch.Tensor, label_smoothing: float = 0.0, deterministic: bool = False
 ) -> torch.Tensor:
-    """The mean cross-entropy. ``deterministic``: written with ``gather`` instead of ``nll_loss``,
-    whose CUDA kernel torch lists as non-deterministic (the same value, another reduction order)."""
+    """The mean cross-entropy against labels, or against class probabilities (a float ``y`` of
+    (N, classes): MixUp's and CutMix's targets; smoothed as torch smooths them). ``deterministic``:
+    written with ``gather`` instead of ``nll_loss``, whose CUDA kernel torch lists as non-deterministic
+    (the same value, another reduction order)."""
+    if y.is_floating_point():
+        t = y * (1 - label_smoothing) + label_smoothing / y.shape[1] if label_smoothing else y
+        return -(t * torch.log_softmax(logits, 1)).sum(1).mean()
     if not deterministic:
         return F.cross_entropy(logits, y, label_smoothing=label_smoothing)
     logp = torch.log_softmax(logits, 1)
@@ -131,7 +136,9 @@ class TrainStep:
         return self.eager(x)
 
     def micro(self, x: torch.Tensor, y: torch.Tensor, group: int, last: bool) -> None:
-        """One micro-batch of an optimizer step's group of ``group``; ``last``: the group's last one."""
+        """One micro-batch of an optimizer step's group of ``group``; ``last``: the group's last one.
+        ``y``: labels, or class probabilities under MixUp/CutMix (a prediction then counts as correct
+        when it is the class with the larger share, the training error column's meaning there)."""
         # DDP averages gradients once per optimizer step, on the group's last micro-batch
         no_sync = getattr(self.net, "no_sync", None)  # DDP's; a plain module has none
         sync = contextlib.nullcontext() if last or no_sync is None else no_sync()
@@ -144,7 +151,8 @@ class TrainStep:
             lo = loss.detach()
             self.first_bad = torch.where((self.first_bad < 0) & ~torch.isfinite(lo), self.step_no, self.first_bad)
             self.sums[0] += lo.to(self.sums.dtype) * y.shape[0]
-            self.sums[1] += (logits.detach().argmax(1) == y).sum()
+            hard = y.argmax(1) if y.is_floating_point() else y
+            self.sums[1] += (logits.detach().argmax(1) == hard).sum()
 
     def update(self) -> None:
         if self.cfg.clip_grad_norm > 0:
