@@ -68,3 +68,48 @@ def test_off_by_default_and_bad_values_refused() -> None:
             TrainConfig(**{key: -0.1}).validate()
         with pytest.raises(UserError, match=key.replace("_", "-")):
             TrainConfig(**{key: 1e9}).validate()
+
+
+@pytest.mark.parametrize("policy", ["ta_wide", "ra", "imagenet", "augmix"])
+def test_automatic_augmentation_draws_per_image(policy: str) -> None:
+    """Sixteen copies of one image come out different: one draw per image, never one for the batch."""
+    from alexnet.data.transforms import EvalTransform, TrainAugment
+
+    img = torch.randint(0, 256, (1, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    x = img.expand(16, -1, -1, -1).contiguous()
+    t = EvalTransform(image_size=32, crop_size=32, pad=0, channels=3, mean=(0.0,) * 3, std=(1.0,) * 3)
+    aug = TrainAugment(random_crop=False, flip=False, auto_augment=policy)
+    torch.manual_seed(0)
+    out = aug(x, t)
+    assert out.shape == (16, 3, 32, 32) and out.is_floating_point()
+    distinct = {out[i].numpy().tobytes() for i in range(16)}
+    assert len(distinct) >= 8, f"{policy}: {len(distinct)} distinct images of 16"
+
+
+def test_random_erasing_erases_each_image_in_its_own_box() -> None:
+    from alexnet.data.transforms import EvalTransform, TrainAugment
+
+    x = torch.full((8, 3, 32, 32), 200, dtype=torch.uint8)
+    t = EvalTransform(image_size=32, crop_size=32, pad=0, channels=3, mean=(100.0,) * 3, std=(50.0,) * 3)
+    torch.manual_seed(0)
+    out = TrainAugment(random_crop=False, flip=False, random_erase=1.0)(x, t)
+    erased = out == 0  # erased to 0 after normalisation (torchvision's value=0); the rest is (200 - 100) / 50
+    assert torch.all(out[~erased] == 2.0)
+    boxes = {erased[i, 0].nonzero().tolist().__repr__() for i in range(8)}
+    assert all(erased[i].any() for i in range(8)) and len(boxes) == 8
+
+
+def test_automatic_augmentation_options_are_checked() -> None:
+    from alexnet.config import AUTO_AUGMENT
+    from alexnet.data.transforms import auto_augment_policy
+
+    for name in AUTO_AUGMENT:
+        auto_augment_policy(name)
+    for bad, match in (
+        ({"auto_augment": "autoaug"}, "auto-augment"),
+        ({"ra_magnitude": 31}, "ra-magnitude"),
+        ({"random_erase": 1.5}, "random-erase"),
+        ({"auto_augment": "ta_wide", "normalize": "mean_image"}, "auto-augment"),
+    ):
+        with pytest.raises(UserError, match=match):
+            TrainConfig(**bad).validate()

@@ -62,19 +62,31 @@ def _cmd(data: Path, out: Path, *extra: str) -> list[str]:
         "0.1",
         "--affine-shear",
         "0.1",
-        # MixUp or CutMix per batch, gradient clipping, warm-up and the cosine's floor: exact on resume too
-        "--mixup-alpha",
-        "0.2",
-        "--cutmix-alpha",
-        "1.0",
-        "--clip-grad-norm",
-        "0.5",
-        "--warmup-epochs",
-        "0.5",
-        "--lr-min",
-        "0.001",
         *extra,
     ]
+
+
+# the modern recipe's options, each drawing random numbers or depending on the step: TrivialAugment and
+# random erasing per image, MixUp or CutMix per batch, gradient clipping, warm-up under the cosine and
+# its floor (with per-channel normalisation: the automatic augmentation takes uint8 crops)
+MODERN = (
+    "--normalize",
+    "meanstd",
+    "--auto-augment",
+    "ta_wide",
+    "--random-erase",
+    "0.25",
+    "--mixup-alpha",
+    "0.2",
+    "--cutmix-alpha",
+    "1.0",
+    "--clip-grad-norm",
+    "0.5",
+    "--warmup-epochs",
+    "0.5",
+    "--lr-min",
+    "0.001",
+)
 
 
 def _position(path: Path) -> tuple[int, int]:
@@ -98,20 +110,33 @@ def _wait_for_mid_epoch(proc: subprocess.Popen, path: Path, timeout: float = 240
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict[str, torch.Tensor]]:
+def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict[tuple[str, ...], dict]]:
     root = tmp_path_factory.mktemp("resume")
     data = make_folder(root / "data", {"train": 30, "val": 4}, size=128)
-    env = {**os.environ}
-    r = subprocess.run(_cmd(data, root / "straight"), capture_output=True, text=True, env=env, timeout=600)
-    assert r.returncode == 0, r.stderr[-2000:]
-    return root, data, torch.load(root / "straight" / "last.pt", weights_only=True)["model"]
+    return root, data, {}
 
 
-@pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM"])
-def test_interrupted_and_resumed_run_is_bitwise_identical(setup: tuple, how: str) -> None:
-    root, data, expect = setup
-    out = root / how
-    proc = subprocess.Popen(_cmd(data, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def _straight(setup: tuple, options: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    """The uninterrupted run's final weights with these options (run once per module)."""
+    root, data, done = setup
+    if options not in done:
+        out = root / f"straight{len(done)}"
+        r = subprocess.run(_cmd(data, out, *options), capture_output=True, text=True, env={**os.environ}, timeout=600)
+        assert r.returncode == 0, r.stderr[-2000:]
+        done[options] = torch.load(out / "last.pt", weights_only=True)["model"]
+    return done[options]
+
+
+@pytest.mark.parametrize(
+    "how, options",
+    [("SIGKILL", ()), ("SIGTERM", ()), ("SIGKILL", MODERN)],
+    ids=["SIGKILL", "SIGTERM", "SIGKILL-modern-options"],
+)
+def test_interrupted_and_resumed_run_is_bitwise_identical(setup: tuple, how: str, options: tuple[str, ...]) -> None:
+    root, data, _ = setup
+    expect = _straight(setup, options)
+    out = root / (how + ("-modern" if options else ""))
+    proc = subprocess.Popen(_cmd(data, out, *options), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         epoch, batches = _wait_for_mid_epoch(proc, out / "last.pt")
         proc.send_signal(getattr(signal, how))
@@ -128,7 +153,7 @@ def test_interrupted_and_resumed_run_is_bitwise_identical(setup: tuple, how: str
     # (a SIGKILL can land after an epoch's end, when last.pt is an end-of-epoch checkpoint)
     before = torch.load(out / "last.pt", weights_only=True)["train_state"].get("epoch_train_seconds")
     assert (before is not None and before > 0) == (split_batches > 0)
-    r = subprocess.run(_cmd(data, out, "--resume"), capture_output=True, text=True, timeout=600)
+    r = subprocess.run(_cmd(data, out, *options, "--resume"), capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "resuming" in r.stderr
     if split_batches:  # the split epoch's training time counts both parts; its rate, the second part's

@@ -44,6 +44,7 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "mixup_alpha": (0, 1e3),
     "cutmix_alpha": (0, 1e3),
 }
+AUTO_AUGMENT = ("ta_wide", "ra", "imagenet", "augmix")  # torchvision's reference script's policy names
 MAX_RECIPE_BYTES = 1 << 20  # a recipe is a few hundred bytes; a megabyte is a mistake (or an attack)
 MAX_SHOWN = 60  # characters of a bad value or key in an error line
 
@@ -138,6 +139,13 @@ class TrainConfig:
         factory=lambda: [3 / 4, 4 / 3], help="random_resized_crop: the range of the box's width / height (log-uniform)"
     )
     flip: bool = _opt(True, "random horizontal reflections")
+    auto_augment: str = _opt(
+        "",
+        "torchvision's automatic augmentation on each uint8 crop, one draw per image: ta_wide (TrivialAugment), "
+        "ra (RandAugment), imagenet (AutoAugment's ImageNet policy), augmix; empty: off",
+    )
+    ra_magnitude: int = _opt(9, "auto_augment = ra: RandAugment's magnitude (0-30)")
+    random_erase: float = _opt(0.0, "random erasing (torchvision's, after normalisation): its probability per image")
     pca_lighting: float = _opt(0.0, "std of the PCA colour noise's alphas (the paper's: 0.1); 0 turns it off")
     affine_scale: float = _opt(
         0.0, "LeCun et al.'s distortions: scale each image by 1 + u, u uniform in [-this, this] (0: off)"
@@ -269,6 +277,20 @@ class TrainConfig:
             raise UserError(f"model_options.in_chans: must be 1 (grey) or 3 (RGB), not {_shown(chans)}")
         if any(m > BOUNDS["epochs"][1] for m in self.milestones):
             raise bad("milestones", f"epochs of at most {BOUNDS['epochs'][1]:g}")
+        if self.auto_augment and self.auto_augment not in AUTO_AUGMENT:
+            raise bad(
+                "auto_augment",
+                f"must be one of {', '.join(AUTO_AUGMENT)} (or empty: off), not {_shown(self.auto_augment)}",
+            )
+        if not 0 <= self.ra_magnitude <= 30:
+            raise bad("ra_magnitude", f"must be in 0..30, not {self.ra_magnitude}")
+        if not 0.0 <= self.random_erase <= 1.0:
+            raise bad("random_erase", f"must be a probability in [0, 1], not {self.random_erase}")
+        if self.auto_augment and self.normalize == "mean_image":
+            raise bad(
+                "auto_augment",
+                'works on uint8 crops; the per-pixel mean image is subtracted first: use normalize = "meanstd"',
+            )
         if not 0.0 < self.lr_warmup_decay <= 1.0:
             raise bad("lr_warmup_decay", f"must be a fraction in (0, 1], not {self.lr_warmup_decay}")
         if not 0.0 <= self.lr_min <= self.lr:

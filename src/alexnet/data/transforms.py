@@ -12,9 +12,11 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torchvision.transforms import v2
 
 # ImageNet's per-channel mean and standard deviation in 0-255 units (torchvision's weights use them).
 IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
@@ -474,6 +476,11 @@ class TrainAugment:
     # RandomResizedCrop instead of the fixed-size random crop: the boxes come with each batch (the
     # loader's ``boxes_for``), or the crops were already taken where the images were decoded
     random_resized_crop: bool = False
+    # torchvision.transforms.v2's automatic augmentation (AUTO_AUGMENT's names; "" off) on the uint8
+    # crops, and random erasing (the probability per image) on the normalised ones: one draw per image
+    auto_augment: str = ""
+    ra_magnitude: int = 9
+    random_erase: float = 0.0
 
     def place(self, device: torch.device) -> TrainAugment:
         """Put the PCA eigen-decomposition on ``device`` now, not in the first step; returns self."""
@@ -517,6 +524,10 @@ class TrainAugment:
                 x = x.float() - center_crop(mean, t.crop_size)
             if self.flip:
                 x = random_flip(x, generator)
+        if self.auto_augment:
+            if x.dtype != torch.uint8:  # the policies' magnitudes are for 0-255 images (a float resize's output)
+                x = x.round().clamp(0, 255).to(torch.uint8)
+            x = per_image(x, auto_augment_policy(self.auto_augment, self.ra_magnitude))
         if t.pad:
             x = F.pad(x, (t.pad,) * 4)
         if self.distorts:
@@ -527,8 +538,37 @@ class TrainAugment:
                 raise ValueError("PCA lighting needs 3-channel images and the training set's eigen-decomposition")
             x = pca_lighting(x.float(), self.eigval, self.eigvec, self.lighting, noise, self.lighting_form)
             if self.lighting_form == "cuda-convnet":  # the batch scaled down as cuda-convnet's was, once centred
-                return normalize(x, t.mean, t.std, channels_last) * (1.0 / (1.0 + self.lighting))
-        return normalize(x, t.mean, t.std, channels_last)
+                return self._erase(normalize(x, t.mean, t.std, channels_last) * (1.0 / (1.0 + self.lighting)))
+        return self._erase(normalize(x, t.mean, t.std, channels_last))
+
+    def _erase(self, x: torch.Tensor) -> torch.Tensor:
+        if self.random_erase <= 0:
+            return x
+        return per_image(x, v2.RandomErasing(p=self.random_erase, value=0))  # torchvision's: after Normalize
+
+
+def auto_augment_policy(name: str, ra_magnitude: int = 9) -> Any:
+    """torchvision.transforms.v2's policy of that name (bilinear, as torchvision's references; the names
+    are the reference script's, ``config.AUTO_AUGMENT``)."""
+    bilinear = v2.InterpolationMode.BILINEAR
+    policies = {
+        "ta_wide": lambda: v2.TrivialAugmentWide(interpolation=bilinear),
+        "ra": lambda: v2.RandAugment(magnitude=ra_magnitude, interpolation=bilinear),
+        "imagenet": lambda: v2.AutoAugment(v2.AutoAugmentPolicy.IMAGENET, interpolation=bilinear),
+        "augmix": lambda: v2.AugMix(interpolation=bilinear),
+    }
+    if name not in policies:
+        raise ValueError(f"auto_augment: unknown policy {name!r} (one of {', '.join(policies)})")
+    return policies[name]()
+
+
+def per_image(x: torch.Tensor, transform: Any) -> torch.Tensor:
+    """``transform`` applied to each image of the batch on its own (its own draw from torch's global
+    generator, which training seeds per epoch and checkpoints save), stacked back channels-last.
+    torchvision's policies take one draw per call: called on the batch they would give every image
+    the same operation and magnitude."""
+    out = torch.stack([transform(img) for img in x])
+    return out.contiguous(memory_format=torch.channels_last)
 
 
 def mean_image(images: torch.Tensor, size: int, max_images: int = 10000) -> torch.Tensor:

@@ -151,6 +151,9 @@ def make_augment(cfg: TrainConfig, train_ds: Any, channels: int) -> TrainAugment
         affine_squeeze=cfg.affine_squeeze,
         affine_shear=cfg.affine_shear,
         random_resized_crop=cfg.random_resized_crop,
+        auto_augment=cfg.auto_augment,
+        ra_magnitude=cfg.ra_magnitude,
+        random_erase=cfg.random_erase,
     )
     if cfg.pca_lighting > 0:
         augment.eigval, augment.eigvec = rgb_eigen(train_ds, channels)
