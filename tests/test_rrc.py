@@ -18,6 +18,7 @@ from alexnet.data.loader import BatchLoader, ResizedCrops
 from alexnet.data.transforms import EvalTransform, TrainAugment, _resized_crop_grid, resized_crop_batch, rrc_boxes
 
 from .conftest import make_folder
+from .support.resume import assert_resumes_bitwise
 
 stats = pytest.importorskip("scipy.stats")
 
@@ -151,9 +152,6 @@ def test_config_and_flags() -> None:
 
 
 def test_a_run_with_it_resumes_mid_epoch_bitwise(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from alexnet.engine.step import TrainStep
-    from alexnet.training import train
-
     data = make_folder(tmp_path / "data", {"train": 12, "val": 2}, size=40)  # per class: 36 images
     base = dict(
         model="cifar_80sec",
@@ -168,25 +166,4 @@ def test_a_run_with_it_resumes_mid_epoch_bitwise(tmp_path: Path, monkeypatch: py
         checkpoint_every=2,
         model_options={"init": "torch"},
     )
-    train(TrainConfig(**base, out=str(tmp_path / "straight")), progress=False, log=lambda s: None)
-    real = TrainStep.micro
-    calls = {"n": 0}
-
-    def micro(self: TrainStep, *a: object, **k: object) -> None:
-        calls["n"] += 1
-        if calls["n"] == 8:  # the third batch of the second epoch (5 an epoch), after a mid-epoch last.pt
-            raise KeyboardInterrupt
-        real(self, *a, **k)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(TrainStep, "micro", micro)
-    cut = str(tmp_path / "cut")
-    with pytest.raises(KeyboardInterrupt):
-        train(TrainConfig(**base, out=cut), progress=False, log=lambda s: None)
-    monkeypatch.setattr(TrainStep, "micro", real)
-    state = torch.load(Path(cut) / "last.pt", weights_only=True)
-    assert state["epoch"] == 1 and state["train_state"]["batches_done"] > 0  # a mid-epoch checkpoint
-    train(TrainConfig(**base, out=cut, resume=True), progress=False, log=lambda s: None)
-    want = torch.load(tmp_path / "straight" / "last.pt", weights_only=True)["model"]
-    got = torch.load(Path(cut) / "last.pt", weights_only=True)["model"]
-    for k in want:
-        assert torch.equal(want[k], got[k]), k
+    assert_resumes_bitwise(base, tmp_path, monkeypatch, stop_at=8)  # the 3rd batch of epoch 2 (5 an epoch)

@@ -23,6 +23,7 @@ from alexnet.data.shards.writer import prepare_shards, verify
 
 from .conftest import CLASSES, make_folder
 from .support.data import packed_bytes, synthetic_jpegs
+from .support.resume import assert_resumes_bitwise
 
 
 def source(root: Path, bad: bool = True, size: int | tuple[int, int] = (48, 36)) -> Path:
@@ -287,9 +288,6 @@ def test_training_from_shards_resumes_mid_epoch_bitwise(
     """Worker processes decode (``workers=1``); with ``shorter`` and RandomResizedCrop the boxes go to
     the workers with the indices. A run interrupted after a mid-epoch checkpoint and resumed ends with
     the weights of an uninterrupted one."""
-    from alexnet.engine.step import TrainStep
-    from alexnet.training import train
-
     dst = tmp_path / "jp"
     prep(source(tmp_path / "src", bad=False, size=(56, 40)), dst, shape=shape)
     base = dict(
@@ -305,26 +303,7 @@ def test_training_from_shards_resumes_mid_epoch_bitwise(
         checkpoint_every=2,
         model_options={"init": "torch"},
     )
-    train(TrainConfig(**base, out=str(tmp_path / "straight")), progress=False, log=lambda s: None)
-    real, calls = TrainStep.micro, {"n": 0}
-
-    def micro(self: TrainStep, *a: object, **k: object) -> None:
-        calls["n"] += 1
-        if calls["n"] == 9:  # the third batch of the second epoch (42 images: 6 batches), after last.pt
-            raise KeyboardInterrupt
-        real(self, *a, **k)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(TrainStep, "micro", micro)
-    cut = str(tmp_path / "cut")
-    with pytest.raises(KeyboardInterrupt):
-        train(TrainConfig(**base, out=cut), progress=False, log=lambda s: None)
-    monkeypatch.setattr(TrainStep, "micro", real)
-    assert torch.load(Path(cut) / "last.pt", weights_only=True)["train_state"]["batches_done"] > 0
-    train(TrainConfig(**base, out=cut, resume=True), progress=False, log=lambda s: None)
-    want = torch.load(tmp_path / "straight" / "last.pt", weights_only=True)["model"]
-    got = torch.load(Path(cut) / "last.pt", weights_only=True)["model"]
-    for k in want:
-        assert torch.equal(want[k], got[k]), k
+    assert_resumes_bitwise(base, tmp_path, monkeypatch, stop_at=9)  # the 3rd batch of epoch 2 (42 images: 6)
 
 
 def test_decode_time_crops_are_the_batch_paths(tmp_path: Path) -> None:

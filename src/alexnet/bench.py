@@ -222,7 +222,9 @@ def bench_loader(
                 "runs_jpeg_shorter_rrc": shorter,
                 "jpeg_sizes": sizes,
             }
-        raw_per_image = (pk / "train_images.u8").stat().st_size / len(load_packed(pk, "train"))
+        n_train = len(load_packed(pk, "train"))
+        jpeg_bytes = folder_bytes(folder / "train")
+        raw_per_image = (pk / "train_images.u8").stat().st_size / n_train
         result = {
             "images_per_sec": statistics.median(ours),
             "torchvision_images_per_sec": statistics.median(tv),
@@ -235,12 +237,12 @@ def bench_loader(
             "batch_size": batch_size,
             "workers": workers,
             "batches_per_run": batches,
-            "train_images": len(load_packed(pk, "train")),
-            "jpeg_bytes": folder_bytes(folder / "train"),
+            "train_images": n_train,
+            "jpeg_bytes": jpeg_bytes,
             "packed_bytes": (pk / "train_images.u8").stat().st_size,
             "raw_bytes_per_image": raw_per_image,
             "raw_imagenet_gb": raw_per_image * IMAGENET_TRAIN / 1e9,
-            "jpeg_originals_bytes_per_image": folder_bytes(folder / "train") / len(load_packed(pk, "train")),
+            "jpeg_originals_bytes_per_image": jpeg_bytes / n_train,
             "decoder": codec_name(),
             **jpeg_result,
         }

@@ -93,8 +93,8 @@ def _ilsvrc_names(src: Path) -> dict[str, str] | None:
     return names
 
 
-def _initialise(src: Path, dst: Path, size: int, names: dict[str, str] | None = None) -> dict[str, Any]:
-    """Create the files of a new packed dataset (full-size sparse maps) and its unfinished dataset.json."""
+def source_splits(src: Path) -> tuple[dict[str, list[tuple[str, int]]], list[str]]:
+    """The image folder's splits to prepare (train, and val or test where it has one) and its classes."""
     train, classes = list_folder(src, "train")
     splits: dict[str, list[tuple[str, int]]] = {"train": train}
     try:
@@ -102,6 +102,12 @@ def _initialise(src: Path, dst: Path, size: int, names: dict[str, str] | None = 
     except UserError as e:
         if "folder to evaluate on" not in str(e):
             raise
+    return splits, classes
+
+
+def _initialise(src: Path, dst: Path, size: int, names: dict[str, str] | None = None) -> dict[str, Any]:
+    """Create the files of a new packed dataset (full-size sparse maps) and its unfinished dataset.json."""
+    splits, classes = source_splits(src)
     dst.mkdir(parents=True, exist_ok=True)
     meta: dict[str, Any] = {
         "format": FORMAT,

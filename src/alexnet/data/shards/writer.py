@@ -29,10 +29,19 @@ import numpy as np
 from tqdm import tqdm
 
 from ...errors import UserError, printable, user_path
-from ..datasets import list_folder, resolve_folder
+from ..datasets import resolve_folder
 from ..imagenet import display_names
 from ..images import ImageError, load_image, resize_center_square
-from ..packed.writer import LOCK, PrepareSummary, _ilsvrc_names, _lock, _os_error, _same_source, write_meta
+from ..packed.writer import (
+    LOCK,
+    PrepareSummary,
+    _ilsvrc_names,
+    _lock,
+    _os_error,
+    _same_source,
+    source_splits,
+    write_meta,
+)
 from . import codec
 from .format import (
     FORMAT,
@@ -122,13 +131,7 @@ def _write_shard(
 
 
 def _initialise(src: Path, dst: Path, settings: dict[str, Any], names: dict[str, str] | None) -> dict[str, Any]:
-    train, classes = list_folder(src, "train")
-    splits: dict[str, list[tuple[str, int]]] = {"train": train}
-    try:
-        splits["val"], _ = list_folder(src, "val", classes)
-    except UserError as e:
-        if "folder to evaluate on" not in str(e):
-            raise
+    splits, classes = source_splits(src)
     meta: dict[str, Any] = {
         "format": FORMAT,
         "version": VERSION,
