@@ -355,13 +355,8 @@ def load_dataset(
         return _mnist(s.root, split == "train")
     if s.kind == "cifar10":
         return _cifar10(s.root, split == "train", workers)
-    if is_shards(s.root):
-        shards = load_shards(s.root, split)
-        if classes is not None and list(shards.classes) != list(classes):
-            raise UserError(f"--data {s.root}: the {split} split's classes differ from the training split's")
-        return shards
-    if is_packed(s.root):
-        ds = load_packed(s.root, split)
+    if is_shards(s.root) or is_packed(s.root):  # what prepare wrote: JPEG shards or a raw pack
+        ds = load_shards(s.root, split) if is_shards(s.root) else load_packed(s.root, split)
         if classes is not None and list(ds.classes) != list(classes):
             raise UserError(f"--data {s.root}: the {split} split's classes differ from the training split's")
         return ds
