@@ -109,6 +109,48 @@ def test_evaluate_in_the_runs_own_precision_gives_its_validation_figure(
     assert e.value.code == 2 and "--precision" in capsys.readouterr().err
 
 
+def test_evaluate_resize_crop_and_interpolation_are_torchvisions_resize_then_centre_crop(
+    capsys: pytest.CaptureFixture[str], trained_run: Path, tiny_folder: Path
+) -> None:
+    """--resize-size R --crop-size C is torchvision's Resize(R) then CenterCrop(C) on the Pillow image
+    (the figure recomputed that way); the checkpoint's own sizes give its own figure; a crop larger
+    than the resize, or one the network cannot take, is one line naming --crop-size."""
+    import torch
+    from PIL import Image
+    from torchvision.transforms import v2
+
+    from alexnet import load
+
+    def top1(*extra: str) -> dict:
+        code, out, err = run(capsys, "evaluate", str(trained_run), "--data", str(tiny_folder), "--json", *extra)
+        assert code == 0, err
+        return json.loads(out)
+
+    own = top1()
+    same = top1("--resize-size", "32", "--crop-size", "32", "--interpolation", "bilinear")
+    assert same["top1_error"] == own["top1_error"] and same["loss"] == pytest.approx(own["loss"], rel=1e-6)
+    for how in ("bilinear", "bicubic"):
+        got = top1("--resize-size", "40", "--crop-size", "32", "--interpolation", how)
+        assert (got["resize_size"], got["crop_size"], got["interpolation"]) == (40, 32, how)
+        clf = load(trained_run, device="cpu")
+        t = clf.transform
+        mode = v2.InterpolationMode.BILINEAR if how == "bilinear" else v2.InterpolationMode.BICUBIC
+        ref = v2.Compose([v2.Resize(40, interpolation=mode), v2.CenterCrop(32), v2.PILToTensor()])
+        files = sorted((tiny_folder / "val").rglob("*.png"))
+        x = torch.stack([ref(Image.open(f).convert("RGB")) for f in files]).float()
+        x = (x - torch.tensor(t.mean).view(1, 3, 1, 1)) / torch.tensor(t.std).view(1, 3, 1, 1)
+        labels = torch.tensor([clf.classes.index(f.parent.name) for f in files])
+        with torch.no_grad():
+            loss = torch.nn.functional.cross_entropy(clf.model(x), labels).item()
+        assert got["loss"] == pytest.approx(loss, rel=1e-4), how
+    for extra, why in (
+        (["--resize-size", "24"], "larger than the 24x24"),
+        (["--resize-size", "48", "--crop-size", "40"], "cannot take 40x40"),
+    ):
+        code, _, err = run(capsys, "evaluate", str(trained_run), "--data", str(tiny_folder), *extra)
+        assert code == 2 and "--crop-size" in err and why in err and err.count("\n") == 1, err
+
+
 def test_predict_every_odd_image_kind(capsys: pytest.CaptureFixture[str], trained_run: Path, tmp_path: Path) -> None:
     odd = odd_images(tmp_path / "odd")
     code, out, err = run(capsys, "predict", str(trained_run), str(tmp_path / "odd"), "--top-k", "2", "--json")

@@ -407,3 +407,26 @@ def test_the_mean_image_is_cropped_with_the_images_bit_for_bit(random: bool, tra
     for view in range(10):
         assert torch.equal(eval_batch(x, t, view=view), normalize(ten[:, view], t.mean, t.std)), view
         assert torch.equal(crop_view(x, 32, view), ten_crop(x, 32)[:, view])
+
+
+@pytest.mark.parametrize("how", ["bilinear", "bicubic", "nearest"])
+def test_stored_squares_resize_as_torchvision_resizes_tensors(how: str) -> None:
+    """evaluate --resize-size on stored squares (packs, CIFAR-10, MNIST) resizes on the device:
+    torchvision's resize of the float images with the same filter (antialiased but for nearest), rounded.
+    (Its uint8 path rounds between the two separable passes, up to 12 grey levels away with bicubic's
+    overshoot on noise.)"""
+    from torchvision.transforms import v2
+
+    from alexnet.data.transforms import resize_batch
+
+    x = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    mode = {"bilinear": v2.InterpolationMode.BILINEAR, "bicubic": v2.InterpolationMode.BICUBIC}.get(
+        how, v2.InterpolationMode.NEAREST_EXACT
+    )
+    for size in (24, 40):
+        ref = v2.functional.resize(x.float(), [size, size], interpolation=mode, antialias=how != "nearest")
+        got = resize_batch(x, size, how)
+        assert got.dtype == torch.uint8 and torch.equal(got, ref.round().clamp(0, 255).to(torch.uint8)), (how, size)
+    t = EvalTransform(32, 28, mean_image=torch.rand(3, 32, 32) * 255).resized(40, 32, how)
+    assert (t.image_size, t.crop_size, t.interpolation) == (40, 32, how) and t.mean_image is not None
+    assert t.mean_image.shape == (3, 40, 40)

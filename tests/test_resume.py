@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -86,7 +87,19 @@ MODERN = (
     "0.5",
     "--lr-min",
     "0.001",
+    "--model-ema",
+    "--model-ema-steps",
+    "2",
+    "--model-ema-decay",
+    "0.999",
 )
+TIMES = {"train_seconds", "epoch_seconds", "elapsed_seconds", "images_per_sec"}  # the columns that may differ
+
+
+def _metrics(out: Path) -> list[dict[str, str]]:
+    """metrics.csv's rows without the timing columns (equal in a resumed run, bit for bit as printed)."""
+    with open(out / "metrics.csv", newline="") as f:
+        return [{k: v for k, v in row.items() if k not in TIMES} for row in csv.DictReader(f)]
 
 
 def _position(path: Path) -> tuple[int, int]:
@@ -116,14 +129,14 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict[tu
     return root, data, {}
 
 
-def _straight(setup: tuple, options: tuple[str, ...]) -> dict[str, torch.Tensor]:
-    """The uninterrupted run's final weights with these options (run once per module)."""
+def _straight(setup: tuple, options: tuple[str, ...]) -> dict[str, Any]:
+    """The uninterrupted run's final checkpoint and metrics with these options (run once per module)."""
     root, data, done = setup
     if options not in done:
         out = root / f"straight{len(done)}"
         r = subprocess.run(_cmd(data, out, *options), capture_output=True, text=True, env={**os.environ}, timeout=600)
         assert r.returncode == 0, r.stderr[-2000:]
-        done[options] = torch.load(out / "last.pt", weights_only=True)["model"]
+        done[options] = {**torch.load(out / "last.pt", weights_only=True), "rows": _metrics(out)}
     return done[options]
 
 
@@ -162,7 +175,14 @@ def test_interrupted_and_resumed_run_is_bitwise_identical(setup: tuple, how: str
         n_train = sum(1 for _ in (data / "train").rglob("*.png"))
         after = (n_train - 12 * split_batches) / float(row["images_per_sec"])
         assert float(row["train_seconds"]) == pytest.approx(before + after, rel=1e-3)
-    got = torch.load(out / "last.pt", weights_only=True)["model"]
-    assert got.keys() == expect.keys()
-    for k in expect:
-        assert torch.equal(got[k], expect[k]), k
+    got = torch.load(out / "last.pt", weights_only=True)
+    for weights in ("model", "model_ema"):  # the EMA's with the modern options
+        assert (weights in got) == (weights in expect) == (weights == "model" or bool(options))
+        if weights in expect:
+            assert got[weights].keys() == expect[weights].keys()
+            for k in expect[weights]:
+                assert torch.equal(got[weights][k], expect[weights][k]), (weights, k)
+    if options:  # the EMA moved away from the weights, and was evaluated every epoch
+        assert any(not torch.equal(got["model"][k], got["model_ema"][k]) for k in got["model"])
+        assert all(row["ema_val_top1_error"] != "nan" for row in expect["rows"])
+    assert _metrics(out) == expect["rows"]

@@ -8,8 +8,8 @@ place a checkpoint dict is built. Keys:
 identity: the dataset's folder name, an ImageNet WNID), ``class_names`` (what predictions print),
 ``eval_transform`` (dict, see ``data.transforms.EvalTransform``), ``config`` (the resolved run
 config), ``environment``, ``epoch``, ``metrics`` (the last epoch's), ``format`` (version); with
-``--init``, ``init_loaded``; in ``last.pt`` also ``optimizer`` and ``train_state`` for resuming
-(``engine.resume``).
+``--init``, ``init_loaded``; with ``--model-ema``, ``model_ema`` (the averaged weights, keyed as
+``model``); in ``last.pt`` also ``optimizer`` and ``train_state`` for resuming (``engine.resume``).
 
 An export folder (``alexnet export --format safetensors``: ``model.safetensors`` + ``config.json``)
 reads back as the same record; ``hf-hub:ORG/NAME`` names one on the Hugging Face Hub.
@@ -44,6 +44,7 @@ class CheckpointRecord:
     classes: list[str]
     eval_transform: dict[str, Any]
     model_options: dict[str, Any] = field(default_factory=dict)
+    model_ema: dict[str, torch.Tensor] | None = None  # --model-ema: the averaged weights (the model's keys)
     class_names: list[str] | None = None  # None: the classes themselves
     config: dict[str, Any] = field(default_factory=dict)
     environment: dict[str, Any] = field(default_factory=dict)
@@ -67,6 +68,8 @@ class CheckpointRecord:
             "epoch": self.epoch,
             "metrics": self.metrics,
         }
+        if self.model_ema is not None:
+            d["model_ema"] = self.model_ema
         if self.init_loaded:
             d["init_loaded"] = sorted(self.init_loaded)
         if self.optimizer is not None:
@@ -158,15 +161,21 @@ def load_export(path: str | os.PathLike[str]) -> dict[str, Any]:
         eval_transform=transform,
         metrics=config.get("metrics", {}),
         config=config.get("provenance", {}).get("config", {}),
-    ).to_dict()
+    ).to_dict() | {"weights": config.get("weights", "model")}
 
 
-def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
+def load_checkpoint(
+    path: str | os.PathLike[str], map_location: str | torch.device = "cpu", *, ema: bool = False
+) -> dict[str, Any]:
     """Read a checkpoint (or a run folder's best one, or an export folder) safely; ``UserError`` if
-    it is not one of ours."""
+    it is not one of ours. ``ema``: its ``model`` is the run's moving average of the weights
+    (``--model-ema``; an error naming the file where it has none); ``weights`` says which."""
     p = resolve_checkpoint(path)
     if p.is_dir():  # an export folder: safetensors and JSON, nothing unpickled
-        return load_export(p)
+        ck = load_export(p)
+        if ema and ck.get("weights") != "ema":
+            raise UserError(f"{p}: an export of the run's own weights, not of its EMA (export it with --ema)")
+        return ck
     try:
         ckpt = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as e:  # corrupt, truncated, or holding objects weights_only refuses
@@ -184,4 +193,9 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
         raise UserError(f"{p}: not an alexnet checkpoint (no 'model' / 'model_name' keys)")
     if ckpt.get("format", 0) > FORMAT_VERSION:
         raise UserError(f"{p}: checkpoint format {ckpt['format']} is newer than this version reads ({FORMAT_VERSION})")
+    if ema:
+        if not isinstance(ckpt.get("model_ema"), dict):
+            raise UserError(f"{p}: holds no EMA weights (its run trained without --model-ema)")
+        ckpt["model"] = ckpt["model_ema"]
+    ckpt["weights"] = "ema" if ema else "model"
     return ckpt

@@ -43,6 +43,7 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "plateau_threshold": (-1, 1),
     "mixup_alpha": (0, 1e3),
     "cutmix_alpha": (0, 1e3),
+    "model_ema_steps": (1, 2**31),
 }
 AUTO_AUGMENT = ("ta_wide", "ra", "imagenet", "augmix")  # torchvision's reference script's policy names
 MAX_RECIPE_BYTES = 1 << 20  # a recipe is a few hundred bytes; a megabyte is a mistake (or an attack)
@@ -102,6 +103,17 @@ class TrainConfig:
         "clip the gradient's global norm (every parameter, after the average over processes and the "
         "fp16 unscaling) to this at every optimizer step (0: off)",
     )
+    model_ema: bool = _opt(
+        False,
+        "keep an exponential moving average of the weights (torchvision's), evaluated every epoch beside "
+        "them and kept in every checkpoint",
+    )
+    model_ema_decay: float = _opt(
+        0.99998,
+        "model_ema: torchvision's decay, adjusted to the run as its reference script does (the decay per "
+        "update is 1 - (1 - this) x batch_size x model_ema_steps / epochs, shown in the log)",
+    )
+    model_ema_steps: int = _opt(32, "model_ema: optimizer steps between updates of the average")
     schedule: str = _opt("plateau", "plateau | step | multistep | cosine | linear | constant")
     warmup_epochs: float = _opt(
         0.0, "linear warm-up from lr x lr_warmup_decay to lr over this many epochs, under every schedule"
@@ -291,6 +303,8 @@ class TrainConfig:
                 "auto_augment",
                 'works on uint8 crops; the per-pixel mean image is subtracted first: use normalize = "meanstd"',
             )
+        if not 0.0 < self.model_ema_decay < 1.0:
+            raise bad("model_ema_decay", f"must be in (0, 1), not {self.model_ema_decay}")
         if not 0.0 < self.lr_warmup_decay <= 1.0:
             raise bad("lr_warmup_decay", f"must be a fraction in (0, 1], not {self.lr_warmup_decay}")
         if not 0.0 <= self.lr_min <= self.lr:

@@ -45,11 +45,14 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def export_safetensors(run: str | os.PathLike[str], out: str | os.PathLike[str] | None = None) -> Path:
+def export_safetensors(
+    run: str | os.PathLike[str], out: str | os.PathLike[str] | None = None, *, ema: bool = False
+) -> Path:
     """``RUN`` (a run folder's best.pt, or a checkpoint) as ``model.safetensors`` + ``config.json`` +
-    ``README.md`` in ``out`` (default: RUN/export)."""
+    ``README.md`` in ``out`` (default: RUN/export); ``ema``: the run's moving average of the weights
+    (``--model-ema``) instead of the weights themselves (config.json's ``weights`` says which)."""
     src = resolve_checkpoint(run)
-    ck = load_checkpoint(src)
+    ck = load_checkpoint(src, ema=ema)
     outp = Path(out) if out else (src.parent / "export")
     new_folder(outp)  # before the work
     transform = dict(ck["eval_transform"])
@@ -63,6 +66,7 @@ def export_safetensors(run: str | os.PathLike[str], out: str | os.PathLike[str] 
         "model_name": ck["model_name"],
         "model_options": ck.get("model_options", {}),
         "num_classes": int(ck["num_classes"]),
+        "weights": ck["weights"],
         "classes": list(ck["classes"]),
         "class_names": list(ck.get("class_names") or ck["classes"]),
         "eval_transform": {**transform, "mean_image": MEAN_IMAGE_KEY if mean_image is not None else None},
@@ -136,6 +140,7 @@ def export_onnx(
     check_batch: int = 4,
     tolerance: float = 1e-4,
     seed: int = 0,
+    ema: bool = False,
 ) -> dict[str, Any]:
     """``RUN`` (a run folder, checkpoint or export folder) as ONNX (``torch.onnx.export(dynamo=True)``,
     a dynamic batch dimension), checked against ONNX Runtime: the probabilities of ``check_batch``
@@ -146,7 +151,7 @@ def export_onnx(
     if importlib.util.find_spec("onnxscript") is None:  # torch.onnx's dynamo exporter needs it (and onnx)
         raise UserError('ONNX export needs onnx and onnxscript: pip install -e ".[export]"')
     src = resolve_checkpoint(run)
-    clf = Classifier.from_checkpoint(run, device="cpu")
+    clf = Classifier.from_checkpoint(run, device="cpu", ema=ema)
     outp = Path(out) if out else (src if src.is_dir() else src.parent) / "model.onnx"
     if outp.is_dir():
         raise UserError(f"--out {outp}: a folder; name the .onnx file to write")
@@ -211,12 +216,17 @@ def export_onnx(
 def model_card(config: dict[str, Any]) -> str:
     """A model card in the Hub's layout for image classifiers (YAML front matter, then prose)."""
     m = config.get("metrics", {})
+    ema = config.get("weights") == "ema"  # the run's moving average of the weights, and its own figures
+    keys: tuple[str, ...] = ("val_top1_error", "val_top5_error", "val10_top1_error")
+    keys = tuple(f"ema_{k}" for k in keys[:2]) if ema else keys
     err = [
-        f"- {k.replace('val_', '').replace('_', ' ')} {100 * m[k]:.2f}%"
-        for k in ("val_top1_error", "val_top5_error", "val10_top1_error")
+        f"- {k.replace('ema_', '').replace('val_', '').replace('_', ' ')} {100 * m[k]:.2f}%"
+        for k in keys
         if isinstance(m.get(k), float) and m[k] == m[k]
     ]
     err = err or ["- no validation figures recorded"]
+    if ema:
+        err.insert(0, "The weights are the run's exponential moving average of its weights (`--model-ema`).\n")
     t = config["eval_transform"]
     return "\n".join(
         [

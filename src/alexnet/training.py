@@ -34,7 +34,7 @@ from .checkpoint import CheckpointRecord
 from .config import TrainConfig
 from .data.loader import BatchLoader, ResizedCrops
 from .data.pipeline import Prefetcher, gather_threads
-from .data.transforms import EvalTransform, TrainAugment
+from .data.transforms import EvalTransform, TrainAugment, resize_mean_image
 from .distributed import DistInfo, all_reduce_sum, any_true, cleanup, join_processes
 from .engine import resume
 from .engine.checks import (
@@ -46,6 +46,7 @@ from .engine.checks import (
     check_out_outside_data,
 )
 from .engine.data import build_data, build_test, make_augment
+from .engine.ema import WeightEMA, effective_decay
 from .engine.evaluation import EvalResult, evaluate_model, plot_confusion
 from .engine.finetune import freeze_layers, init_source, load_init
 from .engine.mixing import BatchMix, make_mix
@@ -110,6 +111,7 @@ class Network:
     options: dict[str, Any]  # the builder options it was made with (in checkpoints)
     loaded: set[str] | None  # the parameters --init loaded
     channels_last: bool
+    ema: WeightEMA | None = None  # --model-ema: the moving average of the weights
 
 
 @dataclass
@@ -154,6 +156,8 @@ class Evaluations:
     val: EvalResult | None = None
     ten: EvalResult | None = None
     test: EvalResult | None = None
+    ema: EvalResult | None = None  # --model-ema: the averaged weights on the centre crop, with ``val``
+    ema_test: EvalResult | None = None  # and on the test split, with ``test``
 
 
 @dataclass
@@ -288,6 +292,8 @@ def train_epoch(p: Parts, epoch: int, state: TrainState, stop: StopSignals, prog
                 continue
             step.update()
             state.global_step += 1
+            if p.net.ema is not None:  # queued on the device, no wait
+                p.net.ema.after_step(p.net.model, state.global_step, p.opt.schedule.warming(state.global_step - 1))
             # the log point and the checkpoint point: the only host syncs of the pass
             log_point = state.global_step % cfg.log_every == 0
             ckpt_point = bool(cfg.checkpoint_every) and state.global_step % cfg.checkpoint_every == 0
@@ -341,19 +347,26 @@ def evaluate_epoch(p: Parts, epoch: int, last: bool, progress: bool) -> Evaluati
     """The epoch's evaluations: the centre crop every ``eval_every`` epochs and after the last; the
     paper's ten-patch test in its own columns (selection and curves use the centre crop); and with a
     held-out validation split, the test split, seen once, by the final weights."""
-    cfg = p.session.cfg
+    cfg, ema = p.session.cfg, p.net.ema
+    val = (epoch + 1) % cfg.eval_every == 0 or last
+    test = last and p.data.test_loader is not None
     return Evaluations(
-        val=evaluate(p, progress) if (epoch + 1) % cfg.eval_every == 0 or last else None,
+        val=evaluate(p, progress) if val else None,
         ten=evaluate(p, progress, ten_crop=True) if cfg.ten_crop_eval and last else None,
-        test=evaluate(p, progress, test=True) if last and p.data.test_loader is not None else None,
+        test=evaluate(p, progress, test=True) if test else None,
+        ema=evaluate(p, progress, model=ema.module) if val and ema is not None else None,
+        ema_test=evaluate(p, progress, test=True, model=ema.module) if test and ema is not None else None,
     )
 
 
-def evaluate(p: Parts, progress: bool, ten_crop: bool = False, test: bool = False) -> EvalResult:
+def evaluate(
+    p: Parts, progress: bool, ten_crop: bool = False, test: bool = False, model: nn.Module | None = None
+) -> EvalResult:
+    """The run's weights (or ``model``: the EMA's) on the validation or test split."""
     loader = p.data.test_loader if test else p.data.val_loader
     assert loader is not None
     return evaluate_model(
-        p.net.model,
+        model if model is not None else p.net.model,
         loader,
         p.data.transform,
         p.data.classes,
@@ -404,6 +417,7 @@ def restore(p: Parts) -> TrainState:
         scaler=p.opt.scaler,
         steps_per_epoch=p.opt.schedule.steps_per_epoch,
         batches_per_epoch=len(p.data.train_loader),
+        ema=p.net.ema,
         out=s.folder.out,
         say=s.say,
     )
@@ -454,6 +468,11 @@ def record(
         "elapsed_seconds": p.session.elapsed(state),
         "images_per_sec": totals.new / totals.pass_seconds,
         "grad_norm": float(p.opt.step.grad_norm) if p.session.cfg.clip_grad_norm > 0 else math.nan,
+        "ema_val_loss": evals.ema.loss if evals.ema else math.nan,
+        "ema_val_top1_error": evals.ema.top1_error if evals.ema else math.nan,
+        "ema_val_top5_error": evals.ema.top5_error if evals.ema else math.nan,
+        "ema_test_top1_error": evals.ema_test.top1_error if evals.ema_test else math.nan,
+        "ema_test_top5_error": evals.ema_test.top5_error if evals.ema_test else math.nan,
     }
     state.rows.append(row)
     reduced = p.opt.schedule.observe(row["val_top1_error"], epoch)
@@ -462,6 +481,8 @@ def record(
         state.best_err, state.best_epoch = final.top1_error, epoch + 1  # type: ignore[union-attr]
     ten = f" | ten-patch top-1 {row['val10_top1_error']:.2%}" if final10 else ""
     ten += f" | test top-1 {test.top1_error:.2%} top-{test.k} {test.top5_error:.2%}" if test else ""
+    ten += f" | EMA val top-1 {evals.ema.top1_error:.2%}" if evals.ema else ""
+    ten += f" | EMA test top-1 {evals.ema_test.top1_error:.2%}" if evals.ema_test else ""
     p.session.say(
         f"epoch {epoch + 1:3d}/{p.session.cfg.epochs} | lr {row['lr']:.3g} | train loss {row['train_loss']:.4f} "
         f"err {row['train_top1_error']:.2%} | val loss {row['val_loss']:.4f} top-1 {row['val_top1_error']:.2%} "
@@ -497,6 +518,7 @@ def checkpoint(
         model={k: v.detach().cpu() for k, v in net.model.state_dict().items()},
         model_name=s.cfg.model,
         model_options=net.options,
+        model_ema=net.ema.state() if net.ema is not None else None,
         num_classes=len(data.classes),
         classes=data.classes,
         class_names=list(getattr(data.train_ds, "meta", {}).get("class_names", data.classes)),
@@ -507,7 +529,9 @@ def checkpoint(
         metrics=metrics,
         init_loaded=sorted(net.loaded) if net.loaded else None,
         optimizer=opt.optimizer.state_dict() if full else None,
-        train_state=state.to_checkpoint(opt.schedule, opt.scaler, s.elapsed(state), position) if full else None,
+        train_state=(
+            state.to_checkpoint(opt.schedule, opt.scaler, s.elapsed(state), position, net.ema) if full else None
+        ),
     )
 
 
@@ -582,6 +606,7 @@ def build(cfg: TrainConfig, dinfo: DistInfo, folder: RunFolder, say: Callable[[s
         freeze_layers(model, cfg, say)
         loaded = set(resume_ck.get("init_loaded", []))
     optimizer = make_optimizer(cfg, model, device, loaded)
+    ema = make_ema(cfg, model, say)  # a copy of the model as it starts, before any wrapping
     net = wrap_for_processes(model, dinfo, device, cfg.ddp_grad_compression)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16" and device.type == "cuda")
     step = TrainStep(
@@ -621,7 +646,7 @@ def build(cfg: TrainConfig, dinfo: DistInfo, folder: RunFolder, say: Callable[[s
             t_start=t_start,
             resume_ck=resume_ck,
         ),
-        net=Network(model=model, options=model_options, loaded=loaded, channels_last=channels_last),
+        net=Network(model=model, options=model_options, loaded=loaded, channels_last=channels_last, ema=ema),
         opt=Optimisation(
             optimizer=optimizer,
             scaler=scaler,
@@ -641,6 +666,19 @@ def build(cfg: TrainConfig, dinfo: DistInfo, folder: RunFolder, say: Callable[[s
             mix=make_mix(cfg.mixup_alpha, cfg.cutmix_alpha, len(classes)),
         ),
     )
+
+
+def make_ema(cfg: TrainConfig, model: nn.Module, say: Callable[[str], None]) -> WeightEMA | None:
+    """--model-ema's average of ``model``, with torchvision's decay adjustment (said in the log)."""
+    if not cfg.model_ema:
+        return None
+    decay = effective_decay(cfg.model_ema_decay, cfg.model_ema_steps, cfg.batch_size, cfg.epochs)
+    say(
+        f"EMA of the weights: every {cfg.model_ema_steps} optimizer steps, decay {decay:.6g} per update "
+        f"(--model-ema-decay {cfg.model_ema_decay:g} adjusted to a batch of {cfg.batch_size} over "
+        f"{cfg.epochs} epochs, torchvision's rule); a copy of the weights during the warm-up"
+    )
+    return WeightEMA(model, decay, cfg.model_ema_steps)
 
 
 EVAL_BATCH = (256, 512)  # per process: at least (small training batches evaluate faster), at most
@@ -670,9 +708,5 @@ def wrap_for_processes(model: nn.Module, dinfo: DistInfo, device: torch.device, 
 
 def _source_normalisation(transform: EvalTransform, source: EvalTransform) -> EvalTransform:
     """A fine-tuning run normalises as its source did (its mean and std, its mean image resized)."""
-    mimage = source.mean_image
-    if mimage is not None and mimage.shape[-1] != transform.image_size:
-        mimage = torch.nn.functional.interpolate(
-            mimage[None], size=(transform.image_size,) * 2, mode="bilinear", antialias=True, align_corners=False
-        )[0]
+    mimage = None if source.mean_image is None else resize_mean_image(source.mean_image, transform.image_size)
     return dataclasses.replace(transform, mean=source.mean, std=source.std, mean_image=mimage)

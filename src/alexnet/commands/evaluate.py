@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..data.transforms import INTERPOLATIONS
 from ..errors import UserError
 from ._common import at_least
 
@@ -41,6 +42,30 @@ def add_parser(sub: Any) -> None:
         help="run: the precision the run trained and validated in (default; auto for weights without a "
         "training config); auto: bf16 on a GPU that has it, else fp32",
     )
+    e.add_argument(
+        "--ema",
+        action="store_true",
+        help="evaluate the run's moving average of the weights (trained with --model-ema) instead of the weights",
+    )
+    e.add_argument(
+        "--resize-size",
+        type=at_least(1),
+        metavar="R",
+        help="shorter side resized to R, central square kept (torchvision's --val-resize-size; default: the "
+        "checkpoint's own, 256 for AlexNet)",
+    )
+    e.add_argument(
+        "--crop-size",
+        type=at_least(1),
+        metavar="C",
+        help="the central C x C of it is the network's input (torchvision's --val-crop-size; default: the "
+        "checkpoint's own)",
+    )
+    e.add_argument(
+        "--interpolation",
+        choices=list(INTERPOLATIONS),
+        help="how images are resized (default: the checkpoint's, bilinear; antialiased but for nearest)",
+    )
     e.set_defaults(func=run)
 
 
@@ -53,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     if args.out:  # an --out DIR of the user's: its files are replaced only on purpose, checked before the work
         for name in ("confusion.png", "result.json"):
             new_output(Path(args.out) / name, "--out", args.force)
-    clf = load(args.checkpoint, args.device)
+    clf = load(args.checkpoint, args.device, ema=args.ema)
     res = clf.evaluate(
         args.data,
         split=args.split,
@@ -63,7 +88,11 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.json,
         ten_crop=args.ten_crop,
         precision=args.precision,
+        resize_size=args.resize_size,
+        crop_size=args.crop_size,
+        interpolation=args.interpolation,
     )
+    t = clf.view(args.resize_size, args.crop_size, args.interpolation)
     if res.n == 0:
         raise UserError(f"--data {args.data}: no images to evaluate in its {args.split} split")
     ck = resolve_checkpoint(args.checkpoint)
@@ -73,6 +102,10 @@ def run(args: argparse.Namespace) -> int:
         "data": args.data,
         "split": args.split,
         "ten_crop": args.ten_crop,
+        "weights": "ema" if args.ema else "model",
+        "resize_size": t.image_size,
+        "crop_size": t.crop_size,
+        "interpolation": t.interpolation,
         "confusion_png": str(out / "confusion.png"),
     }
     saved = True
@@ -96,7 +129,9 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(d))
         return 0 if saved else 1
     how = "ten-patch average" if args.ten_crop else "centre crop"
-    print(f"{clf.name} ({ck}) on {args.data} [{args.split}], {res.n:,} images, {how}")
+    how += f" {t.crop_size} of {t.image_size} ({t.interpolation})"
+    which = ", EMA weights" if args.ema else ""
+    print(f"{clf.name} ({ck}{which}) on {args.data} [{args.split}], {res.n:,} images, {how}")
     print(f"  top-1 error {res.top1_error:7.2%}   (accuracy {1 - res.top1_error:.2%})")
     print(f"  top-{res.k} error {res.top5_error:7.2%}   (accuracy {1 - res.top5_error:.2%})")
     print(f"  loss        {res.loss:.4f}")

@@ -34,13 +34,15 @@ class FolderDataset(Dataset):
     image_size: int
     channels: int = 3
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    interpolation: str = "bilinear"  # how each image is resized (data.transforms.INTERPOLATIONS)
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def load(self, i: int) -> torch.Tensor:
         path, _ = self.samples[i]
-        img = resize_center_square(load_image(path, self.channels, min_side=self.image_size), self.image_size)
+        img = load_image(path, self.channels, min_side=self.image_size)
+        img = resize_center_square(img, self.image_size, self.interpolation)
         return torch.from_numpy(image_to_array(img))
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int] | tuple[None, tuple[str, str]]:

@@ -215,7 +215,8 @@ def list_folder(root: Path, split: str, classes: list[str] | None = None) -> tup
 
 def _cache_key(ds: FolderDataset) -> str:
     """Identifies a decoded folder: every file's path, size and mtime, the label, size and channels."""
-    h = hashlib.sha1(f"v1:{ds.image_size}:{ds.channels}:{ds.classes}".encode())
+    how = "" if ds.interpolation == "bilinear" else f":{ds.interpolation}"  # bilinear: the keys made before it
+    h = hashlib.sha1(f"v1:{ds.image_size}:{ds.channels}:{ds.classes}{how}".encode())
     for path, label in ds.samples:
         st = os.stat(path)
         h.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\0{label}\n".encode())
@@ -340,13 +341,14 @@ def load_dataset(
     workers: int = 2,
     cache_limit_bytes: int = 4 << 30,
     classes: list[str] | None = None,
+    interpolation: str = "bilinear",
 ) -> Dataset:
     """The ``train`` or ``val`` split of a dataset SPEC.
 
     Usage: ``load_dataset("cifar10:../shared/data", "val")``. Folders are decoded at
     ``image_size`` with ``channels`` (MNIST and CIFAR-10 keep their native size and channels) and
     kept in memory when they fit in ``cache_limit_bytes``; ``classes`` checks a val split against
-    the training classes.
+    the training classes; ``interpolation``: how folders' images are resized (Pillow's filter of that name).
     """
     if split not in ("train", "val"):
         raise ValueError(f"split must be 'train' or 'val', not {split!r}")
@@ -364,7 +366,7 @@ def load_dataset(
     if split == "val" and classes is None:
         _, classes = list_folder(root, "train")
     samples, found = list_folder(root, split, classes)
-    folder = FolderDataset(samples, found, image_size=image_size, channels=channels)
+    folder = FolderDataset(samples, found, image_size=image_size, channels=channels, interpolation=interpolation)
     if len(samples) * channels * image_size * image_size <= cache_limit_bytes:
         return _preload(folder, workers, f"decoding {split}")
     return folder

@@ -217,8 +217,16 @@ def _image_errors() -> Iterator[None]:
         raise ImageError(f"unreadable image ({type(e).__name__}{': ' + msg if msg else ''})") from None
 
 
-def resize_center_square(img: Image.Image, size: int) -> Image.Image:
-    """The paper's §2 preprocessing: shorter side to ``size`` (antialiased bilinear), central square.
+RESAMPLE = {
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "nearest": Image.Resampling.NEAREST,
+}  # data.transforms.INTERPOLATIONS as Pillow's filters
+
+
+def resize_center_square(img: Image.Image, size: int, interpolation: str = "bilinear") -> Image.Image:
+    """The paper's §2 preprocessing: shorter side to ``size`` (antialiased bilinear, or
+    ``interpolation``), central square.
 
     Done as one resize of the central square region (``box``), not a resize of the whole image
     followed by a crop: the memory is that of the output whatever the shape (a 1x10000 strip once
@@ -231,7 +239,7 @@ def resize_center_square(img: Image.Image, size: int) -> Image.Image:
             return img.crop((int(left), int(top), int(left) + size, int(top) + size))
         img = img.resize(
             (size, size),
-            Image.Resampling.BILINEAR,
+            RESAMPLE[interpolation],
             box=(left, top, left + side, top + side),
             reducing_gap=3.0 if side > 4 * size else None,
         )

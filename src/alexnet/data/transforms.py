@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import torch
@@ -59,6 +59,8 @@ class EvalTransform:
     decoded), minus ``mean_image`` if there is one (the paper's per-pixel mean, §2), then the
     central ``crop_size`` square, then ``pad`` pixels of zeros on every side (LeNet-5's 28 -> 32),
     then ``channels`` (1 or 3), then ``(x - mean) / std`` with mean and std in 0-255 units per channel.
+    ``interpolation`` is how images are resized to ``image_size`` (``INTERPOLATIONS``; antialiased but
+    for nearest).
     """
 
     image_size: int
@@ -68,6 +70,7 @@ class EvalTransform:
     mean: tuple[float, ...] = (0.0, 0.0, 0.0)
     std: tuple[float, ...] = (1.0, 1.0, 1.0)
     mean_image: torch.Tensor | None = None  # (C, image_size, image_size) float32, 0-255
+    interpolation: str = "bilinear"
 
     def to_dict(self) -> dict[str, object]:
         d = asdict(self)  # the mean image stays a tensor: checkpoints store it as one
@@ -109,6 +112,23 @@ class EvalTransform:
     def input_size(self) -> int:
         return self.crop_size + 2 * self.pad
 
+    def resized(
+        self, resize_size: int | None = None, crop_size: int | None = None, interpolation: str | None = None
+    ) -> EvalTransform:
+        """The same transform at another resize (shorter side, then the central square) and centre crop,
+        torchvision's ``--val-resize-size`` / ``--val-crop-size`` (the mean image resized with it)."""
+        size, crop = resize_size or self.image_size, crop_size or self.crop_size
+        if crop > size:
+            raise ValueError(f"a crop of {crop} is larger than the {size}x{size} resized image")
+        mean_image = self.mean_image if self.mean_image is None else resize_mean_image(self.mean_image, size)
+        return replace(
+            self,
+            image_size=size,
+            crop_size=crop,
+            mean_image=mean_image,
+            interpolation=interpolation or self.interpolation,
+        )
+
 
 def match_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
     """Grey to RGB by repetition, RGB to grey by BT.601 luma (uint8 or float)."""
@@ -124,12 +144,26 @@ def match_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
     raise ValueError(f"cannot convert {c}-channel images to {channels} channels")
 
 
-def resize_batch(x: torch.Tensor, size: int) -> torch.Tensor:
-    """Resize a square uint8 batch to size x size (antialiased bilinear); a no-op at that size."""
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest")  # torchvision's --interpolation names
+
+
+def resize_batch(x: torch.Tensor, size: int, interpolation: str = "bilinear") -> torch.Tensor:
+    """Resize a square uint8 batch to size x size (antialiased bilinear, or ``interpolation``); a no-op
+    at that size."""
     if x.shape[-1] == size and x.shape[-2] == size:
         return x
-    y = F.interpolate(x.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    if interpolation == "nearest":
+        y = F.interpolate(x.float(), size=(size, size), mode="nearest-exact")
+    else:
+        y = F.interpolate(x.float(), size=(size, size), mode=interpolation, antialias=True, align_corners=False)
     return y.round().clamp(0, 255).to(torch.uint8)
+
+
+def resize_mean_image(mean_image: torch.Tensor, size: int) -> torch.Tensor:
+    """A (C, S, S) float mean image at ``size`` (antialiased bilinear); itself at its own size."""
+    if mean_image.shape[-1] == size:
+        return mean_image
+    return F.interpolate(mean_image[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
 
 
 def center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -330,7 +364,7 @@ def eval_batch(
     ten patches of ``ten_crop`` (0-9: TL, TR, BL, BR, centre, then the same mirrored), so that ten-patch
     testing holds one patch's batch at a time; with ``ten=True`` all ten at once ((N, C, S, S) ->
     (N * 10, C, crop, crop), image-major). The mean image is cropped with the images, before subtracting."""
-    x = resize_batch(x, t.image_size)
+    x = resize_batch(x, t.image_size, t.interpolation)
     mean = t.mean_image_on(x.device)
     if ten:
         x = ten_crop(x if mean is None else x.float() - mean, t.crop_size).flatten(0, 1)

@@ -21,6 +21,7 @@ from ..config import TrainConfig, load_run_config
 from ..data.transforms import EvalTransform
 from ..distributed import DistInfo, all_reduce_sum, gather_objects
 from ..errors import UserError
+from .ema import WeightEMA
 from .runfolder import RunFolder
 from .schedule import LRSchedule
 from .step import EpochState, TrainStep
@@ -92,10 +93,17 @@ class TrainState:
     partial: dict[str, Any] | None = None  # a mid-epoch checkpoint's position and random states, until used
 
     def to_checkpoint(
-        self, schedule: LRSchedule, scaler: torch.amp.GradScaler, elapsed: float, position: dict[str, Any] | None = None
+        self,
+        schedule: LRSchedule,
+        scaler: torch.amp.GradScaler,
+        elapsed: float,
+        position: dict[str, Any] | None = None,
+        ema: WeightEMA | None = None,
     ) -> dict[str, Any]:
-        """``train_state`` of a full checkpoint (``position``: where a mid-epoch one stands)."""
+        """``train_state`` of a full checkpoint (``position``: where a mid-epoch one stands; ``ema``: the
+        run's average, whose weights the checkpoint holds as ``model_ema``)."""
         return {
+            **({"ema_updates": ema.updates} if ema is not None else {}),
             "schedule": schedule.state_dict(),
             "metrics": self.rows,
             "best_err": self.best_err,
@@ -120,6 +128,7 @@ def restore(
     batches_per_epoch: int,
     out: Path,
     say: Callable[[str], None],
+    ema: WeightEMA | None = None,
 ) -> tuple[TrainState, EvalTransform]:
     """Load ``out/last.pt`` (read as ``ck``) into the model, optimizer, schedule and scaler after checking
     that it is this run's; returns the progress and the run's evaluation transform."""
@@ -139,6 +148,8 @@ def restore(
     try:
         model.load_state_dict(ck["model"])
         optimizer.load_state_dict(ck["optimizer"])
+        if ema is not None:
+            ema.load(ck["model_ema"], int(ck["train_state"]["ema_updates"]))
     except (RuntimeError, ValueError, KeyError) as e:
         raise UserError(f"--resume: {where} does not match this config ({str(e).splitlines()[0]})") from None
     st = ck["train_state"]

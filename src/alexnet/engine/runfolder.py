@@ -49,6 +49,11 @@ METRIC_FIELDS = [
     "elapsed_seconds",
     "images_per_sec",
     "grad_norm",  # with clip_grad_norm: the epoch's last optimizer step's gradient norm before clipping
+    "ema_val_loss",  # with model_ema: the averaged weights on the validation split
+    "ema_val_top1_error",
+    "ema_val_top5_error",
+    "ema_test_top1_error",  # and on the test split (val_split), once, at the end
+    "ema_test_top5_error",
 ]
 
 

@@ -24,6 +24,10 @@ class LRSchedule:
         # runs made before 2026-12-02 ignored warm-up under plateau; they resume as they ran (plateau_warmup)
         return self.cfg.warmup_epochs > 0 and (self.cfg.schedule != "plateau" or self.cfg.plateau_warmup)
 
+    def warming(self, step: int) -> bool:
+        """Whether step ``step`` (0-based) has a warm-up rate."""
+        return self.warms_up() and step < self.cfg.warmup_epochs * self.steps_per_epoch
+
     def __call__(self, step: int) -> float:
         c = self.cfg
         warm = c.warmup_epochs * self.steps_per_epoch

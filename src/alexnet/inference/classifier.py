@@ -21,7 +21,7 @@ from ..data.datasets import load_dataset, relabel, subset
 from ..data.imagenet import imagenet_names, imagenet_wnids
 from ..data.images import image_to_array, resize_center_square, to_mode
 from ..data.loader import BatchLoader
-from ..data.transforms import EvalTransform, eval_batch
+from ..data.transforms import INTERPOLATIONS, EvalTransform, eval_batch
 from ..engine.evaluation import EvalResult, evaluate_model
 from ..errors import UserError
 from ..models import create_model
@@ -55,9 +55,10 @@ class Classifier(ClassifierBase):
         self.labels = list(self.checkpoint.get("class_names") or classes)
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike[str], device: str = "auto") -> Classifier:
+    def from_checkpoint(cls, path: str | os.PathLike[str], device: str = "auto", ema: bool = False) -> Classifier:
+        """``ema``: the run's moving average of the weights (``--model-ema``) instead of the weights."""
         dev = pick_device(device)
-        ck = load_checkpoint(path)
+        ck = load_checkpoint(path, ema=ema)
         try:
             model = create_model(ck["model_name"], num_classes=int(ck["num_classes"]), **ck.get("model_options", {}))
             model.load_state_dict(ck["model"])
@@ -66,8 +67,8 @@ class Classifier(ClassifierBase):
             raise UserError(
                 f"{resolve_checkpoint(path)}: checkpoint does not match its model ({str(e).splitlines()[0]})"
             ) from None
-        ck.pop("model", None)
-        ck.pop("optimizer", None)
+        for key in ("model", "model_ema", "optimizer"):  # the weights live in the model now
+            ck.pop(key, None)
         return cls(model.to(dev).eval(), list(ck["classes"]), transform, dev, ck["model_name"], ck)
 
     def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
@@ -75,7 +76,9 @@ class Classifier(ClassifierBase):
         t = self.transform
         arrays = [
             torch.from_numpy(
-                image_to_array(resize_center_square(to_mode(im, 3 if t.channels == 3 else 1), t.image_size))
+                image_to_array(
+                    resize_center_square(to_mode(im, 3 if t.channels == 3 else 1), t.image_size, t.interpolation)
+                )
             )
             for im in images
         ]
@@ -105,6 +108,34 @@ class Classifier(ClassifierBase):
                 f"{', '.join(mine[:5])}, ...)"
             )
         return relabel(ds, [index[c] for c in theirs], self.classes)
+
+    def view(
+        self, resize_size: int | None = None, crop_size: int | None = None, interpolation: str | None = None
+    ) -> EvalTransform:
+        """The checkpoint's evaluation transform at another resize, crop or interpolation (``evaluate``'s
+        options), refused in one line naming the flag where it cannot work."""
+        if resize_size is None and crop_size is None and interpolation is None:
+            return self.transform
+        for flag, v in (("--resize-size", resize_size), ("--crop-size", crop_size)):
+            if v is not None and not 1 <= v <= 4096:
+                raise UserError(f"{flag} {v}: must be in 1..4096")
+        if interpolation is not None and interpolation not in INTERPOLATIONS:
+            raise UserError(f"--interpolation must be one of {', '.join(INTERPOLATIONS)}, not {interpolation!r}")
+        try:
+            t = self.transform.resized(resize_size, crop_size, interpolation)
+        except ValueError as e:
+            raise UserError(f"--crop-size: {e} (--resize-size)") from None
+        s = t.input_size
+        try:
+            with torch.no_grad():
+                self.model(torch.zeros(1, t.channels, s, s, device=self.device))
+        except RuntimeError as e:
+            raise UserError(
+                f"--crop-size {t.crop_size}: {self.name} cannot take {s}x{s} inputs"
+                + (f" (the crop with its {t.pad}-pixel padding)" if t.pad else "")
+                + f" ({str(e).splitlines()[0][:120]})"
+            ) from None
+        return t
 
     def run_precision(self) -> str:
         """The precision the checkpoint's run trained in (its config's), ``auto`` where it has none."""
@@ -146,15 +177,23 @@ class Classifier(ClassifierBase):
         progress: bool = True,
         ten_crop: bool = False,
         precision: str = "run",
+        resize_size: int | None = None,
+        crop_size: int | None = None,
+        interpolation: str | None = None,
     ) -> EvalResult:
         """Top-1/top-5 error on a dataset SPEC's split, with this checkpoint's classes and transform
         (``ten_crop``: averaged over the paper's ten patches instead of the centre crop). ``precision``:
         ``run`` (the precision the run trained and validated in; ``auto`` for a checkpoint without
-        a training config), or ``auto`` (bf16 on a GPU that has it, else fp32), ``fp32``, ``bf16``, ``fp16``."""
+        a training config), or ``auto`` (bf16 on a GPU that has it, else fp32), ``fp32``, ``bf16``, ``fp16``.
+        ``resize_size``, ``crop_size``, ``interpolation``: torchvision's ``--val-resize-size``,
+        ``--val-crop-size`` and ``--interpolation`` (the shorter side resized to ``resize_size``, the
+        central square, its central ``crop_size``; default: the checkpoint's own)."""
         if precision not in PRECISIONS:
             raise UserError(f"--precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
-        t = self.transform
-        ds = load_dataset(data, split, image_size=t.image_size, channels=t.channels, workers=workers)
+        t = self.view(resize_size, crop_size, interpolation)
+        ds = load_dataset(
+            data, split, image_size=t.image_size, channels=t.channels, workers=workers, interpolation=t.interpolation
+        )
         ds = subset(self.match(ds, f"--data {data}"), max_images, 1)
         loader = BatchLoader(ds, batch_size, workers=workers)
         # in the run's own precision by default (as training validated), channels-last on a GPU (tensor
@@ -178,10 +217,11 @@ class Classifier(ClassifierBase):
 PRECISIONS = ("run", "auto", "fp32", "bf16", "fp16")
 
 
-def load(path: str | os.PathLike[str], device: str = "auto") -> Classifier:
+def load(path: str | os.PathLike[str], device: str = "auto", ema: bool = False) -> Classifier:
     """A ``Classifier`` from a run folder (its best.pt), a checkpoint file, an export folder
-    (``alexnet export``) or ``hf-hub:ORG/NAME``."""
-    return Classifier.from_checkpoint(path, device)
+    (``alexnet export``) or ``hf-hub:ORG/NAME``; ``ema``: with the run's moving average of the
+    weights (``--model-ema``)."""
+    return Classifier.from_checkpoint(path, device, ema)
 
 
 def evaluate(
@@ -194,14 +234,27 @@ def evaluate(
     progress: bool = False,
     ten_crop: bool = False,
     precision: str = "run",
+    ema: bool = False,
+    resize_size: int | None = None,
+    crop_size: int | None = None,
+    interpolation: str | None = None,
 ) -> EvalResult:
-    """Top-1/top-5 error of a run folder or checkpoint on a dataset SPEC (``alexnet evaluate``).
+    """Top-1/top-5 error of a run folder or checkpoint on a dataset SPEC (``alexnet evaluate``); ``ema``:
+    of the run's moving average of the weights; the rest as ``Classifier.evaluate``.
 
     Usage::
 
         result = alexnet.evaluate("runs/lenet5", "mnist:../shared/data")
         print(result.top1_error, result.top5_error)
     """
-    return load(checkpoint, device).evaluate(
-        data, split=split, max_images=max_images, progress=progress, ten_crop=ten_crop, precision=precision
+    return load(checkpoint, device, ema).evaluate(
+        data,
+        split=split,
+        max_images=max_images,
+        progress=progress,
+        ten_crop=ten_crop,
+        precision=precision,
+        resize_size=resize_size,
+        crop_size=crop_size,
+        interpolation=interpolation,
     )
