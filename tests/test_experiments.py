@@ -12,6 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
+from alexnet import TrainConfig
 from alexnet.cli import main
 from alexnet.experiments import EXPERIMENTS, run_experiment
 from alexnet.experiments.library import epochs_to_reach, merge_configs, seconds_to_reach, stats
@@ -30,6 +31,7 @@ ARMS = {
     "lenet5": 2,
     "weight-decay": 2,
     "bias-one": 2,
+    "modern": 5,
 }
 
 
@@ -303,6 +305,23 @@ def test_every_arm_of_every_experiment_gets_the_options_it_declares(experiment_r
                 assert (cfg["affine_scale"] > 0) == distorted and cfg["random_crop"] == distorted
                 continue
             assert cfg["val_split"] == 0.1, (name, run["arm"])  # selection never on the test split
+            if name == "modern":  # the two shipped recipes, and the first with one ingredient each
+                base = TrainConfig.from_recipe("cifar_80sec_cifar10").to_dict()
+                want = TrainConfig.from_recipe("cifar_80sec_cifar10_modern").to_dict()
+                if run["arm"] != "modern":
+                    want = dict(base)
+                    want.update(
+                        {
+                            "MixUp/CutMix": {"mixup_alpha": 0.2, "cutmix_alpha": 1.0},
+                            "TrivialAugment": {"auto_augment": "ta_wide"},
+                            "EMA": {"model_ema": True, "model_ema_steps": 4, "model_ema_decay": 0.9998},
+                        }.get(run["arm"], {})
+                    )
+                ignored = {"data", "out", "seed", "epochs", "device", "max_train_images", "max_val_images"}
+                ignored |= {"batch_size", "workers", "precision"}  # TINY's overrides; the runs' fp32
+                differ = {k for k in want if k not in ignored and want[k] != cfg[k]}
+                assert not differ and cfg["precision"] == "fp32", (run["arm"], differ)
+                continue
             if name in ("relu-vs-tanh", "bias-one"):
                 if name == "bias-one" or run["arm"].startswith("paper-"):
                     assert opts["init"] == "cuda-convnet" and cfg["normalize"] == "mean_image", run["arm"]

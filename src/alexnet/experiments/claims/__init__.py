@@ -5,6 +5,7 @@ published."""
 
 # isort: off
 from . import relu_vs_tanh, lrn, overlap_pool, dropout, augment, ten_crop, columns, lenet5, weight_decay, bias_one
+from . import modern
 # isort: on
 
 __all__ = [
@@ -18,4 +19,5 @@ __all__ = [
     "lenet5",
     "weight_decay",
     "bias_one",
+    "modern",
 ]
