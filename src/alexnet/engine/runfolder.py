@@ -67,7 +67,7 @@ def write_metrics(path: Path, rows: list[dict[str, float]]) -> None:
 
 
 def plot_curves(path: Path, rows: list[dict[str, float]], title: str) -> None:
-    """Loss and top-1 error per epoch, train and validation, side by side."""
+    """Loss and top-1 error per epoch, train and validation (and the EMA's), side by side."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -87,6 +87,15 @@ def plot_curves(path: Path, rows: list[dict[str, float]], title: str) -> None:
     ]
     if ten:
         b.plot(*zip(*ten), "*", markersize=12, label="validation top-1, ten patches")
+    ema = [
+        (r["epoch"], r["ema_val_loss"], 100 * r["ema_val_top1_error"])
+        for r in rows
+        if not math.isnan(r.get("ema_val_top1_error", math.nan))
+    ]
+    if ema:  # --model-ema: the average of the weights, evaluated beside them
+        a.plot([e for e, _, _ in ema], [v for _, v, _ in ema], "d:", label="validation, EMA weights")
+        a.legend()
+        b.plot([e for e, _, _ in ema], [v for _, _, v in ema], "d:", label="validation top-1, EMA weights")
     b.set_xlabel("epoch"), b.set_ylabel("error (%)"), b.legend(), b.grid(alpha=0.3)
     for ax in (a, b):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
