@@ -17,7 +17,9 @@ and the next one runs); the correctness rows first, so that a short budget cuts 
    row past its limit keeps the models it finished): the step on synthetic data at batch 128/256/512
    in bf16 and fp32, with CUDA graphs and with ``torch.compile``; end to end from a generated packed
    dataset through the training loop's input pipeline, against torchvision's reference style;
-6. 2-process DDP under torchrun (with two GPUs or more).
+6. JPEG shards (``shorter``, RandomResizedCrop) trained for an epoch with ``--decode gpu`` (nvJPEG)
+   and with the loader's workers decoding: both rates and losses;
+7. 2-process DDP under torchrun (with two GPUs or more).
 
 The results file is rewritten after every row, so a run cut short keeps what it measured.
 
@@ -453,6 +455,38 @@ def main() -> int:
             rate = float(metrics(out)[-1]["images_per_sec"])
             return f"2-process DDP, alexnet_tv, bf16, total batch 512: {rate:,.0f} img/s"
 
+        # JPEG shards decoded on the GPU (nvJPEG, --decode gpu) against the loader's workers, 1 epoch each
+        def gpu_decode() -> str:
+            import shutil
+
+            from alexnet.data.shards.device_decode import jpeg_decoder
+            from alexnet.data.shards.writer import prepare_shards
+
+            src, shards = tmp / "decode-src", tmp / "decode-shards"
+            shutil.copytree(jpegs / "train", src / "train")
+            for d in sorted((src / "train").iterdir()):  # a val/ of one image per class
+                (src / "val" / d.name).mkdir(parents=True)
+                first = sorted(d.iterdir())[0]
+                shutil.copy(first, src / "val" / d.name / first.name)
+            prepare_shards(src, shards, size=256, shape="shorter", workers=workers, progress=False)
+            rates, losses = {}, {}
+            for decode in ("cpu", "gpu"):
+                out = tmp / f"decode-{decode}"
+                train_cli(
+                    ["--model", "alexnet_tv", "--data", str(shards), "--epochs", "1", "--batch-size", str(bs)]
+                    + ["--workers", str(workers), "--recipe", "none", "--normalize", "imagenet"]
+                    + ["--random-resized-crop", "--precision", "bf16", "--decode", decode, "--out", str(out)],
+                    timeout=max(30, left()),
+                )
+                m = metrics(out)[-1]
+                rates[decode], losses[decode] = float(m["images_per_sec"]), float(m["train_loss"])
+            return (
+                f"alexnet_tv, RandomResizedCrop from shorter-side shards, {size['jpegs']:,} images: workers "
+                f"{rates['cpu']:,.0f} img/s, {jpeg_decoder()[0]} on the GPU {rates['gpu']:,.0f} img/s "
+                f"({rates['gpu'] / rates['cpu']:.2f}x); train loss {losses['cpu']:.4f} / {losses['gpu']:.4f}"
+            )
+
+        row("JPEG shards decoded on the GPU (--decode gpu)", 150, gpu_decode, needs="cuda")
         row("2-process DDP", 120, ddp, needs="2 GPUs")
     write_results(final=True)
     failed = [n for n, r in checks if r.startswith("FAILED")]

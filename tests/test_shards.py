@@ -365,3 +365,71 @@ def test_bench_loader_times_every_form_and_sizes_them(tmp_path: Path, capsys: py
     assert main([*args, "--workers", "-1"]) == 2
     assert main(["bench", "loader", "--data", str(tmp_path / "nothing")]) == 2
     assert "not a folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("shape,rrc", [("square", False), ("shorter", True), ("shorter", False)])
+def test_decode_gpu_gives_the_workers_batches_and_weights(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shape: str, rrc: bool
+) -> None:
+    """--decode gpu (the workers read bytes; the batch is decoded where the step runs): on the CPU the
+    decoder is the workers' libjpeg-turbo, so a run trained that way ends with the same weights bit for
+    bit, and resumes mid-epoch exactly. (Refused on the CPU for users; allowed here for the test.)"""
+    import alexnet.engine.checks as checks
+    from alexnet.training import train
+
+    dst = tmp_path / "jp"
+    prep(source(tmp_path / "src", bad=False, size=(56, 40)), dst, shape=shape)
+    base = dict(
+        model="cifar_80sec",
+        data=str(dst),
+        epochs=2,
+        batch_size=8,
+        workers=1,
+        image_size=32,
+        crop_size=32,
+        random_resized_crop=rrc,
+        val_split=0.2,
+        checkpoint_every=2,
+        model_options={"init": "torch"},
+    )
+    with pytest.raises(UserError, match="--decode gpu needs a CUDA device"):
+        train(TrainConfig(**base, decode="gpu", out=str(tmp_path / "refused")), progress=False, log=lambda s: None)
+    monkeypatch.setattr(checks, "check_decode_device", lambda cfg, device: None)
+    runs = {}
+    for decode in ("cpu", "gpu"):
+        out = tmp_path / decode
+        result = train(TrainConfig(**base, decode=decode, out=str(out)), progress=False, log=lambda s: None)
+        runs[decode] = (torch.load(out / "last.pt", weights_only=True)["model"], result.metrics)
+    for k, v in runs["cpu"][0].items():
+        assert torch.equal(v, runs["gpu"][0][k]), k
+    assert [r["val_loss"] for r in runs["cpu"][1]] == [r["val_loss"] for r in runs["gpu"][1]]
+    if rrc:
+        assert_resumes_bitwise({**base, "decode": "gpu"}, tmp_path / "resume", monkeypatch, stop_at=7)
+
+
+def test_decode_gpu_skips_a_member_that_does_not_decode(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A member whose header is sound but whose data is not: the batch goes on without it and its
+    label, and one line names its shard and key; --decode gpu on anything but shards is one line."""
+    from alexnet.data.loader import BatchLoader
+    from alexnet.data.pipeline import Prefetcher
+    from alexnet.engine.checks import decode_on_device
+
+    dst = tmp_path / "jp"
+    prep(source(tmp_path / "src", bad=False), dst)
+    ds = load_shards(dst)
+    data = bytearray(ds.read(2))
+    dht = data.index(b"\xff\xc4")  # a Huffman table: the header (its size) reads, the image does not decode
+    data[dht + 5 : dht + 21] = b"\xff" * 16
+    _patch_member(dst, 2, bytes(data), ds)
+    ds = load_shards(dst)
+    decode_on_device(TrainConfig(decode="gpu", data=str(dst)), [ds])
+    loader = BatchLoader(ds, 8, workers=0)
+    batches = list(Prefetcher(loader, torch.device("cpu")))
+    assert load_shards(dst)[2][0] is None  # the workers' decoder refuses it too
+    assert sum(len(y) for _, y in batches) == len(ds) - 1 and ds.where(2) in capsys.readouterr().err
+    assert ds.where(2) in {w for w, _ in loader.skipped}
+    labels = torch.cat([y for _, y in batches])  # the labels go with their images: member 2's is the one dropped
+    assert torch.equal(labels, torch.cat([ds.labels[:2], ds.labels[3:]]))
+    folder = make_folder(tmp_path / "folder", {"train": 2, "val": 1})
+    with pytest.raises(UserError, match="not a shard set"):
+        decode_on_device(TrainConfig(decode="gpu", data=str(folder)), [load_dataset(str(folder), "train")])

@@ -182,6 +182,11 @@ class TrainConfig:
         "best.pt; the test split is then evaluated once, at the end (0: select on the val/test split)",
     )
     workers: int = _opt(2, "loader processes for folders decoded on the fly")
+    decode: str = _opt(
+        "cpu",
+        "JPEG shards: cpu (in the loader's workers) | gpu (a batch at a time on the CUDA device, nvJPEG; "
+        "the workers only read the bytes)",
+    )
     cache_limit_gb: float = _opt(4.0, "folders smaller than this (decoded) are kept in memory")
     # machinery
     seed: int = _opt(0, "seeds every random draw of the run: initial weights, data order, crops, dropout")
@@ -225,6 +230,7 @@ class TrainConfig:
             "optimizer_impl": ("auto", "fused", "foreach", "for-loop"),
             "compile_mode": ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
             "ddp_grad_compression": ("none", "bf16"),
+            "decode": ("cpu", "gpu"),
         }
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:

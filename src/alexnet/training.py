@@ -44,6 +44,7 @@ from .engine.checks import (
     check_input_size,
     check_memory,
     check_out_outside_data,
+    decode_on_device,
 )
 from .engine.data import build_data, build_test, make_augment
 from .engine.ema import WeightEMA, effective_decay
@@ -628,6 +629,7 @@ def build(cfg: TrainConfig, dinfo: DistInfo, folder: RunFolder, say: Callable[[s
     eval_batch = eval_batch_size(cfg.batch_size, dinfo.world_size)
     val_loader = BatchLoader(val_ds, eval_batch, workers=cfg.workers, pad_shards=False, **shard)
     test_ds = build_test(cfg, classes, transform)
+    decode_on_device(cfg, [train_ds, val_ds, test_ds])  # --decode gpu
     test_loader = (
         None if test_ds is None else BatchLoader(test_ds, eval_batch, workers=cfg.workers, pad_shards=False, **shard)
     )

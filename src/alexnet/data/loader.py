@@ -145,14 +145,20 @@ class BatchLoader:
             self.dataset,
             batch_sampler=batches,
             num_workers=self.workers,
-            collate_fn=collate,
+            collate_fn=getattr(self.dataset, "collate", collate),
             persistent_workers=False,
             prefetch_factor=PREFETCH if self.workers else None,
         )
         for x, y, errors in dl:
             for path, why in errors:
-                if hasattr(self.dataset, "skipped") and (path, why) not in self.skipped:
-                    self.skipped.append((path, why))
-                    print(f"warning: skipped {printable(path)}: {printable(why)}", file=sys.stderr)
+                self.skip(path, why)
+            if hasattr(x, "report"):  # decoded on the device later (--decode gpu): it reports there
+                x.report = self.skip
             if len(y):
                 yield x, y
+
+    def skip(self, path: str, why: str) -> None:
+        """An image the batch goes without: said once, in one line, and kept in ``skipped``."""
+        if hasattr(self.dataset, "skipped") and (path, why) not in self.skipped:
+            self.skipped.append((path, why))
+            print(f"warning: skipped {printable(path)}: {printable(why)}", file=sys.stderr)

@@ -35,6 +35,7 @@ import torch
 
 from .base import InMemoryDataset
 from .loader import BatchLoader
+from .shards.device_decode import Encoded
 
 
 def gather_threads() -> int:
@@ -189,8 +190,11 @@ class Prefetcher:
         assert self.stream is not None
         main = torch.cuda.current_stream(self.device)
         with torch.cuda.stream(self.stream):
-            xd = x.to(self.device, non_blocking=True)
             yd = y.to(self.device, non_blocking=True)
+            if isinstance(x, Encoded):  # --decode gpu: decoded here, on the side stream
+                xd, yd = x.decode(self.device, yd)
+            else:
+                xd = x.to(self.device, non_blocking=True)
             self._event = torch.cuda.Event()
             self._event.record(self.stream)
         main.wait_event(self._event)
@@ -233,8 +237,12 @@ class Prefetcher:
                 x, y = item
                 if self.cuda:
                     x, y = self._to_device(x, y)
+                elif isinstance(x, Encoded):  # decoded on the device (the CPU: tests, and the same pixels)
+                    x, y = x.decode(self.device, y.to(self.device))
                 else:
                     x, y = x.to(self.device), y.to(self.device)
+                if not len(y):  # every member of the batch failed to decode
+                    continue
                 yield x, y
         finally:
             stop.set()

@@ -49,6 +49,7 @@ def check_input_size(model: nn.Module, cfg: TrainConfig, transform: EvalTransfor
 
 
 def check_fast_paths(cfg: TrainConfig, device: torch.device, dinfo: Any) -> None:
+    check_decode_device(cfg, device)
     if cfg.cuda_graphs:
         if device.type != "cuda":
             raise UserError(f"--cuda-graphs needs a CUDA device (this run is on {device})")
@@ -101,3 +102,28 @@ def check_memory(cfg: TrainConfig, transform: EvalTransform, micro_batch: int, a
             f"{transform.image_size} images: the input pipeline alone needs {need / 2**30:,.1f} GB, more than "
             f"the {available / 2**30:,.1f} GB this machine has free; lower batch-size, prefetch or image-size"
         )
+
+
+def check_decode_device(cfg: TrainConfig, device: torch.device) -> None:
+    """--decode gpu decodes on a CUDA device; anywhere else it is refused before any work."""
+    if cfg.decode == "gpu" and device.type != "cuda":
+        raise UserError(
+            f"--decode gpu needs a CUDA device (this run is on {device}); --decode cpu decodes in the loader's workers"
+        )
+
+
+def decode_on_device(cfg: TrainConfig, datasets: list[Any]) -> None:
+    """--decode gpu: the datasets' members are read as bytes and decoded on the device (JPEG shards only)."""
+    from ..data.shards.reader import ShardDataset
+
+    if cfg.decode != "gpu":
+        return
+    for ds in datasets:
+        if ds is None:
+            continue
+        if not isinstance(ds, ShardDataset):
+            raise UserError(
+                f"--decode gpu: decodes JPEG shards (alexnet prepare SRC DST --format jpeg); --data {cfg.data} "
+                "is not a shard set"
+            )
+        ds.encoded = True

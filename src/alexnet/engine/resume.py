@@ -46,6 +46,7 @@ RESUMABLE_CHANGES = frozenset(
         "out",
         "deterministic",
         "tf32",
+        "decode",  # where JPEG shards are decoded: the same images (on the CPU the same pixels)
     }
 )
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import os
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +27,11 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from ...errors import UserError
+from ..base import collate
 from ..images import ImageError
 from ..packed.manifest import check_manifest, check_stats
 from . import codec
+from .device_decode import collate_encoded
 from .format import check_shards, member_key, read_index, read_shards_meta
 
 MAX_OPEN = 64  # shard files a process keeps open
@@ -66,6 +69,7 @@ class ShardDataset(Dataset):
         self.skipped: list[tuple[str, str]] = []
         self._fds: OrderedDict[int, int] = OrderedDict()
         self._pid = os.getpid()
+        self.encoded = False  # --decode gpu: items are the members' bytes, decoded on the device (device_decode)
 
     def _check_index(self, meta: dict[str, Any]) -> None:
         idx, n_classes = self.index, len(meta["classes"])
@@ -147,9 +151,26 @@ class ShardDataset(Dataset):
         a = codec.centre_square(self.decode(i), self.image_size)
         return torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)
 
-    def __getitem__(self, item: int | tuple[int, ...]) -> tuple[torch.Tensor, int] | tuple[None, tuple[str, str]]:
+    @property
+    def collate(self) -> Callable[[list], Any]:
+        """The loader's collate for this dataset's items (``data.base.collate``'s, or the bytes')."""
+        return collate_encoded if self.encoded else collate
+
+    def _encoded_item(self, i: int, box: tuple[int, ...] | None) -> tuple[tuple[bytes, str, Any, int], int]:
+        """Member i's bytes, its name, its box and the side it decodes to, after checking its header."""
+        data = self.read(i)
+        hw = codec.header_size(data)
+        expect = (int(self.index[i, 5]), int(self.index[i, 6]))
+        if hw != expect:
+            raise ImageError(f"decodes to {hw[1]}x{hw[0]}, but the index says {expect[1]}x{expect[0]}")
+        size = box[4] if box is not None else self.image_size
+        return (data, self.where(i), list(box[:4]) if box is not None else None, size), int(self.index[i, 4])
+
+    def __getitem__(self, item: int | tuple[int, ...]) -> Any:
         i = item if isinstance(item, int) else item[0]
         try:
+            if self.encoded:
+                return self._encoded_item(i, None if isinstance(item, int) else item[1:])
             if isinstance(item, int):
                 return self.load(i), int(self.index[i, 4])
             _, top, left, h, w, out = item
