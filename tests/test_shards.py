@@ -281,6 +281,15 @@ def test_bad_members_are_skipped_in_training_with_shard_and_key(
     assert all(w in err for w in bad)
 
 
+def shard_run(tmp_path: Path, shape: str, **kw: Any) -> dict[str, Any]:
+    """A shard set of 56x40 images prepared in ``shape``, and a 2-epoch cifar_80sec run's config on it
+    (workers decoding, mid-epoch checkpoints every 2 steps), with ``kw``."""
+    dst = tmp_path / "jp"
+    prep(source(tmp_path / "src", bad=False, size=(56, 40)), dst, shape=shape)
+    base = dict(model="cifar_80sec", data=str(dst), epochs=2, batch_size=8, workers=1, image_size=32)
+    return {**base, "checkpoint_every": 2, "model_options": {"init": "torch"}, **kw}
+
+
 @pytest.mark.parametrize("shape,rrc", [("square", False), ("square", True), ("shorter", True)])
 def test_training_from_shards_resumes_mid_epoch_bitwise(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shape: str, rrc: bool
@@ -288,21 +297,7 @@ def test_training_from_shards_resumes_mid_epoch_bitwise(
     """Worker processes decode (``workers=1``); with ``shorter`` and RandomResizedCrop the boxes go to
     the workers with the indices. A run interrupted after a mid-epoch checkpoint and resumed ends with
     the weights of an uninterrupted one."""
-    dst = tmp_path / "jp"
-    prep(source(tmp_path / "src", bad=False, size=(56, 40)), dst, shape=shape)
-    base = dict(
-        model="cifar_80sec",
-        data=str(dst),
-        epochs=2,
-        batch_size=8,
-        workers=1,
-        image_size=32,
-        crop_size=28 if not rrc else 32,
-        pad=2 if not rrc else 0,
-        random_resized_crop=rrc,
-        checkpoint_every=2,
-        model_options={"init": "torch"},
-    )
+    base = shard_run(tmp_path, shape, crop_size=28 if not rrc else 32, pad=2 if not rrc else 0, random_resized_crop=rrc)
     assert_resumes_bitwise(base, tmp_path, monkeypatch, stop_at=9)  # the 3rd batch of epoch 2 (42 images: 6)
 
 
@@ -377,21 +372,7 @@ def test_decode_gpu_gives_the_workers_batches_and_weights(
     import alexnet.engine.checks as checks
     from alexnet.training import train
 
-    dst = tmp_path / "jp"
-    prep(source(tmp_path / "src", bad=False, size=(56, 40)), dst, shape=shape)
-    base = dict(
-        model="cifar_80sec",
-        data=str(dst),
-        epochs=2,
-        batch_size=8,
-        workers=1,
-        image_size=32,
-        crop_size=32,
-        random_resized_crop=rrc,
-        val_split=0.2,
-        checkpoint_every=2,
-        model_options={"init": "torch"},
-    )
+    base = shard_run(tmp_path, shape, crop_size=32, random_resized_crop=rrc, val_split=0.2)
     with pytest.raises(UserError, match="--decode gpu needs a CUDA device"):
         train(TrainConfig(**base, decode="gpu", out=str(tmp_path / "refused")), progress=False, log=lambda s: None)
     monkeypatch.setattr(checks, "check_decode_device", lambda cfg, device: None)

@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
         crop_size=args.crop_size,
         interpolation=args.interpolation,
     )
-    t = clf.view(args.resize_size, args.crop_size, args.interpolation)
+    t = clf.transform.resized(args.resize_size, args.crop_size, args.interpolation)  # as evaluate checked it
     if res.n == 0:
         raise UserError(f"--data {args.data}: no images to evaluate in its {args.split} split")
     ck = resolve_checkpoint(args.checkpoint)

@@ -52,13 +52,17 @@ def header_size(data: bytes) -> tuple[int, int]:
         ) from None
 
 
-def decode(data: bytes, expect: tuple[int, int]) -> np.ndarray:
-    """The JPEG ``data`` as (H, W, 3) uint8 RGB, after checking from its header that it is ``expect``
-    (height, width), the index's size: a member that would decode to 1x1 or 60000x10 is refused before
-    any pixel is decoded."""
+def check_header(data: bytes, expect: tuple[int, int]) -> None:
+    """Refuse JPEG ``data`` whose header is not ``expect`` (height, width), the index's size: a member
+    that would decode to 1x1 or 60000x10 is refused before any pixel is decoded."""
     hw = header_size(data)
     if hw != tuple(expect):
         raise ImageError(f"decodes to {hw[1]}x{hw[0]}, but the index says {expect[1]}x{expect[0]}")
+
+
+def decode(data: bytes, expect: tuple[int, int]) -> np.ndarray:
+    """The JPEG ``data`` as (H, W, 3) uint8 RGB, after ``check_header``."""
+    check_header(data, expect)
     try:
         if simplejpeg is not None:
             return simplejpeg.decode_jpeg(data, colorspace="RGB")

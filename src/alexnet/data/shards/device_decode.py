@@ -15,6 +15,7 @@ trains both ways and compares the weights bit for bit); that is how it is tested
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 
+@functools.cache  # looked up once: a failed import is not cached by Python, and this runs every batch
 def jpeg_decoder() -> tuple[str, Callable[..., Any]]:
     """(name, ``decode_jpeg``): torchcodec's where installed (torchvision 0.29 deprecates its own in
     its favour), else torchvision.io's. Both take a list of 1-D uint8 CPU tensors and a device."""

@@ -159,10 +159,7 @@ class ShardDataset(Dataset):
     def _encoded_item(self, i: int, box: tuple[int, ...] | None) -> tuple[tuple[bytes, str, Any, int], int]:
         """Member i's bytes, its name, its box and the side it decodes to, after checking its header."""
         data = self.read(i)
-        hw = codec.header_size(data)
-        expect = (int(self.index[i, 5]), int(self.index[i, 6]))
-        if hw != expect:
-            raise ImageError(f"decodes to {hw[1]}x{hw[0]}, but the index says {expect[1]}x{expect[0]}")
+        codec.check_header(data, (int(self.index[i, 5]), int(self.index[i, 6])))
         size = box[4] if box is not None else self.image_size
         return (data, self.where(i), list(box[:4]) if box is not None else None, size), int(self.index[i, 4])
 
