@@ -24,6 +24,7 @@ OPTIONAL = {
     "onnxscript": "the [export] extra",
     "huggingface_hub": "the [export] extra",
     "fastapi": "the [serve] extra",
+    "torchcodec": "not a dependency: --decode gpu uses its decode_jpeg where installed",
     "starlette": "the [serve] extra",
     "pydantic": "the [serve] extra (with fastapi)",
     "uvicorn": "the [serve] extra",

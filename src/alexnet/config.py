@@ -46,6 +46,7 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "model_ema_steps": (1, 2**31),
 }
 AUTO_AUGMENT = ("ta_wide", "ra", "imagenet", "augmix")  # torchvision's reference script's policy names
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest")  # torchvision's --interpolation names (evaluate's)
 MAX_RECIPE_BYTES = 1 << 20  # a recipe is a few hundred bytes; a megabyte is a mistake (or an attack)
 MAX_SHOWN = 60  # characters of a bad value or key in an error line
 

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..data.transforms import INTERPOLATIONS
+from ..config import INTERPOLATIONS
 from ..errors import UserError
 from ._common import at_least
 

@@ -34,7 +34,7 @@ class FolderDataset(Dataset):
     image_size: int
     channels: int = 3
     skipped: list[tuple[str, str]] = field(default_factory=list)
-    interpolation: str = "bilinear"  # how each image is resized (data.transforms.INTERPOLATIONS)
+    interpolation: str = "bilinear"  # how each image is resized (config.INTERPOLATIONS)
 
     def __len__(self) -> int:
         return len(self.samples)

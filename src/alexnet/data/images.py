@@ -221,7 +221,7 @@ RESAMPLE = {
     "bilinear": Image.Resampling.BILINEAR,
     "bicubic": Image.Resampling.BICUBIC,
     "nearest": Image.Resampling.NEAREST,
-}  # data.transforms.INTERPOLATIONS as Pillow's filters
+}  # config.INTERPOLATIONS as Pillow's filters
 
 
 def resize_center_square(img: Image.Image, size: int, interpolation: str = "bilinear") -> Image.Image:

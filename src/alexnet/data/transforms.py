@@ -59,7 +59,7 @@ class EvalTransform:
     decoded), minus ``mean_image`` if there is one (the paper's per-pixel mean, §2), then the
     central ``crop_size`` square, then ``pad`` pixels of zeros on every side (LeNet-5's 28 -> 32),
     then ``channels`` (1 or 3), then ``(x - mean) / std`` with mean and std in 0-255 units per channel.
-    ``interpolation`` is how images are resized to ``image_size`` (``INTERPOLATIONS``; antialiased but
+    ``interpolation`` is how images are resized to ``image_size`` (``config.INTERPOLATIONS``; antialiased but
     for nearest).
     """
 
@@ -142,9 +142,6 @@ def match_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
         y = (x.float() * w).sum(1, keepdim=True)
         return y.round().clamp(0, 255).to(torch.uint8) if x.dtype == torch.uint8 else y
     raise ValueError(f"cannot convert {c}-channel images to {channels} channels")
-
-
-INTERPOLATIONS = ("bilinear", "bicubic", "nearest")  # torchvision's --interpolation names
 
 
 def resize_batch(x: torch.Tensor, size: int, interpolation: str = "bilinear") -> torch.Tensor:

@@ -9,6 +9,7 @@ from torch import nn
 
 from ..config import TrainConfig
 from ..data.datasets import DataSpec
+from ..data.shards.reader import ShardDataset
 from ..data.transforms import EvalTransform
 from ..errors import UserError, user_path
 from ..models import model_info
@@ -114,8 +115,6 @@ def check_decode_device(cfg: TrainConfig, device: torch.device) -> None:
 
 def decode_on_device(cfg: TrainConfig, datasets: list[Any]) -> None:
     """--decode gpu: the datasets' members are read as bytes and decoded on the device (JPEG shards only)."""
-    from ..data.shards.reader import ShardDataset
-
     if cfg.decode != "gpu":
         return
     for ds in datasets:

@@ -17,11 +17,12 @@ import torch
 from PIL import Image
 
 from ..checkpoint import load_checkpoint, resolve_checkpoint
+from ..config import INTERPOLATIONS
 from ..data.datasets import load_dataset, relabel, subset
 from ..data.imagenet import imagenet_names, imagenet_wnids
 from ..data.images import image_to_array, resize_center_square, to_mode
 from ..data.loader import BatchLoader
-from ..data.transforms import INTERPOLATIONS, EvalTransform, eval_batch
+from ..data.transforms import EvalTransform, eval_batch
 from ..engine.evaluation import EvalResult, evaluate_model
 from ..errors import UserError
 from ..models import create_model

@@ -23,6 +23,8 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torchvision.io import ImageReadMode
+from torchvision.io import decode_jpeg as tv_decode
 
 
 @functools.cache  # looked up once: a failed import is not cached by Python, and this runs every batch
@@ -34,8 +36,6 @@ def jpeg_decoder() -> tuple[str, Callable[..., Any]]:
 
         return "torchcodec", decode_jpeg
     except ImportError:
-        from torchvision.io import ImageReadMode
-        from torchvision.io import decode_jpeg as tv_decode
 
         def decode(data: list[torch.Tensor], device: torch.device) -> list[torch.Tensor]:
             with warnings.catch_warnings():
