@@ -108,7 +108,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", help="an image folder of real photos (default: the two stand-ins, see above)")
     p.add_argument("--data-root", default=os.environ.get("ALEXNET_DATA_ROOT", "../shared/data"))
-    p.add_argument("--images", type=int, default=4000, help="images per stand-in (31 batches of 128 an epoch)")
+    p.add_argument("--images", type=int, default=5000, help="images per stand-in (39 batches of 128 an epoch)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
     results: list[tuple[str, dict[str, Any]]] = []

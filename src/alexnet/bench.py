@@ -109,24 +109,27 @@ def packed_rate(packed: Path, batch_size: int, workers: int, n_batches: int, nor
 
 
 def shards_rate(root: Path, batch_size: int, workers: int, n_batches: int, rrc: bool = False) -> float:
-    """Images/s of training's input pipeline over a JPEG shard set: its loader decodes in ``workers``
-    processes; ``rrc``: RandomResizedCrop to 224 where each image is decoded, else the batch's random
-    224 crop; then the flip. uint8 batches, normalised on the device as in training."""
+    """Images/s of training's input pipeline over a JPEG shard set: the Prefetcher over its loader, whose
+    ``workers`` processes decode into the shared batch slots; ``rrc``: RandomResizedCrop to 224 where
+    each image is decoded, else the batch's random 224 crop; then the flip. uint8 batches, normalised on
+    the device as in training."""
     ds = load_shards(root, "train")
     loader = BatchLoader(ds, batch_size, shuffle=True, workers=workers)
     if rrc:
         loader.crops = ResizedCrops(size=224)
+    pre = Prefetcher(loader, torch.device("cpu"), depth=3)
     gen = torch.Generator().manual_seed(0)
 
     def batches() -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
         epoch = 0
         while True:
             loader.set_epoch(epoch)
-            for x, y in loader:
+            for x, y in pre:
                 yield random_crop(x, 224, generator=gen, flip=True), y
             epoch += 1
 
-    return _rate(batches(), n_batches, warmup=2 + workers * PREFETCH)  # past what the workers held ready
+    # past what the workers and the Prefetcher's queue held ready
+    return _rate(batches(), n_batches, warmup=2 + workers * PREFETCH + pre.depth)
 
 
 def decode_rate(root: Path, n: int = 1000) -> float:

@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..errors import printable
 from .base import InMemoryDataset, collate
+from .slots import IntoSlots, SlotRing
 from .transforms import rrc_boxes
 
 PREFETCH = 4  # batches each decoding worker prepares ahead
@@ -63,6 +64,13 @@ class BatchLoader:
         self.skipped: list[tuple[str, str]] = []
         self.crops: ResizedCrops | None = None  # set by training: draw RandomResizedCrop boxes per batch
         self._order: tuple[tuple[int, ...], torch.Tensor] | None = None  # made once per epoch
+        # A consumer that keeps each batch for at most ``hold`` further ones (the Prefetcher) sets it: a
+        # dataset that can (``decode_into``) is then decoded straight into a ring of shared-memory
+        # slots (``slots.py``), pinned for the GPU when ``pin_slots``; 0: fresh tensors every batch.
+        self.hold = 0
+        self.pin_slots = False
+        self._ring: SlotRing | None = None
+        self._next_slot = 0
 
     def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
         """Select the epoch's order; ``start_batch`` skips the batches a resumed run already did."""
@@ -135,12 +143,16 @@ class BatchLoader:
                 yield self.dataset.images[i], self.dataset.labels[i]
             return
         batches: list[list[Any]] = [i.tolist() for i in self.batch_indices()]
-        if self.crops is not None and getattr(self.dataset, "crops_at_decode", False):
+        crop = self.crops.size if self.crops is not None and getattr(self.dataset, "crops_at_decode", False) else 0
+        if crop:
             # RandomResizedCrop where the image is decoded: each index goes to the worker with its box
             batches = [
-                [(i, *box, self.crops.size) for i, box in zip(ids, self.boxes_for(self.start_batch + b, 0).tolist())]
+                [(i, *box, crop) for i, box in zip(ids, self.boxes_for(self.start_batch + b, 0).tolist())]
                 for b, ids in enumerate(batches)
             ]
+        if self.hold and hasattr(self.dataset, "decode_into") and not getattr(self.dataset, "encoded", False):
+            yield from self._iter_slots(batches, crop or int(self.dataset.image_size))  # type: ignore[attr-defined]
+            return
         dl = DataLoader(
             self.dataset,
             batch_sampler=batches,
@@ -156,6 +168,42 @@ class BatchLoader:
                 x.report = self.skip
             if len(y):
                 yield x, y
+
+    def slot_ring(self, shape: tuple[int, ...]) -> SlotRing:
+        """The ring the workers decode this loader's batches into (made once, kept across passes): enough
+        slots for what the workers may be handed (``workers * PREFETCH`` batches ahead of the one the
+        loader last yielded) plus the ``hold`` batches the consumer may still read."""
+        count = max(1, self.workers) * PREFETCH + self.hold + 1
+        if self._ring is None or not self._ring.fits(count, self.batch_size, shape):
+            if self._ring is not None:
+                self._ring.close()
+            self._ring = SlotRing(count, self.batch_size, shape)
+            if self.pin_slots:
+                self._ring.pin()
+        return self._ring
+
+    def _iter_slots(self, batches: list[list[Any]], side: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The workers decode batch b (side x side images) straight into slot ``b % count`` of the ring;
+        the batch yielded is a view of that slot, intact until ``hold`` further batches have been yielded."""
+        ring = self.slot_ring((side, side, 3))
+        # the slots continue from the last pass's: its last batches may still be read (or, on a GPU,
+        # copied) while the workers of this one start
+        first, self._next_slot = self._next_slot, self._next_slot + len(batches)
+        keyed = [[((first + b) % ring.count, k, key) for k, key in enumerate(ids)] for b, ids in enumerate(batches)]
+        into = IntoSlots(self.dataset, ring)
+        dl = DataLoader(
+            into,
+            batch_sampler=keyed,
+            num_workers=self.workers,
+            collate_fn=into.collate,
+            persistent_workers=False,
+            prefetch_factor=PREFETCH if self.workers else None,
+        )
+        for slot, n, errors in dl:
+            for path, why in errors:
+                self.skip(path, why)
+            if n:
+                yield ring.images[slot, :n].permute(0, 3, 1, 2), ring.labels[slot, :n]
 
     def skip(self, path: str, why: str) -> None:
         """An image the batch goes without: said once, in one line, and kept in ``skipped``."""

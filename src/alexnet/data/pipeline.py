@@ -21,6 +21,7 @@ page faults of a memory-mapped dataset) with the step. The order of the batches 
 
 from __future__ import annotations
 
+import collections
 import functools
 import mmap
 import os
@@ -63,6 +64,14 @@ def advise_rows(array: Any, idx: np.ndarray) -> None:
             return
 
 
+COPY_LAG = 2  # CUDA: batches whose copies to the device may still be in flight when the next is taken
+
+
+def _pinned(t: Any) -> bool:
+    is_pinned = getattr(t, "is_pinned", None)
+    return bool(is_pinned is not None and is_pinned())
+
+
 @functools.cache
 def side_stream(device: torch.device) -> Any:
     """One side stream per device for the copies, shared by every Prefetcher (training and each
@@ -92,6 +101,14 @@ class Prefetcher:
         self._src: tuple[np.ndarray, np.ndarray, bool] | None = None
         self._mapped: Any = None  # the dataset's memory map, when it has one (read-ahead hints)
         self._event: Any = None
+        # A loader that decodes into shared-memory slots (``slots.py``) reuses each one after ``hold``
+        # batches: what this Prefetcher may hold (the queue's ``depth``, the batch the producer thread
+        # is handing over, the consumer's), and on a GPU the copies of the last COPY_LAG batches,
+        # which the consumer waits for before it takes another batch.
+        self._copies: collections.deque = collections.deque()
+        if isinstance(loader, BatchLoader):
+            loader.hold = max(loader.hold, self.depth + COPY_LAG + 1)
+            loader.pin_slots = loader.pin_slots or self.cuda
 
     def __len__(self) -> int:
         return len(self.loader) - self.loader.start_batch
@@ -211,7 +228,7 @@ class Prefetcher:
         def produce() -> None:
             try:
                 for x, y in self.loader:
-                    if self.cuda:
+                    if self.cuda and not (_pinned(x) and _pinned(y)):  # a pinned slot is copied from as it is
                         x, y = x.pin_memory(), y.pin_memory()
                     while not stop.is_set():
                         try:
@@ -237,10 +254,13 @@ class Prefetcher:
                 x, y = item
                 if self.cuda:
                     x, y = self._to_device(x, y)
+                    self._copies.append(self._event)
+                    if len(self._copies) > COPY_LAG:  # its slot may be refilled once this copy is done
+                        self._copies.popleft().synchronize()
                 elif isinstance(x, Encoded):  # decoded on the device (the CPU: tests, and the same pixels)
                     x, y = x.decode(self.device, y.to(self.device))
-                else:
-                    x, y = x.to(self.device), y.to(self.device)
+                else:  # the images are transformed (copied) before the next batch; the labels may be kept
+                    x, y = x.to(self.device), y.to(self.device, copy=True)
                 if not len(y):  # every member of the batch failed to decode
                     continue
                 yield x, y

@@ -34,6 +34,11 @@ def encode(image: Image.Image, quality: int) -> bytes:
     return buf.getvalue()
 
 
+def _unreadable(e: Exception) -> ImageError:
+    """Any decoder's complaint about the bytes, as the one line a corrupt member gets."""
+    return ImageError(f"not a readable JPEG ({str(e).splitlines()[0][:120] if str(e) else type(e).__name__})")
+
+
 def header_size(data: bytes) -> tuple[int, int]:
     """(height, width) from the JPEG's header, without decoding it."""
     try:
@@ -47,9 +52,7 @@ def header_size(data: bytes) -> tuple[int, int]:
     except ImageError:
         raise
     except Exception as e:  # any decoder's complaint about the bytes: a corrupt member
-        raise ImageError(
-            f"not a readable JPEG ({str(e).splitlines()[0][:120] if str(e) else type(e).__name__})"
-        ) from None
+        raise _unreadable(e) from None
 
 
 def check_header(data: bytes, expect: tuple[int, int]) -> None:
@@ -69,9 +72,21 @@ def decode(data: bytes, expect: tuple[int, int]) -> np.ndarray:
         with Image.open(io.BytesIO(data)) as im:
             return np.asarray(im.convert("RGB"))
     except Exception as e:
-        raise ImageError(
-            f"not a readable JPEG ({str(e).splitlines()[0][:120] if str(e) else type(e).__name__})"
-        ) from None
+        raise _unreadable(e) from None
+
+
+def decode_into(data: bytes, expect: tuple[int, int], out: np.ndarray) -> None:
+    """``decode``, written into ``out`` ((H, W, 3) uint8, the index's size, contiguous): simplejpeg
+    decodes straight into it (no array of its own to allocate and fault in); Pillow's pixels are copied."""
+    check_header(data, expect)
+    try:
+        if simplejpeg is not None:
+            simplejpeg.decode_jpeg(data, colorspace="RGB", buffer=out)
+            return
+        with Image.open(io.BytesIO(data)) as im:
+            out[...] = np.asarray(im.convert("RGB"))
+    except Exception as e:
+        raise _unreadable(e) from None
 
 
 def resize_shorter(image: Image.Image, size: int, max_aspect: float) -> Image.Image:
