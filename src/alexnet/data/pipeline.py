@@ -5,8 +5,10 @@
 1. **gather** (background threads): the images of batch b are copied from the dataset (an
    in-memory tensor or a packed dataset's memory map, read with ``numpy.take``, which releases the
    GIL) into slot ``b % depth`` of a small ring of reusable host buffers, pinned when the device is
-   a GPU (pinning once, not per batch: pinning is slow). Folder datasets decoded on the fly come
-   from the ``DataLoader`` workers instead, through one background thread.
+   a GPU (pinning once, not per batch: pinning is slow). Datasets decoded on the fly come from the
+   ``DataLoader`` workers instead, through one background thread; JPEG shards are decoded by those
+   workers straight into a ring of shared-memory slots (``slots.py``), pinned in place for a GPU, which
+   this Prefetcher tells the loader how long to keep each batch intact (``BatchLoader.hold``).
 2. **copy** (CUDA): each slot is copied to the device on a side stream (``non_blocking``, which is
    asynchronous only from pinned memory); the step's stream waits on that copy's event, and the
    slot is refilled only after the event has completed.
