@@ -116,3 +116,19 @@ def test_the_ring_is_shared_memory_and_pinning_needs_cuda() -> None:
     if not torch.cuda.is_available():
         assert ring.pin() is False
     ring.close()
+
+
+def test_a_ring_that_forked_workers_cannot_see_is_detected() -> None:
+    """``pin`` checks with one fork that a worker could write the page-locked slots; a driver that marks
+    them MADV_DONTFORK (simulated here with madvise itself) fails the check, instead of every worker."""
+    import ctypes
+    import mmap
+
+    ring = SlotRing(2, 2, (64, 64, 3))
+    assert ring.children_can_write()
+    libc = ctypes.CDLL(None, use_errno=True)
+    ptr, size = ring.images.data_ptr(), ring.images.untyped_storage().nbytes()
+    assert ptr % mmap.PAGESIZE == 0
+    MADV_DONTFORK = 10
+    assert libc.madvise(ctypes.c_void_p(ptr), ctypes.c_size_t(size), MADV_DONTFORK) == 0
+    assert not ring.children_can_write()

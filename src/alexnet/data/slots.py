@@ -17,6 +17,9 @@ workers have been handed meanwhile (``workers * prefetch_factor`` batches at mos
 
 from __future__ import annotations
 
+import ctypes
+import faulthandler
+import os
 from typing import Any
 
 import torch
@@ -56,7 +59,28 @@ class SlotRing:
                 return False
             done.append(ptr)
         self._registered = done
+        if not self.children_can_write():
+            # a driver that hides page-locked memory from forked children (MADV_DONTFORK, as some do
+            # for their own pinned allocations) would make every worker crash on its first image
+            self.close()
+            return False
         return True
+
+    def children_can_write(self) -> bool:
+        """Whether a forked child (a loader's worker) can write the slots: one fork, writing the first
+        and last byte of both tensors in place, checked before the ring is used page-locked."""
+        spans = [(t.data_ptr(), t.untyped_storage().nbytes()) for t in (self.images, self.labels)]
+        pid = os.fork()
+        if pid == 0:  # the child: no torch, no Python objects beyond these, then out at once
+            try:
+                faulthandler.disable()  # a crash here is the answer, not a report (pytest enables it)
+                for ptr, size in spans:
+                    for at in (ptr, ptr + size - 1):
+                        ctypes.memmove(at, at, 1)
+            finally:
+                os._exit(0)
+        _, status = os.waitpid(pid, 0)
+        return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
 
     def close(self) -> None:
         """Unpin (the shared memory itself goes with the last tensor that maps it)."""
