@@ -245,7 +245,9 @@ def main() -> int:
         hooks.append(write_results)
         models = ["alexnet", "alexnet_tv"]
         bs = size["batch"]
-        limit = 45 if smoke else 90
+        # a throughput row's limit: the smoke run's rows finish within 45 s on a 2-core CPU alone, but one
+        # went past 45 s there beside another process (CI, 2026-12-03); 90 s leaves room for a busy machine
+        limit = 90
 
         # correctness first: the rows a short budget must not lose
         # 4. the Triton LRN against the torch fallback, AlexNet's two LRN layers in bf16

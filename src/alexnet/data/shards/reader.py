@@ -10,6 +10,8 @@ For a ``shorter`` shard set with RandomResizedCrop the loader hands each worker 
 with its index (drawn in the main process, from the batch's own generator, over the whole image), and
 the worker returns the box resized to the crop size; otherwise the worker returns the central square
 (for ``square`` shards, the image itself), and the crops are taken on the device as for every format.
+Under the Prefetcher (training, evaluation) the workers write those pixels straight into the loader's
+shared-memory batch slots (``decode_into``, ``data/slots.py``) instead of returning them.
 """
 
 from __future__ import annotations
