@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from _results import append_results
 
 from alexnet.data.shards import codec
 from alexnet.data.shards.reader import load_shards
@@ -86,10 +87,7 @@ def main() -> int:
         + f"\nA worker's batch: {before:.1f} ms the DataLoader's way, {after:.1f} ms into the slots "
         f"({before / after:.2f}x).\n\n"
     )
-    print(text)
-    (HERE / "results").mkdir(exist_ok=True)
-    with open(HERE / "results" / "decode_slots.md", "a") as fh:
-        fh.write(text)
+    append_results(HERE / "results" / "decode_slots.md", [text.rstrip("\n")])
     return 0
 
 

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _results import append_results
 from PIL import Image
 
 from alexnet.bench import bench_loader
@@ -131,10 +132,7 @@ def main() -> int:
         print(json.dumps(dict(results)))
     text = f"## {time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs\n\n"
     text += "".join(section(r, source) for source, r in results)
-    print(text)
-    (HERE / "results").mkdir(exist_ok=True)
-    with open(HERE / "results" / "loader.md", "a") as fh:
-        fh.write(text)
+    append_results(HERE / "results" / "loader.md", [text.rstrip("\n")])
     return 0
 
 
