@@ -10,8 +10,10 @@ Rows follow `alexnet experiment list`'s order. For each experiment: the second v
 (its runs are under way), not rerun or not run (the protocol says which). Every cell comes from the
 folders' result.json, so the README's table is this command's output, never typed by hand. The
 interval is the two-sided 95% t interval of the effect (for first-version results, which did not
-record it, computed from their t, n and mean). Minutes are ``train_seconds``: every run's own time
-(training and its evaluations, a pilot's or a search's runs included).
+record it, computed from their t, n and mean). Time is the second version's CPU time
+(``provenance.cpu_hours``: every run's own process, a pilot's or a search's runs included) and the
+commit that trained the runs; the first version recorded neither, so its cell is the runs' own
+wall-clock minutes (``train_seconds``).
 """
 
 from __future__ import annotations
@@ -50,6 +52,15 @@ def _interval(test: dict[str, Any]) -> str:
     return fmt_any_interval({**test, "ci": [centre - half, centre + half], "log": log})
 
 
+def _time(r: dict[str, Any]) -> str:
+    """CPU hours and the runs' commit (a second-version result); else the runs' wall-clock minutes."""
+    prov = r.get("provenance") or {}
+    if prov.get("cpu_hours") is not None:
+        commits = prov.get("run_commits") or [prov.get("commit") or ""]
+        return f"{prov['cpu_hours']:.2f} CPU h on {', '.join(c[:7] for c in commits)}"
+    return f"{r['train_seconds'] / 60:.1f} min (wall)"
+
+
 def _rows(name: str, r: dict[str, Any], version: int) -> list[str]:
     out = []
     for i, c in enumerate(r["verdict"]["claims"]):
@@ -60,7 +71,7 @@ def _rows(name: str, r: dict[str, Any], version: int) -> list[str]:
             f"| {name if i == 0 else ''} ({r['section']}) | {'v2' if version == 2 else 'v1, superseded'} | "
             f"{c['claim']} | {c.get('paper') or '—'} | {c.get('figure') or '—'} | {status} | "
             f"{fmt_any_test(test)} | {_interval(test)} | {f'{ratio:.2f}x' if ratio is not None else '—'} | "
-            f"{r['train_seconds'] / 60:.1f} |"
+            f"{_time(r)} |"
         )
     return out
 
@@ -78,7 +89,7 @@ def table(root: Path) -> str:
     names += sorted((set(current) | set(first)) - set(names))
     lines = [
         "| experiment (paper) | protocol | claim | paper | ours: the verdict's figure | verdict | test | "
-        "95% interval | ratio to the paper's | minutes |",
+        "95% interval | ratio to the paper's | time |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name in names:
@@ -99,8 +110,8 @@ def summary(root: Path) -> str:
     current, first = _load(root), _load(root / "v1")
     names = [n for n in EXPERIMENTS if n in current or n in first]
     lines = [
-        "| claim (paper) | paper | ours (protocol v2) | verdict (v2) | 95% interval | v1 verdict (superseded) |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| claim (paper) | paper | ours (protocol v2) | verdict (v2) | 95% interval | time | v1 verdict (superseded) |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name in names:
         r = current.get(name) or first[name]
@@ -108,7 +119,7 @@ def summary(root: Path) -> str:
         v1 = first[name]["verdict"]["status"] if name in first else "—"
         if c:
             test = c.get("test") or {}
-            cells = [c.get("paper") or "—", c.get("figure") or "—", f"**{c['status']}**", _interval(test)]
+            cells = [c.get("paper") or "—", c.get("figure") or "—", f"**{c['status']}**", _interval(test), _time(r)]
         elif name == "relu-vs-tanh" and name in first:  # its section unchanged: the first version's result stands
             c1 = first[name]["verdict"]["claims"][0]
             cells = [
@@ -116,19 +127,23 @@ def summary(root: Path) -> str:
                 f"{c1['figure']} (not rerun: v1's runs)",
                 c1["status"],
                 _interval(c1.get("test") or {}),
+                _time(first[name]),
             ]
         else:
             paper = (first[name]["verdict"]["claims"][0].get("paper") or "—") if name in first else "—"
-            cells = [paper, NOT_IN_V2.get(name, "pending: its runs are under way"), "—", "—"]
+            cells = [paper, NOT_IN_V2.get(name, "pending: its runs are under way"), "—", "—", "—"]
         lines.append(f"| [{name}](docs/paper.md) ({r['section']}) | " + " | ".join(cells) + f" | {v1} |")
     return "\n".join(lines)
 
 
 def replace_table(page: Path, table_text: str) -> None:
-    """``page`` with its table that starts with ``table_text``'s header line replaced by ``table_text``."""
+    """``page`` with its table whose header starts with ``table_text``'s first column replaced by
+    ``table_text`` (so a column added or renamed is written over the old table)."""
     text = page.read_text()
-    header = table_text.split("\n", 1)[0]
-    start = text.index(header)
+    first = table_text.split(" | ", 1)[0] + " | "
+    start = text.find("\n" + first) + 1
+    if start == 0:
+        raise SystemExit(f"paper_table: {page} has no table whose header starts with {first.strip()!r}")
     end = text.find("\n\n", start)
     page.write_text(text[:start] + table_text + (text[end:] if end >= 0 else "\n"))
 
