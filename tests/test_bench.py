@@ -114,7 +114,7 @@ def test_bench_train_makes_the_kernel_choices_train_makes(monkeypatch: pytest.Mo
     applied: list[dict] = []
     monkeypatch.setattr(bench, "apply_kernel_settings", applied.append)
     # the peak-FLOP/s probe (a 4096 x 4096 product) is not under test: on the 2-core EPYC CI machine of
-    # 2026-12-03 it ran for over 15 minutes in this test (1 s on the Xeon), so it is stubbed here
+    # 2026-12-03 it ran for over 15 minutes in this test (earlier CI on a Xeon passed), so it is stubbed here
     monkeypatch.setattr(bench, "matmul_flops", lambda *a, **k: 1e12)
     bench.bench_train(["lenet5"], batch_size=4, steps=1, warmup=0, repeats=1, device="cpu", log=lambda s: None)
     dev = torch.device("cpu")
