@@ -113,9 +113,63 @@ def test_bench_train_makes_the_kernel_choices_train_makes(monkeypatch: pytest.Mo
 
     applied: list[dict] = []
     monkeypatch.setattr(bench, "apply_kernel_settings", applied.append)
-    # the peak-FLOP/s probe (a 4096 x 4096 product) is not under test: on the 2-core EPYC CI machine of
-    # 2026-12-03 it ran for over 15 minutes in this test (earlier CI on a Xeon passed), so it is stubbed here
-    monkeypatch.setattr(bench, "matmul_flops", lambda *a, **k: 1e12)
     bench.bench_train(["lenet5"], batch_size=4, steps=1, warmup=0, repeats=1, device="cpu", log=lambda s: None)
     dev = torch.device("cpu")
     assert applied == [kernel_settings(dev, deterministic=False, tf32=True, cudnn_benchmark=True)]
+
+
+def test_the_matmul_probe_grows_only_while_a_product_fits_its_budget() -> None:
+    """A fixed 4096 x 4096 bf16 product took minutes on a CPU that emulates bf16 (0.8 GFLOP/s): the probe's
+    size doubles only while the next product (8x the work) fits the budget, up to the largest."""
+    from alexnet.bench import probe_size
+
+    def at(gflops: float) -> tuple[list[int], object]:
+        tried: list[int] = []
+
+        def seconds_for(n: int) -> float:
+            tried.append(n)
+            return 2 * n**3 / (gflops * 1e9)
+
+        return tried, seconds_for
+
+    tried, slow = at(0.8)  # bf16 emulated on an AVX2 CPU
+    n = probe_size(slow, 4096, budget=0.5)
+    assert n == 512 and tried == [256, 512]  # 8 x 0.34 s for 1024 would be past the budget
+    assert 2 * n**3 / 0.8e9 <= 0.5
+    tried, fast = at(1e6)  # a GPU: every size fits, up to the largest
+    assert probe_size(fast, 8192, budget=0.5) == 8192 and tried == [256, 512, 1024, 2048, 4096]
+    assert probe_size(slow, 4096, budget=0.0) == 256  # the smallest, whatever the budget
+
+
+def test_the_matmul_probe_reports_its_size() -> None:
+    from alexnet.bench import matmul_flops
+
+    flops, n = matmul_flops(torch.device("cpu"), "fp32", n=64, repeats=1)
+    assert n == 64 and flops > 0
+    flops, n = matmul_flops(torch.device("cpu"), "fp32", repeats=1, budget=0.0)
+    assert n == 256 and flops > 0
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_half_precision_on_a_cpu_without_its_kernels_is_said(monkeypatch: pytest.MonkeyPatch, native: bool) -> None:
+    """bf16/fp16 asked on a CPU that oneDNN says has no kernels for them: one line saying so and what is
+    fast instead, from train, evaluate and bench; nothing for fp32, auto, or a GPU."""
+    from alexnet import bench
+    from alexnet.runtime import slow_half_precision
+
+    for name in ("_is_mkldnn_bf16_supported", "_is_mkldnn_fp16_supported"):
+        monkeypatch.setattr(torch.ops.mkldnn, name, lambda: native)
+    for precision in ("bf16", "fp16"):
+        note = slow_half_precision(precision, "cpu")
+        assert (note is None) == native
+        if note:
+            assert note.startswith(f"--precision {precision}: this CPU has no native {precision} kernels")
+            assert "--precision fp32 or auto" in note and "\n" not in note
+        assert slow_half_precision(precision, "cuda") is None
+    assert slow_half_precision("fp32", "cpu") is None and slow_half_precision("auto", "cpu") is None
+    said: list[str] = []
+    monkeypatch.setattr(bench, "matmul_flops", lambda *a, **k: (1e12, 256))  # the note, not the probe, is tested
+    bench.bench_train(
+        ["lenet5"], batch_size=2, steps=1, warmup=0, repeats=1, device="cpu", precision="bf16", log=said.append
+    )
+    assert any(s.startswith("--precision bf16: this CPU") for s in said) != native

@@ -88,11 +88,16 @@ def test_evaluate_json(capsys: pytest.CaptureFixture[str], trained_run: Path, ti
 
 
 def test_evaluate_in_the_runs_own_precision_gives_its_validation_figure(
-    capsys: pytest.CaptureFixture[str], trained_run: Path, tiny_folder: Path
+    capsys: pytest.CaptureFixture[str], trained_run: Path, tiny_folder: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The default ``--precision run`` and an explicit fp32 (the run's) reproduce the best epoch's
-    validation error from metrics.csv exactly; bf16 is another measurement; a bad value is refused."""
+    validation error from metrics.csv exactly; bf16 is another measurement (on a CPU that emulates
+    it, said on stderr, the JSON on stdout intact); a bad value is refused."""
     import csv
+
+    import torch
+
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
 
     rows = list(csv.DictReader(open(trained_run / "metrics.csv")))
     best = min(float(r["val_top1_error"]) for r in rows)
@@ -104,6 +109,7 @@ def test_evaluate_in_the_runs_own_precision_gives_its_validation_figure(
         capsys, "evaluate", str(trained_run), "--data", str(tiny_folder), "--json", "--precision", "bf16"
     )
     assert code == 0 and 0 <= json.loads(out)["top1_error"] <= 1, err
+    assert "--precision bf16: this CPU has no native bf16 kernels" in err
     with pytest.raises(SystemExit) as e:
         main(["evaluate", str(trained_run), "--data", str(tiny_folder), "--precision", "fp8"])
     assert e.value.code == 2 and "--precision" in capsys.readouterr().err

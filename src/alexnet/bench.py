@@ -61,6 +61,7 @@ from .runtime import (
     kernel_settings,
     pick_device,
     resolve_precision,
+    slow_half_precision,
 )
 
 
@@ -280,10 +281,38 @@ def _timed(run_step: Any, steps: int, warmup: int, device: torch.device) -> floa
     return (time.perf_counter() - t0) / steps
 
 
-def matmul_flops(device: torch.device, precision: str, n: int | None = None, repeats: int = 5) -> float:
-    """FLOP/s of an n x n matrix product in the step's precision on ``device`` (the median of a few)."""
+def probe_size(seconds_for: Any, largest: int, budget: float, smallest: int = 256) -> int:
+    """The largest power-of-two size from ``smallest`` up to ``largest`` whose n x n product should take
+    at most ``budget`` seconds, from ``seconds_for(n)`` (one product's time) at the sizes tried: doubling
+    n multiplies the work by 8, so n doubles while 8x the last time fits the budget."""
+    n = smallest
+    while n < largest and 8 * seconds_for(n) <= budget:
+        n *= 2
+    return n
+
+
+def matmul_flops(
+    device: torch.device, precision: str, n: int | None = None, repeats: int = 5, budget: float = 0.5
+) -> tuple[float, int]:
+    """FLOP/s of an n x n matrix product in the step's precision on ``device`` (the median of a few),
+    and the n it used. By default n is the largest power of two up to 8192 (GPU) or 4096 (CPU) whose
+    product takes at most ``budget`` seconds: a CPU without native bf16 emulates it about 100x slower
+    than fp32, and there a fixed 4096 x 4096 product took minutes."""
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
-    n = n or (8192 if device.type == "cuda" else 4096)
+
+    def seconds_for(k: int) -> float:
+        a = torch.randn(k, k, device=device).to(dtype)
+        b = torch.randn(k, k, device=device).to(dtype)
+        times = []
+        for _ in range(2):  # the first call pays for the kernel's set-up
+            _sync(device)
+            t0 = time.perf_counter()
+            a @ b
+            _sync(device)
+            times.append(time.perf_counter() - t0)
+        return times[-1]
+
+    n = n or probe_size(seconds_for, 8192 if device.type == "cuda" else 4096, budget)
     a = torch.randn(n, n, device=device).to(dtype)
     b = torch.randn(n, n, device=device).to(dtype)
     times = []
@@ -293,7 +322,7 @@ def matmul_flops(device: torch.device, precision: str, n: int | None = None, rep
         a @ b
         _sync(device)
         times.append(time.perf_counter() - t0)
-    return 2 * n**3 / statistics.median(times[1:])
+    return 2 * n**3 / statistics.median(times[1:]), n
 
 
 def _lrn_off(name: str) -> dict[str, Any] | None:
@@ -459,7 +488,7 @@ def bench_train(
     models: list[str],
     *,
     batch_size: int = 64,
-    precision: str = "bf16",
+    precision: str = "auto",
     compile: bool = False,
     compile_mode: str = "default",
     channels_last: bool = True,
@@ -486,6 +515,8 @@ def bench_train(
     # the kernel choices `alexnet train` makes by default: cuDNN autotuning, TF32 for fp32 matmuls
     apply_kernel_settings(kernel_settings(dev, deterministic=False, tf32=tf32, cudnn_benchmark=True))
     prec = resolve_precision(precision, dev)
+    if note := slow_half_precision(prec, dev):
+        say(note)
     arms: list[tuple[str, str, Any]] = []  # (model, arm, step callable)
     reference = ReferenceLoader(Path(jpeg_dir), batch_size, workers, dev.type == "cuda") if jpeg_dir else None
     info: dict[str, dict[str, Any]] = {}
@@ -526,7 +557,7 @@ def bench_train(
     for _, _, fn in arms:
         if hasattr(fn, "close"):
             fn.close()
-    flops = matmul_flops(dev, prec)
+    flops, flops_n = matmul_flops(dev, prec)
     results = []
     for name in models:
         rate = {a: batch_size / statistics.median(times[(m, a)]) for (m, a) in times if m == name}
@@ -547,6 +578,7 @@ def bench_train(
             "baseline_images_per_sec": rate.get("baseline"),
             "ratio": rate["end_to_end"] / rate["baseline"] if "baseline" in rate and "end_to_end" in rate else None,
             "matmul_flops": flops,
+            "matmul_n": flops_n,
             "step_flops_per_image": step_flops,
             "step_flops_fraction": rate["step"] * step_flops / flops,
             "runs_seconds_per_step": {a: times[(m, a)] for (m, a) in times if m == name},

@@ -131,6 +131,34 @@ def resolve_precision(precision: str, device: torch.device | str) -> str:
     return "fp32"
 
 
+def slow_half_precision(precision: str, device: torch.device | str) -> str | None:
+    """A one-line note when ``precision`` (bf16, fp16) runs on a CPU without native kernels for it, else
+    None. oneDNN reports whether the CPU has them (AVX-512 BF16 / FP16, AMX); without them torch emulates
+    the type, far slower than fp32: a 1024 x 1024 bf16 product ran at 0.8 GFLOP/s against fp32's 110 on a
+    2-core AMD EPYC with AVX2 only (2026-12-03), where the AVX-512 BF16 machine of
+    benchmarks/results/train-cpu.md ran bf16 products at about 4x its fp32 rate (2026-11-28)."""
+    device = torch.device(device)
+    precision = resolve_precision(precision, device)
+    if device.type != "cpu" or precision not in ("bf16", "fp16"):
+        return None
+    try:
+        probe = (
+            torch.ops.mkldnn._is_mkldnn_bf16_supported
+            if precision == "bf16"
+            else torch.ops.mkldnn._is_mkldnn_fp16_supported
+        )
+        native = bool(probe())
+    except (AttributeError, RuntimeError):  # a torch without the probe: nothing known, nothing said
+        return None
+    if native:
+        return None
+    return (
+        f"--precision {precision}: this CPU has no native {precision} kernels (oneDNN reports none), so torch "
+        "emulates it, many times slower than fp32 (about 100x for a matrix product on an AVX2 EPYC); "
+        "--precision fp32 or auto is the fast choice here"
+    )
+
+
 def autocast_context(device: torch.device, precision: str, cache: bool = True) -> Any:
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(resolve_precision(precision, device))
     return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None, cache_enabled=cache)

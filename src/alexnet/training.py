@@ -69,6 +69,7 @@ from .runtime import (
     resolve_precision,
     seed_everything,
     select_device,
+    slow_half_precision,
 )
 
 
@@ -577,6 +578,8 @@ def build(cfg: TrainConfig, dinfo: DistInfo, folder: RunFolder, say: Callable[[s
     keep_freed_memory()  # no page faults on large activations every step (see runtime.py)
     check_fast_paths(cfg, device, dinfo)
     precision = resolve_precision(cfg.precision, device)
+    if note := slow_half_precision(precision, device):
+        say(note)
     apply_kernel_settings(
         kernel_settings(device, deterministic=cfg.deterministic, tf32=cfg.tf32, cudnn_benchmark=cfg.cudnn_benchmark)
     )

@@ -47,7 +47,12 @@ def add_parser(sub: Any) -> None:
         "--model", nargs="+", default=["alexnet"], metavar="NAME", help="one or more models (default: alexnet)"
     )
     bt.add_argument("--batch-size", type=int, default=64)
-    bt.add_argument("--precision", default="bf16", choices=["auto", "fp32", "bf16", "fp16"])
+    bt.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "fp32", "bf16", "fp16"],
+        help="auto (the default, as alexnet train's): bf16 on a GPU that has it, else fp32",
+    )
     bt.add_argument("--compile", action="store_true", help="torch.compile the network")
     bt.add_argument(
         "--compile-mode",
@@ -177,5 +182,5 @@ def run_train(args: argparse.Namespace) -> int:
             f"{f(r['baseline_images_per_sec'])} | {f(r['ratio'], '{:.2f}x')} | "
             f"{f(r['step_flops_fraction'], '{:.0%}')} |"
         )
-    print(f"matmul: {r0['matmul_flops'] / 1e9:,.0f} GFLOP/s ({r0['precision']})")
+    print(f"matmul: {r0['matmul_flops'] / 1e9:,.0f} GFLOP/s ({r0['precision']}, {r0['matmul_n']} x {r0['matmul_n']})")
     return 0

@@ -10,6 +10,7 @@ Usage::
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,7 +27,7 @@ from ..data.transforms import EvalTransform, eval_batch
 from ..engine.evaluation import EvalResult, evaluate_model
 from ..errors import UserError
 from ..models import create_model
-from ..runtime import pick_device, resolve_precision
+from ..runtime import pick_device, resolve_precision, slow_half_precision
 from .base import ClassifierBase, Prediction, expand_inputs
 
 __all__ = ["Classifier", "Prediction", "evaluate", "expand_inputs", "load"]
@@ -202,6 +203,9 @@ class Classifier(ClassifierBase):
         gpu = self.device.type == "cuda"
         if gpu:
             self.model.to(memory_format=torch.channels_last)
+        precision = resolve_precision(self.run_precision() if precision == "run" else precision, self.device)
+        if note := slow_half_precision(precision, self.device):  # a GPU run's bf16, evaluated on a laptop
+            print(note, file=sys.stderr)
         return evaluate_model(
             self.model,
             loader,
@@ -210,7 +214,7 @@ class Classifier(ClassifierBase):
             device=self.device,
             progress=progress,
             ten_crop=ten_crop,
-            precision=resolve_precision(self.run_precision() if precision == "run" else precision, self.device),
+            precision=precision,
             channels_last=gpu,
         )
 
