@@ -153,7 +153,8 @@ def test_the_matmul_probe_reports_its_size() -> None:
 @pytest.mark.parametrize("native", [True, False])
 def test_half_precision_on_a_cpu_without_its_kernels_is_said(monkeypatch: pytest.MonkeyPatch, native: bool) -> None:
     """bf16/fp16 asked on a CPU that oneDNN says has no kernels for them: one line saying so and what is
-    fast instead, from train, evaluate and bench; nothing for fp32, auto, or a GPU."""
+    fast instead (here from bench; train's and evaluate's in test_train.py and test_cli.py); nothing for
+    fp32, auto, or a GPU."""
     from alexnet import bench
     from alexnet.runtime import slow_half_precision
 
