@@ -291,6 +291,20 @@ def probe_size(seconds_for: Any, largest: int, budget: float, smallest: int = 25
     return n
 
 
+def _product_seconds(device: torch.device, dtype: torch.dtype, n: int, calls: int) -> list[float]:
+    """Seconds of each of ``calls`` n x n products on ``device`` (the first pays for the kernel's set-up)."""
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
+    times = []
+    for _ in range(calls):
+        _sync(device)
+        t0 = time.perf_counter()
+        a @ b
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
 def matmul_flops(
     device: torch.device, precision: str, n: int | None = None, repeats: int = 5, budget: float = 0.5
 ) -> tuple[float, int]:
@@ -299,30 +313,9 @@ def matmul_flops(
     product takes at most ``budget`` seconds: a CPU without native bf16 emulates it about 100x slower
     than fp32, and there a fixed 4096 x 4096 product took minutes."""
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
-
-    def seconds_for(k: int) -> float:
-        a = torch.randn(k, k, device=device).to(dtype)
-        b = torch.randn(k, k, device=device).to(dtype)
-        times = []
-        for _ in range(2):  # the first call pays for the kernel's set-up
-            _sync(device)
-            t0 = time.perf_counter()
-            a @ b
-            _sync(device)
-            times.append(time.perf_counter() - t0)
-        return times[-1]
-
-    n = n or probe_size(seconds_for, 8192 if device.type == "cuda" else 4096, budget)
-    a = torch.randn(n, n, device=device).to(dtype)
-    b = torch.randn(n, n, device=device).to(dtype)
-    times = []
-    for _ in range(repeats + 1):
-        _sync(device)
-        t0 = time.perf_counter()
-        a @ b
-        _sync(device)
-        times.append(time.perf_counter() - t0)
-    return 2 * n**3 / statistics.median(times[1:]), n
+    largest = 8192 if device.type == "cuda" else 4096
+    n = n or probe_size(lambda k: _product_seconds(device, dtype, k, 2)[-1], largest, budget)
+    return 2 * n**3 / statistics.median(_product_seconds(device, dtype, n, repeats + 1)[1:]), n
 
 
 def _lrn_off(name: str) -> dict[str, Any] | None:
